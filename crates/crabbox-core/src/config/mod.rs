@@ -1,0 +1,1 @@
+//! Layered configuration (owned by the config work in progress).

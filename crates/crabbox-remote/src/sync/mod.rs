@@ -1,0 +1,1 @@
+//! Git-aware sync: manifest, excludes, fingerprint.
