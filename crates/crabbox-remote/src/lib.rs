@@ -3,4 +3,12 @@
 //! scripts that run on a runner. It does not decide *which* lease to use or how to report
 //! progress: callers pass plans in and get typed results and errors back.
 
+pub mod git_seed;
+pub mod keys;
+pub mod process;
+pub mod quote;
+pub mod rsync;
+pub mod session;
+pub mod ssh;
+pub mod sshd;
 pub mod sync;

@@ -1,0 +1,102 @@
+# crabbox session: runs on the runner as ONE remote exec per `crabbox run`.
+# It takes the lease's run lock, compares the sync fingerprint, receives a sync when needed
+# (manifest over stdin, files over a parallel rsync on the same SSH connection), then runs the
+# command with stdin from /dev/null. Its own stdin stays open as a lifeline: EOF means the
+# client went away or was interrupted, and the command's process group is killed.
+# Protocol lines go to stdout before the command starts: "@@crabbox@@ <word> [args]".
+set -u
+workdir=$1 meta=$2 lock=$3 want_fp=$4 lock_wait=$5 mode=$6 flags=$7 helper=$8
+shift 8
+proto() { printf '@@crabbox@@ %s\n' "$*"; }
+fail() { proto "error $1 ${2// /_}"; printf 'crabbox: %s\n' "$2" >&2; exit "$3"; }
+
+mkdir -p -- "${lock%/*}" 2>/dev/null || fail remote "could not create ${lock%/*}" 7
+
+# The run lock covers sync and command together, so two runs on one lease never interleave a
+# sync with a command (the other run would execute the wrong revision).
+exec 9>>"$lock"
+if command -v flock >/dev/null 2>&1; then
+  if ! flock -n 9; then
+    proto waiting
+    printf 'crabbox: another run holds this lease; waiting up to %ss\n' "$lock_wait" >&2
+    flock -w "$lock_wait" 9 || fail locked "lease busy: another run still holds the lock after ${lock_wait}s" 75
+  fi
+else
+  waited=0
+  until mkdir "$lock.d" 2>/dev/null; do
+    owner=$(cat "$lock.d/pid" 2>/dev/null)
+    if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then rm -rf "$lock.d"; continue; fi
+    [ "$waited" -ge "$lock_wait" ] && fail locked "lease busy: another run still holds the lock after ${lock_wait}s" 75
+    [ "$waited" = 0 ] && { proto waiting; printf 'crabbox: another run holds this lease; waiting\n' >&2; }
+    sleep 1; waited=$((waited + 1))
+  done
+  echo $$ >"$lock.d/pid"
+  trap 'rm -rf "$lock.d"' EXIT
+fi
+
+case "$flags" in *full-resync*)
+  rm -rf -- "$workdir" 2>/dev/null || fail remote "could not clear $workdir" 7 ;;
+esac
+mkdir -p -- "$workdir" "$meta" 2>/dev/null || fail remote "could not create $workdir" 7
+cd -- "$workdir" || fail remote "could not enter $workdir" 7
+
+have_fp=$(cat "$meta/sync-fingerprint" 2>/dev/null)
+case "$flags" in *git*) [ -f .git/HEAD ] || git init -q . >/dev/null 2>&1 ;; esac
+case "$flags" in *no-sync*) nosync=1 ;; *) nosync= ;; esac
+if [ -n "$nosync" ]; then
+  proto skipped no-sync
+elif [ -n "$want_fp" ] && [ "$have_fp" = "$want_fp" ]; then
+  proto skipped unchanged
+else
+  rm -f "$meta/sync-fingerprint"
+  proto sync
+  # Manifest frame: "<manifest bytes> <deleted bytes>\n" then both NUL lists.
+  IFS=' ' read -r mlen dlen || fail sync "sync manifest header missing" 6
+  perl -e "$helper" -- receive "$meta" "$mlen" "$dlen" "$flags" || fail sync "could not apply sync manifest (see stderr)" 66
+  proto ready
+  IFS=' ' read -r verb head index_commit branch upstream || fail sync "client went away during sync" 6
+  [ "$verb" = synced ] || fail sync "sync aborted by client" 6
+  if [ "$head" != - ]; then
+    git update-ref --no-deref HEAD "$head" 2>/dev/null
+    if [ "$branch" != - ]; then
+      git update-ref "refs/heads/$branch" "$head" && git symbolic-ref HEAD "refs/heads/$branch"
+      if [ "$upstream" != - ]; then
+        git config "branch.$branch.remote" origin && git config "branch.$branch.merge" "refs/heads/$upstream"
+      fi
+    fi
+    git read-tree "${index_commit/#-/$head}" 2>/dev/null || git read-tree "$head" 2>/dev/null || true
+  fi
+  perl -e "$helper" -- snapshot "$meta" || true
+  # Cache the login environment once per sync so warm runs need no login shell.
+  bash -lc 'cd /; for v in $(compgen -e); do case $v in PWD|OLDPWD|SHLVL|_|SSH_*|BASH_*|SHELLOPTS|BASHOPTS|TERM) continue;; esac; printf "export %s=%q\n" "$v" "${!v}"; done' </dev/null >"$meta/login-env.new" 2>/dev/null \
+    && mv -f "$meta/login-env.new" "$meta/login-env"
+  [ -n "$want_fp" ] && printf '%s' "$want_fp" >"$meta/sync-fingerprint"
+  proto synced
+fi
+
+case "$flags" in *sync-only*) proto done; exit 0 ;; esac
+
+[ -f "$meta/login-env" ] && . "$meta/login-env"
+cd -- "$workdir" || fail remote "could not enter $workdir" 7
+# Forwarded environment: "K=V" words until "--".
+while [ $# -gt 0 ] && [ "$1" != -- ]; do export "$1"; shift; done
+shift
+proto exec
+# Job control gives the command and the lifeline process groups of their own. Neither keeps
+# the lock descriptor: a daemon the command leaves behind must not hold the lease's lock.
+set -m
+if [ "$mode" = shell ]; then bash -c "$1" </dev/null 9>&- & else "$@" </dev/null 9>&- & fi
+child=$!
+( cat >/dev/null; kill -TERM -- "-$child"; sleep 3; kill -KILL -- "-$child" ) </dev/stdin >/dev/null 2>&1 9>&- &
+lifeline=$!
+set +m
+wait "$child"
+rc=$?
+kill -- "-$lifeline" 2>/dev/null
+# The command may have changed synced files: compare the stat snapshot in the background
+# (still holding the lock, detached from this session so the client returns at once) and drop
+# the fingerprint when anything changed, so the next run re-syncs.
+if [ -f "$meta/stat-snapshot" ]; then
+  ( perl -e "$helper" -- verify "$meta" || rm -f "$meta/sync-fingerprint" ) </dev/null >/dev/null 2>&1 &
+fi
+exit "$rc"
