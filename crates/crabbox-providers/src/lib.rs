@@ -1,1 +1,91 @@
-//! placeholder
+//! The `Provider` trait and its direct-mode implementations: `local` (a private sshd per lease
+//! on this machine) and `ssh` (static hosts from config). Also the local claim store that lets
+//! `list`, `status` and `stop` see leases across processes. Providers return lease records;
+//! they never print and never decide what to run on a lease.
+
+pub mod claims;
+pub mod local;
+pub mod record;
+pub mod static_ssh;
+
+use async_trait::async_trait;
+
+pub use claims::ClaimStore;
+pub use record::{AcquireRequest, LeaseRecord};
+
+/// Errors every provider speaks, so retry and fallback never parse provider strings.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("lease {0} not found")]
+    NotFound(String),
+    #[error("invalid lease request: {0}")]
+    InvalidSpec(String),
+    #[error("no capacity: {0}")]
+    Capacity(String),
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    #[error("provider authentication failed: {0}")]
+    Auth(String),
+    #[error("temporary provider failure: {0}")]
+    Transient(String),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Whether a lease's runner is still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Alive,
+    /// The runner is gone; the reason is shown to the user.
+    Gone(String),
+    /// The provider cannot tell without connecting.
+    Unknown,
+}
+
+/// A lease backend. Object-safe; held as `Arc<dyn Provider>`.
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// Canonical provider name (`local`, `ssh`).
+    fn name(&self) -> &'static str;
+
+    /// Whether leases get a per-lease key (managed runners) or use the configured one.
+    fn per_lease_key(&self) -> bool;
+
+    /// The command that proves a runner is ready once SSH works.
+    fn ready_check(&self) -> &'static str {
+        "git --version >/dev/null && rsync --version >/dev/null"
+    }
+
+    /// Creates (or, for static hosts, adopts) a runner.
+    async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError>;
+
+    /// Checks whether the lease's runner still exists.
+    async fn health(&self, lease: &LeaseRecord) -> Health;
+
+    /// Deletes the runner (static hosts: nothing to delete).
+    async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError>;
+}
+
+/// Looks a provider up by name or alias.
+pub fn provider_for(name: &str, cfg: &ProviderConfig) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "local" => Ok(std::sync::Arc::new(local::LocalProvider::new(cfg.state_dir.clone()))),
+        "ssh" | "static" | "static-ssh" => Ok(std::sync::Arc::new(static_ssh::StaticSshProvider::new(cfg.static_host.clone()))),
+        other => Err(ProviderError::InvalidSpec(format!(
+            "unknown provider {other:?} (this build supports: local, ssh)"
+        ))),
+    }
+}
+
+/// What providers need from the resolved configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderConfig {
+    pub state_dir: std::path::PathBuf,
+    pub static_host: static_ssh::StaticHost,
+}

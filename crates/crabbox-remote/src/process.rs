@@ -178,3 +178,8 @@ pub fn pid_alive(pid: i32) -> bool {
     rustix::process::Pid::from_raw(pid)
         .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
+
+/// The effective user id of this process.
+pub fn current_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}

@@ -1,0 +1,112 @@
+//! The `local` provider: every lease is a real OpenSSH sshd on a free loopback port, running
+//! as the current user with its own host key and work root under the state directory. It runs
+//! the whole data plane (SSH, rsync, git) for real, without any cloud.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use crabbox_remote::sshd;
+
+use crate::record::{AcquireRequest, LeaseRecord};
+use crate::{Health, Provider, ProviderError};
+
+/// The local provider.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    root: PathBuf,
+}
+
+impl LocalProvider {
+    pub fn new(state_dir: PathBuf) -> Self {
+        Self { root: state_dir.join("local") }
+    }
+
+    fn lease_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+}
+
+/// The current user's login name.
+pub fn current_user() -> String {
+    let uid = rustix_uid();
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            let mut fields = line.split(':');
+            let (Some(name), _, Some(id)) = (fields.next(), fields.next(), fields.next()) else { continue };
+            if id.parse::<u32>().ok() == Some(uid) {
+                return name.to_owned();
+            }
+        }
+    }
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "root".into())
+}
+
+fn rustix_uid() -> u32 {
+    crabbox_remote::process::current_uid()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn per_lease_key(&self) -> bool {
+        true
+    }
+
+    async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
+        let dir = self.lease_dir(&req.lease_id);
+        let user = current_user();
+        let handle = sshd::start(&dir.join("sshd"), &user, &req.public_key).await.map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            ProviderError::Io { context: format!("could not start sshd for lease {}", req.lease_id), source: Box::new(e) }
+        })?;
+        let created = now();
+        Ok(LeaseRecord {
+            lease_id: req.lease_id.clone(),
+            slug: req.slug.clone(),
+            provider: "local".into(),
+            server_id: handle.pid.to_string(),
+            server_type: "local".into(),
+            ssh_host: "127.0.0.1".into(),
+            ssh_user: user,
+            ssh_port: handle.port,
+            ssh_fallback_ports: vec![],
+            ssh_host_key: Some(handle.host_key),
+            ssh_key: None,
+            work_root: dir.join("work").display().to_string(),
+            keep: req.keep,
+            repo_root: None,
+            created_at: created,
+            last_touched_at: created,
+            ttl_secs: req.ttl_secs,
+            idle_timeout_secs: req.idle_timeout_secs,
+            state: "ready".into(),
+            labels: [("class".to_owned(), req.class.clone())].into(),
+        })
+    }
+
+    async fn health(&self, lease: &LeaseRecord) -> Health {
+        let dir = self.lease_dir(&lease.lease_id).join("sshd");
+        if sshd::alive(&dir) {
+            Health::Alive
+        } else {
+            Health::Gone(format!("its sshd (pid {}) is not running", lease.server_id))
+        }
+    }
+
+    async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
+        let dir = self.lease_dir(&lease.lease_id);
+        sshd::stop(&dir.join("sshd")).await;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ProviderError::Io { context: format!("could not remove {}", dir.display()), source: Box::new(e) }),
+        }
+    }
+}
