@@ -5,6 +5,7 @@
 
 pub mod git_seed;
 pub mod keys;
+pub mod manifest;
 pub mod process;
 pub mod quote;
 pub mod rsync;

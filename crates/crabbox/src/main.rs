@@ -1,1 +1,37 @@
-fn main() {}
+//! `crabbox`: parse, run the command, report errors, exit with the contract's code.
+
+mod cli;
+mod commands;
+mod error;
+mod godur;
+mod lease;
+mod output;
+mod paths;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(commands::dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            output::err(err.report().trim_end());
+            ExitCode::from(err.code)
+        }
+    }
+}

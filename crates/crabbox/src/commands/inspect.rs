@@ -1,0 +1,51 @@
+//! `crabbox inspect <id>`: every detail of a lease, one `key=value` per line.
+
+use crate::error::CliResult;
+use crate::lease;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Lease id or slug.
+    pub lease: Option<String>,
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: Args) -> CliResult<u8> {
+    let ctx = lease::context(&[])?;
+    let record = super::status::find(&ctx, args.lease, args.id)?;
+    let v = lease::view(&ctx, &record).await;
+    if args.json {
+        output::json(&v);
+        return Ok(0);
+    }
+    for (k, val) in [
+        ("id", v.id.clone()),
+        ("slug", v.slug.clone()),
+        ("provider", v.provider.clone()),
+        ("target", v.target.clone()),
+        ("state", v.state.clone()),
+        ("server", v.server_id.clone()),
+        ("host", v.host.clone()),
+        ("ssh", format!("{}@{}:{}", v.ssh_user, v.host, v.ssh_port)),
+        ("ssh_key", v.ssh_key.clone()),
+        ("work_root", v.work_root.clone()),
+        ("repo", v.repo_root.clone().unwrap_or_default()),
+        ("idle_for", v.idle_for.clone()),
+        ("idle_timeout", v.idle_timeout.clone()),
+        ("ttl", v.ttl.clone()),
+        ("created", v.created_at.clone()),
+        ("last_touched", v.last_touched_at.clone()),
+        ("expires", v.expires_at.clone()),
+    ] {
+        output::out(format!("{k}={}", if val.is_empty() { "-".into() } else { val }));
+    }
+    for (k, val) in &v.labels {
+        output::out(format!("label.{k}={val}"));
+    }
+    Ok(0)
+}

@@ -1,0 +1,326 @@
+//! `crabbox run`: lease (or reuse), sync, run, stream, report, release.
+
+use std::time::Instant;
+
+use crabbox_api::view::{SyncPhase, TimingReport};
+use crabbox_api::{ExitStatus, RunId};
+use crabbox_remote::git_seed;
+use crabbox_remote::manifest;
+use crabbox_remote::rsync::RsyncOptions;
+use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, SyncPayload, run_session};
+
+use crate::cli::LeaseFlags;
+use crate::error::{CliError, CliResult};
+use crate::lease::{self, Ctx};
+use crate::output::{self, Progress};
+use crate::godur;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Reuse this lease (id or slug) instead of leasing a fresh one.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Keep a freshly leased runner after the command.
+    #[arg(long)]
+    pub keep: bool,
+    /// Skip the sync; run in the existing remote workdir.
+    #[arg(long = "no-sync", conflicts_with_all = ["sync_only", "full_resync"])]
+    pub no_sync: bool,
+    /// Sync, then exit without running a command.
+    #[arg(long = "sync-only")]
+    pub sync_only: bool,
+    /// Wipe the remote workdir and sync everything again.
+    #[arg(long = "full-resync", alias = "fresh-sync")]
+    pub full_resync: bool,
+    /// Compare file contents instead of size and time (rsync --checksum).
+    #[arg(long)]
+    pub checksum: bool,
+    /// Sync even past the large-sync fail thresholds.
+    #[arg(long = "force-sync-large")]
+    pub force_sync_large: bool,
+    /// Run the words through the remote shell (pipes, globs, &&).
+    #[arg(long)]
+    pub shell: bool,
+    /// Forward this environment variable (repeatable, comma lists, trailing * wildcard).
+    #[arg(long = "allow-env", value_delimiter = ',')]
+    pub allow_env: Vec<String>,
+    /// Print the timing record as JSON on stderr.
+    #[arg(long = "timing-json")]
+    pub timing_json: bool,
+    /// Label for the timing record.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// How long to wait for another run holding the lease (Go duration).
+    #[arg(long = "lock-timeout", default_value = "30m")]
+    pub lock_timeout: String,
+    #[command(flatten)]
+    pub lease: LeaseFlags,
+    /// The command to run (after `--`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+const SHELL_OPERATORS: &[&str] = &["&&", "||", ";", "|", ">", ">>", "<", "2>", "2>>"];
+
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| valid_env_name(name))
+}
+
+/// Decides argv vs shell mode (spec §4.10 step 6) and returns the words to send.
+pub fn command_words(argv: &[String], force_shell: bool) -> (bool, Vec<String>) {
+    use crabbox_remote::quote::sh_quote;
+    if force_shell {
+        return (true, argv.to_vec());
+    }
+    if argv.len() == 1 && argv[0].chars().any(|c| " \t\n&|;<>*$`\\()".contains(c)) {
+        return (true, argv.to_vec());
+    }
+    let leading_assignment = argv.first().is_some_and(|w| is_assignment(w));
+    let has_operator = argv.iter().any(|w| SHELL_OPERATORS.contains(&w.as_str()));
+    if leading_assignment || has_operator {
+        let mut seen_command = false;
+        let words = argv
+            .iter()
+            .map(|w| {
+                if SHELL_OPERATORS.contains(&w.as_str()) {
+                    seen_command = false;
+                    w.clone()
+                } else if !seen_command && is_assignment(w) {
+                    let (k, v) = w.split_once('=').expect("assignment");
+                    format!("{k}={}", sh_quote(v))
+                } else {
+                    seen_command = true;
+                    sh_quote(w)
+                }
+            })
+            .collect();
+        return (true, words);
+    }
+    (false, argv.to_vec())
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Local variables selected by the allowlist (exact names or `PREFIX*`).
+pub fn forwarded_env(allow: &[String], vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vars
+        .filter(|(name, _)| {
+            valid_env_name(name)
+                && allow.iter().any(|pat| match pat.strip_suffix('*') {
+                    Some("") => false,
+                    Some(prefix) => name.starts_with(prefix),
+                    None => pat == name,
+                })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub async fn run(args: Args) -> CliResult<u8> {
+    let total = Instant::now();
+    if args.command.is_empty() && !args.sync_only {
+        return Err(CliError::msg(ExitStatus::Usage, "no command given").hint("usage: crabbox run [flags] -- <command> [args…]"));
+    }
+    if args.id.is_some() && args.lease.slug.is_some() {
+        return Err(CliError::msg(ExitStatus::Usage, "--slug names a new lease and cannot be combined with --id"));
+    }
+    let lock_wait = godur::parse(&args.lock_timeout).map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))?;
+    let ctx = lease::context(&lease::lease_flag_values(&args.lease))?;
+    let progress = Progress::start(false);
+    let (mut record, fresh, lease_ms, bootstrap_ms) = match &args.id {
+        Some(id) => (lease::resolve(&ctx, id).await?, false, 0, 0),
+        None => {
+            let (record, lease_time, ready) = lease::acquire(&ctx, &args.lease, args.keep, &progress).await?;
+            (record, true, lease_time.as_millis() as u64, ready.as_millis() as u64)
+        }
+    };
+    lease::touch(&ctx, &mut record);
+    let run_id = RunId::generate();
+    let outcome = execute(&ctx, &args, &record, &run_id, lock_wait, &progress).await;
+    progress.finish();
+
+    let release = fresh && !args.keep;
+    let mut stopped = false;
+    if release {
+        match lease::release(&ctx, &record).await {
+            Ok(()) => stopped = true,
+            Err(err) => output::warn(format!("could not release lease {}: {}", record.lease_id, err.error)),
+        }
+    }
+    let (outcome, result) = match outcome {
+        Ok(o) => (o, Ok(())),
+        Err(e) => (Default::default(), Err(e)),
+    };
+    let exit = match &result {
+        Ok(()) => outcome.exit_code,
+        Err(e) => i32::from(e.code),
+    };
+    let report = TimingReport {
+        provider: record.provider.clone(),
+        lease_id: record.lease_id.clone(),
+        slug: record.slug.clone(),
+        lease_ms,
+        bootstrap_ms,
+        sync_ms: outcome.sync_ms,
+        sync_phases: outcome.phases.iter().map(|(name, ms)| SyncPhase { name: name.clone(), ms: *ms, skipped: false, reason: None }).collect(),
+        sync_skipped: outcome.sync_skipped,
+        command_ms: outcome.command_ms,
+        total_ms: total.elapsed().as_millis() as u64,
+        exit_code: exit,
+        run_status: if exit == 0 { "succeeded" } else if exit == 130 { "canceled" } else { "failed" }.into(),
+        error_kind: if result.is_err() { "provider-error".into() } else if exit != 0 { "command-exit".into() } else { String::new() },
+        run_id: run_id.to_string(),
+        repo_path: ctx.repo_root.display().to_string(),
+        workdir: ctx.workdir(&record),
+        stop_command: format!("crabbox stop {}", record.lease_id),
+        idle_timeout: godur::format(std::time::Duration::from_secs(record.idle_timeout_secs)),
+        lease_stopped: stopped,
+        label: args.label.clone().unwrap_or_default(),
+    };
+    let ms = |v: u64| godur::format(std::time::Duration::from_millis(v));
+    output::err(format!(
+        "run summary lease={} bootstrap={} sync={} command={} total={} sync_skipped={} exit={exit}",
+        ms(report.lease_ms), ms(report.bootstrap_ms), ms(report.sync_ms), ms(report.command_ms), ms(report.total_ms), report.sync_skipped
+    ));
+    if !release {
+        output::err(format!("lease {} ({}) kept; reuse with `crabbox run --id {} -- …`, release with `crabbox stop {}`", record.lease_id, record.slug, record.slug, record.lease_id));
+    }
+    if args.timing_json {
+        output::err(serde_json::to_string(&report).expect("timing report serializes"));
+    }
+    result?;
+    Ok(u8::try_from(exit.clamp(0, 255)).unwrap_or(1))
+}
+
+async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord, run_id: &RunId, lock_wait: std::time::Duration, progress: &Progress) -> CliResult<crabbox_remote::session::SessionOutcome> {
+    let target = lease::ssh_target(record);
+    let workdir = ctx.workdir(record);
+    let is_git = manifest::is_git_root(&ctx.repo_root);
+    let excludes = lease::excludes(ctx);
+    let include = ctx.settings.list("sync.include");
+    let use_fp = ctx.settings.bool("sync.fingerprint") && !args.full_resync && !args.no_sync;
+    let fingerprint = if use_fp {
+        let extra = vec![format!("delete={}", ctx.settings.bool("sync.delete")), format!("checksum={}", args.checksum || ctx.settings.bool("sync.checksum")), format!("gitSeed={}", ctx.settings.bool("sync.gitSeed"))];
+        manifest::fingerprint(&ctx.repo_root, &excludes, &include, &extra).map_err(|e| CliError::new(ExitStatus::Sync, e))?.fingerprint
+    } else {
+        String::new()
+    };
+    let (shell, words) = command_words(&args.command, args.shell);
+    let mut allow = ctx.settings.list("env.allow");
+    allow.extend(args.allow_env.iter().cloned());
+    let mut env = forwarded_env(&allow, std::env::vars());
+    env.retain(|(k, _)| !k.starts_with("CRABBOX_"));
+    env.push(("CRABBOX_LEASE_ID".into(), record.lease_id.clone()));
+    env.push(("CRABBOX_RUN_ID".into(), run_id.to_string()));
+    env.push(("CRABBOX_SLUG".into(), record.slug.clone()));
+    let git = is_git && ctx.settings.bool("sync.gitSeed") && include.is_empty();
+    let plan = SessionPlan {
+        meta: if is_git { format!("{workdir}/.git/crabbox") } else { format!("{workdir}/.crabbox/meta") },
+        lock: format!("{}/{}/.crabbox-run.lock", record.work_root.trim_end_matches('/'), record.lease_id),
+        workdir: workdir.clone(),
+        fingerprint,
+        lock_wait,
+        shell,
+        full_resync: args.full_resync,
+        sync_only: args.sync_only,
+        no_sync: args.no_sync,
+        git,
+        allow_mass_deletions: std::env::var("CRABBOX_ALLOW_MASS_DELETIONS").is_ok_and(|v| v == "1"),
+        env,
+        argv: words,
+    };
+    let limits = (
+        ctx.settings.u64("sync.warnFiles"),
+        ctx.settings.u64("sync.warnBytes"),
+        ctx.settings.u64("sync.failFiles"),
+        ctx.settings.u64("sync.failBytes"),
+        ctx.settings.bool("sync.allowLarge") || args.force_sync_large,
+    );
+    let root = ctx.repo_root.clone();
+    let base_ref = ctx.settings.opt("sync.baseRef");
+    let rsync = RsyncOptions { checksum: args.checksum || ctx.settings.bool("sync.checksum"), debug: false };
+    let prepare = move || async move {
+        let m = tokio::task::spawn_blocking({
+            let root = root.clone();
+            move || manifest::build(&root, &excludes, &include)
+        })
+        .await
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)??;
+        let (warn_files, warn_bytes, fail_files, fail_bytes, allow_large) = limits;
+        let files = m.files.len() as u64;
+        if !allow_large && (files >= fail_files || m.bytes >= fail_bytes) {
+            return Err(format!(
+                "sync candidate too large: {files} files, {} bytes (limits {fail_files} files / {fail_bytes} bytes); use --force-sync-large or CRABBOX_SYNC_ALLOW_LARGE=1, or exclude paths in .crabboxignore",
+                m.bytes
+            )
+            .into());
+        }
+        if files >= warn_files || m.bytes >= warn_bytes {
+            output::warn(format!("large sync: {files} files, {} bytes", m.bytes));
+        }
+        let seed = if git { git_seed::read_seed(&root, base_ref.as_deref()).await } else { None };
+        Ok(SyncPayload { local_root: root, manifest: m.files_nul(), deleted: m.deleted_nul(), files: m.files.len(), bytes: m.bytes, rsync, git: seed })
+    };
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = cancel_tx.send(true);
+    });
+    let progress_events = progress.clone();
+    let on_event = move |event: SessionEvent| match event {
+        SessionEvent::WaitingForLock => progress_events.phase("waiting for another run on this lease"),
+        SessionEvent::Skipped(reason) => progress_events.phase(format!("no changes ({reason}), skipping sync")),
+        SessionEvent::Syncing { files, bytes } => progress_events.phase(format!("syncing {files} files ({bytes} bytes)")),
+        SessionEvent::Synced => progress_events.phase("synced"),
+        SessionEvent::CommandStarted => progress_events.finish(),
+    };
+    progress.phase(format!("connecting to {}", record.slug));
+    let result = run_session(&target, &plan, prepare, on_event, tokio::io::stdout(), tokio::io::stderr(), cancel_rx).await;
+    signals.abort();
+    progress.finish();
+    match result {
+        Ok(outcome) => {
+            if args.sync_only {
+                output::out(format!("synced {workdir}"));
+            }
+            Ok(outcome)
+        }
+        Err(SessionError::Interrupted) => Err(CliError::msg(ExitStatus::Interrupted, "interrupted; the remote command was stopped")),
+        Err(e @ (SessionError::Sync(_) | SessionError::Prepare(_))) => Err(CliError::new(ExitStatus::Sync, e).hint("retry with --full-resync; `crabbox doctor` checks rsync and git")),
+        Err(e @ SessionError::LeaseBusy(_)) => Err(CliError::new(ExitStatus::Readiness, e).hint("another `crabbox run` is using this lease; wait, or use a different lease")),
+        Err(e @ SessionError::ConnectionLost { .. }) => Err(CliError::new(ExitStatus::Remote, e).hint(format!("the runner may be gone; check with `crabbox status {}`", record.lease_id))),
+        Err(e) => Err(CliError::new(ExitStatus::Remote, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn shell_detection() {
+        assert_eq!(command_words(&s(&["cargo", "test"]), false), (false, s(&["cargo", "test"])));
+        assert_eq!(command_words(&s(&["echo hi | wc -c"]), false), (true, s(&["echo hi | wc -c"])));
+        assert_eq!(command_words(&s(&["FOO=a b", "env"]), false), (true, s(&["FOO='a b'", "env"])));
+        assert_eq!(command_words(&s(&["make", "&&", "echo", "a b"]), false), (true, s(&["make", "&&", "echo", "'a b'"])));
+    }
+
+    #[test]
+    fn env_allowlist() {
+        let vars = vec![("CI".into(), "1".into()), ("NPM_TOKEN".into(), "x".into()), ("NODE_OPTIONS".into(), "--x".into()), ("OTHER".into(), "y".into())];
+        let out = forwarded_env(&s(&["CI", "NODE_*", "*"]), vars.into_iter());
+        assert_eq!(out, vec![("CI".to_owned(), "1".to_owned()), ("NODE_OPTIONS".to_owned(), "--x".to_owned())]);
+    }
+}

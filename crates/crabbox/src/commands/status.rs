@@ -1,0 +1,44 @@
+//! `crabbox status <id>`: one line about a lease.
+
+use crabbox_api::ExitStatus;
+
+use crate::error::{CliError, CliResult, WithStatus};
+use crate::lease::{self, Ctx};
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Lease id or slug.
+    pub lease: Option<String>,
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Finds a lease by id or slug without checking its health.
+pub fn find(ctx: &Ctx, positional: Option<String>, flag: Option<String>) -> CliResult<crabbox_providers::LeaseRecord> {
+    let id = match (positional, flag) {
+        (Some(a), None) | (None, Some(a)) => a,
+        _ => return Err(CliError::msg(ExitStatus::Usage, "give exactly one lease id or slug")),
+    };
+    ctx.claims.resolve(&id).status(ExitStatus::Usage)?.ok_or_else(|| {
+        CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found")).hint("`crabbox list` shows the leases on this machine")
+    })
+}
+
+pub async fn run(args: Args) -> CliResult<u8> {
+    let ctx = lease::context(&[])?;
+    let record = find(&ctx, args.lease, args.id)?;
+    let v = lease::view(&ctx, &record).await;
+    if args.json {
+        output::json(&v);
+    } else {
+        output::out(format!(
+            "{} slug={} provider={} target={} state={} type={} host={} ready={} has_host={} idle_for={} idle_timeout={} expires={}",
+            v.id, v.slug, v.provider, v.target, v.state, v.server_type, v.host, v.ready, v.has_host, v.idle_for, v.idle_timeout, v.expires_at
+        ));
+    }
+    Ok(0)
+}

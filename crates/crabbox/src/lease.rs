@@ -1,0 +1,285 @@
+//! Lease plumbing shared by the commands: the command context (config, repo, state), acquiring
+//! a new lease, resolving `--id`, the SSH target for a lease, release, and the JSON view.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crabbox_api::view::LeaseView;
+use crabbox_api::{ExitStatus, LeaseId};
+use crabbox_core::slug;
+use crabbox_providers::static_ssh::StaticHost;
+use crabbox_providers::{AcquireRequest, ClaimStore, Health, LeaseRecord, Provider, ProviderConfig};
+use crabbox_remote::ssh::{HostKeyPolicy, SshTarget, wait_ready};
+use crabbox_remote::{keys, manifest};
+
+use crate::cli::LeaseFlags;
+use crate::error::{CliError, CliResult, WithStatus};
+use crate::output::{self, Progress};
+use crate::settings::{FlagValue, Settings};
+use crate::{godur, paths};
+
+/// Everything a command needs to know about where it runs.
+#[derive(Debug)]
+pub struct Ctx {
+    pub settings: Settings,
+    pub repo_root: PathBuf,
+    pub repo_name: String,
+    pub claims: ClaimStore,
+    pub state_dir: PathBuf,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn git_toplevel(cwd: &Path) -> Option<PathBuf> {
+    let out = std::process::Command::new("git").current_dir(cwd).args(["rev-parse", "--show-toplevel"]).output().ok()?;
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Builds the context: finds the repo, loads config, prints config warnings.
+pub fn context(flags: &[FlagValue]) -> CliResult<Ctx> {
+    let cwd = std::env::current_dir().status(ExitStatus::Usage)?;
+    let git_root = git_toplevel(&cwd);
+    let settings = Settings::load(&cwd, git_root.as_deref(), flags)?;
+    for warning in &settings.warnings {
+        output::warn(warning);
+    }
+    let repo_root = git_root.unwrap_or(cwd);
+    let repo_name = repo_root.file_name().map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned());
+    let state_dir = paths::state_dir();
+    Ok(Ctx { claims: ClaimStore::new(&state_dir), settings, repo_root, repo_name, state_dir })
+}
+
+/// Flags that override config keys.
+pub fn lease_flag_values(flags: &LeaseFlags) -> Vec<FlagValue> {
+    let mut out = Vec::new();
+    let mut add = |key, flag, value: &Option<String>| {
+        if let Some(v) = value {
+            out.push((key, flag, v.clone()));
+        }
+    };
+    add("provider", "--provider", &flags.provider);
+    add("class", "--class", &flags.class);
+    add("ttl", "--ttl", &flags.ttl);
+    add("idleTimeout", "--idle-timeout", &flags.idle_timeout);
+    add("static.host", "--static-host", &flags.static_host);
+    add("static.user", "--static-user", &flags.static_user);
+    add("static.port", "--static-port", &flags.static_port);
+    add("static.workRoot", "--static-work-root", &flags.static_work_root);
+    out
+}
+
+impl Ctx {
+    pub fn provider_named(&self, name: &str) -> CliResult<Arc<dyn Provider>> {
+        let s = &self.settings;
+        let static_host = StaticHost {
+            id: s.opt("static.id"),
+            name: s.opt("static.name"),
+            host: s.opt("static.host"),
+            user: s.opt("static.user").unwrap_or_else(|| s.str("ssh.user")),
+            port: s.opt("static.port").and_then(|p| p.parse().ok()).unwrap_or_else(|| s.port("ssh.port")),
+            fallback_ports: s.list("ssh.fallbackPorts").iter().filter_map(|p| p.parse().ok()).collect(),
+            work_root: s.opt("static.workRoot").unwrap_or_else(|| s.str("workRoot")),
+            key: Some(expand_home(&s.str("ssh.key"))),
+        };
+        crabbox_providers::provider_for(name, &ProviderConfig { state_dir: self.state_dir.clone(), static_host })
+            .status(ExitStatus::Usage)
+            .map_err(|e| e.hint("set provider: local or provider: ssh (with static.host) in crabbox.yaml, or pass --provider"))
+    }
+
+    pub fn provider(&self) -> CliResult<Arc<dyn Provider>> {
+        self.provider_named(&self.settings.str("provider"))
+    }
+
+    /// Remote workdir for this repo on a lease.
+    pub fn workdir(&self, lease: &LeaseRecord) -> String {
+        format!("{}/{}/{}", lease.work_root.trim_end_matches('/'), lease.lease_id, self.repo_name)
+    }
+}
+
+fn expand_home(path: &str) -> String {
+    match path.strip_prefix("~/") {
+        Some(rest) => format!("{}/{rest}", std::env::var("HOME").unwrap_or_default()),
+        None => path.to_owned(),
+    }
+}
+
+/// The SSH target for a lease.
+pub fn ssh_target(lease: &LeaseRecord) -> SshTarget {
+    let key_dir = paths::lease_key_dir(&lease.lease_id);
+    let known_hosts = key_dir.join("known_hosts");
+    let key = match &lease.ssh_key {
+        Some(key) => Some(PathBuf::from(expand_home(key))),
+        None => Some(key_dir.join("id_ed25519")),
+    };
+    SshTarget {
+        user: lease.ssh_user.clone(),
+        host: lease.ssh_host.clone(),
+        port: lease.ssh_port,
+        fallback_ports: lease.ssh_fallback_ports.clone(),
+        key,
+        known_hosts,
+        host_keys: HostKeyPolicy::AcceptNew,
+        control_dir: Some(paths::control_dir()),
+    }
+}
+
+/// Acquires a new lease and waits until it is ready. The claim is written before waiting so a
+/// crash leaves something `list`/`cleanup` can see.
+pub async fn acquire(ctx: &Ctx, flags: &LeaseFlags, keep: bool, progress: &Progress) -> CliResult<(LeaseRecord, Duration, Duration)> {
+    let provider = ctx.provider()?;
+    let lease_id = LeaseId::generate().to_string();
+    let slug = match &flags.slug {
+        Some(raw) => {
+            let wanted = slug::requested_slug(raw).status(ExitStatus::Usage)?;
+            if ctx.claims.slug_taken(&wanted) {
+                return Err(CliError::msg(ExitStatus::Usage, format!("slug {wanted:?} is already used by another lease")));
+            }
+            wanted
+        }
+        None => slug::allocate_slug(&slug::slug_for_lease(&lease_id), &lease_id, |s| ctx.claims.slug_taken(s)).status(ExitStatus::Usage)?,
+    };
+    let key_dir = paths::lease_key_dir(&lease_id);
+    let public_key = if provider.per_lease_key() {
+        keys::ensure_ed25519(&key_dir, "id_ed25519", &format!("crabbox {lease_id}")).status(ExitStatus::Failure)?.public_key().status(ExitStatus::Failure)?
+    } else {
+        String::new()
+    };
+    let start = Instant::now();
+    progress.phase(format!("provisioning {} lease {slug}", provider.name()));
+    let req = AcquireRequest {
+        lease_id: lease_id.clone(),
+        slug,
+        class: ctx.settings.str("class"),
+        public_key,
+        ttl_secs: ctx.settings.duration("ttl").as_secs(),
+        idle_timeout_secs: ctx.settings.duration("idleTimeout").as_secs(),
+        keep,
+    };
+    let mut record = provider.acquire(&req).await.map_err(|e| {
+        let _ = std::fs::remove_dir_all(&key_dir);
+        let status = match e {
+            crabbox_providers::ProviderError::InvalidSpec(_) => ExitStatus::Usage,
+            _ => ExitStatus::Failure,
+        };
+        CliError::new(status, e)
+    })?;
+    let lease_time = start.elapsed();
+    record.repo_root = Some(ctx.repo_root.display().to_string());
+    if let Some(host_key) = &record.ssh_host_key {
+        std::fs::create_dir_all(&key_dir).status(ExitStatus::Failure)?;
+        let line = format!("[{}]:{} {host_key}\n", record.ssh_host, record.ssh_port);
+        std::fs::write(key_dir.join("known_hosts"), line).status(ExitStatus::Failure)?;
+    }
+    ctx.claims.write(&record).status(ExitStatus::Failure)?;
+    let ready_start = Instant::now();
+    progress.phase(format!("waiting for ssh on {}:{}", record.ssh_host, record.ssh_port));
+    let timeout = if record.provider == "local" { Duration::from_secs(30) } else { Duration::from_secs(20 * 60) };
+    let target = ssh_target(&record);
+    match wait_ready(&target, "bootstrap", timeout, provider.ready_check(), |line| output::err(line)).await {
+        Ok(port) => {
+            if port != record.ssh_port {
+                output::err(format!("using ssh port {port} for {} (configured {} not ready)", record.ssh_host, record.ssh_port));
+                record.ssh_port = port;
+                ctx.claims.write(&record).status(ExitStatus::Failure)?;
+            }
+        }
+        Err(timeout_err) => {
+            let detail = timeout_err.last_error.clone();
+            if !keep {
+                let _ = release(ctx, &record).await;
+            }
+            return Err(CliError::new(ExitStatus::Readiness, anyhow::Error::new(timeout_err).context(format!("lease {} never became ready", record.lease_id)))
+                .hint(if detail.is_empty() { "check that the host is up and reachable; `crabbox doctor` checks local tools".to_owned() } else { format!("last ssh error: {detail}") }));
+        }
+    }
+    Ok((record, lease_time, ready_start.elapsed()))
+}
+
+/// Resolves `--id` (lease id or slug) to a live lease.
+pub async fn resolve(ctx: &Ctx, id: &str) -> CliResult<LeaseRecord> {
+    let record = ctx.claims.resolve(id).status(ExitStatus::Usage)?.ok_or_else(|| {
+        CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found")).hint("`crabbox list` shows the leases on this machine")
+    })?;
+    let provider = ctx.provider_named(&record.provider)?;
+    if let Health::Gone(reason) = provider.health(&record).await {
+        return Err(CliError::msg(ExitStatus::Remote, format!("lease {} ({}) is gone: {reason}", record.lease_id, record.slug))
+            .hint(format!("run `crabbox stop {}` to forget it, then `crabbox warmup` for a new one", record.lease_id)));
+    }
+    if now_secs() >= record.expires_at() {
+        output::warn(format!("lease {} is past its TTL or idle timeout; `crabbox cleanup` would release it", record.lease_id));
+    }
+    Ok(record)
+}
+
+/// Marks a lease used now (refreshes the idle timer).
+pub fn touch(ctx: &Ctx, record: &mut LeaseRecord) {
+    record.last_touched_at = now_secs();
+    let id = record.lease_id.clone();
+    let updated = record.clone();
+    let _ = ctx.claims.with_lock(&id, || ctx.claims.write(&updated));
+}
+
+/// Releases a lease: closes its SSH master, deletes the runner, forgets the claim and keys.
+pub async fn release(ctx: &Ctx, record: &LeaseRecord) -> CliResult<()> {
+    ssh_target(record).close_master().await;
+    let provider = ctx.provider_named(&record.provider)?;
+    provider.release(record).await.status(ExitStatus::Remote)?;
+    ctx.claims.remove(&record.lease_id).status(ExitStatus::Failure)?;
+    let _ = std::fs::remove_dir_all(paths::lease_key_dir(&record.lease_id));
+    Ok(())
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// The JSON/human view of a lease.
+pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
+    let now = now_secs();
+    let health = match ctx.provider_named(&record.provider) {
+        Ok(p) => p.health(record).await,
+        Err(_) => Health::Unknown,
+    };
+    let state = match (&health, now >= record.expires_at()) {
+        (Health::Gone(_), _) => "stopped".to_owned(),
+        (_, true) => "expired".to_owned(),
+        _ => record.state.clone(),
+    };
+    let key = ssh_target(record).key.map(|k| k.display().to_string()).unwrap_or_default();
+    LeaseView {
+        id: record.lease_id.clone(),
+        slug: record.slug.clone(),
+        provider: record.provider.clone(),
+        target: "linux".into(),
+        ready: state == "ready" || state == "running",
+        state,
+        server_id: record.server_id.clone(),
+        server_type: record.server_type.clone(),
+        host: record.ssh_host.clone(),
+        ssh_host: record.ssh_host.clone(),
+        ssh_user: record.ssh_user.clone(),
+        ssh_port: record.ssh_port,
+        ssh_fallback_ports: record.ssh_fallback_ports.clone(),
+        ssh_key: key,
+        work_root: record.work_root.clone(),
+        keep: record.keep,
+        repo_root: record.repo_root.clone(),
+        created_at: rfc3339(record.created_at),
+        last_touched_at: rfc3339(record.last_touched_at),
+        idle_for: godur::format(Duration::from_secs(now.saturating_sub(record.last_touched_at))),
+        idle_timeout: godur::format(Duration::from_secs(record.idle_timeout_secs)),
+        ttl: godur::format(Duration::from_secs(record.ttl_secs)),
+        expires_at: rfc3339(record.expires_at()),
+        has_host: !record.ssh_host.is_empty(),
+        labels: record.labels.clone(),
+    }
+}
+
+/// Exclude rules for this repo.
+pub fn excludes(ctx: &Ctx) -> manifest::Excludes {
+    let ignore = std::fs::read_to_string(ctx.repo_root.join(".crabboxignore")).ok();
+    manifest::Excludes::new(&ctx.settings.list("sync.exclude"), ignore.as_deref())
+}
