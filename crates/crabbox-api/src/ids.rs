@@ -31,7 +31,10 @@ fn random_hex(bytes: usize) -> String {
 
 fn is_canonical(value: &str, prefix: &str, hex_len: usize) -> bool {
     value.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == hex_len && rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        rest.len() == hex_len
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -51,7 +54,11 @@ impl LeaseId {
         if Self::is_canonical(value) {
             Ok(Self(value.to_owned()))
         } else {
-            Err(IdError { value: value.to_owned(), kind: "lease", kind_prefix: "cbx_" })
+            Err(IdError {
+                value: value.to_owned(),
+                kind: "lease",
+                kind_prefix: "cbx_",
+            })
         }
     }
 
@@ -76,7 +83,11 @@ impl RunId {
         if is_canonical(value, "run_", 12) {
             Ok(Self(value.to_owned()))
         } else {
-            Err(IdError { value: value.to_owned(), kind: "run", kind_prefix: "run_" })
+            Err(IdError {
+                value: value.to_owned(),
+                kind: "run",
+                kind_prefix: "run_",
+            })
         }
     }
 
@@ -117,6 +128,9 @@ mod tests {
         assert!(!LeaseId::is_canonical("cbx_0123456789a"));
         assert!(!LeaseId::is_canonical("amber-crab"));
         let err = LeaseId::parse("blue-krill").unwrap_err().to_string();
-        assert!(err.contains("\"blue-krill\" is not a canonical lease id"), "{err}");
+        assert!(
+            err.contains("\"blue-krill\" is not a canonical lease id"),
+            "{err}"
+        );
     }
 }

@@ -5,7 +5,9 @@ const ADJECTIVES: [&str; 14] = [
     "amber", "blue", "brisk", "coral", "crimson", "golden", "harbor", "jade", "pearl", "quick",
     "silver", "swift", "tidal", "violet",
 ];
-const NOUNS: [&str; 8] = ["barnacle", "crab", "crayfish", "hermit", "krill", "lobster", "prawn", "shrimp"];
+const NOUNS: [&str; 8] = [
+    "barnacle", "crab", "crayfish", "hermit", "krill", "lobster", "prawn", "shrimp",
+];
 
 /// Longest slug a user may request.
 pub const MAX_SLUG_LEN: usize = 41;
@@ -68,7 +70,10 @@ pub fn requested_slug(raw: &str) -> Result<String, SlugError> {
         return Err(SlugError::Empty(raw.to_owned()));
     }
     if slug.len() > MAX_SLUG_LEN {
-        return Err(SlugError::TooLong { raw: raw.to_owned(), len: slug.len() });
+        return Err(SlugError::TooLong {
+            raw: raw.to_owned(),
+            len: slug.len(),
+        });
     }
     Ok(slug)
 }
@@ -94,7 +99,11 @@ pub fn allocate_slug(
         candidate = with_suffix(base, &format!("{lease_id}-{attempt}"));
     }
     let last = with_suffix(base, lease_id);
-    if taken(&last) { Err(SlugError::Exhausted(lease_id.to_owned())) } else { Ok(last) }
+    if taken(&last) {
+        Err(SlugError::Exhausted(lease_id.to_owned()))
+    } else {
+        Ok(last)
+    }
 }
 
 #[cfg(test)]
@@ -123,7 +132,10 @@ mod tests {
         assert_eq!(normalize_slug("  My Box__2!! "), "my-box-2");
         assert_eq!(normalize_slug("--a--b--"), "a-b");
         assert_eq!(requested_slug("!!!"), Err(SlugError::Empty("!!!".into())));
-        assert!(matches!(requested_slug(&"a".repeat(42)), Err(SlugError::TooLong { len: 42, .. })));
+        assert!(matches!(
+            requested_slug(&"a".repeat(42)),
+            Err(SlugError::TooLong { len: 42, .. })
+        ));
     }
 
     #[test]

@@ -33,12 +33,17 @@ pub struct ClaimStore {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClaimError + '_ {
-    move |source| ClaimError::Io { path: path.to_owned(), source }
+    move |source| ClaimError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl ClaimStore {
     pub fn new(state_dir: &Path) -> Self {
-        Self { dir: state_dir.join("claims") }
+        Self {
+            dir: state_dir.join("claims"),
+        }
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -51,10 +56,20 @@ impl ClaimStore {
     }
 
     /// Runs `f` while holding the claim's lock file.
-    pub fn with_lock<T>(&self, id: &str, f: impl FnOnce() -> Result<T, ClaimError>) -> Result<T, ClaimError> {
+    pub fn with_lock<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce() -> Result<T, ClaimError>,
+    ) -> Result<T, ClaimError> {
         self.ensure_dir()?;
         let lock_path = self.dir.join(format!("{id}.lock"));
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io_err(&lock_path))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
         let out = f();
         let _ = lock.unlock();
@@ -65,9 +80,17 @@ impl ClaimStore {
     pub fn write(&self, record: &LeaseRecord) -> Result<(), ClaimError> {
         self.ensure_dir()?;
         let path = self.path(&record.lease_id);
-        let tmp = self.dir.join(format!(".{}.{}.tmp", record.lease_id, std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{}.{}.tmp", record.lease_id, std::process::id()));
         let body = serde_json::to_vec_pretty(record).expect("lease records serialize");
-        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
         file.write_all(&body).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))
@@ -82,10 +105,18 @@ impl ClaimStore {
             Err(source) => return Err(ClaimError::Io { path, source }),
         };
         if meta.len() > MAX_CLAIM_BYTES {
-            return Err(ClaimError::Invalid { path, reason: "larger than 1 MiB".into() });
+            return Err(ClaimError::Invalid {
+                path,
+                reason: "larger than 1 MiB".into(),
+            });
         }
         let body = fs::read(&path).map_err(io_err(&path))?;
-        serde_json::from_slice(&body).map(Some).map_err(|e| ClaimError::Invalid { path, reason: e.to_string() })
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| ClaimError::Invalid {
+                path,
+                reason: e.to_string(),
+            })
     }
 
     /// Removes a claim (missing is fine).
@@ -105,10 +136,14 @@ impl ClaimStore {
     pub fn list(&self) -> (Vec<LeaseRecord>, Vec<String>) {
         let mut out = Vec::new();
         let mut warnings = Vec::new();
-        let Ok(entries) = fs::read_dir(&self.dir) else { return (out, warnings) };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return (out, warnings);
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json") else { continue };
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
             if id.starts_with('.') {
                 continue;
             }
@@ -135,7 +170,11 @@ impl ClaimStore {
             1 => Ok(matches.into_iter().next()),
             _ => Err(ClaimError::Ambiguous(
                 id_or_slug.to_owned(),
-                matches.iter().map(|r| r.lease_id.as_str()).collect::<Vec<_>>().join(", "),
+                matches
+                    .iter()
+                    .map(|r| r.lease_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )),
         }
     }

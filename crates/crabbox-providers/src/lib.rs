@@ -73,10 +73,17 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 }
 
 /// Looks a provider up by name or alias.
-pub fn provider_for(name: &str, cfg: &ProviderConfig) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+pub fn provider_for(
+    name: &str,
+    cfg: &ProviderConfig,
+) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
     match name.trim().to_ascii_lowercase().as_str() {
-        "local" => Ok(std::sync::Arc::new(local::LocalProvider::new(cfg.state_dir.clone()))),
-        "ssh" | "static" | "static-ssh" => Ok(std::sync::Arc::new(static_ssh::StaticSshProvider::new(cfg.static_host.clone()))),
+        "local" => Ok(std::sync::Arc::new(local::LocalProvider::new(
+            &cfg.state_dir,
+        ))),
+        "ssh" | "static" | "static-ssh" => Ok(std::sync::Arc::new(
+            static_ssh::StaticSshProvider::new(cfg.static_host.clone()),
+        )),
         other => Err(ProviderError::InvalidSpec(format!(
             "unknown provider {other:?} (this build supports: local, ssh)"
         ))),

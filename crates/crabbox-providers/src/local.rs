@@ -17,8 +17,10 @@ pub struct LocalProvider {
 }
 
 impl LocalProvider {
-    pub fn new(state_dir: PathBuf) -> Self {
-        Self { root: state_dir.join("local") }
+    pub fn new(state_dir: &std::path::Path) -> Self {
+        Self {
+            root: state_dir.join("local"),
+        }
     }
 
     fn lease_dir(&self, id: &str) -> PathBuf {
@@ -32,13 +34,17 @@ pub fn current_user() -> String {
     if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
         for line in passwd.lines() {
             let mut fields = line.split(':');
-            let (Some(name), _, Some(id)) = (fields.next(), fields.next(), fields.next()) else { continue };
+            let (Some(name), _, Some(id)) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
             if id.parse::<u32>().ok() == Some(uid) {
                 return name.to_owned();
             }
         }
     }
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "root".into())
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".into())
 }
 
 fn rustix_uid() -> u32 {
@@ -46,7 +52,9 @@ fn rustix_uid() -> u32 {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[async_trait]
@@ -62,10 +70,15 @@ impl Provider for LocalProvider {
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let dir = self.lease_dir(&req.lease_id);
         let user = current_user();
-        let handle = sshd::start(&dir.join("sshd"), &user, &req.public_key).await.map_err(|e| {
-            let _ = std::fs::remove_dir_all(&dir);
-            ProviderError::Io { context: format!("could not start sshd for lease {}", req.lease_id), source: Box::new(e) }
-        })?;
+        let handle = sshd::start(&dir.join("sshd"), &user, &req.public_key)
+            .await
+            .map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                ProviderError::Io {
+                    context: format!("could not start sshd for lease {}", req.lease_id),
+                    source: Box::new(e),
+                }
+            })?;
         let created = now();
         Ok(LeaseRecord {
             lease_id: req.lease_id.clone(),
@@ -106,7 +119,10 @@ impl Provider for LocalProvider {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ProviderError::Io { context: format!("could not remove {}", dir.display()), source: Box::new(e) }),
+            Err(e) => Err(ProviderError::Io {
+                context: format!("could not remove {}", dir.display()),
+                source: Box::new(e),
+            }),
         }
     }
 }

@@ -32,7 +32,10 @@ impl StaticSshProvider {
 
     /// `static.id`, else `static_<host>` with anything but `[a-z0-9]` turned into `-`.
     pub fn lease_id(&self, host: &str) -> String {
-        self.host.id.clone().unwrap_or_else(|| format!("static_{}", crabbox_core::slug::normalize_slug(host)))
+        self.host
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("static_{}", crabbox_core::slug::normalize_slug(host)))
     }
 }
 
@@ -56,8 +59,13 @@ impl Provider for StaticSshProvider {
                 "provider ssh needs static.host (config) or CRABBOX_STATIC_HOST".into(),
             ));
         };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let slug = self.host.name.as_deref().map_or_else(|| crabbox_core::slug::normalize_slug(&host), crabbox_core::slug::normalize_slug);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let slug = self.host.name.as_deref().map_or_else(
+            || crabbox_core::slug::normalize_slug(&host),
+            crabbox_core::slug::normalize_slug,
+        );
         Ok(LeaseRecord {
             lease_id: self.lease_id(&host),
             slug,
@@ -78,7 +86,7 @@ impl Provider for StaticSshProvider {
             ttl_secs: req.ttl_secs,
             idle_timeout_secs: req.idle_timeout_secs,
             state: "ready".into(),
-            labels: Default::default(),
+            labels: std::collections::BTreeMap::default(),
         })
     }
 

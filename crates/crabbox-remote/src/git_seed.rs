@@ -22,8 +22,15 @@ pub struct GitSeed {
 }
 
 async fn git(root: &Path, args: &[&str]) -> Option<String> {
-    let out = Cmd::new("git").current_dir(root).args(args).capture(None).await.ok()?;
-    (out.code == 0).then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|s| !s.is_empty())
+    let out = Cmd::new("git")
+        .current_dir(root)
+        .args(args)
+        .capture(None)
+        .await
+        .ok()?;
+    (out.code == 0)
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// Reads the seed from the repository at `root`; `None` for an unborn HEAD.
@@ -31,16 +38,22 @@ pub async fn read_seed(root: &Path, base_ref: Option<&str>) -> Option<GitSeed> {
     let head = git(root, &["rev-parse", "--verify", "-q", "HEAD^{commit}"]).await?;
     let branch = git(root, &["symbolic-ref", "-q", "--short", "HEAD"]).await;
     let upstream = match &branch {
-        Some(_) => git(root, &["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"])
-            .await
-            .and_then(|u| u.strip_prefix("origin/").map(str::to_owned)),
+        Some(_) => git(
+            root,
+            &["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"],
+        )
+        .await
+        .and_then(|u| u.strip_prefix("origin/").map(str::to_owned)),
         None => None,
     };
     let base = match base_ref {
         Some(b) if !b.is_empty() => Some(b.trim_start_matches("origin/").to_owned()),
-        _ => git(root, &["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"])
-            .await
-            .and_then(|b| b.strip_prefix("origin/").map(str::to_owned)),
+        _ => git(
+            root,
+            &["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"],
+        )
+        .await
+        .and_then(|b| b.strip_prefix("origin/").map(str::to_owned)),
     };
     // A fixed identity and date make the index commit deterministic: an unchanged index
     // yields the same commit id and the push sends nothing.
@@ -58,7 +71,8 @@ pub async fn read_seed(root: &Path, base_ref: Option<&str>) -> Option<GitSeed> {
                 .capture(None)
                 .await
                 .ok();
-            out.filter(|o| o.code == 0).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            out.filter(|o| o.code == 0)
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         }
         None => None,
     };
@@ -69,7 +83,14 @@ pub async fn read_seed(root: &Path, base_ref: Option<&str>) -> Option<GitSeed> {
             tracking.push(r);
         }
     }
-    Some(GitSeed { head, index_commit, branch, upstream, base, tracking })
+    Some(GitSeed {
+        head,
+        index_commit,
+        branch,
+        upstream,
+        base,
+        tracking,
+    })
 }
 
 impl GitSeed {
@@ -97,5 +118,7 @@ impl GitSeed {
 
 /// Whether `root` has the ref (used to push only remote-tracking refs that exist).
 pub async fn has_ref(root: &Path, name: &str) -> bool {
-    git(root, &["rev-parse", "--verify", "-q", name]).await.is_some()
+    git(root, &["rev-parse", "--verify", "-q", name])
+        .await
+        .is_some()
 }

@@ -37,15 +37,26 @@ impl KeyPair {
     pub fn public_key(&self) -> Result<String, KeyError> {
         fs::read_to_string(&self.public)
             .map(|s| s.trim().to_owned())
-            .map_err(|source| KeyError::Read { path: self.public.clone(), source })
+            .map_err(|source| KeyError::Read {
+                path: self.public.clone(),
+                source,
+            })
     }
 }
 
 fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError> {
-    let err = |source| KeyError::Write { path: path.to_owned(), source };
+    let err = |source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(err)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
     file.write_all(contents).map_err(err)?;
     file.sync_all().map_err(err)?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(err)?;
@@ -54,14 +65,25 @@ fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError
 
 /// Creates `dir` (0700) and an ed25519 key pair named `file_name` in it, unless one exists.
 pub fn ensure_ed25519(dir: &Path, file_name: &str, comment: &str) -> Result<KeyPair, KeyError> {
-    let pair = KeyPair { private: dir.join(file_name), public: dir.join(format!("{file_name}.pub")) };
+    let pair = KeyPair {
+        private: dir.join(file_name),
+        public: dir.join(format!("{file_name}.pub")),
+    };
     if pair.private.exists() && pair.public.exists() {
         return Ok(pair);
     }
-    fs::create_dir_all(dir).map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
-    let mut key = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).map_err(KeyError::Generate)?;
+    fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+        KeyError::Write {
+            path: dir.to_owned(),
+            source,
+        }
+    })?;
+    let mut key = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519)
+        .map_err(KeyError::Generate)?;
     key.set_comment(comment);
     let private = key.to_openssh(LineEnding::LF).map_err(KeyError::Generate)?;
     let public = key.public_key().to_openssh().map_err(KeyError::Generate)?;

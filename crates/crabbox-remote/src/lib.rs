@@ -1,4 +1,4 @@
-//! The only Crabbox crate that spawns processes: the OpenSSH client (one ControlMaster per
+//! The only Crabbox crate that spawns processes: the OpenSSH client (one `ControlMaster` per
 //! lease), rsync, git and sshd. It also owns the sync manifest, its fingerprint and the remote
 //! scripts that run on a runner. It does not decide *which* lease to use or how to report
 //! progress: callers pass plans in and get typed results and errors back.

@@ -11,17 +11,56 @@ use sha2::{Digest, Sha256};
 
 /// Built-in excludes (spec/cli-dataplane.md §4.8 step 2).
 pub const BUILTIN_EXCLUDES: &[&str] = &[
-    ".git", "._*", "node_modules", ".ignored", ".turbo", ".next", ".vite", ".parcel-cache",
-    ".rollup.cache", "dist", "dist-runtime", "coverage", "playwright-report", "test-results",
-    ".cache", ".tmp", ".local", ".swiftpm", ".build", "apps/*/.build", ".pnpm-store", ".npm",
-    ".yarn/cache", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-    ".gradle", "target",
+    ".git",
+    "._*",
+    "node_modules",
+    ".ignored",
+    ".turbo",
+    ".next",
+    ".vite",
+    ".parcel-cache",
+    ".rollup.cache",
+    "dist",
+    "dist-runtime",
+    "coverage",
+    "playwright-report",
+    "test-results",
+    ".cache",
+    ".tmp",
+    ".local",
+    ".swiftpm",
+    ".build",
+    "apps/*/.build",
+    ".pnpm-store",
+    ".npm",
+    ".yarn/cache",
+    ".venv",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".gradle",
+    "target",
 ];
 /// Built-ins that never drop a git-tracked file (they are common names for real sources too).
-const AMBIGUOUS: &[&str] =
-    &["dist", "dist-runtime", "coverage", "playwright-report", "test-results", ".build", "apps/*/.build", "target"];
+const AMBIGUOUS: &[&str] = &[
+    "dist",
+    "dist-runtime",
+    "coverage",
+    "playwright-report",
+    "test-results",
+    ".build",
+    "apps/*/.build",
+    "target",
+];
 /// Crabbox's own runtime paths: always excluded, cannot be re-included.
-pub const PROTECTED: &[&str] = &[".crabbox/env", ".crabbox/scripts", ".crabbox/logs", ".crabbox/captures", ".crabbox/runs"];
+pub const PROTECTED: &[&str] = &[
+    ".crabbox/env",
+    ".crabbox/scripts",
+    ".crabbox/logs",
+    ".crabbox/captures",
+    ".crabbox/runs",
+];
 
 /// Error building a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +123,8 @@ fn rule_matches(pattern: &str, path: &str) -> bool {
         let parts: Vec<&str> = path.split('/').collect();
         (1..=parts.len()).any(|n| glob(pattern.as_bytes(), parts[..n].join("/").as_bytes()))
     } else {
-        path.split('/').any(|c| glob(pattern.as_bytes(), c.as_bytes()))
+        path.split('/')
+            .any(|c| glob(pattern.as_bytes(), c.as_bytes()))
     }
 }
 
@@ -101,19 +141,29 @@ impl Excludes {
                 Some(rest) => (true, rest),
                 None => (false, raw.strip_prefix('\\').unwrap_or(raw)),
             };
-            rules.push(Rule { origin, pattern: pattern.trim_start_matches("./").to_owned(), negate });
+            rules.push(Rule {
+                origin,
+                pattern: pattern.trim_start_matches("./").to_owned(),
+                negate,
+            });
         };
-        BUILTIN_EXCLUDES.iter().for_each(|p| push("builtin", p));
-        config.iter().for_each(|p| push("config", p));
-        if let Some(text) = crabboxignore {
-            text.lines().for_each(|l| push("crabboxignore", l));
+        for p in BUILTIN_EXCLUDES {
+            push("builtin", p);
+        }
+        for p in config {
+            push("config", p);
+        }
+        for line in crabboxignore.unwrap_or_default().lines() {
+            push("crabboxignore", line);
         }
         Self { rules }
     }
 
     fn protected(path: &str) -> bool {
         let lower = path.to_ascii_lowercase();
-        PROTECTED.iter().any(|p| lower == *p || lower.starts_with(&format!("{p}/")))
+        PROTECTED
+            .iter()
+            .any(|p| lower == *p || lower.starts_with(&format!("{p}/")))
     }
 
     /// Whether `path` is excluded; `tracked` files survive the ambiguous built-ins.
@@ -124,7 +174,8 @@ impl Excludes {
         let mut verdict = false;
         for rule in &self.rules {
             if rule_matches(&rule.pattern, path) {
-                if rule.origin == "builtin" && tracked && AMBIGUOUS.contains(&rule.pattern.as_str()) {
+                if rule.origin == "builtin" && tracked && AMBIGUOUS.contains(&rule.pattern.as_str())
+                {
                     continue;
                 }
                 verdict = !rule.negate;
@@ -135,7 +186,17 @@ impl Excludes {
 
     /// `origin:pattern` lines, hashed into the fingerprint.
     pub fn describe(&self) -> Vec<String> {
-        self.rules.iter().map(|r| format!("{}:{}{}", r.origin, if r.negate { "!" } else { "" }, r.pattern)).collect()
+        self.rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}{}",
+                    r.origin,
+                    if r.negate { "!" } else { "" },
+                    r.pattern
+                )
+            })
+            .collect()
     }
 }
 
@@ -174,7 +235,10 @@ fn git(root: &Path, args: &[&str]) -> Result<Vec<u8>, ManifestError> {
         .args(["-c", "core.quotepath=off"])
         .args(args)
         .output()
-        .map_err(|e| ManifestError::Git { dir: root.display().to_string(), detail: e.to_string() })?;
+        .map_err(|e| ManifestError::Git {
+            dir: root.display().to_string(),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(ManifestError::Git {
             dir: root.display().to_string(),
@@ -185,7 +249,9 @@ fn git(root: &Path, args: &[&str]) -> Result<Vec<u8>, ManifestError> {
 }
 
 fn split_nul(data: &[u8]) -> impl Iterator<Item = String> + '_ {
-    data.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned())
+    data.split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
 fn safe_path(path: &str) -> bool {
@@ -198,8 +264,15 @@ pub fn is_git_root(root: &Path) -> bool {
 }
 
 /// Builds the manifest for `root`.
-pub fn build(root: &Path, excludes: &Excludes, include: &[String]) -> Result<Manifest, ManifestError> {
-    let mut manifest = Manifest { is_git: is_git_root(root), ..Manifest::default() };
+pub fn build(
+    root: &Path,
+    excludes: &Excludes,
+    include: &[String],
+) -> Result<Manifest, ManifestError> {
+    let mut manifest = Manifest {
+        is_git: is_git_root(root),
+        ..Manifest::default()
+    };
     if manifest.is_git {
         let staged = git(root, &["ls-files", "--stage", "-z"])?;
         let mut tracked = std::collections::HashSet::new();
@@ -246,16 +319,29 @@ fn included(include: &[String], path: &str) -> bool {
     include.is_empty() || include.iter().any(|p| rule_matches(p, path))
 }
 
-fn walk(root: &Path, dir: &Path, excludes: &Excludes, include: &[String], out: &mut Manifest) -> Result<(), ManifestError> {
-    let entries = fs::read_dir(dir).map_err(|source| ManifestError::Io { path: dir.display().to_string(), source })?;
+fn walk(
+    root: &Path,
+    dir: &Path,
+    excludes: &Excludes,
+    include: &[String],
+    out: &mut Manifest,
+) -> Result<(), ManifestError> {
+    let entries = fs::read_dir(dir).map_err(|source| ManifestError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(rel) = path.strip_prefix(root) else { continue };
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
         let rel = rel.to_string_lossy().into_owned();
         if excludes.excluded(&rel, false) {
             continue;
         }
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             walk(root, &path, excludes, include, out)?;
         } else if included(include, &rel) {
@@ -277,8 +363,16 @@ fn hash_stat(hasher: &mut Sha256, root: &Path, path: &str) {
     hasher.update(path.as_bytes());
     match fs::symlink_metadata(root.join(path)) {
         Ok(m) => hasher.update(
-            format!("\0{:o}\0{}\0{}.{}\0{}.{}\n", m.mode(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
-                .as_bytes(),
+            format!(
+                "\0{:o}\0{}\0{}.{}\0{}.{}\n",
+                m.mode(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec()
+            )
+            .as_bytes(),
         ),
         Err(_) => hasher.update(b"\0missing\n"),
     }
@@ -286,7 +380,9 @@ fn hash_stat(hasher: &mut Sha256, root: &Path, path: &str) {
 
 fn index_checksum(root: &Path) -> Vec<u8> {
     let index = root.join(".git/index");
-    let Ok(data) = fs::read(&index) else { return Vec::new() };
+    let Ok(data) = fs::read(&index) else {
+        return Vec::new();
+    };
     let tail = &data[data.len().saturating_sub(20)..];
     if tail.iter().all(|b| *b == 0) {
         // index.skipHash: no trailer, hash the whole file instead.
@@ -301,17 +397,36 @@ fn index_checksum(root: &Path) -> Vec<u8> {
 /// Changed files are hashed by their stat data (mode, size, mtime and ctime in nanoseconds),
 /// not their bytes: reading contents would make the check O(bytes changed). A write that keeps
 /// size, mtime and ctime identical to the nanosecond is not a practical risk.
-pub fn fingerprint(root: &Path, excludes: &Excludes, include: &[String], extra: &[String]) -> Result<LocalState, ManifestError> {
+pub fn fingerprint(
+    root: &Path,
+    excludes: &Excludes,
+    include: &[String],
+    extra: &[String],
+) -> Result<LocalState, ManifestError> {
     let mut hasher = Sha256::new();
     hasher.update(b"crabbox-fp-v1\n");
-    for line in excludes.describe().iter().chain(include.iter()).chain(extra.iter()) {
+    for line in excludes
+        .describe()
+        .iter()
+        .chain(include.iter())
+        .chain(extra.iter())
+    {
         hasher.update(line.as_bytes());
         hasher.update(b"\n");
     }
     let mut dirty = 0;
     if is_git_root(root) {
-        let status = git(root, &["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"])?;
-        hasher.update(&index_checksum(root));
+        let status = git(
+            root,
+            &[
+                "status",
+                "--porcelain=v2",
+                "-z",
+                "--branch",
+                "--untracked-files=all",
+            ],
+        )?;
+        hasher.update(index_checksum(root));
         let mut fields = status.split(|b| *b == 0).filter(|s| !s.is_empty());
         while let Some(entry) = fields.next() {
             let text = String::from_utf8_lossy(entry);
@@ -348,7 +463,10 @@ pub fn fingerprint(root: &Path, excludes: &Excludes, include: &[String], extra: 
         }
         dirty = manifest.files.len();
     }
-    Ok(LocalState { fingerprint: hex::encode(hasher.finalize()), dirty_files: dirty })
+    Ok(LocalState {
+        fingerprint: hex::encode(hasher.finalize()),
+        dirty_files: dirty,
+    })
 }
 
 #[cfg(test)]
@@ -357,7 +475,10 @@ mod tests {
 
     #[test]
     fn exclude_semantics() {
-        let ex = Excludes::new(&["*.log".into(), "build/".into(), "!keep.log".into()], Some("# c\nsecret.txt\n\\!bang\n"));
+        let ex = Excludes::new(
+            &["*.log".into(), "build/".into(), "!keep.log".into()],
+            Some("# c\nsecret.txt\n\\!bang\n"),
+        );
         assert!(ex.excluded("node_modules/x/y.js", false));
         assert!(ex.excluded("a/b/debug.log", false));
         assert!(!ex.excluded("keep.log", false));
@@ -366,10 +487,16 @@ mod tests {
         assert!(ex.excluded("!bang", false));
         assert!(ex.excluded(".crabbox/env/x", false));
         assert!(ex.excluded(".CRABBOX/Env/x", false));
-        assert!(!ex.excluded("dist/app.js", true), "tracked files survive ambiguous built-ins");
+        assert!(
+            !ex.excluded("dist/app.js", true),
+            "tracked files survive ambiguous built-ins"
+        );
         assert!(ex.excluded("dist/app.js", false));
         assert!(ex.excluded("apps/web/.build/x", false));
         let reinclude = Excludes::new(&["!.crabbox/env".into()], None);
-        assert!(reinclude.excluded(".crabbox/env/secret", false), "protected paths cannot be re-included");
+        assert!(
+            reinclude.excluded(".crabbox/env/secret", false),
+            "protected paths cannot be re-included"
+        );
     }
 }

@@ -18,7 +18,11 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     #[error("`{program}` failed with exit code {code}: {stderr}")]
-    Failed { program: String, code: i32, stderr: String },
+    Failed {
+        program: String,
+        code: i32,
+        stderr: String,
+    },
     #[error("io error talking to `{program}`")]
     Io {
         program: String,
@@ -46,8 +50,14 @@ impl Cmd {
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         let program_ref = program.as_ref();
         let mut inner = Command::new(program_ref);
-        inner.kill_on_drop(true).process_group(0).stdin(Stdio::null());
-        Self { program: program_ref.to_string_lossy().into_owned(), inner }
+        inner
+            .kill_on_drop(true)
+            .process_group(0)
+            .stdin(Stdio::null());
+        Self {
+            program: program_ref.to_string_lossy().into_owned(),
+            inner,
+        }
     }
 
     #[must_use]
@@ -104,7 +114,10 @@ impl Cmd {
     pub fn spawn(mut self) -> Result<(Child, String), ProcessError> {
         match self.inner.spawn() {
             Ok(child) => Ok((child, self.program)),
-            Err(source) => Err(ProcessError::Spawn { program: self.program, source }),
+            Err(source) => Err(ProcessError::Spawn {
+                program: self.program,
+                source,
+            }),
         }
     }
 
@@ -129,7 +142,10 @@ impl Cmd {
         let output = child
             .wait_with_output()
             .await
-            .map_err(|source| ProcessError::Io { program: program.clone(), source })?;
+            .map_err(|source| ProcessError::Io {
+                program: program.clone(),
+                source,
+            })?;
         Ok(Captured {
             code: exit_code(output.status),
             stdout: output.stdout,
@@ -156,7 +172,9 @@ impl Cmd {
 /// The exit code of a finished child; death by signal N maps to 128+N like a shell does.
 pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// Sends SIGTERM to a process group (best effort).
@@ -168,15 +186,28 @@ pub fn terminate_group(pid: u32) {
 
 /// Sends a signal to one process (best effort); used to stop daemons by pid file.
 pub fn signal_pid(pid: i32, kill: bool) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return false };
-    let signal = if kill { rustix::process::Signal::KILL } else { rustix::process::Signal::TERM };
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    let signal = if kill {
+        rustix::process::Signal::KILL
+    } else {
+        rustix::process::Signal::TERM
+    };
     rustix::process::kill_process(pid, signal).is_ok()
 }
 
 /// Whether a process with this pid exists.
 pub fn pid_alive(pid: i32) -> bool {
-    rustix::process::Pid::from_raw(pid)
-        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    let exists = rustix::process::Pid::from_raw(pid)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok());
+    // A daemon whose parent is an init that never reaps (common in containers) lingers as a
+    // zombie: it is dead for our purposes.
+    exists
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
 }
 
 /// The effective user id of this process.

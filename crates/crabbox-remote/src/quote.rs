@@ -4,7 +4,9 @@
 /// single-quoted with `'\''` for embedded quotes.
 pub fn sh_quote(word: &str) -> String {
     let safe = !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b));
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b));
     if safe {
         return word.to_owned();
     }
@@ -23,7 +25,11 @@ pub fn sh_quote(word: &str) -> String {
 
 /// Quotes and joins words with single spaces.
 pub fn sh_join<S: AsRef<str>>(words: &[S]) -> String {
-    words.iter().map(|w| sh_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| sh_quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

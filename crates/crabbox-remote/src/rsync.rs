@@ -14,8 +14,17 @@ pub struct RsyncOptions {
 /// argv (without `rsync`) that copies the NUL-separated manifest read from stdin from
 /// `local_root` to `remote_dir` on the runner. Deletions and excludes are not rsync's job
 /// here: the manifest is already filtered and the runner prunes what Crabbox synced before.
-pub fn rsync_args(target: &SshTarget, local_root: &Path, remote_dir: &str, opts: RsyncOptions) -> Vec<String> {
-    let mut args = vec!["-az".to_owned(), "-e".to_owned(), target.transport_command()];
+pub fn rsync_args(
+    target: &SshTarget,
+    local_root: &Path,
+    remote_dir: &str,
+    opts: RsyncOptions,
+) -> Vec<String> {
+    let mut args = vec![
+        "-az".to_owned(),
+        "-e".to_owned(),
+        target.transport_command(),
+    ];
     if opts.checksum {
         args.push("--checksum".to_owned());
     }
@@ -32,6 +41,10 @@ pub fn rsync_args(target: &SshTarget, local_root: &Path, remote_dir: &str, opts:
         src.push('/');
     }
     args.push(src);
-    args.push(format!("{}:{}/", target.destination(), remote_dir.trim_end_matches('/')));
+    args.push(format!(
+        "{}:{}/",
+        target.destination(),
+        remote_dir.trim_end_matches('/')
+    ));
     args
 }

@@ -143,12 +143,23 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-async fn push_git(target: &SshTarget, payload: &SyncPayload, workdir: &str) -> Result<(), SessionError> {
-    let Some(seed) = &payload.git else { return Ok(()) };
+async fn push_git(
+    target: &SshTarget,
+    payload: &SyncPayload,
+    workdir: &str,
+) -> Result<(), SessionError> {
+    let Some(seed) = &payload.git else {
+        return Ok(());
+    };
     let out = Cmd::new("git")
         .current_dir(&payload.local_root)
         .env("GIT_SSH_COMMAND", target.transport_command())
-        .args(["push", "--quiet", "--no-verify", &format!("{}:{workdir}", target.destination())])
+        .args([
+            "push",
+            "--quiet",
+            "--no-verify",
+            &format!("{}:{workdir}", target.destination()),
+        ])
         .args(seed.refspecs())
         .capture(None)
         .await?;
@@ -162,9 +173,18 @@ async fn push_git(target: &SshTarget, payload: &SyncPayload, workdir: &str) -> R
     }
 }
 
-async fn run_rsync(target: &SshTarget, payload: &SyncPayload, workdir: &str) -> Result<(), SessionError> {
+async fn run_rsync(
+    target: &SshTarget,
+    payload: &SyncPayload,
+    workdir: &str,
+) -> Result<(), SessionError> {
     let out = Cmd::new("rsync")
-        .args(rsync_args(target, &payload.local_root, workdir, payload.rsync))
+        .args(rsync_args(
+            target,
+            &payload.local_root,
+            workdir,
+            payload.rsync,
+        ))
         .capture(Some(payload.manifest.clone()))
         .await?;
     // 24 = some files vanished before they could be transferred: the user edited the tree
@@ -192,7 +212,8 @@ pub async fn run_session<F, Fut, O, E>(
 ) -> Result<SessionOutcome, SessionError>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<SyncPayload, Box<dyn std::error::Error + Send + Sync>>>,
+    Fut:
+        std::future::Future<Output = Result<SyncPayload, Box<dyn std::error::Error + Send + Sync>>>,
     O: AsyncWrite + Unpin + Send + 'static,
     E: AsyncWrite + Unpin + Send + 'static,
 {
@@ -247,9 +268,14 @@ where
             "sync" => {
                 sync_started = Some(Instant::now());
                 let prep = Instant::now();
-                let p = (prepare.take().expect("sync requested once"))().await.map_err(SessionError::Prepare)?;
+                let p = (prepare.take().expect("sync requested once"))()
+                    .await
+                    .map_err(SessionError::Prepare)?;
                 outcome.phases.push(("manifest".into(), ms(prep)));
-                on_event(SessionEvent::Syncing { files: p.files, bytes: p.bytes });
+                on_event(SessionEvent::Syncing {
+                    files: p.files,
+                    bytes: p.bytes,
+                });
                 let header = format!("{} {}\n", p.manifest.len(), p.deleted.len());
                 if let Some(pipe) = stdin.as_mut() {
                     let write = async {
@@ -267,8 +293,10 @@ where
             "ready" => {
                 let p = payload.as_ref().expect("manifest sent before ready");
                 let transfer = Instant::now();
-                let (rsync, push) =
-                    tokio::join!(run_rsync(target, p, &plan.workdir), push_git(target, p, &plan.workdir));
+                let (rsync, push) = tokio::join!(
+                    run_rsync(target, p, &plan.workdir),
+                    push_git(target, p, &plan.workdir)
+                );
                 outcome.phases.push(("rsync".into(), ms(transfer)));
                 let result = rsync.and(push);
                 let line = match (&result, &p.git) {
@@ -326,12 +354,22 @@ where
         let _ = stdout.flush().await;
     }
     drop(stdin.take());
-    let status = match tokio::time::timeout(Duration::from_secs(if outcome.interrupted { 5 } else { 3600 * 24 }), child.wait()).await {
-        Ok(status) => status.map_err(|source| ProcessError::Io { program: "ssh".into(), source })?,
-        Err(_) => {
-            let _ = child.kill().await;
-            child.wait().await.map_err(|source| ProcessError::Io { program: "ssh".into(), source })?
-        }
+    let status = if let Ok(status) = tokio::time::timeout(
+        Duration::from_secs(if outcome.interrupted { 5 } else { 3600 * 24 }),
+        child.wait(),
+    )
+    .await
+    {
+        status.map_err(|source| ProcessError::Io {
+            program: "ssh".into(),
+            source,
+        })?
+    } else {
+        let _ = child.kill().await;
+        child.wait().await.map_err(|source| ProcessError::Io {
+            program: "ssh".into(),
+            source,
+        })?
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), err_pump).await;
     let code = exit_code(status);
@@ -342,7 +380,10 @@ where
     }
     if saw_exec {
         if code == 255 && !target.master_alive().await {
-            return Err(SessionError::ConnectionLost { host: target.host.clone(), detail: String::new() });
+            return Err(SessionError::ConnectionLost {
+                host: target.host.clone(),
+                detail: String::new(),
+            });
         }
         return Ok(outcome);
     }
@@ -352,11 +393,20 @@ where
         return Ok(outcome);
     }
     match remote_error {
-        Some((kind, _)) if kind == "locked" || code == LOCK_BUSY => Err(SessionError::LeaseBusy(plan.lock_wait)),
+        Some((kind, _)) if kind == "locked" || code == LOCK_BUSY => {
+            Err(SessionError::LeaseBusy(plan.lock_wait))
+        }
         Some((kind, text)) if kind == "sync" => Err(SessionError::Sync(text)),
         Some((_, text)) => Err(SessionError::Remote(text)),
-        None if code == 66 => Err(SessionError::Sync("mass-deletion guard refused the sync".into())),
-        None if code == 255 => Err(SessionError::ConnectionLost { host: target.host.clone(), detail: String::new() }),
-        None => Err(SessionError::Remote(format!("session script exited with code {code} before the command started"))),
+        None if code == 66 => Err(SessionError::Sync(
+            "mass-deletion guard refused the sync".into(),
+        )),
+        None if code == 255 => Err(SessionError::ConnectionLost {
+            host: target.host.clone(),
+            detail: String::new(),
+        }),
+        None => Err(SessionError::Remote(format!(
+            "session script exited with code {code} before the command started"
+        ))),
     }
 }

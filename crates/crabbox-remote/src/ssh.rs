@@ -1,4 +1,4 @@
-//! The OpenSSH client: typed argv for every remote call, one ControlMaster per lease, and the
+//! The OpenSSH client: typed argv for every remote call, one `ControlMaster` per lease, and the
 //! readiness probe. All remote operations of a lease (readiness, sync, command) share one
 //! multiplexed connection, so only the first pays for the TCP and key exchange.
 
@@ -12,7 +12,7 @@ use crate::process::{Cmd, ProcessError};
 /// How the runner's host key is trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostKeyPolicy {
-    /// Trust on first use, remembered in the lease's own known_hosts file.
+    /// Trust on first use, remembered in the lease's own `known_hosts` file.
     AcceptNew,
     /// The provider told us the key: only that key is accepted, under this alias.
     Pinned { alias: String },
@@ -29,7 +29,7 @@ pub struct SshTarget {
     pub key: Option<PathBuf>,
     pub known_hosts: PathBuf,
     pub host_keys: HostKeyPolicy,
-    /// Directory for the ControlMaster socket; `None` disables multiplexing.
+    /// Directory for the `ControlMaster` socket; `None` disables multiplexing.
     pub control_dir: Option<PathBuf>,
 }
 
@@ -42,17 +42,23 @@ pub struct CallOptions {
 
 impl Default for CallOptions {
     fn default() -> Self {
-        Self { connect_timeout_secs: 10, connection_attempts: 3 }
+        Self {
+            connect_timeout_secs: 10,
+            connection_attempts: 3,
+        }
     }
 }
 
 impl CallOptions {
     /// The quick settings used while probing readiness.
-    pub const PROBE: CallOptions = CallOptions { connect_timeout_secs: 5, connection_attempts: 1 };
+    pub const PROBE: CallOptions = CallOptions {
+        connect_timeout_secs: 5,
+        connection_attempts: 1,
+    };
 }
 
 impl SshTarget {
-    /// The ControlMaster socket path. Unix socket paths are limited to ~104 bytes, so the
+    /// The `ControlMaster` socket path. Unix socket paths are limited to ~104 bytes, so the
     /// path is a short hash of the connection identity rather than a readable name.
     pub fn control_path(&self) -> Option<PathBuf> {
         let dir = self.control_dir.as_ref()?;
@@ -61,7 +67,12 @@ impl SshTarget {
             self.user.as_str(),
             self.host.as_str(),
             &self.port.to_string(),
-            &self.key.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+            &self
+                .key
+                .as_deref()
+                .map(Path::display)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             &self.known_hosts.display().to_string(),
         ] {
             hasher.update(part.as_bytes());
@@ -118,16 +129,13 @@ impl SshTarget {
                 opt(format!("HostKeyAlias={alias}"));
             }
         }
-        match self.control_path() {
-            Some(path) => {
-                opt("ControlMaster=auto".to_owned());
-                opt("ControlPersist=10m".to_owned());
-                opt(format!("ControlPath={}", path.display()));
-            }
-            None => {
-                opt("ControlMaster=no".to_owned());
-                opt("ControlPath=none".to_owned());
-            }
+        if let Some(path) = self.control_path() {
+            opt("ControlMaster=auto".to_owned());
+            opt("ControlPersist=10m".to_owned());
+            opt(format!("ControlPath={}", path.display()));
+        } else {
+            opt("ControlMaster=no".to_owned());
+            opt("ControlPath=none".to_owned());
         }
         args.push("-p".to_owned());
         args.push(self.port.to_string());
@@ -156,28 +164,46 @@ impl SshTarget {
 
     /// Runs `remote` and captures its output.
     pub async fn capture(&self, remote: &str) -> Result<crate::process::Captured, ProcessError> {
-        self.command(CallOptions::default(), remote).capture(None).await
+        self.command(CallOptions::default(), remote)
+            .capture(None)
+            .await
     }
 
-    /// Whether a ControlMaster is alive for this target.
+    /// Whether a `ControlMaster` is alive for this target.
     pub async fn master_alive(&self) -> bool {
-        let Some(path) = self.control_path() else { return false };
+        let Some(path) = self.control_path() else {
+            return false;
+        };
         if !path.exists() {
             return false;
         }
         Cmd::new("ssh")
-            .args(["-o", &format!("ControlPath={}", path.display()), "-O", "check", &self.destination()])
+            .args([
+                "-o",
+                &format!("ControlPath={}", path.display()),
+                "-O",
+                "check",
+                &self.destination(),
+            ])
             .capture(None)
             .await
             .is_ok_and(|c| c.code == 0)
     }
 
-    /// Asks the ControlMaster to exit (best effort) and removes its socket.
+    /// Asks the `ControlMaster` to exit (best effort) and removes its socket.
     pub async fn close_master(&self) {
-        let Some(path) = self.control_path() else { return };
+        let Some(path) = self.control_path() else {
+            return;
+        };
         if path.exists() {
             let _ = Cmd::new("ssh")
-                .args(["-o", &format!("ControlPath={}", path.display()), "-O", "exit", &self.destination()])
+                .args([
+                    "-o",
+                    &format!("ControlPath={}", path.display()),
+                    "-O",
+                    "exit",
+                    &self.destination(),
+                ])
                 .capture(None)
                 .await;
             let _ = std::fs::remove_file(&path);
@@ -236,18 +262,35 @@ pub async fn wait_ready(
         let mut states = Vec::new();
         for &port in &ports {
             let addr = format!("{}:{port}", target.host);
-            let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await;
+            let tcp = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::net::TcpStream::connect(&addr),
+            )
+            .await;
             if !matches!(tcp, Ok(Ok(_))) {
                 states.push((port, PortState::Closed));
                 continue;
             }
             let mut probe = target.clone();
             probe.port = port;
-            match probe.command(CallOptions::PROBE, ready_check).capture(None).await {
+            match probe
+                .command(CallOptions::PROBE, ready_check)
+                .capture(None)
+                .await
+            {
                 Ok(out) if out.code == 0 => return Ok(port),
                 Ok(out) => {
-                    last_error = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                    states.push((port, if out.code == 255 { PortState::Tcp } else { PortState::Auth }));
+                    String::from_utf8_lossy(&out.stderr)
+                        .trim()
+                        .clone_into(&mut last_error);
+                    states.push((
+                        port,
+                        if out.code == 255 {
+                            PortState::Tcp
+                        } else {
+                            PortState::Auth
+                        },
+                    ));
                 }
                 Err(err) => {
                     last_error = err.to_string();
@@ -255,8 +298,11 @@ pub async fn wait_ready(
                 }
             }
         }
-        let summary =
-            states.iter().map(|(p, s)| format!("{p}:{}", s.as_str())).collect::<Vec<_>>().join(",");
+        let summary = states
+            .iter()
+            .map(|(p, s)| format!("{p}:{}", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
         let elapsed = start.elapsed();
         if elapsed >= timeout {
             return Err(ReadyTimeout {

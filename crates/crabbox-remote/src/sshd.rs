@@ -12,7 +12,9 @@ use crate::process::{self, Cmd};
 /// Error starting or inspecting a local sshd.
 #[derive(Debug, thiserror::Error)]
 pub enum SshdError {
-    #[error("no sshd binary found (looked in /usr/sbin, /usr/local/sbin, /opt/homebrew/sbin and PATH)")]
+    #[error(
+        "no sshd binary found (looked in /usr/sbin, /usr/local/sbin, /opt/homebrew/sbin and PATH)"
+    )]
     NotInstalled,
     #[error("could not prepare sshd files in {path}")]
     Files {
@@ -39,12 +41,18 @@ pub struct SshdHandle {
 
 /// Finds the sshd binary. sshd must be started by absolute path (it re-executes itself).
 pub fn find_sshd() -> Option<PathBuf> {
-    let fixed = ["/usr/sbin/sshd", "/usr/local/sbin/sshd", "/opt/homebrew/sbin/sshd"];
+    let fixed = [
+        "/usr/sbin/sshd",
+        "/usr/local/sbin/sshd",
+        "/opt/homebrew/sbin/sshd",
+    ];
     if let Some(p) = fixed.iter().map(PathBuf::from).find(|p| p.is_file()) {
         return Some(p);
     }
     std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).map(|d| d.join("sshd")).find(|p| p.is_file())
+        std::env::split_paths(&path)
+            .map(|d| d.join("sshd"))
+            .find(|p| p.is_file())
     })
 }
 
@@ -53,7 +61,10 @@ fn free_port() -> Result<u16, std::io::Error> {
 }
 
 fn files_err(path: &Path) -> impl FnOnce(std::io::Error) -> SshdError + '_ {
-    move |source| SshdError::Files { path: path.to_owned(), source }
+    move |source| SshdError::Files {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn config_text(dir: &Path, port: u16, user: &str) -> String {
@@ -92,13 +103,22 @@ pub async fn start(dir: &Path, user: &str, authorized_key: &str) -> Result<SshdH
         // Without -D sshd daemonizes once it is listening, so when this returns the port is
         // bound (or sshd has already failed and said why).
         let out = Cmd::new(&sshd)
-            .args(["-f".as_ref(), config.as_os_str(), "-E".as_ref(), log.as_os_str()])
+            .args([
+                "-f".as_ref(),
+                config.as_os_str(),
+                "-E".as_ref(),
+                log.as_os_str(),
+            ])
             .capture(None)
             .await?;
-        if out.code == 0 {
-            if let Some(pid) = read_pid(dir).await {
-                return Ok(SshdHandle { port, pid, host_key });
-            }
+        if out.code == 0
+            && let Some(pid) = read_pid(dir).await
+        {
+            return Ok(SshdHandle {
+                port,
+                pid,
+                host_key,
+            });
         }
         last = fs::read_to_string(&log).unwrap_or_default();
         last.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -118,7 +138,11 @@ async fn read_pid(dir: &Path) -> Option<i32> {
 
 /// The pid from the sshd's pid file, if any.
 pub fn pid_of(dir: &Path) -> Option<i32> {
-    fs::read_to_string(dir.join("sshd.pid")).ok()?.trim().parse().ok()
+    fs::read_to_string(dir.join("sshd.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Whether the sshd for `dir` is running.

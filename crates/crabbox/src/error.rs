@@ -1,7 +1,7 @@
 //! CLI errors: an exit code from the contract, a message chain and an optional hint. The
 //! reporter prints `error: …`, then `caused by: …` lines, then `hint: …`.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use crabbox_api::ExitStatus;
 
@@ -15,7 +15,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(status: ExitStatus, error: impl Into<anyhow::Error>) -> Self {
-        Self { code: status.code(), error: error.into(), hint: None }
+        Self {
+            code: status.code(),
+            error: error.into(),
+            hint: None,
+        }
     }
 
     pub fn msg(status: ExitStatus, message: impl fmt::Display) -> Self {
@@ -32,10 +36,10 @@ impl CliError {
     pub fn report(&self) -> String {
         let mut out = format!("error: {}\n", self.error);
         for cause in self.error.chain().skip(1) {
-            out.push_str(&format!("caused by: {cause}\n"));
+            let _ = writeln!(out, "caused by: {cause}");
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("hint: {hint}\n"));
+            let _ = writeln!(out, "hint: {hint}");
         }
         out
     }
@@ -43,7 +47,11 @@ impl CliError {
 
 impl From<anyhow::Error> for CliError {
     fn from(error: anyhow::Error) -> Self {
-        Self { code: ExitStatus::Failure.code(), error, hint: None }
+        Self {
+            code: ExitStatus::Failure.code(),
+            error,
+            hint: None,
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use crabbox_api::view::LeaseView;
 use crabbox_api::{ExitStatus, LeaseId};
 use crabbox_core::slug;
 use crabbox_providers::static_ssh::StaticHost;
-use crabbox_providers::{AcquireRequest, ClaimStore, Health, LeaseRecord, Provider, ProviderConfig};
+use crabbox_providers::{
+    AcquireRequest, ClaimStore, Health, LeaseRecord, Provider, ProviderConfig,
+};
 use crabbox_remote::ssh::{HostKeyPolicy, SshTarget, wait_ready};
 use crabbox_remote::{keys, manifest};
 
@@ -30,12 +32,20 @@ pub struct Ctx {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn git_toplevel(cwd: &Path) -> Option<PathBuf> {
-    let out = std::process::Command::new("git").current_dir(cwd).args(["rev-parse", "--show-toplevel"]).output().ok()?;
-    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    let out = std::process::Command::new("git")
+        .current_dir(cwd)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// Builds the context: finds the repo, loads config, prints config warnings.
@@ -47,9 +57,17 @@ pub fn context(flags: &[FlagValue]) -> CliResult<Ctx> {
         output::warn(warning);
     }
     let repo_root = git_root.unwrap_or(cwd);
-    let repo_name = repo_root.file_name().map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned());
+    let repo_name = repo_root
+        .file_name()
+        .map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned());
     let state_dir = paths::state_dir();
-    Ok(Ctx { claims: ClaimStore::new(&state_dir), settings, repo_root, repo_name, state_dir })
+    Ok(Ctx {
+        claims: ClaimStore::new(&state_dir),
+        settings,
+        repo_root,
+        repo_name,
+        state_dir,
+    })
 }
 
 /// Flags that override config keys.
@@ -67,7 +85,11 @@ pub fn lease_flag_values(flags: &LeaseFlags) -> Vec<FlagValue> {
     add("static.host", "--static-host", &flags.static_host);
     add("static.user", "--static-user", &flags.static_user);
     add("static.port", "--static-port", &flags.static_port);
-    add("static.workRoot", "--static-work-root", &flags.static_work_root);
+    add(
+        "static.workRoot",
+        "--static-work-root",
+        &flags.static_work_root,
+    );
     out
 }
 
@@ -79,9 +101,18 @@ impl Ctx {
             name: s.opt("static.name"),
             host: s.opt("static.host"),
             user: s.opt("static.user").unwrap_or_else(|| s.str("ssh.user")),
-            port: s.opt("static.port").and_then(|p| p.parse().ok()).unwrap_or_else(|| s.port("ssh.port")),
-            fallback_ports: s.list("ssh.fallbackPorts").iter().filter_map(|p| p.parse().ok()).collect(),
-            work_root: s.opt("static.workRoot").unwrap_or_else(|| s.str("workRoot")),
+            port: s
+                .opt("static.port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| s.port("ssh.port")),
+            fallback_ports: s
+                .list("ssh.fallbackPorts")
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            work_root: s
+                .opt("static.workRoot")
+                .unwrap_or_else(|| s.str("workRoot")),
             key: Some(expand_home(&s.str("ssh.key"))),
         };
         crabbox_providers::provider_for(name, &ProviderConfig { state_dir: self.state_dir.clone(), static_host })
@@ -95,7 +126,12 @@ impl Ctx {
 
     /// Remote workdir for this repo on a lease.
     pub fn workdir(&self, lease: &LeaseRecord) -> String {
-        format!("{}/{}/{}", lease.work_root.trim_end_matches('/'), lease.lease_id, self.repo_name)
+        format!(
+            "{}/{}/{}",
+            lease.work_root.trim_end_matches('/'),
+            lease.lease_id,
+            self.repo_name
+        )
     }
 }
 
@@ -128,22 +164,36 @@ pub fn ssh_target(lease: &LeaseRecord) -> SshTarget {
 
 /// Acquires a new lease and waits until it is ready. The claim is written before waiting so a
 /// crash leaves something `list`/`cleanup` can see.
-pub async fn acquire(ctx: &Ctx, flags: &LeaseFlags, keep: bool, progress: &Progress) -> CliResult<(LeaseRecord, Duration, Duration)> {
+pub async fn acquire(
+    ctx: &Ctx,
+    flags: &LeaseFlags,
+    keep: bool,
+    progress: &Progress,
+) -> CliResult<(LeaseRecord, Duration, Duration)> {
     let provider = ctx.provider()?;
     let lease_id = LeaseId::generate().to_string();
     let slug = match &flags.slug {
         Some(raw) => {
             let wanted = slug::requested_slug(raw).status(ExitStatus::Usage)?;
             if ctx.claims.slug_taken(&wanted) {
-                return Err(CliError::msg(ExitStatus::Usage, format!("slug {wanted:?} is already used by another lease")));
+                return Err(CliError::msg(
+                    ExitStatus::Usage,
+                    format!("slug {wanted:?} is already used by another lease"),
+                ));
             }
             wanted
         }
-        None => slug::allocate_slug(&slug::slug_for_lease(&lease_id), &lease_id, |s| ctx.claims.slug_taken(s)).status(ExitStatus::Usage)?,
+        None => slug::allocate_slug(&slug::slug_for_lease(&lease_id), &lease_id, |s| {
+            ctx.claims.slug_taken(s)
+        })
+        .status(ExitStatus::Usage)?,
     };
     let key_dir = paths::lease_key_dir(&lease_id);
     let public_key = if provider.per_lease_key() {
-        keys::ensure_ed25519(&key_dir, "id_ed25519", &format!("crabbox {lease_id}")).status(ExitStatus::Failure)?.public_key().status(ExitStatus::Failure)?
+        keys::ensure_ed25519(&key_dir, "id_ed25519", &format!("crabbox {lease_id}"))
+            .status(ExitStatus::Failure)?
+            .public_key()
+            .status(ExitStatus::Failure)?
     } else {
         String::new()
     };
@@ -175,13 +225,31 @@ pub async fn acquire(ctx: &Ctx, flags: &LeaseFlags, keep: bool, progress: &Progr
     }
     ctx.claims.write(&record).status(ExitStatus::Failure)?;
     let ready_start = Instant::now();
-    progress.phase(format!("waiting for ssh on {}:{}", record.ssh_host, record.ssh_port));
-    let timeout = if record.provider == "local" { Duration::from_secs(30) } else { Duration::from_secs(20 * 60) };
+    progress.phase(format!(
+        "waiting for ssh on {}:{}",
+        record.ssh_host, record.ssh_port
+    ));
+    let timeout = if record.provider == "local" {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_mins(20)
+    };
     let target = ssh_target(&record);
-    match wait_ready(&target, "bootstrap", timeout, provider.ready_check(), |line| output::err(line)).await {
+    match wait_ready(
+        &target,
+        "bootstrap",
+        timeout,
+        provider.ready_check(),
+        |line| output::err(line),
+    )
+    .await
+    {
         Ok(port) => {
             if port != record.ssh_port {
-                output::err(format!("using ssh port {port} for {} (configured {} not ready)", record.ssh_host, record.ssh_port));
+                output::err(format!(
+                    "using ssh port {port} for {} (configured {} not ready)",
+                    record.ssh_host, record.ssh_port
+                ));
                 record.ssh_port = port;
                 ctx.claims.write(&record).status(ExitStatus::Failure)?;
             }
@@ -191,8 +259,17 @@ pub async fn acquire(ctx: &Ctx, flags: &LeaseFlags, keep: bool, progress: &Progr
             if !keep {
                 let _ = release(ctx, &record).await;
             }
-            return Err(CliError::new(ExitStatus::Readiness, anyhow::Error::new(timeout_err).context(format!("lease {} never became ready", record.lease_id)))
-                .hint(if detail.is_empty() { "check that the host is up and reachable; `crabbox doctor` checks local tools".to_owned() } else { format!("last ssh error: {detail}") }));
+            return Err(CliError::new(
+                ExitStatus::Readiness,
+                anyhow::Error::new(timeout_err)
+                    .context(format!("lease {} never became ready", record.lease_id)),
+            )
+            .hint(if detail.is_empty() {
+                "check that the host is up and reachable; `crabbox doctor` checks local tools"
+                    .to_owned()
+            } else {
+                format!("last ssh error: {detail}")
+            }));
         }
     }
     Ok((record, lease_time, ready_start.elapsed()))
@@ -200,16 +277,33 @@ pub async fn acquire(ctx: &Ctx, flags: &LeaseFlags, keep: bool, progress: &Progr
 
 /// Resolves `--id` (lease id or slug) to a live lease.
 pub async fn resolve(ctx: &Ctx, id: &str) -> CliResult<LeaseRecord> {
-    let record = ctx.claims.resolve(id).status(ExitStatus::Usage)?.ok_or_else(|| {
-        CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found")).hint("`crabbox list` shows the leases on this machine")
-    })?;
+    let record = ctx
+        .claims
+        .resolve(id)
+        .status(ExitStatus::Usage)?
+        .ok_or_else(|| {
+            CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
+                .hint("`crabbox list` shows the leases on this machine")
+        })?;
     let provider = ctx.provider_named(&record.provider)?;
     if let Health::Gone(reason) = provider.health(&record).await {
-        return Err(CliError::msg(ExitStatus::Remote, format!("lease {} ({}) is gone: {reason}", record.lease_id, record.slug))
-            .hint(format!("run `crabbox stop {}` to forget it, then `crabbox warmup` for a new one", record.lease_id)));
+        return Err(CliError::msg(
+            ExitStatus::Remote,
+            format!(
+                "lease {} ({}) is gone: {reason}",
+                record.lease_id, record.slug
+            ),
+        )
+        .hint(format!(
+            "run `crabbox stop {}` to forget it, then `crabbox warmup` for a new one",
+            record.lease_id
+        )));
     }
     if now_secs() >= record.expires_at() {
-        output::warn(format!("lease {} is past its TTL or idle timeout; `crabbox cleanup` would release it", record.lease_id));
+        output::warn(format!(
+            "lease {} is past its TTL or idle timeout; `crabbox cleanup` would release it",
+            record.lease_id
+        ));
     }
     Ok(record)
 }
@@ -227,7 +321,9 @@ pub async fn release(ctx: &Ctx, record: &LeaseRecord) -> CliResult<()> {
     ssh_target(record).close_master().await;
     let provider = ctx.provider_named(&record.provider)?;
     provider.release(record).await.status(ExitStatus::Remote)?;
-    ctx.claims.remove(&record.lease_id).status(ExitStatus::Failure)?;
+    ctx.claims
+        .remove(&record.lease_id)
+        .status(ExitStatus::Failure)?;
     let _ = std::fs::remove_dir_all(paths::lease_key_dir(&record.lease_id));
     Ok(())
 }
@@ -248,7 +344,10 @@ pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
         (_, true) => "expired".to_owned(),
         _ => record.state.clone(),
     };
-    let key = ssh_target(record).key.map(|k| k.display().to_string()).unwrap_or_default();
+    let key = ssh_target(record)
+        .key
+        .map(|k| k.display().to_string())
+        .unwrap_or_default();
     LeaseView {
         id: record.lease_id.clone(),
         slug: record.slug.clone(),
@@ -269,7 +368,9 @@ pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
         repo_root: record.repo_root.clone(),
         created_at: rfc3339(record.created_at),
         last_touched_at: rfc3339(record.last_touched_at),
-        idle_for: godur::format(Duration::from_secs(now.saturating_sub(record.last_touched_at))),
+        idle_for: godur::format(Duration::from_secs(
+            now.saturating_sub(record.last_touched_at),
+        )),
         idle_timeout: godur::format(Duration::from_secs(record.idle_timeout_secs)),
         ttl: godur::format(Duration::from_secs(record.ttl_secs)),
         expires_at: rfc3339(record.expires_at()),

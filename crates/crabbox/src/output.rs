@@ -1,7 +1,11 @@
 //! The one place that prints. Results go to stdout; progress, diagnostics and summaries to
 //! stderr. On a terminal a spinner shows the current phase; otherwise phases are silent.
 
-#![expect(clippy::print_stdout, clippy::print_stderr, reason = "this module is the CLI's printer")]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "this module is the CLI's printer"
+)]
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -14,7 +18,10 @@ pub fn out(line: impl AsRef<str>) {
 
 /// Prints a JSON document to stdout.
 pub fn json<T: serde::Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("views serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("views serialize")
+    );
 }
 
 /// Prints one diagnostic line to stderr (clearing a spinner first).
@@ -59,7 +66,11 @@ impl Progress {
                     let s = state.lock().expect("spinner lock");
                     if s.active {
                         let secs = s.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                        eprint!("\r\x1b[2K{} {} ({secs:.1}s)", frames[i % frames.len()], s.phase);
+                        eprint!(
+                            "\r\x1b[2K{} {} ({secs:.1}s)",
+                            frames[i % frames.len()],
+                            s.phase
+                        );
                         let _ = std::io::stderr().flush();
                         DRAWN.store(true, std::sync::atomic::Ordering::Relaxed);
                     }

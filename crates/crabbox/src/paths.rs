@@ -8,7 +8,9 @@ fn home() -> PathBuf {
 }
 
 fn nonempty_env(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// `~/.config/crabbox` (or `$XDG_CONFIG_HOME/crabbox`; macOS Application Support).
@@ -40,9 +42,12 @@ pub fn lease_key_dir(lease_id: &str) -> PathBuf {
     config_dir().join("testboxes").join(lease_id)
 }
 
-/// Directory for ControlMaster sockets (short, private).
+/// Directory for `ControlMaster` sockets (short, private).
 pub fn control_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("crabbox-{}", crabbox_remote::process::current_uid()));
+    let dir = std::env::temp_dir().join(format!(
+        "crabbox-{}",
+        crabbox_remote::process::current_uid()
+    ));
     let _ = std::fs::create_dir_all(&dir);
     {
         use std::os::unix::fs::PermissionsExt;

@@ -34,55 +34,231 @@ struct KeySpec {
     kind: Kind,
 }
 
-const fn k(key: &'static str, aliases: &'static [&'static str], env: &'static [&'static str], default: &'static str, kind: Kind) -> KeySpec {
-    KeySpec { key, aliases, env, default, kind }
+const fn k(
+    key: &'static str,
+    aliases: &'static [&'static str],
+    env: &'static [&'static str],
+    default: &'static str,
+    kind: Kind,
+) -> KeySpec {
+    KeySpec {
+        key,
+        aliases,
+        env,
+        default,
+        kind,
+    }
 }
 
 const KEYS: &[KeySpec] = &[
     k("provider", &[], &["CRABBOX_PROVIDER"], "local", Kind::Str),
     k("class", &[], &["CRABBOX_DEFAULT_CLASS"], "beast", Kind::Str),
     k("serverType", &[], &["CRABBOX_SERVER_TYPE"], "", Kind::Str),
-    k("target", &["targetOS"], &["CRABBOX_TARGET", "CRABBOX_TARGET_OS"], "linux", Kind::Str),
+    k(
+        "target",
+        &["targetOS"],
+        &["CRABBOX_TARGET", "CRABBOX_TARGET_OS"],
+        "linux",
+        Kind::Str,
+    ),
     k("profile", &[], &["CRABBOX_PROFILE"], "default", Kind::Str),
-    k("ttl", &["lease.ttl"], &["CRABBOX_TTL"], "90m", Kind::Duration),
-    k("idleTimeout", &["lease.idleTimeout"], &["CRABBOX_IDLE_TIMEOUT"], "30m", Kind::Duration),
-    k("workRoot", &[], &["CRABBOX_WORK_ROOT"], "/work/crabbox", Kind::Str),
+    k(
+        "ttl",
+        &["lease.ttl"],
+        &["CRABBOX_TTL"],
+        "90m",
+        Kind::Duration,
+    ),
+    k(
+        "idleTimeout",
+        &["lease.idleTimeout"],
+        &["CRABBOX_IDLE_TIMEOUT"],
+        "30m",
+        Kind::Duration,
+    ),
+    k(
+        "workRoot",
+        &[],
+        &["CRABBOX_WORK_ROOT"],
+        "/work/crabbox",
+        Kind::Str,
+    ),
     k("ssh.user", &[], &["CRABBOX_SSH_USER"], "crabbox", Kind::Str),
-    k("ssh.key", &[], &["CRABBOX_SSH_KEY"], "~/.ssh/id_ed25519", Kind::Str),
+    k(
+        "ssh.key",
+        &[],
+        &["CRABBOX_SSH_KEY"],
+        "~/.ssh/id_ed25519",
+        Kind::Str,
+    ),
     k("ssh.port", &[], &["CRABBOX_SSH_PORT"], "2222", Kind::Port),
-    k("ssh.fallbackPorts", &[], &["CRABBOX_SSH_FALLBACK_PORTS"], "22", Kind::List),
-    k("sync.delete", &[], &["CRABBOX_SYNC_DELETE"], "true", Kind::Bool),
-    k("sync.checksum", &[], &["CRABBOX_SYNC_CHECKSUM"], "false", Kind::Bool),
-    k("sync.gitSeed", &[], &["CRABBOX_SYNC_GIT_SEED"], "true", Kind::Bool),
-    k("sync.fingerprint", &[], &["CRABBOX_SYNC_FINGERPRINT"], "true", Kind::Bool),
-    k("sync.baseRef", &[], &["CRABBOX_SYNC_BASE_REF"], "", Kind::Str),
-    k("sync.timeout", &[], &["CRABBOX_SYNC_TIMEOUT"], "15m", Kind::Duration),
-    k("sync.warnFiles", &[], &["CRABBOX_SYNC_WARN_FILES"], "50000", Kind::Int),
-    k("sync.warnBytes", &[], &["CRABBOX_SYNC_WARN_BYTES"], "5GiB", Kind::Bytes),
-    k("sync.failFiles", &[], &["CRABBOX_SYNC_FAIL_FILES"], "150000", Kind::Int),
-    k("sync.failBytes", &[], &["CRABBOX_SYNC_FAIL_BYTES"], "20GiB", Kind::Bytes),
-    k("sync.allowLarge", &[], &["CRABBOX_SYNC_ALLOW_LARGE"], "false", Kind::Bool),
+    k(
+        "ssh.fallbackPorts",
+        &[],
+        &["CRABBOX_SSH_FALLBACK_PORTS"],
+        "22",
+        Kind::List,
+    ),
+    k(
+        "sync.delete",
+        &[],
+        &["CRABBOX_SYNC_DELETE"],
+        "true",
+        Kind::Bool,
+    ),
+    k(
+        "sync.checksum",
+        &[],
+        &["CRABBOX_SYNC_CHECKSUM"],
+        "false",
+        Kind::Bool,
+    ),
+    k(
+        "sync.gitSeed",
+        &[],
+        &["CRABBOX_SYNC_GIT_SEED"],
+        "true",
+        Kind::Bool,
+    ),
+    k(
+        "sync.fingerprint",
+        &[],
+        &["CRABBOX_SYNC_FINGERPRINT"],
+        "true",
+        Kind::Bool,
+    ),
+    k(
+        "sync.baseRef",
+        &[],
+        &["CRABBOX_SYNC_BASE_REF"],
+        "",
+        Kind::Str,
+    ),
+    k(
+        "sync.timeout",
+        &[],
+        &["CRABBOX_SYNC_TIMEOUT"],
+        "15m",
+        Kind::Duration,
+    ),
+    k(
+        "sync.warnFiles",
+        &[],
+        &["CRABBOX_SYNC_WARN_FILES"],
+        "50000",
+        Kind::Int,
+    ),
+    k(
+        "sync.warnBytes",
+        &[],
+        &["CRABBOX_SYNC_WARN_BYTES"],
+        "5GiB",
+        Kind::Bytes,
+    ),
+    k(
+        "sync.failFiles",
+        &[],
+        &["CRABBOX_SYNC_FAIL_FILES"],
+        "150000",
+        Kind::Int,
+    ),
+    k(
+        "sync.failBytes",
+        &[],
+        &["CRABBOX_SYNC_FAIL_BYTES"],
+        "20GiB",
+        Kind::Bytes,
+    ),
+    k(
+        "sync.allowLarge",
+        &[],
+        &["CRABBOX_SYNC_ALLOW_LARGE"],
+        "false",
+        Kind::Bool,
+    ),
     k("sync.exclude", &["sync.excludes"], &[], "", Kind::List),
     k("sync.include", &["sync.includes"], &[], "", Kind::List),
-    k("env.allow", &[], &["CRABBOX_ENV_ALLOW"], "CI,NODE_OPTIONS", Kind::List),
+    k(
+        "env.allow",
+        &[],
+        &["CRABBOX_ENV_ALLOW"],
+        "CI,NODE_OPTIONS",
+        Kind::List,
+    ),
     k("static.id", &[], &["CRABBOX_STATIC_ID"], "", Kind::Str),
     k("static.name", &[], &["CRABBOX_STATIC_NAME"], "", Kind::Str),
     k("static.host", &[], &["CRABBOX_STATIC_HOST"], "", Kind::Str),
     k("static.user", &[], &["CRABBOX_STATIC_USER"], "", Kind::Str),
     k("static.port", &[], &["CRABBOX_STATIC_PORT"], "", Kind::Str),
-    k("static.workRoot", &[], &["CRABBOX_STATIC_WORK_ROOT"], "", Kind::Str),
-    k("coordinator", &["broker.url"], &["CRABBOX_COORDINATOR"], "", Kind::Str),
-    k("coordinatorToken", &["broker.token"], &["CRABBOX_COORDINATOR_TOKEN"], "", Kind::Secret),
-    k("broker.adminToken", &[], &["CRABBOX_COORDINATOR_ADMIN_TOKEN", "CRABBOX_ADMIN_TOKEN"], "", Kind::Secret),
-    k("broker.mode", &[], &["CRABBOX_COORDINATOR_MODE"], "managed", Kind::Str),
+    k(
+        "static.workRoot",
+        &[],
+        &["CRABBOX_STATIC_WORK_ROOT"],
+        "",
+        Kind::Str,
+    ),
+    k(
+        "coordinator",
+        &["broker.url"],
+        &["CRABBOX_COORDINATOR"],
+        "",
+        Kind::Str,
+    ),
+    k(
+        "coordinatorToken",
+        &["broker.token"],
+        &["CRABBOX_COORDINATOR_TOKEN"],
+        "",
+        Kind::Secret,
+    ),
+    k(
+        "broker.adminToken",
+        &[],
+        &["CRABBOX_COORDINATOR_ADMIN_TOKEN", "CRABBOX_ADMIN_TOKEN"],
+        "",
+        Kind::Secret,
+    ),
+    k(
+        "broker.mode",
+        &[],
+        &["CRABBOX_COORDINATOR_MODE"],
+        "managed",
+        Kind::Str,
+    ),
 ];
 
 /// Keys from the existing tool that this version accepts without using yet.
 const ACCEPTED_PREFIXES: &[&str] = &[
-    "architecture", "os", "network", "desktop", "desktopEnv", "browser", "code", "windows", "capacity",
-    "tailscale", "aws", "azure", "hetzner", "daytona", "islo", "blacksmith", "actions", "results",
-    "cache", "profiles", "presets", "jobs", "hostId", "run", "localContainer", "broker", "lease",
-    "pond", "gcp", "access",
+    "architecture",
+    "os",
+    "network",
+    "desktop",
+    "desktopEnv",
+    "browser",
+    "code",
+    "windows",
+    "capacity",
+    "tailscale",
+    "aws",
+    "azure",
+    "hetzner",
+    "daytona",
+    "islo",
+    "blacksmith",
+    "actions",
+    "results",
+    "cache",
+    "profiles",
+    "presets",
+    "jobs",
+    "hostId",
+    "run",
+    "localContainer",
+    "broker",
+    "lease",
+    "pond",
+    "gcp",
+    "access",
 ];
 
 /// Where a value came from.
@@ -123,10 +299,16 @@ pub struct Settings {
 }
 
 fn spec(key: &str) -> Option<&'static KeySpec> {
-    KEYS.iter().find(|s| s.key == key || s.aliases.contains(&key))
+    KEYS.iter()
+        .find(|s| s.key == key || s.aliases.contains(&key))
 }
 
-fn flatten(prefix: &str, value: &serde_yaml::Value, out: &mut Vec<(String, Value)>, unknown: &mut Vec<String>) {
+fn flatten(
+    prefix: &str,
+    value: &serde_yaml::Value,
+    out: &mut Vec<(String, Value)>,
+    unknown: &mut Vec<String>,
+) {
     use serde_yaml::Value as Y;
     let scalar = |v: &Y| match v {
         Y::String(s) => Some(s.clone()),
@@ -139,7 +321,11 @@ fn flatten(prefix: &str, value: &serde_yaml::Value, out: &mut Vec<(String, Value
         Y::Mapping(map) if spec(prefix).is_none() => {
             for (k, v) in map {
                 let Some(name) = scalar(k) else { continue };
-                let key = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
+                let key = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}.{name}")
+                };
                 flatten(&key, v, out, unknown);
             }
         }
@@ -160,20 +346,31 @@ fn usage(message: String) -> CliError {
 
 fn validate(spec: &KeySpec, value: &Value, whence: &str) -> Result<Value, CliError> {
     let bad = |v: &str, expected: &str| {
-        usage(format!("invalid value for {:?} {whence}: {v:?} is not {expected}", spec.key))
+        usage(format!(
+            "invalid value for {:?} {whence}: {v:?} is not {expected}",
+            spec.key
+        ))
     };
     match (spec.kind, value) {
         (Kind::List, Value::Str(s)) => {
             let items: Vec<String> = if s.trim() == "none" || s.trim().is_empty() {
                 Vec::new()
             } else {
-                s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect()
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
             };
             Ok(Value::List(items))
         }
         (Kind::List, list) => Ok(list.clone()),
-        (_, Value::List(_)) => Err(usage(format!("invalid value for {:?} {whence}: expected a single value, got a list", spec.key))),
-        (Kind::Bool, Value::Str(s)) => parse_bool(s).map(|b| Value::Str(b.to_string())).ok_or_else(|| bad(s, "a boolean (true/false)")),
+        (_, Value::List(_)) => Err(usage(format!(
+            "invalid value for {:?} {whence}: expected a single value, got a list",
+            spec.key
+        ))),
+        (Kind::Bool, Value::Str(s)) => parse_bool(s)
+            .map(|b| Value::Str(b.to_string()))
+            .ok_or_else(|| bad(s, "a boolean (true/false)")),
         (Kind::Duration, Value::Str(s)) => match godur::parse(s) {
             Ok(d) if !d.is_zero() => Ok(value.clone()),
             Ok(_) => Err(bad(s, "a positive duration")),
@@ -183,8 +380,13 @@ fn validate(spec: &KeySpec, value: &Value, whence: &str) -> Result<Value, CliErr
             Ok(p) if p > 0 => Ok(value.clone()),
             _ => Err(bad(s, "a port number (1-65535)")),
         },
-        (Kind::Int, Value::Str(s)) => s.parse::<u64>().map(|_| value.clone()).map_err(|_| bad(s, "a whole number")),
-        (Kind::Bytes, Value::Str(s)) => parse_bytes(s).map(|_| value.clone()).ok_or_else(|| bad(s, "a size (bytes, or like 500MB, 5GiB)")),
+        (Kind::Int, Value::Str(s)) => s
+            .parse::<u64>()
+            .map(|_| value.clone())
+            .map_err(|_| bad(s, "a whole number")),
+        (Kind::Bytes, Value::Str(s)) => parse_bytes(s)
+            .map(|_| value.clone())
+            .ok_or_else(|| bad(s, "a size (bytes, or like 500MB, 5GiB)")),
         (Kind::Str | Kind::Secret, _) => Ok(value.clone()),
     }
 }
@@ -221,10 +423,10 @@ pub type FlagValue = (&'static str, &'static str, String);
 /// Finds the repo config files: the current directory, then the git root.
 fn repo_files(cwd: &Path, git_root: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = vec![cwd.to_owned()];
-    if let Some(root) = git_root {
-        if root != cwd {
-            dirs.push(root.to_owned());
-        }
+    if let Some(root) = git_root
+        && root != cwd
+    {
+        dirs.push(root.to_owned());
     }
     // Lower precedence first: the git root's files, then the current directory's.
     dirs.reverse();
@@ -242,11 +444,20 @@ fn repo_files(cwd: &Path, git_root: Option<&Path>) -> Vec<PathBuf> {
 
 impl Settings {
     /// Loads configuration for a command run in `cwd`.
-    pub fn load(cwd: &Path, git_root: Option<&Path>, flags: &[FlagValue]) -> Result<Self, CliError> {
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("CRABBOX_")).collect();
+    pub fn load(
+        cwd: &Path,
+        git_root: Option<&Path>,
+        flags: &[FlagValue],
+    ) -> Result<Self, CliError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CRABBOX_"))
+            .collect();
         let (user, repo) = match env.get("CRABBOX_CONFIG").filter(|v| !v.is_empty()) {
             Some(only) => (Some(PathBuf::from(only)), Vec::new()),
-            None => (Some(crate::paths::user_config_file()), repo_files(cwd, git_root)),
+            None => (
+                Some(crate::paths::user_config_file()),
+                repo_files(cwd, git_root),
+            ),
         };
         let mut layers: Vec<(PathBuf, Origin)> = Vec::new();
         if let Some(user) = user.filter(|p| p.is_file()) {
@@ -270,12 +481,22 @@ impl Settings {
     }
 
     /// Pure resolution from file texts, environment and flags.
-    pub fn resolve(files: &[(Origin, String)], env: &BTreeMap<String, String>, flags: &[FlagValue]) -> Result<Self, CliError> {
+    pub fn resolve(
+        files: &[(Origin, String)],
+        env: &BTreeMap<String, String>,
+        flags: &[FlagValue],
+    ) -> Result<Self, CliError> {
         let mut values: BTreeMap<&'static str, (Value, Origin)> = BTreeMap::new();
         let mut warnings = Vec::new();
         for spec in KEYS {
             let default = if spec.kind == Kind::List {
-                Value::List(spec.default.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                Value::List(
+                    spec.default
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
             } else {
                 Value::Str(spec.default.to_owned())
             };
@@ -290,26 +511,28 @@ impl Settings {
                 continue;
             }
             let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-                let at = e.location().map(|l| format!(" at line {}, column {}", l.line(), l.column())).unwrap_or_default();
+                let at = e
+                    .location()
+                    .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                    .unwrap_or_default();
                 usage(format!("could not parse config {path}{at}: {e}"))
             })?;
             if !doc.is_mapping() && !doc.is_null() {
-                return Err(usage(format!("config {path} must be a YAML mapping of keys to values")));
+                return Err(usage(format!(
+                    "config {path} must be a YAML mapping of keys to values"
+                )));
             }
             let mut flat = Vec::new();
             let mut odd = Vec::new();
             flatten("", &doc, &mut flat, &mut odd);
             for (key, value) in flat {
-                match spec(&key) {
-                    Some(spec) => {
-                        let v = validate(spec, &value, &format!("in {path}"))?;
-                        values.insert(spec.key, (v, origin.clone()));
-                    }
-                    None => {
-                        let top = key.split('.').next().unwrap_or("");
-                        if !ACCEPTED_PREFIXES.contains(&top) {
-                            warnings.push(format!("unknown config key {key:?} in {path}"));
-                        }
+                if let Some(spec) = spec(&key) {
+                    let v = validate(spec, &value, &format!("in {path}"))?;
+                    values.insert(spec.key, (v, origin.clone()));
+                } else {
+                    let top = key.split('.').next().unwrap_or("");
+                    if !ACCEPTED_PREFIXES.contains(&top) {
+                        warnings.push(format!("unknown config key {key:?} in {path}"));
                     }
                 }
             }
@@ -317,7 +540,11 @@ impl Settings {
         for spec in KEYS {
             for var in spec.env {
                 if let Some(raw) = env.get(*var) {
-                    let v = validate(spec, &Value::Str(raw.clone()), &format!("from environment variable {var}"))?;
+                    let v = validate(
+                        spec,
+                        &Value::Str(raw.clone()),
+                        &format!("from environment variable {var}"),
+                    )?;
                     values.insert(spec.key, (v, Origin::Env((*var).to_owned())));
                     break;
                 }
@@ -328,11 +555,19 @@ impl Settings {
             let v = validate(spec, &Value::Str(raw.clone()), &format!("from flag {flag}"))?;
             values.insert(spec.key, (v, Origin::Flag((*flag).to_owned())));
         }
-        Ok(Self { values, warnings, files: Vec::new() })
+        Ok(Self {
+            values,
+            warnings,
+            files: Vec::new(),
+        })
     }
 
     fn raw(&self, key: &str) -> &Value {
-        &self.values.get(key).unwrap_or_else(|| panic!("unknown settings key {key}")).0
+        &self
+            .values
+            .get(key)
+            .unwrap_or_else(|| panic!("unknown settings key {key}"))
+            .0
     }
 
     pub fn origin(&self, key: &str) -> &Origin {
@@ -379,14 +614,24 @@ impl Settings {
         KEYS.iter()
             .map(|spec| {
                 let shown = self.shown(spec);
-                format!("{}={} origin={}", spec.key, if shown.is_empty() { "-".into() } else { shown }, self.origin(spec.key))
+                format!(
+                    "{}={} origin={}",
+                    spec.key,
+                    if shown.is_empty() { "-".into() } else { shown },
+                    self.origin(spec.key)
+                )
             })
             .collect()
     }
 
     fn shown(&self, spec: &KeySpec) -> String {
         if spec.kind == Kind::Secret {
-            return if self.str(spec.key).is_empty() { "missing" } else { "configured" }.into();
+            return if self.str(spec.key).is_empty() {
+                "missing"
+            } else {
+                "configured"
+            }
+            .into();
         }
         self.str(spec.key)
     }
@@ -400,7 +645,10 @@ impl Settings {
                 (_, Value::List(l)) => serde_json::json!(l),
                 (_, Value::Str(s)) => serde_json::Value::String(s.clone()),
             };
-            values.insert(spec.key.to_owned(), serde_json::json!({"value": value, "origin": self.origin(spec.key).to_string()}));
+            values.insert(
+                spec.key.to_owned(),
+                serde_json::json!({"value": value, "origin": self.origin(spec.key).to_string()}),
+            );
         }
         serde_json::json!({
             "values": values,
@@ -438,14 +686,25 @@ mod tests {
     use super::*;
 
     fn repo(text: &str) -> (Origin, String) {
-        (Origin::Repo(PathBuf::from("/r/crabbox.yaml")), text.to_owned())
+        (
+            Origin::Repo(PathBuf::from("/r/crabbox.yaml")),
+            text.to_owned(),
+        )
     }
 
     #[test]
     fn precedence_flags_env_repo_user_default() {
-        let user = (Origin::User(PathBuf::from("/u/config.yaml")), "ttl: 2h\nclass: small\nidleTimeout: 5m\n".to_owned());
+        let user = (
+            Origin::User(PathBuf::from("/u/config.yaml")),
+            "ttl: 2h\nclass: small\nidleTimeout: 5m\n".to_owned(),
+        );
         let env: BTreeMap<String, String> = [("CRABBOX_TTL".to_owned(), "3h".to_owned())].into();
-        let s = Settings::resolve(&[user.clone(), repo("ttl: 1h\nclass: fast\n")], &env, &[("ttl", "--ttl", "4h".into())]).unwrap();
+        let s = Settings::resolve(
+            &[user.clone(), repo("ttl: 1h\nclass: fast\n")],
+            &env,
+            &[("ttl", "--ttl", "4h".into())],
+        )
+        .unwrap();
         assert_eq!(s.str("ttl"), "4h");
         assert_eq!(s.origin("ttl").to_string(), "flag:--ttl");
         assert_eq!(s.str("class"), "fast");
@@ -461,21 +720,38 @@ mod tests {
         let s = Settings::resolve(&[repo("lease:\n  ttl: 2h\nsync:\n  excludes: [a, b]\nbogus: 1\ncapacity:\n  market: spot\n")], &BTreeMap::new(), &[]).unwrap();
         assert_eq!(s.str("ttl"), "2h");
         assert_eq!(s.list("sync.exclude"), ["a", "b"]);
-        assert_eq!(s.warnings, ["unknown config key \"bogus\" in /r/crabbox.yaml"]);
+        assert_eq!(
+            s.warnings,
+            ["unknown config key \"bogus\" in /r/crabbox.yaml"]
+        );
     }
 
     #[test]
     fn bad_values_name_file_and_key() {
         let err = Settings::resolve(&[repo("ttl: ninety\n")], &BTreeMap::new(), &[]).unwrap_err();
         assert_eq!(err.code, 2);
-        assert_eq!(err.error.to_string(), "invalid value for \"ttl\" in /r/crabbox.yaml: \"ninety\" is not a duration (use Go syntax like 90m or 1h30m)");
+        assert_eq!(
+            err.error.to_string(),
+            "invalid value for \"ttl\" in /r/crabbox.yaml: \"ninety\" is not a duration (use Go syntax like 90m or 1h30m)"
+        );
         let err = Settings::resolve(&[repo("ttl: [1]\n")], &BTreeMap::new(), &[]).unwrap_err();
         assert!(err.error.to_string().contains("expected a single value"));
-        let err = Settings::resolve(&[repo("ttl: 1h\n  bad: [\n")], &BTreeMap::new(), &[]).unwrap_err();
-        assert!(err.error.to_string().contains("could not parse config /r/crabbox.yaml at line"), "{}", err.error);
+        let err =
+            Settings::resolve(&[repo("ttl: 1h\n  bad: [\n")], &BTreeMap::new(), &[]).unwrap_err();
+        assert!(
+            err.error
+                .to_string()
+                .contains("could not parse config /r/crabbox.yaml at line"),
+            "{}",
+            err.error
+        );
         let env = [("CRABBOX_SSH_PORT".to_owned(), "99999".to_owned())].into();
         let err = Settings::resolve(&[], &env, &[]).unwrap_err();
-        assert!(err.error.to_string().contains("from environment variable CRABBOX_SSH_PORT"));
+        assert!(
+            err.error
+                .to_string()
+                .contains("from environment variable CRABBOX_SSH_PORT")
+        );
     }
 
     #[test]
@@ -483,7 +759,10 @@ mod tests {
         let env = [
             ("CRABBOX_SSH_FALLBACK_PORTS".to_owned(), "none".to_owned()),
             ("CRABBOX_ENV_ALLOW".to_owned(), "FOO,BAR_*".to_owned()),
-            ("CRABBOX_COORDINATOR_TOKEN".to_owned(), "sekrit-token".to_owned()),
+            (
+                "CRABBOX_COORDINATOR_TOKEN".to_owned(),
+                "sekrit-token".to_owned(),
+            ),
         ]
         .into();
         let s = Settings::resolve(&[], &env, &[]).unwrap();

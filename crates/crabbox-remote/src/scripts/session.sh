@@ -82,17 +82,17 @@ cd -- "$workdir" || fail remote "could not enter $workdir" 7
 while [ $# -gt 0 ] && [ "$1" != -- ]; do export "$1"; shift; done
 shift
 proto exec
-# Job control gives the command and the lifeline process groups of their own. Neither keeps
-# the lock descriptor: a daemon the command leaves behind must not hold the lease's lock.
-set -m
-if [ "$mode" = shell ]; then bash -c "$1" </dev/null 9>&- & else "$@" </dev/null 9>&- & fi
+# The command gets a process group of its own (perl's setpgrp: portable, and unlike `set -m`
+# it prints no job-control chatter), so the lifeline can kill everything it started. Neither
+# keeps the lock descriptor: a daemon the command leaves behind must not hold the lease.
+if [ "$mode" = shell ]; then set -- bash -c "$1"; fi
+perl -e 'setpgrp(0, 0); exec { $ARGV[0] } @ARGV; print STDERR "crabbox: cannot run $ARGV[0]: $!\n"; exit($!{ENOENT} ? 127 : 126)' -- "$@" </dev/null 9>&- &
 child=$!
-( cat >/dev/null; kill -TERM -- "-$child"; sleep 3; kill -KILL -- "-$child" ) </dev/stdin >/dev/null 2>&1 9>&- &
+perl -e '1 while sysread(STDIN, my $b, 4096); kill "TERM", -$ARGV[0]; sleep 3; kill "KILL", -$ARGV[0]' "$child" <&0 >/dev/null 2>&1 9>&- &
 lifeline=$!
-set +m
 wait "$child"
 rc=$?
-kill -- "-$lifeline" 2>/dev/null
+kill "$lifeline" 2>/dev/null
 # The command may have changed synced files: compare the stat snapshot in the background
 # (still holding the lock, detached from this session so the client returns at once) and drop
 # the fingerprint when anything changed, so the next run re-syncs.

@@ -14,9 +14,19 @@ fn current_user() -> String {
 
 async fn runner(dir: &Path) -> SshTarget {
     let client = keys::ensure_ed25519(&dir.join("client"), "id_ed25519", "test").unwrap();
-    let handle = sshd::start(&dir.join("sshd"), &current_user(), &client.public_key().unwrap()).await.unwrap();
+    let handle = sshd::start(
+        &dir.join("sshd"),
+        &current_user(),
+        &client.public_key().unwrap(),
+    )
+    .await
+    .unwrap();
     let known = dir.join("known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", handle.port, handle.host_key)).unwrap();
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", handle.port, handle.host_key),
+    )
+    .unwrap();
     SshTarget {
         user: current_user(),
         host: "127.0.0.1".into(),
@@ -43,7 +53,11 @@ async fn session_syncs_then_skips_and_passes_exit_codes() {
         lock: tmp.path().join("work/run.lock").display().to_string(),
         fingerprint: "fp1".into(),
         lock_wait: Duration::from_secs(5),
-        argv: vec!["sh".into(), "-c".into(), "cat hello.txt; echo err >&2; exit 42".into()],
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "cat hello.txt; echo err >&2; exit 42".into(),
+        ],
         ..SessionPlan::default()
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -56,22 +70,40 @@ async fn session_syncs_then_skips_and_passes_exit_codes() {
                 deleted: vec![],
                 files: 1,
                 bytes: 3,
-                rsync: Default::default(),
+                rsync: crabbox_remote::rsync::RsyncOptions::default(),
                 git: None,
             })
         }
     };
     let (out, err) = (Buf::default(), Buf::default());
-    let res = run_session(&target, &plan, mk, |e| eprintln!("event {e:?}"), out.clone(), err.clone(), rx.clone()).await.unwrap();
+    let res = run_session(
+        &target,
+        &plan,
+        mk,
+        |_| {},
+        out.clone(),
+        err.clone(),
+        rx.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.exit_code, 42, "out={} err={}", out.text(), err.text());
     assert!(!res.sync_skipped);
     assert_eq!(out.text(), "hi\n");
     assert!(err.text().contains("err\n"), "{}", err.text());
 
     let (out, err) = (Buf::default(), Buf::default());
-    let start = std::time::Instant::now();
-    let res = run_session(&target, &plan, mk, |e| eprintln!("event {e:?}"), out.clone(), err.clone(), rx.clone()).await.unwrap();
-    eprintln!("warm run took {:?}", start.elapsed());
+    let res = run_session(
+        &target,
+        &plan,
+        mk,
+        |_| {},
+        out.clone(),
+        err.clone(),
+        rx.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.exit_code, 42);
     assert!(res.sync_skipped);
     assert_eq!(out.text(), "hi\n");
@@ -87,14 +119,24 @@ impl Buf {
 }
 
 impl tokio::io::AsyncWrite for Buf {
-    fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
         self.0.lock().unwrap().extend_from_slice(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }

@@ -22,19 +22,31 @@ pub async fn run(args: Args) -> CliResult<u8> {
             "expired" => "expired",
             "stopped" => "runner gone",
             _ => {
-                output::err(format!("skip lease id={} slug={} reason=active expires={}", record.lease_id, record.slug, view.expires_at));
+                output::err(format!(
+                    "skip lease id={} slug={} reason=active expires={}",
+                    record.lease_id, record.slug, view.expires_at
+                ));
                 continue;
             }
         };
         if args.dry_run {
-            output::out(format!("would delete lease id={} slug={} reason={reason}", record.lease_id, record.slug));
+            output::out(format!(
+                "would delete lease id={} slug={} reason={reason}",
+                record.lease_id, record.slug
+            ));
             continue;
         }
         match lease::release(&ctx, &record).await {
-            Ok(()) => output::out(format!("delete lease id={} slug={} reason={reason}", record.lease_id, record.slug)),
+            Ok(()) => output::out(format!(
+                "delete lease id={} slug={} reason={reason}",
+                record.lease_id, record.slug
+            )),
             Err(e) => {
                 failed = true;
-                output::err(format!("failed lease id={} error={}", record.lease_id, e.error));
+                output::err(format!(
+                    "failed lease id={} error={}",
+                    record.lease_id, e.error
+                ));
             }
         }
         let _ = now;

@@ -18,10 +18,11 @@ pub enum ConfigCommand {
     Path,
 }
 
-pub fn run(cmd: ConfigCommand) -> CliResult<u8> {
+pub fn run(cmd: &ConfigCommand) -> CliResult<u8> {
     match cmd {
         ConfigCommand::Path => output::out(crate::paths::user_config_file().display().to_string()),
         ConfigCommand::Show { json } => {
+            let json = *json;
             let ctx = lease::context(&[])?;
             if json {
                 output::json(&ctx.settings.show_json());

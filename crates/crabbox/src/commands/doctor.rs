@@ -2,7 +2,6 @@
 
 use crabbox_remote::sshd;
 
-use crate::error::CliResult;
 use crate::lease;
 use crate::output;
 
@@ -15,55 +14,128 @@ pub struct Args {
 
 fn tool_version(program: &str, arg: &str) -> Option<String> {
     let out = std::process::Command::new(program).arg(arg).output().ok()?;
-    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
-    String::from_utf8_lossy(&text).lines().next().map(str::to_owned)
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(str::to_owned)
 }
 
-pub async fn run(args: Args) -> CliResult<u8> {
+pub fn run(args: &Args) -> u8 {
     let mut checks: Vec<(String, &str, String)> = Vec::new();
     let mut add = |check: &str, ok: bool, details: String, hint: &str| {
         let status = if ok { "ok" } else { "failed" };
-        let details = if ok || hint.is_empty() { details } else { format!("{details} hint={hint}") };
+        let details = if ok || hint.is_empty() {
+            details
+        } else {
+            format!("{details} hint={hint}")
+        };
         checks.push((check.to_owned(), status, details));
     };
     let ctx = lease::context(&[]);
     match &ctx {
-        Ok(ctx) => add("config", true, format!("files={} provider={} source={}", ctx.settings.files.len(), ctx.settings.str("provider"), ctx.settings.origin("provider")), ""),
-        Err(e) => add("config", false, e.error.to_string(), "fix the file and key named above"),
+        Ok(ctx) => add(
+            "config",
+            true,
+            format!(
+                "files={} provider={} source={}",
+                ctx.settings.files.len(),
+                ctx.settings.str("provider"),
+                ctx.settings.origin("provider")
+            ),
+            "",
+        ),
+        Err(e) => add(
+            "config",
+            false,
+            e.error.to_string(),
+            "fix the file and key named above",
+        ),
     }
     for (tool, arg, hint) in [
         ("git", "--version", "install git (apt-get install git)"),
-        ("ssh", "-V", "install the OpenSSH client (apt-get install openssh-client)"),
-        ("rsync", "--version", "install rsync (apt-get install rsync)"),
+        (
+            "ssh",
+            "-V",
+            "install the OpenSSH client (apt-get install openssh-client)",
+        ),
+        (
+            "rsync",
+            "--version",
+            "install rsync (apt-get install rsync)",
+        ),
     ] {
         let v = tool_version(tool, arg);
-        add(&format!("tool-{tool}"), v.is_some(), v.unwrap_or_else(|| "missing".into()), hint);
+        add(
+            &format!("tool-{tool}"),
+            v.is_some(),
+            v.unwrap_or_else(|| "missing".into()),
+            hint,
+        );
     }
-    let provider = ctx.as_ref().map(|c| c.settings.str("provider")).unwrap_or_default();
+    let provider = ctx
+        .as_ref()
+        .map(|c| c.settings.str("provider"))
+        .unwrap_or_default();
     if provider == "local" {
         let found = sshd::find_sshd();
-        add("sshd", found.is_some(), found.map_or("missing".into(), |p| p.display().to_string()), "install openssh-server (apt-get install openssh-server); the local provider runs a private sshd per lease");
-        add("perl", tool_version("perl", "-v").is_some(), "runner-side sync helper".into(), "install perl");
+        add(
+            "sshd",
+            found.is_some(),
+            found.map_or("missing".into(), |p| p.display().to_string()),
+            "install openssh-server (apt-get install openssh-server); the local provider runs a private sshd per lease",
+        );
+        add(
+            "perl",
+            tool_version("perl", "-v").is_some(),
+            "runner-side sync helper".into(),
+            "install perl",
+        );
     }
     if let Ok(ctx) = &ctx {
         if ctx.settings.str("provider") == "ssh" {
-            let key = ctx.settings.str("ssh.key").replace('~', &std::env::var("HOME").unwrap_or_default());
-            add("ssh-key", std::path::Path::new(&key).is_file(), key, "set ssh.key or CRABBOX_SSH_KEY to a private key the static host accepts");
-            add("static-host", ctx.settings.opt("static.host").is_some(), ctx.settings.str("static.host"), "set static.host in crabbox.yaml or CRABBOX_STATIC_HOST");
+            let key = ctx
+                .settings
+                .str("ssh.key")
+                .replace('~', &std::env::var("HOME").unwrap_or_default());
+            add(
+                "ssh-key",
+                std::path::Path::new(&key).is_file(),
+                key,
+                "set ssh.key or CRABBOX_SSH_KEY to a private key the static host accepts",
+            );
+            add(
+                "static-host",
+                ctx.settings.opt("static.host").is_some(),
+                ctx.settings.str("static.host"),
+                "set static.host in crabbox.yaml or CRABBOX_STATIC_HOST",
+            );
         } else {
             add("ssh-key", true, "per-lease keys".into(), "");
         }
         let (_, warnings) = ctx.claims.list();
-        add("claims", warnings.is_empty(), format!("{} unreadable", warnings.len()), "remove the broken claim files named in warnings");
+        add(
+            "claims",
+            warnings.is_empty(),
+            format!("{} unreadable", warnings.len()),
+            "remove the broken claim files named in warnings",
+        );
     }
     let failed = checks.iter().any(|c| c.1 == "failed");
     if args.json {
-        let list: Vec<_> = checks.iter().map(|(c, s, d)| serde_json::json!({"check": c, "status": s, "details": d})).collect();
+        let list: Vec<_> = checks
+            .iter()
+            .map(|(c, s, d)| serde_json::json!({"check": c, "status": s, "details": d}))
+            .collect();
         output::json(&serde_json::json!({"ok": !failed, "provider": provider, "checks": list}));
     } else {
         for (check, status, details) in &checks {
             output::out(format!("{status} {check} {details}"));
         }
     }
-    Ok(u8::from(failed))
+    u8::from(failed)
 }

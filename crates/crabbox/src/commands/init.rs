@@ -19,10 +19,16 @@ pub struct Args {
 
 pub fn run(args: &Args) -> CliResult<u8> {
     if args.config.exists() && !args.force {
-        return Err(CliError::msg(ExitStatus::Usage, format!("{} already exists", args.config.display())).hint("pass --force to overwrite it"));
+        return Err(CliError::msg(
+            ExitStatus::Usage,
+            format!("{} already exists", args.config.display()),
+        )
+        .hint("pass --force to overwrite it"));
     }
     let cwd = std::env::current_dir().status(ExitStatus::Usage)?;
-    let name = cwd.file_name().map_or_else(|| "repo".into(), |n| n.to_string_lossy().into_owned());
+    let name = cwd
+        .file_name()
+        .map_or_else(|| "repo".into(), |n| n.to_string_lossy().into_owned());
     let tmp = args.config.with_extension("yaml.tmp");
     std::fs::write(&tmp, crate::settings::starter_config(&name)).status(ExitStatus::Failure)?;
     std::fs::rename(&tmp, &args.config).status(ExitStatus::Failure)?;

@@ -42,7 +42,10 @@ pub async fn run(args: Args) -> CliResult<u8> {
         ("last_touched", v.last_touched_at.clone()),
         ("expires", v.expires_at.clone()),
     ] {
-        output::out(format!("{k}={}", if val.is_empty() { "-".into() } else { val }));
+        output::out(format!(
+            "{k}={}",
+            if val.is_empty() { "-".into() } else { val }
+        ));
     }
     for (k, val) in &v.labels {
         output::out(format!("label.{k}={val}"));

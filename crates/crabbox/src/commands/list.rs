@@ -31,7 +31,16 @@ pub async fn run(args: Args) -> CliResult<u8> {
     for v in views {
         output::out(format!(
             "{:<20} {:<28} {:<12} {:<14} {:<15} lease={} slug={} keep={} target={} expires={}",
-            v.server_id, v.slug, v.state, v.server_type, v.host, v.id, v.slug, v.keep, v.target, v.expires_at
+            v.server_id,
+            v.slug,
+            v.state,
+            v.server_type,
+            v.host,
+            v.id,
+            v.slug,
+            v.keep,
+            v.target,
+            v.expires_at
         ));
     }
     Ok(0)

@@ -27,8 +27,8 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Ssh(args) => ssh::run(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
-        Command::Doctor(args) => doctor::run(args).await,
-        Command::Config(cmd) => config::run(cmd),
+        Command::Doctor(args) => Ok(doctor::run(&args)),
+        Command::Config(cmd) => config::run(&cmd),
         Command::Init(args) => init::run(&args),
         Command::Completions(args) => Ok(completions::run(&args)),
         Command::Version => {

@@ -11,9 +11,9 @@ use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, SyncPaylo
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
+use crate::godur;
 use crate::lease::{self, Ctx};
 use crate::output::{self, Progress};
-use crate::godur;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,7 +63,8 @@ pub struct Args {
 const SHELL_OPERATORS: &[&str] = &["&&", "||", ";", "|", ">", ">>", "<", "2>", "2>>"];
 
 fn is_assignment(word: &str) -> bool {
-    word.split_once('=').is_some_and(|(name, _)| valid_env_name(name))
+    word.split_once('=')
+        .is_some_and(|(name, _)| valid_env_name(name))
 }
 
 /// Decides argv vs shell mode (spec §4.10 step 6) and returns the words to send.
@@ -101,11 +102,17 @@ pub fn command_words(argv: &[String], force_shell: bool) -> (bool, Vec<String>) 
 
 fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Local variables selected by the allowlist (exact names or `PREFIX*`).
-pub fn forwarded_env(allow: &[String], vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+pub fn forwarded_env(
+    allow: &[String],
+    vars: impl Iterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vars
         .filter(|(name, _)| {
             valid_env_name(name)
@@ -123,20 +130,30 @@ pub fn forwarded_env(allow: &[String], vars: impl Iterator<Item = (String, Strin
 pub async fn run(args: Args) -> CliResult<u8> {
     let total = Instant::now();
     if args.command.is_empty() && !args.sync_only {
-        return Err(CliError::msg(ExitStatus::Usage, "no command given").hint("usage: crabbox run [flags] -- <command> [args…]"));
+        return Err(CliError::msg(ExitStatus::Usage, "no command given")
+            .hint("usage: crabbox run [flags] -- <command> [args…]"));
     }
     if args.id.is_some() && args.lease.slug.is_some() {
-        return Err(CliError::msg(ExitStatus::Usage, "--slug names a new lease and cannot be combined with --id"));
+        return Err(CliError::msg(
+            ExitStatus::Usage,
+            "--slug names a new lease and cannot be combined with --id",
+        ));
     }
-    let lock_wait = godur::parse(&args.lock_timeout).map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))?;
+    let lock_wait = godur::parse(&args.lock_timeout)
+        .map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))?;
     let ctx = lease::context(&lease::lease_flag_values(&args.lease))?;
     let progress = Progress::start(false);
-    let (mut record, fresh, lease_ms, bootstrap_ms) = match &args.id {
-        Some(id) => (lease::resolve(&ctx, id).await?, false, 0, 0),
-        None => {
-            let (record, lease_time, ready) = lease::acquire(&ctx, &args.lease, args.keep, &progress).await?;
-            (record, true, lease_time.as_millis() as u64, ready.as_millis() as u64)
-        }
+    let (mut record, fresh, lease_ms, bootstrap_ms) = if let Some(id) = &args.id {
+        (lease::resolve(&ctx, id).await?, false, 0, 0)
+    } else {
+        let (record, lease_time, ready) =
+            lease::acquire(&ctx, &args.lease, args.keep, &progress).await?;
+        (
+            record,
+            true,
+            lease_time.as_millis() as u64,
+            ready.as_millis() as u64,
+        )
     };
     lease::touch(&ctx, &mut record);
     let run_id = RunId::generate();
@@ -148,12 +165,15 @@ pub async fn run(args: Args) -> CliResult<u8> {
     if release {
         match lease::release(&ctx, &record).await {
             Ok(()) => stopped = true,
-            Err(err) => output::warn(format!("could not release lease {}: {}", record.lease_id, err.error)),
+            Err(err) => output::warn(format!(
+                "could not release lease {}: {}",
+                record.lease_id, err.error
+            )),
         }
     }
     let (outcome, result) = match outcome {
         Ok(o) => (o, Ok(())),
-        Err(e) => (Default::default(), Err(e)),
+        Err(e) => (crabbox_remote::session::SessionOutcome::default(), Err(e)),
     };
     let exit = match &result {
         Ok(()) => outcome.exit_code,
@@ -166,13 +186,35 @@ pub async fn run(args: Args) -> CliResult<u8> {
         lease_ms,
         bootstrap_ms,
         sync_ms: outcome.sync_ms,
-        sync_phases: outcome.phases.iter().map(|(name, ms)| SyncPhase { name: name.clone(), ms: *ms, skipped: false, reason: None }).collect(),
+        sync_phases: outcome
+            .phases
+            .iter()
+            .map(|(name, ms)| SyncPhase {
+                name: name.clone(),
+                ms: *ms,
+                skipped: false,
+                reason: None,
+            })
+            .collect(),
         sync_skipped: outcome.sync_skipped,
         command_ms: outcome.command_ms,
         total_ms: total.elapsed().as_millis() as u64,
         exit_code: exit,
-        run_status: if exit == 0 { "succeeded" } else if exit == 130 { "canceled" } else { "failed" }.into(),
-        error_kind: if result.is_err() { "provider-error".into() } else if exit != 0 { "command-exit".into() } else { String::new() },
+        run_status: if exit == 0 {
+            "succeeded"
+        } else if exit == 130 {
+            "canceled"
+        } else {
+            "failed"
+        }
+        .into(),
+        error_kind: if result.is_err() {
+            "provider-error".into()
+        } else if exit != 0 {
+            "command-exit".into()
+        } else {
+            String::new()
+        },
         run_id: run_id.to_string(),
         repo_path: ctx.repo_root.display().to_string(),
         workdir: ctx.workdir(&record),
@@ -184,10 +226,18 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let ms = |v: u64| godur::format(std::time::Duration::from_millis(v));
     output::err(format!(
         "run summary lease={} bootstrap={} sync={} command={} total={} sync_skipped={} exit={exit}",
-        ms(report.lease_ms), ms(report.bootstrap_ms), ms(report.sync_ms), ms(report.command_ms), ms(report.total_ms), report.sync_skipped
+        ms(report.lease_ms),
+        ms(report.bootstrap_ms),
+        ms(report.sync_ms),
+        ms(report.command_ms),
+        ms(report.total_ms),
+        report.sync_skipped
     ));
-    if !release {
-        output::err(format!("lease {} ({}) kept; reuse with `crabbox run --id {} -- …`, release with `crabbox stop {}`", record.lease_id, record.slug, record.slug, record.lease_id));
+    if fresh && !release {
+        output::err(format!(
+            "lease {} ({}) kept; reuse with `crabbox run --id {} -- …`, release with `crabbox stop {}`",
+            record.lease_id, record.slug, record.slug, record.lease_id
+        ));
     }
     if args.timing_json {
         output::err(serde_json::to_string(&report).expect("timing report serializes"));
@@ -196,7 +246,14 @@ pub async fn run(args: Args) -> CliResult<u8> {
     Ok(u8::try_from(exit.clamp(0, 255)).unwrap_or(1))
 }
 
-async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord, run_id: &RunId, lock_wait: std::time::Duration, progress: &Progress) -> CliResult<crabbox_remote::session::SessionOutcome> {
+async fn execute(
+    ctx: &Ctx,
+    args: &Args,
+    record: &crabbox_providers::LeaseRecord,
+    run_id: &RunId,
+    lock_wait: std::time::Duration,
+    progress: &Progress,
+) -> CliResult<crabbox_remote::session::SessionOutcome> {
     let target = lease::ssh_target(record);
     let workdir = ctx.workdir(record);
     let is_git = manifest::is_git_root(&ctx.repo_root);
@@ -204,8 +261,17 @@ async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord
     let include = ctx.settings.list("sync.include");
     let use_fp = ctx.settings.bool("sync.fingerprint") && !args.full_resync && !args.no_sync;
     let fingerprint = if use_fp {
-        let extra = vec![format!("delete={}", ctx.settings.bool("sync.delete")), format!("checksum={}", args.checksum || ctx.settings.bool("sync.checksum")), format!("gitSeed={}", ctx.settings.bool("sync.gitSeed"))];
-        manifest::fingerprint(&ctx.repo_root, &excludes, &include, &extra).map_err(|e| CliError::new(ExitStatus::Sync, e))?.fingerprint
+        let extra = vec![
+            format!("delete={}", ctx.settings.bool("sync.delete")),
+            format!(
+                "checksum={}",
+                args.checksum || ctx.settings.bool("sync.checksum")
+            ),
+            format!("gitSeed={}", ctx.settings.bool("sync.gitSeed")),
+        ];
+        manifest::fingerprint(&ctx.repo_root, &excludes, &include, &extra)
+            .map_err(|e| CliError::new(ExitStatus::Sync, e))?
+            .fingerprint
     } else {
         String::new()
     };
@@ -219,8 +285,16 @@ async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord
     env.push(("CRABBOX_SLUG".into(), record.slug.clone()));
     let git = is_git && ctx.settings.bool("sync.gitSeed") && include.is_empty();
     let plan = SessionPlan {
-        meta: if is_git { format!("{workdir}/.git/crabbox") } else { format!("{workdir}/.crabbox/meta") },
-        lock: format!("{}/{}/.crabbox-run.lock", record.work_root.trim_end_matches('/'), record.lease_id),
+        meta: if is_git {
+            format!("{workdir}/.git/crabbox")
+        } else {
+            format!("{workdir}/.crabbox/meta")
+        },
+        lock: format!(
+            "{}/{}/.crabbox-run.lock",
+            record.work_root.trim_end_matches('/'),
+            record.lease_id
+        ),
         workdir: workdir.clone(),
         fingerprint,
         lock_wait,
@@ -242,7 +316,10 @@ async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord
     );
     let root = ctx.repo_root.clone();
     let base_ref = ctx.settings.opt("sync.baseRef");
-    let rsync = RsyncOptions { checksum: args.checksum || ctx.settings.bool("sync.checksum"), debug: false };
+    let rsync = RsyncOptions {
+        checksum: args.checksum || ctx.settings.bool("sync.checksum"),
+        debug: false,
+    };
     let prepare = move || async move {
         let m = tokio::task::spawn_blocking({
             let root = root.clone();
@@ -262,12 +339,25 @@ async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord
         if files >= warn_files || m.bytes >= warn_bytes {
             output::warn(format!("large sync: {files} files, {} bytes", m.bytes));
         }
-        let seed = if git { git_seed::read_seed(&root, base_ref.as_deref()).await } else { None };
-        Ok(SyncPayload { local_root: root, manifest: m.files_nul(), deleted: m.deleted_nul(), files: m.files.len(), bytes: m.bytes, rsync, git: seed })
+        let seed = if git {
+            git_seed::read_seed(&root, base_ref.as_deref()).await
+        } else {
+            None
+        };
+        Ok(SyncPayload {
+            local_root: root,
+            manifest: m.files_nul(),
+            deleted: m.deleted_nul(),
+            files: m.files.len(),
+            bytes: m.bytes,
+            rsync,
+            git: seed,
+        })
     };
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
@@ -276,14 +366,29 @@ async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord
     });
     let progress_events = progress.clone();
     let on_event = move |event: SessionEvent| match event {
-        SessionEvent::WaitingForLock => progress_events.phase("waiting for another run on this lease"),
-        SessionEvent::Skipped(reason) => progress_events.phase(format!("no changes ({reason}), skipping sync")),
-        SessionEvent::Syncing { files, bytes } => progress_events.phase(format!("syncing {files} files ({bytes} bytes)")),
+        SessionEvent::WaitingForLock => {
+            progress_events.phase("waiting for another run on this lease")
+        }
+        SessionEvent::Skipped(reason) => {
+            progress_events.phase(format!("no changes ({reason}), skipping sync"))
+        }
+        SessionEvent::Syncing { files, bytes } => {
+            progress_events.phase(format!("syncing {files} files ({bytes} bytes)"))
+        }
         SessionEvent::Synced => progress_events.phase("synced"),
         SessionEvent::CommandStarted => progress_events.finish(),
     };
     progress.phase(format!("connecting to {}", record.slug));
-    let result = run_session(&target, &plan, prepare, on_event, tokio::io::stdout(), tokio::io::stderr(), cancel_rx).await;
+    let result = run_session(
+        &target,
+        &plan,
+        prepare,
+        on_event,
+        tokio::io::stdout(),
+        tokio::io::stderr(),
+        cancel_rx,
+    )
+    .await;
     signals.abort();
     progress.finish();
     match result {
@@ -293,10 +398,21 @@ async fn execute(ctx: &Ctx, args: &Args, record: &crabbox_providers::LeaseRecord
             }
             Ok(outcome)
         }
-        Err(SessionError::Interrupted) => Err(CliError::msg(ExitStatus::Interrupted, "interrupted; the remote command was stopped")),
-        Err(e @ (SessionError::Sync(_) | SessionError::Prepare(_))) => Err(CliError::new(ExitStatus::Sync, e).hint("retry with --full-resync; `crabbox doctor` checks rsync and git")),
-        Err(e @ SessionError::LeaseBusy(_)) => Err(CliError::new(ExitStatus::Readiness, e).hint("another `crabbox run` is using this lease; wait, or use a different lease")),
-        Err(e @ SessionError::ConnectionLost { .. }) => Err(CliError::new(ExitStatus::Remote, e).hint(format!("the runner may be gone; check with `crabbox status {}`", record.lease_id))),
+        Err(SessionError::Interrupted) => Err(CliError::msg(
+            ExitStatus::Interrupted,
+            "interrupted; the remote command was stopped",
+        )),
+        Err(e @ (SessionError::Sync(_) | SessionError::Prepare(_))) => {
+            Err(CliError::new(ExitStatus::Sync, e)
+                .hint("retry with --full-resync; `crabbox doctor` checks rsync and git"))
+        }
+        Err(e @ SessionError::LeaseBusy(_)) => Err(CliError::new(ExitStatus::Readiness, e)
+            .hint("another `crabbox run` is using this lease; wait, or use a different lease")),
+        Err(e @ SessionError::ConnectionLost { .. }) => Err(CliError::new(ExitStatus::Remote, e)
+            .hint(format!(
+                "the runner may be gone; check with `crabbox status {}`",
+                record.lease_id
+            ))),
         Err(e) => Err(CliError::new(ExitStatus::Remote, e)),
     }
 }
@@ -311,16 +427,39 @@ mod tests {
 
     #[test]
     fn shell_detection() {
-        assert_eq!(command_words(&s(&["cargo", "test"]), false), (false, s(&["cargo", "test"])));
-        assert_eq!(command_words(&s(&["echo hi | wc -c"]), false), (true, s(&["echo hi | wc -c"])));
-        assert_eq!(command_words(&s(&["FOO=a b", "env"]), false), (true, s(&["FOO='a b'", "env"])));
-        assert_eq!(command_words(&s(&["make", "&&", "echo", "a b"]), false), (true, s(&["make", "&&", "echo", "'a b'"])));
+        assert_eq!(
+            command_words(&s(&["cargo", "test"]), false),
+            (false, s(&["cargo", "test"]))
+        );
+        assert_eq!(
+            command_words(&s(&["echo hi | wc -c"]), false),
+            (true, s(&["echo hi | wc -c"]))
+        );
+        assert_eq!(
+            command_words(&s(&["FOO=a b", "env"]), false),
+            (true, s(&["FOO='a b'", "env"]))
+        );
+        assert_eq!(
+            command_words(&s(&["make", "&&", "echo", "a b"]), false),
+            (true, s(&["make", "&&", "echo", "'a b'"]))
+        );
     }
 
     #[test]
     fn env_allowlist() {
-        let vars = vec![("CI".into(), "1".into()), ("NPM_TOKEN".into(), "x".into()), ("NODE_OPTIONS".into(), "--x".into()), ("OTHER".into(), "y".into())];
+        let vars = vec![
+            ("CI".into(), "1".into()),
+            ("NPM_TOKEN".into(), "x".into()),
+            ("NODE_OPTIONS".into(), "--x".into()),
+            ("OTHER".into(), "y".into()),
+        ];
         let out = forwarded_env(&s(&["CI", "NODE_*", "*"]), vars.into_iter());
-        assert_eq!(out, vec![("CI".to_owned(), "1".to_owned()), ("NODE_OPTIONS".to_owned(), "--x".to_owned())]);
+        assert_eq!(
+            out,
+            vec![
+                ("CI".to_owned(), "1".to_owned()),
+                ("NODE_OPTIONS".to_owned(), "--x".to_owned())
+            ]
+        );
     }
 }

@@ -23,8 +23,14 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let target = lease::ssh_target(&record);
     // An interactive session may change synced files; drop the fingerprint so the next run
     // re-checks every file with rsync instead of trusting the skip.
-    let meta_glob = format!("{}/{}/*/.git/crabbox/sync-fingerprint", record.work_root.trim_end_matches('/'), record.lease_id);
-    let _ = target.capture(&format!("rm -f {meta_glob} 2>/dev/null; true")).await;
+    let meta_glob = format!(
+        "{}/{}/*/.git/crabbox/sync-fingerprint",
+        record.work_root.trim_end_matches('/'),
+        record.lease_id
+    );
+    let _ = target
+        .capture(&format!("rm -f {meta_glob} 2>/dev/null; true"))
+        .await;
     let mut words = vec!["ssh".to_owned()];
     words.extend(target.base_args(CallOptions::default()));
     words.push(target.destination());

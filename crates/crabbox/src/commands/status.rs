@@ -18,14 +18,24 @@ pub struct Args {
 }
 
 /// Finds a lease by id or slug without checking its health.
-pub fn find(ctx: &Ctx, positional: Option<String>, flag: Option<String>) -> CliResult<crabbox_providers::LeaseRecord> {
-    let id = match (positional, flag) {
-        (Some(a), None) | (None, Some(a)) => a,
-        _ => return Err(CliError::msg(ExitStatus::Usage, "give exactly one lease id or slug")),
+pub fn find(
+    ctx: &Ctx,
+    positional: Option<String>,
+    flag: Option<String>,
+) -> CliResult<crabbox_providers::LeaseRecord> {
+    let ((Some(id), None) | (None, Some(id))) = (positional, flag) else {
+        return Err(CliError::msg(
+            ExitStatus::Usage,
+            "give exactly one lease id or slug",
+        ));
     };
-    ctx.claims.resolve(&id).status(ExitStatus::Usage)?.ok_or_else(|| {
-        CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found")).hint("`crabbox list` shows the leases on this machine")
-    })
+    ctx.claims
+        .resolve(&id)
+        .status(ExitStatus::Usage)?
+        .ok_or_else(|| {
+            CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
+                .hint("`crabbox list` shows the leases on this machine")
+        })
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
@@ -37,7 +47,18 @@ pub async fn run(args: Args) -> CliResult<u8> {
     } else {
         output::out(format!(
             "{} slug={} provider={} target={} state={} type={} host={} ready={} has_host={} idle_for={} idle_timeout={} expires={}",
-            v.id, v.slug, v.provider, v.target, v.state, v.server_type, v.host, v.ready, v.has_host, v.idle_for, v.idle_timeout, v.expires_at
+            v.id,
+            v.slug,
+            v.provider,
+            v.target,
+            v.state,
+            v.server_type,
+            v.host,
+            v.ready,
+            v.has_host,
+            v.idle_for,
+            v.idle_timeout,
+            v.expires_at
         ));
     }
     Ok(0)

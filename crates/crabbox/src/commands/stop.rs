@@ -16,15 +16,25 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
-    let id = match (args.lease, args.id) {
-        (Some(a), None) | (None, Some(a)) => a,
-        _ => return Err(CliError::msg(ExitStatus::Usage, "give exactly one lease: `crabbox stop <id-or-slug>` or `--id`")),
+    let ((Some(id), None) | (None, Some(id))) = (args.lease, args.id) else {
+        return Err(CliError::msg(
+            ExitStatus::Usage,
+            "give exactly one lease: `crabbox stop <id-or-slug>` or `--id`",
+        ));
     };
     let ctx = lease::context(&[])?;
-    let record = ctx.claims.resolve(&id).status(ExitStatus::Usage)?.ok_or_else(|| {
-        CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found")).hint("`crabbox list` shows the leases on this machine")
-    })?;
+    let record = ctx
+        .claims
+        .resolve(&id)
+        .status(ExitStatus::Usage)?
+        .ok_or_else(|| {
+            CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
+                .hint("`crabbox list` shows the leases on this machine")
+        })?;
     lease::release(&ctx, &record).await?;
-    output::err(format!("deleted lease={} server={} name={}", record.lease_id, record.server_id, record.slug));
+    output::err(format!(
+        "deleted lease={} server={} name={}",
+        record.lease_id, record.server_id, record.slug
+    ));
     Ok(0)
 }

@@ -6,9 +6,9 @@ use crabbox_api::view::WarmupView;
 
 use crate::cli::LeaseFlags;
 use crate::error::CliResult;
+use crate::godur;
 use crate::lease;
 use crate::output::{self, Progress};
-use crate::godur;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,13 +31,26 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let view = lease::view(&ctx, &record).await;
     let total = start.elapsed();
     if args.json {
-        output::json(&WarmupView { lease: view.clone(), total_ms: total.as_millis() as u64 });
+        output::json(&WarmupView {
+            lease: view.clone(),
+            total_ms: total.as_millis() as u64,
+        });
     } else {
         output::out(format!(
             "leased {} slug={} provider={} server={} type={} ip={} idle_timeout={} expires={}",
-            view.id, view.slug, view.provider, view.server_id, view.server_type, view.host, view.idle_timeout, view.expires_at
+            view.id,
+            view.slug,
+            view.provider,
+            view.server_id,
+            view.server_type,
+            view.host,
+            view.idle_timeout,
+            view.expires_at
         ));
-        output::out(format!("ready ssh={}@{}:{} workroot={}", view.ssh_user, view.host, view.ssh_port, view.work_root));
+        output::out(format!(
+            "ready ssh={}@{}:{} workroot={}",
+            view.ssh_user, view.host, view.ssh_port, view.work_root
+        ));
         output::out(format!("warmup complete total={}", godur::format(total)));
     }
     if args.timing_json {
