@@ -367,13 +367,13 @@ async fn execute(
     let progress_events = progress.clone();
     let on_event = move |event: SessionEvent| match event {
         SessionEvent::WaitingForLock => {
-            progress_events.phase("waiting for another run on this lease")
+            progress_events.phase("waiting for another run on this lease");
         }
         SessionEvent::Skipped(reason) => {
-            progress_events.phase(format!("no changes ({reason}), skipping sync"))
+            progress_events.phase(format!("no changes ({reason}), skipping sync"));
         }
         SessionEvent::Syncing { files, bytes } => {
-            progress_events.phase(format!("syncing {files} files ({bytes} bytes)"))
+            progress_events.phase(format!("syncing {files} files ({bytes} bytes)"));
         }
         SessionEvent::Synced => progress_events.phase("synced"),
         SessionEvent::CommandStarted => progress_events.finish(),

@@ -1,0 +1,25 @@
+//! End-to-end tests of the `crabbox` binary against real sshd, rsync and git (local provider).
+
+mod config;
+mod lease;
+mod run;
+mod sync;
+
+use crabbox_test_support::Sandbox;
+
+pub fn sandbox() -> Sandbox {
+    Sandbox::new(env!("CARGO_BIN_EXE_crabbox"))
+}
+
+/// Warms a lease in `dir` and returns its id.
+pub fn warm(sb: &Sandbox, dir: &std::path::Path) -> String {
+    let out = sb.run(dir, &["warmup", "--json"]);
+    assert_eq!(
+        crabbox_test_support::code(&out),
+        0,
+        "warmup failed: {}",
+        crabbox_test_support::stderr(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("warmup --json");
+    v["lease"]["id"].as_str().expect("lease id").to_owned()
+}

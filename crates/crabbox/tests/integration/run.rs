@@ -1,0 +1,230 @@
+//! `crabbox run`: streams, exit codes, env, interrupts, lost connections.
+
+use std::time::Duration;
+
+use crabbox_test_support::{code, descendants, git_repo, stderr, stdout};
+
+use crate::{sandbox, warm};
+
+#[test]
+fn one_shot_run_streams_and_passes_the_exit_code_then_releases() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("hello.txt", "hello\n")]);
+    let out = sb.run(
+        &repo,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "cat hello.txt; echo oops >&2; exit 42",
+        ],
+    );
+    assert_eq!(code(&out), 42, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\n");
+    assert!(stderr(&out).contains("oops\n"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("oops"));
+    assert!(stderr(&out).contains("run summary"), "{}", stderr(&out));
+    let list = sb.run(&repo, &["list", "--json"]);
+    assert_eq!(stdout(&list).trim(), "[]", "one-shot lease was released");
+}
+
+#[test]
+fn exit_codes_pass_through_on_a_warm_lease() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let id = warm(&sb, &repo);
+    for want in [0, 1, 42] {
+        let out = sb.run(
+            &repo,
+            &[
+                "run",
+                "--id",
+                &id,
+                "--",
+                "sh",
+                "-c",
+                &format!("exit {want}"),
+            ],
+        );
+        assert_eq!(code(&out), want, "{}", stderr(&out));
+    }
+    let missing = sb.run(&repo, &["run", "--id", &id, "--", "no-such-command-xyz"]);
+    assert_eq!(code(&missing), 127);
+    assert!(stderr(&missing).contains("no-such-command-xyz"));
+    assert_eq!(code(&sb.run(&repo, &["stop", &id])), 0);
+}
+
+#[test]
+fn env_allowlist_forwards_only_named_variables() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let out = sb
+        .crabbox(
+            &repo,
+            &[
+                "run",
+                "--allow-env",
+                "FOO_*",
+                "--",
+                "sh",
+                "-c",
+                "echo ci=$CI foo=$FOO_BAR secret=$SECRET lease=${CRABBOX_LEASE_ID%_*}",
+            ],
+        )
+        .env("CI", "true")
+        .env("FOO_BAR", "it's a value")
+        .env("SECRET", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ci=true foo=it's a value secret= lease=cbx\n");
+}
+
+#[test]
+fn shell_mode_is_detected_for_operators_and_single_strings() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "one\ntwo\n")]);
+    let id = warm(&sb, &repo);
+    let out = sb.run(&repo, &["run", "--id", &id, "--", "cat a | wc -l"]);
+    assert_eq!(stdout(&out).trim(), "2", "{}", stderr(&out));
+    let out = sb.run(
+        &repo,
+        &[
+            "run",
+            "--id",
+            &id,
+            "--",
+            "echo",
+            "x y",
+            "&&",
+            "echo",
+            "$HOME-literal",
+        ],
+    );
+    assert_eq!(stdout(&out), "x y\n$HOME-literal\n", "{}", stderr(&out));
+    sb.run(&repo, &["stop", &id]);
+}
+
+#[test]
+fn ctrl_c_stops_the_remote_command_and_exits_130() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let id = warm(&sb, &repo);
+    let marker = format!("crabbox-sleep-{}", std::process::id());
+    let child = sb
+        .crabbox(
+            &repo,
+            &[
+                "run",
+                "--id",
+                &id,
+                "--",
+                "sh",
+                "-c",
+                &format!("echo started; exec -a {marker} sleep 60"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let found = wait_for(|| pgrep(&marker));
+    assert!(found, "remote command never started");
+    rustix_kill(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        wait_for(|| !pgrep(&marker)),
+        "remote process survived the interrupt"
+    );
+    sb.run(&repo, &["stop", &id]);
+}
+
+#[test]
+fn runner_killed_mid_run_gives_exit_7() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let id = warm(&sb, &repo);
+    let marker = format!("crabbox-victim-{}", std::process::id());
+    let child = sb
+        .crabbox(
+            &repo,
+            &[
+                "run",
+                "--id",
+                &id,
+                "--",
+                "sh",
+                "-c",
+                &format!("exec -a {marker} sleep 60"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(|| pgrep(&marker)), "remote command never started");
+    let pid_file = sb
+        .path()
+        .join(format!("state/crabbox/local/{id}/sshd/sshd.pid"));
+    let listener: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in descendants(listener).into_iter().chain([listener]) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lost the SSH connection"),
+        "{}",
+        stderr(&out)
+    );
+    let again = sb.run(&repo, &["run", "--id", &id, "--", "true"]);
+    assert_eq!(
+        code(&again),
+        7,
+        "a dead lease is reported, not reused: {}",
+        stderr(&again)
+    );
+    assert!(stderr(&again).contains("is gone"), "{}", stderr(&again));
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &marker])
+        .status();
+    assert_eq!(code(&sb.run(&repo, &["stop", &id])), 0);
+}
+
+fn pgrep(pattern: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn rustix_kill(pid: u32, signal: &str) {
+    std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+}
