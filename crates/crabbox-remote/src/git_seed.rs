@@ -17,8 +17,8 @@ pub struct GitSeed {
     pub upstream: Option<String>,
     /// Base branch for `git diff origin/<base>` on the runner.
     pub base: Option<String>,
-    /// Existing `refs/remotes/origin/*` refs (upstream and base) to push along.
-    pub tracking: Vec<String>,
+    /// Existing `refs/remotes/origin/*` refs (upstream and base) to push along, with their ids.
+    pub tracking: Vec<(String, String)>,
 }
 
 async fn git(root: &Path, args: &[&str]) -> Option<String> {
@@ -79,8 +79,11 @@ pub async fn read_seed(root: &Path, base_ref: Option<&str>) -> Option<GitSeed> {
     let mut tracking = Vec::new();
     for name in upstream.iter().chain(base.iter()) {
         let r = format!("refs/remotes/origin/{name}");
-        if !tracking.contains(&r) && has_ref(root, &r).await {
-            tracking.push(r);
+        if tracking.iter().any(|(name, _)| name == &r) {
+            continue;
+        }
+        if let Some(id) = git(root, &["rev-parse", "--verify", "-q", &r]).await {
+            tracking.push((r, id));
         }
     }
     Some(GitSeed {
@@ -100,18 +103,32 @@ impl GitSeed {
         if let Some(index) = &self.index_commit {
             specs.push(format!("+{index}:refs/crabbox/index"));
         }
-        specs.extend(self.tracking.iter().map(|r| format!("+{r}:{r}")));
+        specs.extend(self.tracking.iter().map(|(r, _)| format!("+{r}:{r}")));
         specs
+    }
+
+    /// Identity of everything a push would send; the runner remembers the last one, so an
+    /// unchanged seed is not pushed again.
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.head.as_bytes());
+        h.update(self.index_commit.as_deref().unwrap_or("-").as_bytes());
+        for (name, id) in &self.tracking {
+            h.update(format!("\0{name}={id}").as_bytes());
+        }
+        hex::encode(&h.finalize()[..12])
     }
 
     /// The `synced …` line the session script reads after rsync.
     pub fn synced_line(&self) -> String {
         format!(
-            "synced {} {} {} {}\n",
+            "synced {} {} {} {} {}\n",
             self.head,
             self.index_commit.as_deref().unwrap_or("-"),
             self.branch.as_deref().unwrap_or("-"),
             self.upstream.as_deref().unwrap_or("-"),
+            self.key(),
         )
     }
 }

@@ -48,3 +48,35 @@ pub fn rsync_args(
     ));
     args
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::ssh::HostKeyPolicy;
+
+    #[test]
+    fn rsync_argv() {
+        let target = SshTarget {
+            user: "crabbox".into(),
+            host: "203.0.113.7".into(),
+            port: 2222,
+            fallback_ports: vec![],
+            key: Some(PathBuf::from("/keys/id_ed25519")),
+            known_hosts: PathBuf::from("/keys/known_hosts"),
+            host_keys: HostKeyPolicy::AcceptNew,
+            control_dir: Some(PathBuf::from("/tmp/crabbox-1000")),
+        };
+        let args = rsync_args(
+            &target,
+            std::path::Path::new("/src/my repo"),
+            "/work/crabbox/cbx_0123456789ab/repo",
+            RsyncOptions {
+                checksum: true,
+                debug: false,
+            },
+        );
+        insta::assert_snapshot!(args.join("\n"));
+    }
+}

@@ -130,7 +130,10 @@ impl SessionPlan {
         } else {
             words.extend(self.argv.iter().cloned());
         }
-        let mut remote = format!("exec bash -c {} crabbox", sh_quote(SESSION_SCRIPT));
+        // Debian's bash sources ~/.bashrc for any top-level shell started by sshd (SHLVL < 2).
+        // The login shell already paid that once; a high SHLVL keeps our bash from paying it
+        // again on every run (the script resets SHLVL before starting the command).
+        let mut remote = format!("SHLVL=8 exec bash -c {} crabbox", sh_quote(SESSION_SCRIPT));
         for word in &words {
             remote.push(' ');
             remote.push_str(&sh_quote(word));
@@ -236,6 +239,7 @@ where
     let mut payload: Option<SyncPayload> = None;
     let mut remote_error: Option<(String, String)> = None;
     let mut sync_started: Option<Instant> = None;
+    let mut pushed = String::new();
     let mut line = String::new();
     let mut saw_exec = false;
     let mut sync_only_done = false;
@@ -266,6 +270,7 @@ where
                 on_event(SessionEvent::Skipped(rest.to_owned()));
             }
             "sync" => {
+                rest.clone_into(&mut pushed);
                 sync_started = Some(Instant::now());
                 let prep = Instant::now();
                 let p = (prepare.take().expect("sync requested once"))()
@@ -301,7 +306,7 @@ where
                 let result = rsync.and(push);
                 let line = match (&result, &p.git) {
                     (Ok(()), Some(seed)) => seed.synced_line(),
-                    (Ok(()), None) => "synced - - - -\n".to_owned(),
+                    (Ok(()), None) => "synced - - - - -\n".to_owned(),
                     (Err(_), _) => "abort\n".to_owned(),
                 };
                 if let Some(pipe) = stdin.as_mut() {

@@ -326,3 +326,54 @@ pub async fn wait_ready(
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SshTarget {
+        SshTarget {
+            user: "crabbox".into(),
+            host: "203.0.113.7".into(),
+            port: 2222,
+            fallback_ports: vec![22],
+            key: Some(PathBuf::from(
+                "/home/u/.config/crabbox/testboxes/cbx_0123456789ab/id_ed25519",
+            )),
+            known_hosts: PathBuf::from(
+                "/home/u/.config/crabbox/testboxes/cbx_0123456789ab/known_hosts",
+            ),
+            host_keys: HostKeyPolicy::AcceptNew,
+            control_dir: Some(PathBuf::from("/tmp/crabbox-1000")),
+        }
+    }
+
+    #[test]
+    fn exec_argv() {
+        insta::assert_snapshot!(
+            target()
+                .exec_args(CallOptions::default(), "true")
+                .join("\n")
+        );
+    }
+
+    #[test]
+    fn probe_and_pinned_argv() {
+        let mut t = target();
+        t.host_keys = HostKeyPolicy::Pinned {
+            alias: "cbx_0123456789ab".into(),
+        };
+        t.control_dir = None;
+        insta::assert_snapshot!(t.exec_args(CallOptions::PROBE, "exit 0").join("\n"));
+    }
+
+    #[test]
+    fn control_path_is_short_and_stable() {
+        let path = target().control_path().unwrap();
+        assert_eq!(path, target().control_path().unwrap());
+        assert!(path.as_os_str().len() < 60, "{}", path.display());
+        let mut other = target();
+        other.port = 2223;
+        assert_ne!(path, other.control_path().unwrap());
+    }
+}

@@ -49,12 +49,13 @@ elif [ -n "$want_fp" ] && [ "$have_fp" = "$want_fp" ]; then
   proto skipped unchanged
 else
   rm -f "$meta/sync-fingerprint"
-  proto sync
+  pushed=$(cat "$meta/git-pushed" 2>/dev/null)
+  proto sync "${pushed:--}"
   # Manifest frame: "<manifest bytes> <deleted bytes>\n" then both NUL lists.
   IFS=' ' read -r mlen dlen || fail sync "sync manifest header missing" 6
   perl -e "$helper" -- receive "$meta" "$mlen" "$dlen" "$flags" || fail sync "could not apply sync manifest (see stderr)" 66
   proto ready
-  IFS=' ' read -r verb head index_commit branch upstream || fail sync "client went away during sync" 6
+  IFS=' ' read -r verb head index_commit branch upstream seed_key || fail sync "client went away during sync" 6
   [ "$verb" = synced ] || fail sync "sync aborted by client" 6
   if [ "$head" != - ]; then
     git update-ref --no-deref HEAD "$head" 2>/dev/null
@@ -65,11 +66,15 @@ else
       fi
     fi
     git read-tree "${index_commit/#-/$head}" 2>/dev/null || git read-tree "$head" 2>/dev/null || true
+    printf '%s' "${seed_key:--}" >"$meta/git-pushed"
   fi
   perl -e "$helper" -- snapshot "$meta" || true
-  # Cache the login environment once per sync so warm runs need no login shell.
-  bash -lc 'cd /; for v in $(compgen -e); do case $v in PWD|OLDPWD|SHLVL|_|SSH_*|BASH_*|SHELLOPTS|BASHOPTS|TERM) continue;; esac; printf "export %s=%q\n" "$v" "${!v}"; done' </dev/null >"$meta/login-env.new" 2>/dev/null \
-    && mv -f "$meta/login-env.new" "$meta/login-env"
+  # Cache the login environment once per workdir (and on --full-resync) so runs need no
+  # login shell; a login shell costs a profile read on every exec.
+  if [ ! -f "$meta/login-env" ]; then
+    bash -lc 'cd /; for v in $(compgen -e); do case $v in PWD|OLDPWD|SHLVL|_|SSH_*|BASH_*|SHELLOPTS|BASHOPTS|TERM) continue;; esac; printf "export %s=%q\n" "$v" "${!v}"; done' </dev/null >"$meta/login-env.new" 2>/dev/null \
+      && mv -f "$meta/login-env.new" "$meta/login-env"
+  fi
   [ -n "$want_fp" ] && printf '%s' "$want_fp" >"$meta/sync-fingerprint"
   proto synced
 fi
@@ -77,6 +82,7 @@ fi
 case "$flags" in *sync-only*) proto done; exit 0 ;; esac
 
 [ -f "$meta/login-env" ] && . "$meta/login-env"
+export SHLVL=1
 cd -- "$workdir" || fail remote "could not enter $workdir" 7
 # Forwarded environment: "K=V" words until "--".
 while [ $# -gt 0 ] && [ "$1" != -- ]; do export "$1"; shift; done

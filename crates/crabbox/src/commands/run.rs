@@ -260,6 +260,7 @@ async fn execute(
     let excludes = lease::excludes(ctx);
     let include = ctx.settings.list("sync.include");
     let use_fp = ctx.settings.bool("sync.fingerprint") && !args.full_resync && !args.no_sync;
+    let fp_start = Instant::now();
     let fingerprint = if use_fp {
         let extra = vec![
             format!("delete={}", ctx.settings.bool("sync.delete")),
@@ -275,6 +276,7 @@ async fn execute(
     } else {
         String::new()
     };
+    let fp_ms = fp_start.elapsed().as_millis() as u64;
     let (shell, words) = command_words(&args.command, args.shell);
     let mut allow = ctx.settings.list("env.allow");
     allow.extend(args.allow_env.iter().cloned());
@@ -392,7 +394,8 @@ async fn execute(
     signals.abort();
     progress.finish();
     match result {
-        Ok(outcome) => {
+        Ok(mut outcome) => {
+            outcome.phases.insert(0, ("fingerprint".to_owned(), fp_ms));
             if args.sync_only {
                 output::out(format!("synced {workdir}"));
             }
