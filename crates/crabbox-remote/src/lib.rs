@@ -3,6 +3,7 @@
 //! scripts that run on a runner. It does not decide *which* lease to use or how to report
 //! progress: callers pass plans in and get typed results and errors back.
 
+pub mod archive;
 pub mod git_seed;
 pub mod keys;
 pub mod manifest;

@@ -258,6 +258,17 @@ fn safe_path(path: &str) -> bool {
     !path.starts_with('/') && !path.split('/').any(|c| c == ".." || c.is_empty())
 }
 
+/// Paths that differ between two commits (for a delta sync after HEAD moved); `None` when
+/// either commit is unknown here.
+pub fn changed_between(root: &Path, from: &str, to: &str) -> Option<Vec<String>> {
+    let out = git(
+        root,
+        &["diff", "--name-only", "--no-renames", "-z", from, to],
+    )
+    .ok()?;
+    Some(split_nul(&out).collect())
+}
+
 /// Whether `root` is the top of a git work tree.
 pub fn is_git_root(root: &Path) -> bool {
     root.join(".git").exists()
@@ -356,7 +367,10 @@ fn walk(
 #[derive(Debug, Clone, Default)]
 pub struct LocalState {
     pub fingerprint: String,
-    pub dirty_files: usize,
+    /// Paths that differ from HEAD (modified, staged, renamed, untracked), not excluded.
+    pub dirty: Vec<String>,
+    /// HEAD commit for git trees.
+    pub head: Option<String>,
 }
 
 fn hash_stat(hasher: &mut Sha256, root: &Path, path: &str) {
@@ -414,7 +428,8 @@ pub fn fingerprint(
         hasher.update(line.as_bytes());
         hasher.update(b"\n");
     }
-    let mut dirty = 0;
+    let mut dirty = Vec::new();
+    let mut head = None;
     if is_git_root(root) {
         let status = git(
             root,
@@ -431,6 +446,9 @@ pub fn fingerprint(
         while let Some(entry) = fields.next() {
             let text = String::from_utf8_lossy(entry);
             if text.starts_with("# ") {
+                if let Some(oid) = text.strip_prefix("# branch.oid ") {
+                    head = Some(oid.to_owned()).filter(|o| o != "(initial)");
+                }
                 hasher.update(entry);
                 hasher.update(b"\n");
                 continue;
@@ -450,7 +468,7 @@ pub fn fingerprint(
             if excludes.excluded(path, !text.starts_with('?')) || !included(include, path) {
                 continue;
             }
-            dirty += 1;
+            dirty.push(path.to_owned());
             hasher.update(&entry[..2]);
             hash_stat(&mut hasher, root, path);
         }
@@ -461,11 +479,12 @@ pub fn fingerprint(
         for path in &manifest.files {
             hash_stat(&mut hasher, root, path);
         }
-        dirty = manifest.files.len();
+        dirty = manifest.files;
     }
     Ok(LocalState {
         fingerprint: hex::encode(hasher.finalize()),
-        dirty_files: dirty,
+        dirty,
+        head,
     })
 }
 

@@ -49,12 +49,26 @@ pub struct SessionPlan {
 #[derive(Debug, Clone)]
 pub struct SyncPayload {
     pub local_root: PathBuf,
+    /// Full sync: every synced path (NUL-separated); the runner prunes what is no longer in
+    /// it. Delta sync: only the paths that may have changed and still exist.
     pub manifest: Vec<u8>,
+    /// Delta sync instead of a full one (the runner is where this machine left it).
+    pub delta: bool,
+    /// Delta files packed as a tar, sent inline on the session (no second remote exec);
+    /// `None` sends `manifest` with rsync.
+    pub tar: Option<Vec<u8>>,
     pub deleted: Vec<u8>,
     pub files: usize,
     pub bytes: u64,
     pub rsync: RsyncOptions,
     pub git: Option<GitSeed>,
+}
+
+/// What the runner reported when it asked for a sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunnerSyncState {
+    /// The fingerprint of the runner's last completed sync, if it is still valid.
+    pub fingerprint: Option<String>,
 }
 
 /// Progress reported while a session runs.
@@ -73,6 +87,10 @@ pub struct SessionOutcome {
     pub exit_code: i32,
     pub ran_command: bool,
     pub sync_skipped: bool,
+    /// A sync completed in this session.
+    pub synced: bool,
+    /// The sync sent only the paths that could have changed.
+    pub delta: bool,
     pub interrupted: bool,
     pub sync_ms: u64,
     pub command_ms: u64,
@@ -150,10 +168,14 @@ async fn push_git(
     target: &SshTarget,
     payload: &SyncPayload,
     workdir: &str,
+    pushed: &str,
 ) -> Result<(), SessionError> {
     let Some(seed) = &payload.git else {
         return Ok(());
     };
+    if seed.key() == pushed {
+        return Ok(());
+    }
     let out = Cmd::new("git")
         .current_dir(&payload.local_root)
         .env("GIT_SSH_COMMAND", target.transport_command())
@@ -181,6 +203,10 @@ async fn run_rsync(
     payload: &SyncPayload,
     workdir: &str,
 ) -> Result<(), SessionError> {
+    if payload.tar.is_some() || payload.manifest.is_empty() {
+        return Ok(());
+    }
+    let list = payload.manifest.clone();
     let out = Cmd::new("rsync")
         .args(rsync_args(
             target,
@@ -188,7 +214,7 @@ async fn run_rsync(
             workdir,
             payload.rsync,
         ))
-        .capture(Some(payload.manifest.clone()))
+        .capture(Some(list))
         .await?;
     // 24 = some files vanished before they could be transferred: the user edited the tree
     // during the sync; the next fingerprint will differ and resync them.
@@ -214,7 +240,7 @@ pub async fn run_session<F, Fut, O, E>(
     mut cancel: watch::Receiver<bool>,
 ) -> Result<SessionOutcome, SessionError>
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(RunnerSyncState) -> Fut,
     Fut:
         std::future::Future<Output = Result<SyncPayload, Box<dyn std::error::Error + Send + Sync>>>,
     O: AsyncWrite + Unpin + Send + 'static,
@@ -270,23 +296,39 @@ where
                 on_event(SessionEvent::Skipped(rest.to_owned()));
             }
             "sync" => {
-                rest.clone_into(&mut pushed);
+                let mut fields = rest.split(' ');
+                fields.next().unwrap_or("-").clone_into(&mut pushed);
+                let runner = RunnerSyncState {
+                    fingerprint: fields
+                        .next()
+                        .filter(|f| *f != "-" && !f.is_empty())
+                        .map(str::to_owned),
+                };
                 sync_started = Some(Instant::now());
                 let prep = Instant::now();
-                let p = (prepare.take().expect("sync requested once"))()
+                let p = (prepare.take().expect("sync requested once"))(runner)
                     .await
                     .map_err(SessionError::Prepare)?;
+                outcome.delta = p.delta;
                 outcome.phases.push(("manifest".into(), ms(prep)));
                 on_event(SessionEvent::Syncing {
                     files: p.files,
                     bytes: p.bytes,
                 });
-                let header = format!("{} {}\n", p.manifest.len(), p.deleted.len());
+                let tar = p.tar.as_deref().unwrap_or_default();
+                let header = format!(
+                    "{} {} {} {}\n",
+                    if p.delta { "delta" } else { "full" },
+                    p.manifest.len(),
+                    p.deleted.len(),
+                    tar.len()
+                );
                 if let Some(pipe) = stdin.as_mut() {
                     let write = async {
                         pipe.write_all(header.as_bytes()).await?;
                         pipe.write_all(&p.manifest).await?;
                         pipe.write_all(&p.deleted).await?;
+                        pipe.write_all(tar).await?;
                         pipe.flush().await
                     };
                     if write.await.is_err() {
@@ -298,11 +340,20 @@ where
             "ready" => {
                 let p = payload.as_ref().expect("manifest sent before ready");
                 let transfer = Instant::now();
-                let (rsync, push) = tokio::join!(
-                    run_rsync(target, p, &plan.workdir),
-                    push_git(target, p, &plan.workdir)
+                let timed = |start: Instant, r| (ms(start), r);
+                let ((rsync_ms, rsync), (push_ms, push)) = tokio::join!(
+                    async { timed(transfer, run_rsync(target, p, &plan.workdir).await) },
+                    async { timed(transfer, push_git(target, p, &plan.workdir, &pushed).await) }
                 );
-                outcome.phases.push(("rsync".into(), ms(transfer)));
+                let name = match (p.delta, p.tar.is_some()) {
+                    (true, true) => "inline_delta",
+                    (true, false) => "rsync_delta",
+                    _ => "rsync",
+                };
+                outcome.phases.push((name.into(), rsync_ms));
+                if p.git.is_some() {
+                    outcome.phases.push(("git_push".into(), push_ms));
+                }
                 let result = rsync.and(push);
                 let line = match (&result, &p.git) {
                     (Ok(()), Some(seed)) => seed.synced_line(),
@@ -321,6 +372,7 @@ where
                 }
             }
             "synced" => {
+                outcome.synced = true;
                 if let Some(t) = sync_started {
                     outcome.sync_ms = ms(t);
                 }

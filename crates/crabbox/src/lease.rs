@@ -325,6 +325,7 @@ pub async fn release(ctx: &Ctx, record: &LeaseRecord) -> CliResult<()> {
         .remove(&record.lease_id)
         .status(ExitStatus::Failure)?;
     let _ = std::fs::remove_dir_all(paths::lease_key_dir(&record.lease_id));
+    crate::syncstate::forget(&ctx.state_dir, &record.lease_id);
     Ok(())
 }
 

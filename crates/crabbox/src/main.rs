@@ -8,6 +8,8 @@ mod lease;
 mod output;
 mod paths;
 mod settings;
+mod syncprep;
+mod syncstate;
 
 use std::process::ExitCode;
 

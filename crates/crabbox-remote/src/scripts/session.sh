@@ -50,10 +50,10 @@ elif [ -n "$want_fp" ] && [ "$have_fp" = "$want_fp" ]; then
 else
   rm -f "$meta/sync-fingerprint"
   pushed=$(cat "$meta/git-pushed" 2>/dev/null)
-  proto sync "${pushed:--}"
-  # Manifest frame: "<manifest bytes> <deleted bytes>\n" then both NUL lists.
-  IFS=' ' read -r mlen dlen || fail sync "sync manifest header missing" 6
-  perl -e "$helper" -- receive "$meta" "$mlen" "$dlen" "$flags" || fail sync "could not apply sync manifest (see stderr)" 66
+  proto sync "${pushed:--}" "${have_fp:--}"
+  # Frame: "<full|delta> <list bytes> <removed bytes> <tar bytes>\n", both NUL lists, a tar.
+  IFS=' ' read -r smode mlen dlen tlen || fail sync "sync manifest header missing" 6
+  perl -e "$helper" -- receive "$meta" "$smode" "$mlen" "$dlen" "$tlen" "$flags" || fail sync "could not apply sync manifest (see stderr)" 66
   proto ready
   IFS=' ' read -r verb head index_commit branch upstream seed_key || fail sync "client went away during sync" 6
   [ "$verb" = synced ] || fail sync "sync aborted by client" 6
@@ -68,7 +68,6 @@ else
     git read-tree "${index_commit/#-/$head}" 2>/dev/null || git read-tree "$head" 2>/dev/null || true
     printf '%s' "${seed_key:--}" >"$meta/git-pushed"
   fi
-  perl -e "$helper" -- snapshot "$meta" || true
   # Cache the login environment once per workdir (and on --full-resync) so runs need no
   # login shell; a login shell costs a profile read on every exec.
   if [ ! -f "$meta/login-env" ]; then
@@ -76,6 +75,9 @@ else
       && mv -f "$meta/login-env.new" "$meta/login-env"
   fi
   [ -n "$want_fp" ] && printf '%s' "$want_fp" >"$meta/sync-fingerprint"
+  # Let the (coarse) file clock tick past the files just written, so the post-command check
+  # does not mistake them for changes made by the command.
+  sleep 0.02
   proto synced
 fi
 
@@ -87,6 +89,8 @@ cd -- "$workdir" || fail remote "could not enter $workdir" 7
 # Forwarded environment: "K=V" words until "--".
 while [ $# -gt 0 ] && [ "$1" != -- ]; do export "$1"; shift; done
 shift
+# Files the command changes get a ctime after this stamp; the check after the command uses it.
+: >"$meta/cmd-stamp"
 proto exec
 # The command gets a process group of its own (perl's setpgrp: portable, and unlike `set -m`
 # it prints no job-control chatter), so the lifeline can kill everything it started. Neither
@@ -99,10 +103,10 @@ lifeline=$!
 wait "$child"
 rc=$?
 kill "$lifeline" 2>/dev/null
-# The command may have changed synced files: compare the stat snapshot in the background
-# (still holding the lock, detached from this session so the client returns at once) and drop
-# the fingerprint when anything changed, so the next run re-syncs.
-if [ -f "$meta/stat-snapshot" ]; then
+# The command may have changed synced files: check them in the background (still holding the
+# lock, detached from this session so the client returns at once) and drop the fingerprint when
+# anything changed, so the next run re-syncs and restores the local version.
+if [ -f "$meta/sync-fingerprint" ]; then
   ( perl -e "$helper" -- verify "$meta" || rm -f "$meta/sync-fingerprint" ) </dev/null >/dev/null 2>&1 &
 fi
 exit "$rc"

@@ -61,12 +61,14 @@ async fn session_syncs_then_skips_and_passes_exit_codes() {
         ..SessionPlan::default()
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    let mk = || {
+    let mk = |_| {
         let src = src.clone();
         async move {
             Ok(SyncPayload {
                 local_root: src,
                 manifest: b"hello.txt\0".to_vec(),
+                delta: false,
+                tar: None,
                 deleted: vec![],
                 files: 1,
                 bytes: 3,

@@ -4,16 +4,17 @@ use std::time::Instant;
 
 use crabbox_api::view::{SyncPhase, TimingReport};
 use crabbox_api::{ExitStatus, RunId};
-use crabbox_remote::git_seed;
 use crabbox_remote::manifest;
 use crabbox_remote::rsync::RsyncOptions;
-use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, SyncPayload, run_session};
+use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, run_session};
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
 use crate::godur;
 use crate::lease::{self, Ctx};
 use crate::output::{self, Progress};
+use crate::syncprep::{Limits, SyncInputs};
+use crate::syncstate::{self, SyncRecord};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -261,7 +262,7 @@ async fn execute(
     let include = ctx.settings.list("sync.include");
     let use_fp = ctx.settings.bool("sync.fingerprint") && !args.full_resync && !args.no_sync;
     let fp_start = Instant::now();
-    let fingerprint = if use_fp {
+    let local_state = if use_fp {
         let extra = vec![
             format!("delete={}", ctx.settings.bool("sync.delete")),
             format!(
@@ -270,12 +271,17 @@ async fn execute(
             ),
             format!("gitSeed={}", ctx.settings.bool("sync.gitSeed")),
         ];
-        manifest::fingerprint(&ctx.repo_root, &excludes, &include, &extra)
-            .map_err(|e| CliError::new(ExitStatus::Sync, e))?
-            .fingerprint
+        Some(
+            manifest::fingerprint(&ctx.repo_root, &excludes, &include, &extra)
+                .map_err(|e| CliError::new(ExitStatus::Sync, e))?,
+        )
     } else {
-        String::new()
+        None
     };
+    let fingerprint = local_state
+        .as_ref()
+        .map(|l| l.fingerprint.clone())
+        .unwrap_or_default();
     let fp_ms = fp_start.elapsed().as_millis() as u64;
     let (shell, words) = command_words(&args.command, args.shell);
     let mut allow = ctx.settings.list("env.allow");
@@ -309,53 +315,31 @@ async fn execute(
         env,
         argv: words,
     };
-    let limits = (
-        ctx.settings.u64("sync.warnFiles"),
-        ctx.settings.u64("sync.warnBytes"),
-        ctx.settings.u64("sync.failFiles"),
-        ctx.settings.u64("sync.failBytes"),
-        ctx.settings.bool("sync.allowLarge") || args.force_sync_large,
-    );
-    let root = ctx.repo_root.clone();
-    let base_ref = ctx.settings.opt("sync.baseRef");
-    let rsync = RsyncOptions {
-        checksum: args.checksum || ctx.settings.bool("sync.checksum"),
-        debug: false,
-    };
-    let prepare = move || async move {
-        let m = tokio::task::spawn_blocking({
-            let root = root.clone();
-            move || manifest::build(&root, &excludes, &include)
-        })
-        .await
-        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)??;
-        let (warn_files, warn_bytes, fail_files, fail_bytes, allow_large) = limits;
-        let files = m.files.len() as u64;
-        if !allow_large && (files >= fail_files || m.bytes >= fail_bytes) {
-            return Err(format!(
-                "sync candidate too large: {files} files, {} bytes (limits {fail_files} files / {fail_bytes} bytes); use --force-sync-large or CRABBOX_SYNC_ALLOW_LARGE=1, or exclude paths in .crabboxignore",
-                m.bytes
-            )
-            .into());
-        }
-        if files >= warn_files || m.bytes >= warn_bytes {
-            output::warn(format!("large sync: {files} files, {} bytes", m.bytes));
-        }
-        let seed = if git {
-            git_seed::read_seed(&root, base_ref.as_deref()).await
-        } else {
+    let inputs = SyncInputs {
+        root: ctx.repo_root.clone(),
+        excludes,
+        include,
+        limits: Limits {
+            warn_files: ctx.settings.u64("sync.warnFiles"),
+            warn_bytes: ctx.settings.u64("sync.warnBytes"),
+            fail_files: ctx.settings.u64("sync.failFiles"),
+            fail_bytes: ctx.settings.u64("sync.failBytes"),
+            allow_large: ctx.settings.bool("sync.allowLarge") || args.force_sync_large,
+        },
+        base_ref: ctx.settings.opt("sync.baseRef"),
+        git,
+        rsync: RsyncOptions {
+            checksum: args.checksum || ctx.settings.bool("sync.checksum"),
+            debug: false,
+        },
+        previous: if args.full_resync {
             None
-        };
-        Ok(SyncPayload {
-            local_root: root,
-            manifest: m.files_nul(),
-            deleted: m.deleted_nul(),
-            files: m.files.len(),
-            bytes: m.bytes,
-            rsync,
-            git: seed,
-        })
+        } else {
+            syncstate::load(&ctx.state_dir, &record.lease_id, &workdir)
+        },
+        local: local_state.clone(),
     };
+    let prepare = move |runner| inputs.prepare(runner);
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         let mut term =
@@ -396,6 +380,14 @@ async fn execute(
     match result {
         Ok(mut outcome) => {
             outcome.phases.insert(0, ("fingerprint".to_owned(), fp_ms));
+            if let (true, Some(local)) = (outcome.synced, &local_state) {
+                let synced = SyncRecord {
+                    fingerprint: local.fingerprint.clone(),
+                    head: local.head.clone(),
+                    dirty: local.dirty.clone(),
+                };
+                syncstate::save(&ctx.state_dir, &record.lease_id, &workdir, &synced);
+            }
             if args.sync_only {
                 output::out(format!("synced {workdir}"));
             }
