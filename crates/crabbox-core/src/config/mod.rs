@@ -1,1 +1,27 @@
-//! Layered configuration (owned by the config work in progress).
+//! Layered configuration (spec/cli-dataplane.md §3): the key table, reading YAML files, env
+//! vars and flags into checked values, precedence (flags > env > repo files > user file >
+//! defaults) with the origin of every value, the credential trust rule, `config show` output
+//! and the starter file `crabbox init` writes. Pure: callers read files and the environment.
+
+mod error;
+mod files;
+mod keys;
+mod layer;
+mod model;
+mod origin;
+mod resolve;
+mod secret;
+mod show;
+mod starter;
+mod value;
+
+pub use error::{ConfigError, ValueError};
+pub use files::{ConfigFiles, REPO_CONFIG_NAMES, config_files};
+pub use model::{
+    BrokerMode, Config, CoordinatorConfig, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
+};
+pub use origin::Origin;
+pub use resolve::{ConfigInputs, FlagValue, Resolved, resolve};
+pub use secret::Secret;
+pub use show::{render_show, show_json};
+pub use starter::starter_repo_config;

@@ -1,0 +1,442 @@
+//! The table of configuration keys this version understands: canonical dotted name, aliases,
+//! value kind, default and environment variables. Everything else in `config` is driven by it.
+
+use std::time::Duration;
+
+use super::value::Value;
+
+/// Accepted values of `target`.
+pub(crate) const TARGETS: &[&str] = &["linux", "macos", "windows"];
+/// Accepted values of `broker.mode`.
+pub(crate) const BROKER_MODES: &[&str] = &["managed", "registered"];
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// How a key's text is read and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Text,
+    Bool,
+    /// A Go duration that must be longer than zero.
+    Duration,
+    /// A whole number of things (files).
+    Count,
+    /// A number of bytes, optionally with a unit (`5GiB`, `500MB`).
+    Bytes,
+    /// A TCP port, kept as text because that is how ssh takes it.
+    Port,
+    /// A list of ports; from env a comma list, or `none` for the empty list.
+    PortList,
+    /// A list of strings; from env or flags a comma list.
+    List,
+    Secret,
+    /// One of a fixed set of lowercase words, with the human wording of that set.
+    OneOf(&'static [&'static str], &'static str),
+}
+
+/// A compiled default, kept `const` so the table stays one static array.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Preset {
+    /// Empty text, empty list or a missing secret.
+    Unset,
+    Text(&'static str),
+    Bool(bool),
+    Minutes(u64),
+    Count(u64),
+    List(&'static [&'static str]),
+}
+
+/// One configuration key.
+#[derive(Debug)]
+pub(crate) struct KeySpec {
+    /// Canonical dotted camelCase name, as `config show` prints it.
+    pub key: &'static str,
+    /// Other spellings accepted in files and flags. The canonical name wins if a file sets both.
+    pub aliases: &'static [&'static str],
+    pub kind: Kind,
+    pub default: Preset,
+    /// Environment variables, highest priority first.
+    pub env: &'static [&'static str],
+}
+
+impl KeySpec {
+    pub(crate) fn default_value(&self) -> Value {
+        match (self.default, self.kind) {
+            (Preset::Unset, Kind::Secret) => Value::Secret(None),
+            (Preset::Unset, Kind::List | Kind::PortList) => Value::List(Vec::new()),
+            (Preset::Unset, _) => Value::Text(String::new()),
+            (Preset::Text(text), _) => Value::Text(text.to_owned()),
+            (Preset::Bool(flag), _) => Value::Bool(flag),
+            (Preset::Minutes(minutes), _) => Value::Duration(Duration::from_mins(minutes)),
+            (Preset::Count(count), _) => Value::Count(count),
+            (Preset::List(items), _) => {
+                Value::List(items.iter().map(|item| (*item).to_owned()).collect())
+            }
+        }
+    }
+}
+
+const fn key(
+    key: &'static str,
+    kind: Kind,
+    default: Preset,
+    env: &'static [&'static str],
+) -> KeySpec {
+    KeySpec {
+        key,
+        aliases: &[],
+        kind,
+        default,
+        env,
+    }
+}
+
+const fn aliased(
+    key: &'static str,
+    aliases: &'static [&'static str],
+    kind: Kind,
+    default: Preset,
+    env: &'static [&'static str],
+) -> KeySpec {
+    KeySpec {
+        key,
+        aliases,
+        kind,
+        default,
+        env,
+    }
+}
+
+/// Every key this version uses (spec/cli-dataplane.md §3.2).
+pub(crate) const KEYS: &[KeySpec] = &[
+    // The architecture's embedded default: with nothing configured, leases are local `sshd`s.
+    // This deliberately differs from the old tool, which had no actionable default provider.
+    key(
+        "provider",
+        Kind::Text,
+        Preset::Text("local"),
+        &["CRABBOX_PROVIDER"],
+    ),
+    key(
+        "class",
+        Kind::Text,
+        Preset::Text("beast"),
+        &["CRABBOX_DEFAULT_CLASS"],
+    ),
+    key(
+        "serverType",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_SERVER_TYPE"],
+    ),
+    aliased(
+        "target",
+        &["targetOS"],
+        Kind::OneOf(TARGETS, "linux, macos or windows"),
+        Preset::Text("linux"),
+        &["CRABBOX_TARGET", "CRABBOX_TARGET_OS"],
+    ),
+    key(
+        "profile",
+        Kind::Text,
+        Preset::Text("default"),
+        &["CRABBOX_PROFILE"],
+    ),
+    aliased(
+        "ttl",
+        &["lease.ttl"],
+        Kind::Duration,
+        Preset::Minutes(90),
+        &["CRABBOX_TTL"],
+    ),
+    aliased(
+        "idleTimeout",
+        &["lease.idleTimeout"],
+        Kind::Duration,
+        Preset::Minutes(30),
+        &["CRABBOX_IDLE_TIMEOUT"],
+    ),
+    key(
+        "workRoot",
+        Kind::Text,
+        Preset::Text("/work/crabbox"),
+        &["CRABBOX_WORK_ROOT"],
+    ),
+    key(
+        "ssh.user",
+        Kind::Text,
+        Preset::Text("crabbox"),
+        &["CRABBOX_SSH_USER"],
+    ),
+    key(
+        "ssh.key",
+        Kind::Text,
+        Preset::Text("~/.ssh/id_ed25519"),
+        &["CRABBOX_SSH_KEY"],
+    ),
+    key(
+        "ssh.port",
+        Kind::Port,
+        Preset::Text("2222"),
+        &["CRABBOX_SSH_PORT"],
+    ),
+    key(
+        "ssh.fallbackPorts",
+        Kind::PortList,
+        Preset::List(&["22"]),
+        &["CRABBOX_SSH_FALLBACK_PORTS"],
+    ),
+    key(
+        "sync.delete",
+        Kind::Bool,
+        Preset::Bool(true),
+        &["CRABBOX_SYNC_DELETE"],
+    ),
+    key(
+        "sync.checksum",
+        Kind::Bool,
+        Preset::Bool(false),
+        &["CRABBOX_SYNC_CHECKSUM"],
+    ),
+    key(
+        "sync.gitSeed",
+        Kind::Bool,
+        Preset::Bool(true),
+        &["CRABBOX_SYNC_GIT_SEED"],
+    ),
+    key(
+        "sync.fingerprint",
+        Kind::Bool,
+        Preset::Bool(true),
+        &["CRABBOX_SYNC_FINGERPRINT"],
+    ),
+    key(
+        "sync.baseRef",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_SYNC_BASE_REF"],
+    ),
+    key(
+        "sync.timeout",
+        Kind::Duration,
+        Preset::Minutes(15),
+        &["CRABBOX_SYNC_TIMEOUT"],
+    ),
+    key(
+        "sync.warnFiles",
+        Kind::Count,
+        Preset::Count(50_000),
+        &["CRABBOX_SYNC_WARN_FILES"],
+    ),
+    key(
+        "sync.warnBytes",
+        Kind::Bytes,
+        Preset::Count(5 * GIB),
+        &["CRABBOX_SYNC_WARN_BYTES"],
+    ),
+    key(
+        "sync.failFiles",
+        Kind::Count,
+        Preset::Count(150_000),
+        &["CRABBOX_SYNC_FAIL_FILES"],
+    ),
+    key(
+        "sync.failBytes",
+        Kind::Bytes,
+        Preset::Count(20 * GIB),
+        &["CRABBOX_SYNC_FAIL_BYTES"],
+    ),
+    key(
+        "sync.allowLarge",
+        Kind::Bool,
+        Preset::Bool(false),
+        &["CRABBOX_SYNC_ALLOW_LARGE"],
+    ),
+    aliased(
+        "sync.exclude",
+        &["sync.excludes"],
+        Kind::List,
+        Preset::Unset,
+        &[],
+    ),
+    aliased(
+        "sync.include",
+        &["sync.includes"],
+        Kind::List,
+        Preset::Unset,
+        &[],
+    ),
+    key(
+        "env.allow",
+        Kind::List,
+        Preset::List(&["CI", "NODE_OPTIONS"]),
+        &["CRABBOX_ENV_ALLOW"],
+    ),
+    key(
+        "static.id",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_STATIC_ID"],
+    ),
+    key(
+        "static.name",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_STATIC_NAME"],
+    ),
+    key(
+        "static.host",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_STATIC_HOST"],
+    ),
+    key(
+        "static.user",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_STATIC_USER"],
+    ),
+    key(
+        "static.port",
+        Kind::Port,
+        Preset::Unset,
+        &["CRABBOX_STATIC_PORT"],
+    ),
+    key(
+        "static.workRoot",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_STATIC_WORK_ROOT"],
+    ),
+    aliased(
+        "coordinator",
+        &["broker.url"],
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_COORDINATOR"],
+    ),
+    aliased(
+        "coordinatorToken",
+        &["broker.token"],
+        Kind::Secret,
+        Preset::Unset,
+        &["CRABBOX_COORDINATOR_TOKEN"],
+    ),
+    key(
+        "broker.adminToken",
+        Kind::Secret,
+        Preset::Unset,
+        &["CRABBOX_COORDINATOR_ADMIN_TOKEN", "CRABBOX_ADMIN_TOKEN"],
+    ),
+    key(
+        "broker.mode",
+        Kind::OneOf(BROKER_MODES, "managed or registered"),
+        Preset::Text("managed"),
+        &["CRABBOX_COORDINATOR_MODE"],
+    ),
+];
+
+/// Keys (and whole sections) the old tool documents that this version does not use yet. Files
+/// written for the old tool carry them, so they are skipped without a warning.
+const ACCEPTED_UNUSED: &[&str] = &[
+    "actions",
+    "architecture",
+    "aws",
+    "azure",
+    "blacksmith",
+    "broker.access",
+    "broker.autoWebVNC",
+    "broker.loginRedirectOrigins",
+    "broker.provider",
+    "browser",
+    "cache",
+    "capacity",
+    "code",
+    "daytona",
+    "desktop",
+    "desktopEnv",
+    "gcp",
+    "hetzner",
+    "hostId",
+    "islo",
+    "jobs",
+    "localContainer",
+    "network",
+    "os",
+    "pond",
+    "presets",
+    "profiles",
+    "results",
+    "run",
+    "tailscale",
+    "windows",
+];
+
+/// The key a dotted name (canonical or alias) refers to, and whether it was an alias.
+pub(crate) fn lookup(name: &str) -> Option<(&'static KeySpec, bool)> {
+    KEYS.iter().find_map(|spec| {
+        if spec.key == name {
+            Some((spec, false))
+        } else if spec.aliases.contains(&name) {
+            Some((spec, true))
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether `name` is a map that holds known keys (`ssh`, `sync`, `lease`, `broker`, …).
+pub(crate) fn is_section(name: &str) -> bool {
+    KEYS.iter()
+        .flat_map(|spec| std::iter::once(spec.key).chain(spec.aliases.iter().copied()))
+        .any(|known| {
+            known
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+}
+
+/// Whether `name` is, or lies under, a documented key this version ignores.
+pub(crate) fn is_accepted_unused(name: &str) -> bool {
+    ACCEPTED_UNUSED.iter().any(|known| {
+        name.strip_prefix(known)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_classified_once() {
+        let mut names: Vec<&str> = KEYS
+            .iter()
+            .flat_map(|spec| std::iter::once(spec.key).chain(spec.aliases.iter().copied()))
+            .collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a key or alias is listed twice");
+        for name in names {
+            assert!(!is_accepted_unused(name), "{name} is both used and ignored");
+            assert!(!is_section(name), "{name} is both a key and a section");
+        }
+    }
+
+    #[test]
+    fn lookup_resolves_aliases() {
+        assert_eq!(
+            lookup("lease.ttl").map(|(spec, alias)| (spec.key, alias)),
+            Some(("ttl", true))
+        );
+        assert_eq!(
+            lookup("ttl").map(|(spec, alias)| (spec.key, alias)),
+            Some(("ttl", false))
+        );
+        assert!(lookup("lease").is_none());
+        assert!(is_section("lease") && is_section("broker") && !is_section("sync.exclude"));
+        assert!(is_accepted_unused("capacity.market") && is_accepted_unused("broker.access.token"));
+        assert!(!is_accepted_unused("capacityx") && !is_accepted_unused("broker.urlx"));
+    }
+}

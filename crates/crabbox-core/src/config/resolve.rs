@@ -1,0 +1,622 @@
+//! Layering: defaults, then the user file, the repo files in order, the environment and the
+//! flags, each overriding only the keys it sets; then the credential trust rule.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use super::Origin;
+use super::error::ConfigError;
+use super::keys::{self, KEYS};
+use super::layer;
+use super::model::Config;
+use super::value::Value;
+
+/// One configuration value given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagValue {
+    /// Dotted config key (`ttl`, `sync.checksum`); aliases work too.
+    pub key: String,
+    /// The flag as the user wrote it (`--ttl`), for origins and errors.
+    pub flag: String,
+    /// The flag's text; booleans as `true`/`false`, lists comma separated.
+    pub value: String,
+}
+
+impl FlagValue {
+    pub fn new(key: impl Into<String>, flag: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            flag: flag.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// Everything configuration is resolved from, gathered by the caller (which does the IO).
+#[derive(Clone, Default)]
+pub struct ConfigInputs {
+    /// The user config file's path and contents, if it exists.
+    pub user: Option<(PathBuf, String)>,
+    /// Repo config files' paths and contents, applied in order (later wins).
+    pub repo: Vec<(PathBuf, String)>,
+    /// The process environment; only the `CRABBOX_*` names in the key table are read.
+    pub env: BTreeMap<String, String>,
+    /// Flags the user passed, applied in order.
+    pub flags: Vec<FlagValue>,
+}
+
+/// File contents and environment values may hold tokens, so `Debug` shows only their names.
+impl fmt::Debug for ConfigInputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigInputs")
+            .field("user", &self.user.as_ref().map(|(path, _)| path))
+            .field(
+                "repo",
+                &self.repo.iter().map(|(path, _)| path).collect::<Vec<_>>(),
+            )
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+/// A value and the layer that set it.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub value: Value,
+    pub origin: Origin,
+}
+
+/// The outcome of [`resolve`]: the typed config, where each key came from, and warnings the
+/// caller should show (unknown keys, keys set twice, withheld credentials).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    config: Config,
+    entries: BTreeMap<&'static str, Entry>,
+    warnings: Vec<String>,
+}
+
+impl Resolved {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn into_config(self) -> Config {
+        self.config
+    }
+
+    /// Where a key's value came from, by canonical or alias name; `None` for unknown keys.
+    pub fn origin(&self, key: &str) -> Option<&Origin> {
+        let (spec, _) = keys::lookup(key)?;
+        self.entries.get(spec.key).map(|entry| &entry.origin)
+    }
+
+    /// Every canonical key with its origin, sorted by key.
+    pub fn origins(&self) -> impl Iterator<Item = (&'static str, &Origin)> {
+        self.entries
+            .iter()
+            .map(|(key, entry)| (*key, &entry.origin))
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub(crate) fn entries(&self) -> &BTreeMap<&'static str, Entry> {
+        &self.entries
+    }
+}
+
+/// Resolves configuration with precedence flags > env > repo files > user file > defaults.
+/// Pure: the caller reads the files and the environment.
+pub fn resolve(inputs: &ConfigInputs) -> Result<Resolved, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut entries: BTreeMap<&'static str, Entry> = KEYS
+        .iter()
+        .map(|spec| {
+            (
+                spec.key,
+                Entry {
+                    value: spec.default_value(),
+                    origin: Origin::Default,
+                },
+            )
+        })
+        .collect();
+    let mut layers = Vec::new();
+    if let Some((path, text)) = &inputs.user {
+        layers.push(layer::file(
+            path,
+            text,
+            &Origin::User(path.clone()),
+            &mut warnings,
+        )?);
+    }
+    for (path, text) in &inputs.repo {
+        layers.push(layer::file(
+            path,
+            text,
+            &Origin::Repo(path.clone()),
+            &mut warnings,
+        )?);
+    }
+    layers.push(layer::env(&inputs.env, &mut warnings)?);
+    layers.push(layer::flags(&inputs.flags)?);
+    for setting in layers.into_iter().flatten() {
+        entries.insert(
+            setting.spec.key,
+            Entry {
+                value: setting.value,
+                origin: setting.origin,
+            },
+        );
+    }
+    withhold_untrusted_credentials(&mut entries, &mut warnings);
+    let config = Config::from_entries(&entries);
+    Ok(Resolved {
+        config,
+        entries,
+        warnings,
+    })
+}
+
+/// Repo config is untrusted as a credential destination: a cloned repository must not be able
+/// to point the user's own coordinator token at a server it chose. A repo may still pair its
+/// own coordinator with its own token, and env or flags can vouch for the coordinator.
+fn withhold_untrusted_credentials(
+    entries: &mut BTreeMap<&'static str, Entry>,
+    warnings: &mut Vec<String>,
+) {
+    let destination = &entries["coordinator"];
+    let Origin::Repo(_) = &destination.origin else {
+        return;
+    };
+    if matches!(&destination.value, Value::Text(url) if url.is_empty()) {
+        return;
+    }
+    let destination_origin = destination.origin.clone();
+    for key in ["coordinatorToken", "broker.adminToken"] {
+        let entry = entries.get_mut(key).expect("token keys are in KEYS");
+        if matches!(entry.value, Value::Secret(Some(_))) && !matches!(entry.origin, Origin::Repo(_))
+        {
+            entry.value = Value::Secret(None);
+            warnings.push(format!(
+                "not using {key} from {} because the coordinator comes from {destination_origin}; \
+                 set CRABBOX_COORDINATOR or pass the coordinator flag to trust it",
+                entry.origin
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{BrokerMode, Secret, StaticHostConfig, TargetOs, render_show};
+
+    const USER: &str = "/home/u/.config/crabbox/config.yaml";
+    const REPO: &str = "/repo/crabbox.yaml";
+    const DOT_REPO: &str = "/repo/.crabbox.yaml";
+
+    fn user(text: &str) -> (PathBuf, String) {
+        (PathBuf::from(USER), text.to_owned())
+    }
+
+    fn repo(text: &str) -> Vec<(PathBuf, String)> {
+        vec![(PathBuf::from(REPO), text.to_owned())]
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn error(inputs: &ConfigInputs) -> String {
+        resolve(inputs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_configured() {
+        let resolved = resolve(&ConfigInputs::default()).unwrap();
+        let config = resolved.config();
+        assert_eq!(config.provider, "local");
+        assert_eq!(config.class, "beast");
+        assert_eq!(config.target, TargetOs::Linux);
+        assert_eq!(config.profile, "default");
+        assert_eq!(config.ttl, Duration::from_mins(90));
+        assert_eq!(config.idle_timeout, Duration::from_mins(30));
+        assert_eq!(config.work_root, "/work/crabbox");
+        assert_eq!(
+            (config.ssh.user.as_str(), config.ssh.port),
+            ("crabbox", 2222)
+        );
+        assert_eq!(config.ssh.key, "~/.ssh/id_ed25519");
+        assert_eq!(config.ssh.fallback_ports, vec![22]);
+        let sync = &config.sync;
+        assert!(sync.delete && !sync.checksum && sync.git_seed && sync.fingerprint);
+        assert_eq!(sync.timeout, Duration::from_mins(15));
+        assert_eq!((sync.warn_files, sync.warn_bytes), (50_000, 5 << 30));
+        assert_eq!((sync.fail_files, sync.fail_bytes), (150_000, 20 << 30));
+        assert!(!sync.allow_large && sync.exclude.is_empty() && sync.include.is_empty());
+        assert_eq!(sync.base_ref, None);
+        assert_eq!(config.env_allow, ["CI", "NODE_OPTIONS"]);
+        assert_eq!(config.static_host, StaticHostConfig::default());
+        assert_eq!(config.coordinator.mode, BrokerMode::Managed);
+        assert!(config.coordinator.url.is_none() && config.coordinator.token.is_none());
+        assert!(
+            resolved
+                .origins()
+                .all(|(_, origin)| *origin == Origin::Default)
+        );
+        assert!(resolved.warnings().is_empty());
+    }
+
+    #[test]
+    fn each_layer_overrides_the_one_below() {
+        let mut inputs = ConfigInputs {
+            user: Some(user("ttl: 1h\nclass: small\n")),
+            repo: vec![
+                (REPO.into(), "ttl: 2h\nprofile: repo\n".into()),
+                (DOT_REPO.into(), "ttl: 3h\n".into()),
+            ],
+            env: env(&[("CRABBOX_TTL", "4h"), ("HOME", "/home/u")]),
+            flags: vec![FlagValue::new("ttl", "--ttl", "5h")],
+        };
+        let hours = |inputs: &ConfigInputs| {
+            let resolved = resolve(inputs).unwrap();
+            (
+                resolved.config().ttl.as_secs() / 3600,
+                resolved.origin("ttl").unwrap().to_string(),
+            )
+        };
+        assert_eq!(hours(&inputs), (5, "flag:--ttl".to_owned()));
+        inputs.flags.clear();
+        assert_eq!(hours(&inputs), (4, "env:CRABBOX_TTL".to_owned()));
+        inputs.env.clear();
+        assert_eq!(hours(&inputs), (3, format!("repo:{DOT_REPO}")));
+        inputs.repo.pop();
+        assert_eq!(hours(&inputs), (2, format!("repo:{REPO}")));
+        inputs.repo.clear();
+        assert_eq!(hours(&inputs), (1, format!("user:{USER}")));
+        inputs.user = None;
+        assert_eq!(hours(&inputs), (1, "default".to_owned()));
+
+        // A layer leaves the keys it does not set alone.
+        let resolved = resolve(&ConfigInputs {
+            user: Some(user("class: small\n")),
+            repo: repo("profile: repo\n"),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert_eq!(resolved.config().class, "small");
+        assert_eq!(resolved.origin("class"), Some(&Origin::User(USER.into())));
+        assert_eq!(resolved.config().profile, "repo");
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_documented_unused_keys_do_not() {
+        let text = "foo:\n  bar: 1\nbroker:\n  flavor: x\n  autoWebVNC: false\nsync:\n  delete: false\n  exclud: [x]\ncapacity:\n  market: spot\n\
+                    profiles:\n  ci: {env: {A: b}}\nwindows:\n  mode: wsl2\n";
+        let resolved = resolve(&ConfigInputs {
+            repo: repo(text),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            resolved.warnings(),
+            [
+                format!("unknown config key \"foo\" in {REPO}"),
+                format!("unknown config key \"broker.flavor\" in {REPO}"),
+                format!("unknown config key \"sync.exclud\" in {REPO}"),
+            ]
+        );
+        assert!(!resolved.config().sync.delete);
+    }
+
+    #[test]
+    fn empty_or_comment_only_files_are_fine() {
+        let inputs = ConfigInputs {
+            user: Some(user("")),
+            repo: repo("# nothing yet\n"),
+            ..ConfigInputs::default()
+        };
+        assert!(resolve(&inputs).unwrap().warnings().is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_file_key_and_expected_form() {
+        let in_repo = |text: &str| ConfigInputs {
+            repo: repo(text),
+            ..ConfigInputs::default()
+        };
+        assert_eq!(
+            error(&in_repo("ttl: ninety\n")),
+            "invalid value for \"ttl\" in /repo/crabbox.yaml: \"ninety\" is not a duration \
+             (use Go syntax like 90m or 1h30m)"
+        );
+        assert_eq!(
+            error(&in_repo("lease:\n  idleTimeout: 0s\n")),
+            "invalid value for \"lease.idleTimeout\" in /repo/crabbox.yaml: \"0s\" must be longer \
+             than zero (use a duration like 90m)"
+        );
+        assert_eq!(
+            error(&in_repo("ssh:\n  port: 70000\n")),
+            "invalid value for \"ssh.port\" in /repo/crabbox.yaml: \"70000\" is not a port \
+             (use a number from 1 to 65535)"
+        );
+        assert_eq!(
+            error(&in_repo("class: [a, b]\n")),
+            "invalid value for \"class\" in /repo/crabbox.yaml: expected a single value, found a list"
+        );
+        assert_eq!(
+            error(&in_repo("sync: true\n")),
+            "invalid value for \"sync\" in /repo/crabbox.yaml: expected a mapping, found a boolean"
+        );
+        assert_eq!(
+            error(&in_repo("- a\n- b\n")),
+            "/repo/crabbox.yaml must be a mapping of config keys at the top level, found a list"
+        );
+        let syntax = resolve(&in_repo("ssh:\n  user: a\n   port: 1\n")).unwrap_err();
+        assert!(
+            syntax
+                .to_string()
+                .starts_with("invalid yaml in /repo/crabbox.yaml at line 3"),
+            "{syntax}"
+        );
+        assert!(std::error::Error::source(&syntax).is_some());
+    }
+
+    #[test]
+    fn bad_env_and_flag_values_name_the_variable_or_flag() {
+        let inputs = ConfigInputs {
+            env: env(&[("CRABBOX_SYNC_DELETE", "sure")]),
+            ..ConfigInputs::default()
+        };
+        assert_eq!(
+            error(&inputs),
+            "invalid value for \"sync.delete\" in env CRABBOX_SYNC_DELETE: \"sure\" is not a boolean \
+             (use true, false, yes, no, 1 or 0)"
+        );
+        let inputs = ConfigInputs {
+            flags: vec![FlagValue::new("idleTimeout", "--idle-timeout", "30")],
+            ..ConfigInputs::default()
+        };
+        assert_eq!(
+            error(&inputs),
+            "invalid value for \"idleTimeout\" in flag --idle-timeout: \"30\" has no unit \
+             (use Go syntax like 90m or 1h30m)"
+        );
+        let inputs = ConfigInputs {
+            flags: vec![FlagValue::new("coordinatorToken", "--token", "t")],
+            ..ConfigInputs::default()
+        };
+        assert_eq!(
+            error(&inputs),
+            "\"coordinatorToken\" is a secret and cannot be set by flag --token \
+             (use CRABBOX_COORDINATOR_TOKEN or the user config)"
+        );
+        let inputs = ConfigInputs {
+            flags: vec![FlagValue::new("nope", "--nope", "1")],
+            ..ConfigInputs::default()
+        };
+        assert_eq!(
+            error(&inputs),
+            "flag --nope sets unknown config key \"nope\""
+        );
+    }
+
+    #[test]
+    fn env_booleans_lists_sizes_and_ports() {
+        let resolved = resolve(&ConfigInputs {
+            env: env(&[
+                ("CRABBOX_SYNC_DELETE", "no"),
+                ("CRABBOX_SYNC_CHECKSUM", "1"),
+                ("CRABBOX_SYNC_GIT_SEED", "FALSE"),
+                ("CRABBOX_SYNC_ALLOW_LARGE", "yes"),
+                ("CRABBOX_ENV_ALLOW", "CI, GITHUB_TOKEN"),
+                ("CRABBOX_SYNC_WARN_BYTES", "500MB"),
+                ("CRABBOX_SYNC_FAIL_BYTES", "1073741824"),
+                ("CRABBOX_SSH_FALLBACK_PORTS", "22,2200"),
+                ("CRABBOX_TARGET_OS", "macos"),
+                ("CRABBOX_STATIC_PORT", "2022"),
+                ("CRABBOX_SERVER_TYPE", ""),
+            ]),
+            repo: repo("env:\n  allow: [A, B, C]\n"),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        let config = resolved.config();
+        assert!(!config.sync.delete && config.sync.checksum && !config.sync.git_seed);
+        assert!(config.sync.allow_large);
+        assert_eq!(
+            config.env_allow,
+            ["CI", "GITHUB_TOKEN"],
+            "env replaces the list"
+        );
+        assert_eq!(
+            (config.sync.warn_bytes, config.sync.fail_bytes),
+            (500_000_000, 1 << 30)
+        );
+        assert_eq!(config.ssh.fallback_ports, [22, 2200]);
+        assert_eq!(config.target, TargetOs::Macos);
+        assert_eq!(
+            resolved.origin("targetOS"),
+            Some(&Origin::Env("CRABBOX_TARGET_OS".into()))
+        );
+        assert_eq!(config.static_host.port, Some(2022));
+        assert_eq!(
+            resolved.origin("serverType"),
+            Some(&Origin::Default),
+            "empty env is unset"
+        );
+    }
+
+    #[test]
+    fn fallback_ports_none_disables_the_fallback() {
+        let resolved = resolve(&ConfigInputs {
+            env: env(&[("CRABBOX_SSH_FALLBACK_PORTS", "none")]),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert!(resolved.config().ssh.fallback_ports.is_empty());
+        assert!(
+            render_show(&resolved)
+                .contains("ssh.fallbackPorts=- origin=env:CRABBOX_SSH_FALLBACK_PORTS\n")
+        );
+        let resolved = resolve(&ConfigInputs {
+            user: Some(user("ssh:\n  fallbackPorts: []\n")),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert!(resolved.config().ssh.fallback_ports.is_empty());
+    }
+
+    #[test]
+    fn first_listed_env_var_wins() {
+        let resolved = resolve(&ConfigInputs {
+            env: env(&[
+                ("CRABBOX_TARGET", "windows"),
+                ("CRABBOX_TARGET_OS", "macos"),
+            ]),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert_eq!(resolved.config().target, TargetOs::Windows);
+        assert_eq!(
+            resolved.warnings(),
+            ["CRABBOX_TARGET and CRABBOX_TARGET_OS are both set; using CRABBOX_TARGET"]
+        );
+        let resolved = resolve(&ConfigInputs {
+            env: env(&[("CRABBOX_ADMIN_TOKEN", "adm")]),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            resolved
+                .config()
+                .coordinator
+                .admin_token
+                .as_ref()
+                .map(Secret::expose),
+            Some("adm")
+        );
+    }
+
+    #[test]
+    fn aliases_set_the_canonical_key() {
+        let text = "lease:\n  ttl: 2h\n  idleTimeout: 10m\nsync:\n  excludes: [target]\n  includes: [src]\n\
+                    broker:\n  url: https://cbx.example\n  token: t0k\n  mode: registered\ntargetOS: windows\n";
+        let resolved = resolve(&ConfigInputs {
+            user: Some(user(text)),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        let config = resolved.config();
+        assert_eq!(config.ttl, Duration::from_hours(2));
+        assert_eq!(config.idle_timeout, Duration::from_mins(10));
+        assert_eq!(config.sync.exclude, ["target"]);
+        assert_eq!(config.sync.include, ["src"]);
+        assert_eq!(
+            config.coordinator.url.as_deref(),
+            Some("https://cbx.example")
+        );
+        assert_eq!(
+            config.coordinator.token.as_ref().map(Secret::expose),
+            Some("t0k")
+        );
+        assert_eq!(config.coordinator.mode, BrokerMode::Registered);
+        assert_eq!(config.target, TargetOs::Windows);
+        assert_eq!(
+            resolved.origin("broker.url"),
+            Some(&Origin::User(USER.into()))
+        );
+        assert!(resolved.warnings().is_empty(), "{:?}", resolved.warnings());
+    }
+
+    #[test]
+    fn canonical_spelling_wins_within_a_file() {
+        let text = "lease:\n  ttl: 2h\nttl: 3h\nsync:\n  exclude: [a]\n  excludes: [b]\n";
+        let resolved = resolve(&ConfigInputs {
+            repo: repo(text),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert_eq!(resolved.config().ttl, Duration::from_hours(3));
+        assert_eq!(resolved.config().sync.exclude, ["a"]);
+        assert_eq!(
+            resolved.warnings(),
+            [
+                format!("\"lease.ttl\" and \"ttl\" are both set in {REPO}; using \"ttl\""),
+                format!(
+                    "\"sync.exclude\" and \"sync.excludes\" are both set in {REPO}; using \"sync.exclude\""
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn repo_cannot_send_the_users_token_to_its_own_coordinator() {
+        let inputs = ConfigInputs {
+            user: Some(user("coordinatorToken: users-token\n")),
+            repo: repo("coordinator: https://evil.example\n"),
+            env: env(&[("CRABBOX_ADMIN_TOKEN", "admin")]),
+            ..ConfigInputs::default()
+        };
+        let resolved = resolve(&inputs).unwrap();
+        assert_eq!(resolved.config().coordinator.token, None);
+        assert_eq!(resolved.config().coordinator.admin_token, None);
+        assert_eq!(resolved.warnings().len(), 2);
+        assert!(resolved.warnings()[0].starts_with("not using coordinatorToken from user:"));
+
+        // The env vouching for the coordinator restores trust.
+        let mut trusted = inputs.clone();
+        trusted
+            .env
+            .insert("CRABBOX_COORDINATOR".into(), "https://evil.example".into());
+        let resolved = resolve(&trusted).unwrap();
+        assert!(resolved.config().coordinator.token.is_some() && resolved.warnings().is_empty());
+
+        // A repo may pair its own coordinator with its own token.
+        let own = ConfigInputs {
+            repo: repo("broker:\n  url: https://team.example\n  token: repo-token\n"),
+            ..ConfigInputs::default()
+        };
+        assert!(resolve(&own).unwrap().config().coordinator.token.is_some());
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_or_show_output() {
+        let inputs = ConfigInputs {
+            user: Some(user(
+                "coordinator: https://c.example\nbroker:\n  token: tok-user-123\n",
+            )),
+            env: env(&[("CRABBOX_COORDINATOR_ADMIN_TOKEN", "tok-admin-456")]),
+            ..ConfigInputs::default()
+        };
+        let resolved = resolve(&inputs).unwrap();
+        let show = render_show(&resolved);
+        let json = crate::config::show_json(&resolved).to_string();
+        for output in [
+            format!("{resolved:?}"),
+            format!("{inputs:?}"),
+            show.clone(),
+            json,
+        ] {
+            assert!(
+                !output.contains("tok-user-123") && !output.contains("tok-admin-456"),
+                "{output}"
+            );
+        }
+        assert!(show.contains(&format!("coordinatorToken=configured origin=user:{USER}\n")));
+        assert!(
+            show.contains(
+                "broker.adminToken=configured origin=env:CRABBOX_COORDINATOR_ADMIN_TOKEN\n"
+            )
+        );
+    }
+}
