@@ -31,8 +31,6 @@ pub struct SessionPlan {
     pub meta: String,
     /// Remote lock file shared by every run on the lease.
     pub lock: String,
-    /// Local fingerprint; empty never matches, so the tree is always synced.
-    pub fingerprint: String,
     pub lock_wait: Duration,
     pub shell: bool,
     pub full_resync: bool,
@@ -62,6 +60,16 @@ pub struct SyncPayload {
     pub bytes: u64,
     pub rsync: RsyncOptions,
     pub git: Option<GitSeed>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client-side halves of a sync: the fingerprint (computed while the connection starts) and
+/// the payload (built only when the runner asks for a sync).
+#[derive(Debug)]
+pub struct SyncHooks<FP, F> {
+    pub fingerprint: FP,
+    pub prepare: F,
 }
 
 /// What the runner reported when it asked for a sync.
@@ -135,7 +143,6 @@ impl SessionPlan {
             self.workdir.clone(),
             self.meta.clone(),
             self.lock.clone(),
-            self.fingerprint.clone(),
             self.lock_wait.as_secs().to_string(),
             if self.shell { "shell" } else { "argv" }.to_owned(),
             flags.join(","),
@@ -230,16 +237,17 @@ async fn run_rsync(
 }
 
 /// Runs the session. `prepare_sync` is called only if the runner needs a sync.
-pub async fn run_session<F, Fut, O, E>(
+pub async fn run_session<FP, F, Fut, O, E>(
     target: &SshTarget,
     plan: &SessionPlan,
-    prepare_sync: F,
+    hooks: SyncHooks<FP, F>,
     mut on_event: impl FnMut(SessionEvent),
     mut stdout: O,
     mut stderr: E,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<SessionOutcome, SessionError>
 where
+    FP: std::future::Future<Output = Result<String, BoxError>>,
     F: FnOnce(RunnerSyncState) -> Fut,
     Fut:
         std::future::Future<Output = Result<SyncPayload, Box<dyn std::error::Error + Send + Sync>>>,
@@ -261,6 +269,20 @@ where
     });
     let mut reader = BufReader::new(child.stdout.take().expect("stdout was piped"));
     let mut outcome = SessionOutcome::default();
+    // The fingerprint is computed while ssh starts the session; the script waits for it.
+    let fingerprint = match hooks.fingerprint.await {
+        Ok(fp) => fp,
+        Err(err) => {
+            drop(stdin.take());
+            let _ = child.kill().await;
+            return Err(SessionError::Prepare(err));
+        }
+    };
+    if let Some(pipe) = stdin.as_mut() {
+        let _ = pipe.write_all(format!("{fingerprint}\n").as_bytes()).await;
+        let _ = pipe.flush().await;
+    }
+    let prepare_sync = hooks.prepare;
     let mut prepare = Some(prepare_sync);
     let mut payload: Option<SyncPayload> = None;
     let mut remote_error: Option<(String, String)> = None;

@@ -229,10 +229,10 @@ pub async fn acquire(
         "waiting for ssh on {}:{}",
         record.ssh_host, record.ssh_port
     ));
-    let timeout = if record.provider == "local" {
-        Duration::from_secs(30)
-    } else {
-        Duration::from_mins(20)
+    let timeout = match ctx.settings.opt("readyTimeout") {
+        Some(raw) => godur::parse(&raw).unwrap_or(Duration::from_mins(20)),
+        None if record.provider == "local" => Duration::from_secs(30),
+        None => Duration::from_mins(20),
     };
     let target = ssh_target(&record);
     match wait_ready(

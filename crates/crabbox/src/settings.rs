@@ -83,6 +83,14 @@ const KEYS: &[KeySpec] = &[
         "/work/crabbox",
         Kind::Str,
     ),
+    // How long a new lease may take to accept SSH (empty: 30s local, 20m otherwise).
+    k(
+        "readyTimeout",
+        &[],
+        &["CRABBOX_READY_TIMEOUT"],
+        "",
+        Kind::Duration,
+    ),
     k("ssh.user", &[], &["CRABBOX_SSH_USER"], "crabbox", Kind::Str),
     k(
         "ssh.key",

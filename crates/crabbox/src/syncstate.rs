@@ -14,6 +14,10 @@ use sha2_free::short_hash;
 #[serde(rename_all = "camelCase")]
 pub struct SyncRecord {
     pub fingerprint: String,
+    /// Exclude and include rules in force; a change forces a full sync (newly excluded paths
+    /// must be pruned).
+    #[serde(default)]
+    pub excludes: String,
     pub head: Option<String>,
     pub dirty: Vec<String>,
 }
@@ -45,6 +49,11 @@ pub fn save(state_dir: &Path, lease_id: &str, workdir: &str, record: &SyncRecord
 /// Forgets every record of a lease (on release).
 pub fn forget(state_dir: &Path, lease_id: &str) {
     let _ = std::fs::remove_dir_all(state_dir.join("sync").join(lease_id));
+}
+
+/// Identity of the exclude and include rules.
+pub fn excludes_key(excludes: &crabbox_remote::manifest::Excludes, include: &[String]) -> String {
+    short_hash(&(excludes.describe().join("\n") + "\0" + &include.join("\n")))
 }
 
 /// Paths rsync must compare for a delta sync, or `None` when a full comparison is needed.
@@ -86,6 +95,7 @@ mod tests {
 
     fn rec(fp: &str, head: Option<&str>, dirty: &[&str]) -> SyncRecord {
         SyncRecord {
+            excludes: String::new(),
             fingerprint: fp.into(),
             head: head.map(str::to_owned),
             dirty: dirty.iter().map(|s| (*s).to_owned()).collect(),

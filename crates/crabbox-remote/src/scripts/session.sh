@@ -5,8 +5,8 @@
 # client went away or was interrupted, and the command's process group is killed.
 # Protocol lines go to stdout before the command starts: "@@crabbox@@ <word> [args]".
 set -u
-workdir=$1 meta=$2 lock=$3 want_fp=$4 lock_wait=$5 mode=$6 flags=$7 helper=$8
-shift 8
+workdir=$1 meta=$2 lock=$3 lock_wait=$4 mode=$5 flags=$6 helper=$7
+shift 7
 proto() { printf '@@crabbox@@ %s\n' "$*"; }
 fail() { proto "error $1 ${2// /_}"; printf 'crabbox: %s\n' "$2" >&2; exit "$3"; }
 
@@ -40,6 +40,9 @@ esac
 mkdir -p -- "$workdir" "$meta" 2>/dev/null || fail remote "could not create $workdir" 7
 cd -- "$workdir" || fail remote "could not enter $workdir" 7
 
+# The client computes its fingerprint while this connection starts and sends it as the first
+# line on stdin (empty: always sync).
+IFS= read -r want_fp || fail sync "client went away before sending its fingerprint" 6
 have_fp=$(cat "$meta/sync-fingerprint" 2>/dev/null)
 case "$flags" in *git*) [ -f .git/HEAD ] || git init -q . >/dev/null 2>&1 ;; esac
 case "$flags" in *no-sync*) nosync=1 ;; *) nosync= ;; esac
@@ -107,6 +110,6 @@ kill "$lifeline" 2>/dev/null
 # lock, detached from this session so the client returns at once) and drop the fingerprint when
 # anything changed, so the next run re-syncs and restores the local version.
 if [ -f "$meta/sync-fingerprint" ]; then
-  ( perl -e "$helper" -- verify "$meta" || rm -f "$meta/sync-fingerprint" ) </dev/null >/dev/null 2>&1 &
+  ( nice -n 19 perl -e "$helper" -- verify "$meta" || rm -f "$meta/sync-fingerprint" ) </dev/null >/dev/null 2>&1 &
 fi
 exit "$rc"

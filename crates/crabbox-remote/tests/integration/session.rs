@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crabbox_remote::keys;
-use crabbox_remote::session::{SessionPlan, SyncPayload, run_session};
+use crabbox_remote::session::{SessionPlan, SyncHooks, SyncPayload, run_session};
 use crabbox_remote::ssh::{HostKeyPolicy, SshTarget};
 use crabbox_remote::sshd;
 
@@ -51,7 +51,6 @@ async fn session_syncs_then_skips_and_passes_exit_codes() {
         workdir: work.display().to_string(),
         meta: work.join(".crabbox").display().to_string(),
         lock: tmp.path().join("work/run.lock").display().to_string(),
-        fingerprint: "fp1".into(),
         lock_wait: Duration::from_secs(5),
         argv: vec![
             "sh".into(),
@@ -81,7 +80,10 @@ async fn session_syncs_then_skips_and_passes_exit_codes() {
     let res = run_session(
         &target,
         &plan,
-        mk,
+        SyncHooks {
+            fingerprint: async { Ok("fp1".to_owned()) },
+            prepare: mk,
+        },
         |_| {},
         out.clone(),
         err.clone(),
@@ -98,7 +100,10 @@ async fn session_syncs_then_skips_and_passes_exit_codes() {
     let res = run_session(
         &target,
         &plan,
-        mk,
+        SyncHooks {
+            fingerprint: async { Ok("fp1".to_owned()) },
+            prepare: mk,
+        },
         |_| {},
         out.clone(),
         err.clone(),

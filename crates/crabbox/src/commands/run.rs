@@ -6,7 +6,10 @@ use crabbox_api::view::{SyncPhase, TimingReport};
 use crabbox_api::{ExitStatus, RunId};
 use crabbox_remote::manifest;
 use crabbox_remote::rsync::RsyncOptions;
-use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, run_session};
+use std::sync::{Arc, OnceLock};
+
+use crabbox_remote::manifest::LocalState;
+use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, SyncHooks, run_session};
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
@@ -261,8 +264,13 @@ async fn execute(
     let excludes = lease::excludes(ctx);
     let include = ctx.settings.list("sync.include");
     let use_fp = ctx.settings.bool("sync.fingerprint") && !args.full_resync && !args.no_sync;
-    let fp_start = Instant::now();
-    let local_state = if use_fp {
+    // The fingerprint is computed on a blocking thread while ssh starts the session; its result
+    // is kept for the delta sync and the sync record.
+    let local_cell: Arc<OnceLock<(LocalState, u64)>> = Arc::default();
+    let fingerprint = {
+        let cell = local_cell.clone();
+        let root = ctx.repo_root.clone();
+        let (excludes, include) = (excludes.clone(), include.clone());
         let extra = vec![
             format!("delete={}", ctx.settings.bool("sync.delete")),
             format!(
@@ -271,18 +279,20 @@ async fn execute(
             ),
             format!("gitSeed={}", ctx.settings.bool("sync.gitSeed")),
         ];
-        Some(
-            manifest::fingerprint(&ctx.repo_root, &excludes, &include, &extra)
-                .map_err(|e| CliError::new(ExitStatus::Sync, e))?,
-        )
-    } else {
-        None
+        async move {
+            if !use_fp {
+                return Ok(String::new());
+            }
+            let started = Instant::now();
+            let state = tokio::task::spawn_blocking(move || {
+                manifest::fingerprint(&root, &excludes, &include, &extra)
+            })
+            .await??;
+            let fp = state.fingerprint.clone();
+            let _ = cell.set((state, started.elapsed().as_millis() as u64));
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(fp)
+        }
     };
-    let fingerprint = local_state
-        .as_ref()
-        .map(|l| l.fingerprint.clone())
-        .unwrap_or_default();
-    let fp_ms = fp_start.elapsed().as_millis() as u64;
     let (shell, words) = command_words(&args.command, args.shell);
     let mut allow = ctx.settings.list("env.allow");
     allow.extend(args.allow_env.iter().cloned());
@@ -304,7 +314,6 @@ async fn execute(
             record.lease_id
         ),
         workdir: workdir.clone(),
-        fingerprint,
         lock_wait,
         shell,
         full_resync: args.full_resync,
@@ -337,9 +346,13 @@ async fn execute(
         } else {
             syncstate::load(&ctx.state_dir, &record.lease_id, &workdir)
         },
-        local: local_state.clone(),
+        local: local_cell.clone(),
     };
     let prepare = move |runner| inputs.prepare(runner);
+    let hooks = SyncHooks {
+        fingerprint,
+        prepare,
+    };
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         let mut term =
@@ -368,7 +381,7 @@ async fn execute(
     let result = run_session(
         &target,
         &plan,
-        prepare,
+        hooks,
         on_event,
         tokio::io::stdout(),
         tokio::io::stderr(),
@@ -379,10 +392,16 @@ async fn execute(
     progress.finish();
     match result {
         Ok(mut outcome) => {
-            outcome.phases.insert(0, ("fingerprint".to_owned(), fp_ms));
-            if let (true, Some(local)) = (outcome.synced, &local_state) {
+            if let Some((_, fp_ms)) = local_cell.get() {
+                outcome.phases.insert(0, ("fingerprint".to_owned(), *fp_ms));
+            }
+            if let (true, Some((local, _))) = (outcome.synced, local_cell.get()) {
                 let synced = SyncRecord {
                     fingerprint: local.fingerprint.clone(),
+                    excludes: syncstate::excludes_key(
+                        &lease::excludes(ctx),
+                        &ctx.settings.list("sync.include"),
+                    ),
                     head: local.head.clone(),
                     dirty: local.dirty.clone(),
                 };

@@ -3,6 +3,7 @@
 mod config;
 mod lease;
 mod run;
+mod static_ssh;
 mod sync;
 
 use crabbox_test_support::Sandbox;

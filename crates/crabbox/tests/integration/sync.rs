@@ -296,3 +296,71 @@ fn sync_only_and_no_sync() {
     assert_eq!(stdout(&out), "changed\n");
     sb.run(&repo, &["stop", &id]);
 }
+
+#[test]
+fn runner_git_knows_the_base_branch() {
+    let sb = sandbox();
+    let origin = sb.work().join("origin.git");
+    std::fs::create_dir_all(&origin).unwrap();
+    git(&origin, &["init", "-q", "--bare"]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("lib.rs", "fn a() {}\n")]);
+    git(
+        &repo,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    git(&repo, &["push", "-q", "origin", "HEAD:main"]);
+    git(&repo, &["fetch", "-q", "origin"]);
+    git(&repo, &["remote", "set-head", "origin", "main"]);
+    git(&repo, &["checkout", "-q", "-b", "feature"]);
+    write(&repo, "lib.rs", "fn a() {}\nfn b() {}\n");
+    git(&repo, &["commit", "-q", "-am", "add b"]);
+    write(&repo, "new.rs", "fn c() {}\n");
+    let remote = sb.run(
+        &repo,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "git diff --stat origin/main; git status --short --branch",
+        ],
+    );
+    assert_eq!(code(&remote), 0, "{}", stderr(&remote));
+    let local = std::process::Command::new("sh")
+        .current_dir(&repo)
+        .arg("-c")
+        .arg("git diff --stat origin/main; git status --short --branch")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&remote), stdout(&local));
+    assert!(
+        stdout(&remote).contains("## feature"),
+        "{}",
+        stdout(&remote)
+    );
+}
+
+#[test]
+fn large_sync_guard_fails_with_exit_6_and_a_hint() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n"), ("b", "b\n"), ("c", "c\n")]);
+    let out = sb
+        .crabbox(&repo, &["run", "--", "true"])
+        .env("CRABBOX_SYNC_FAIL_FILES", "2")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("too large") && stderr(&out).contains("--force-sync-large"),
+        "{}",
+        stderr(&out)
+    );
+    let forced = sb
+        .crabbox(&repo, &["run", "--force-sync-large", "--", "ls"])
+        .env("CRABBOX_SYNC_FAIL_FILES", "2")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&forced), "a\nb\nc\n", "{}", stderr(&forced));
+}
