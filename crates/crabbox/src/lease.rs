@@ -18,8 +18,9 @@ use crabbox_remote::{keys, manifest};
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult, WithStatus};
 use crate::output::{self, Progress};
-use crate::settings::{FlagValue, Settings};
-use crate::{godur, paths};
+use crate::paths;
+use crate::settings::Settings;
+use crabbox_core::config::FlagValue;
 
 /// Everything a command needs to know about where it runs.
 #[derive(Debug)]
@@ -49,11 +50,11 @@ fn git_toplevel(cwd: &Path) -> Option<PathBuf> {
 }
 
 /// Builds the context: finds the repo, loads config, prints config warnings.
-pub fn context(flags: &[FlagValue]) -> CliResult<Ctx> {
+pub fn context(flags: Vec<FlagValue>) -> CliResult<Ctx> {
     let cwd = std::env::current_dir().status(ExitStatus::Usage)?;
     let git_root = git_toplevel(&cwd);
     let settings = Settings::load(&cwd, git_root.as_deref(), flags)?;
-    for warning in &settings.warnings {
+    for warning in settings.warnings() {
         output::warn(warning);
     }
     let repo_root = git_root.unwrap_or(cwd);
@@ -73,9 +74,9 @@ pub fn context(flags: &[FlagValue]) -> CliResult<Ctx> {
 /// Flags that override config keys.
 pub fn lease_flag_values(flags: &LeaseFlags) -> Vec<FlagValue> {
     let mut out = Vec::new();
-    let mut add = |key, flag, value: &Option<String>| {
+    let mut add = |key: &str, flag: &str, value: &Option<String>| {
         if let Some(v) = value {
-            out.push((key, flag, v.clone()));
+            out.push(FlagValue::new(key, flag, v.clone()));
         }
     };
     add("provider", "--provider", &flags.provider);
@@ -95,25 +96,20 @@ pub fn lease_flag_values(flags: &LeaseFlags) -> Vec<FlagValue> {
 
 impl Ctx {
     pub fn provider_named(&self, name: &str) -> CliResult<Arc<dyn Provider>> {
-        let s = &self.settings;
+        let cfg = self.settings.config();
+        let fixed = &cfg.static_host;
         let static_host = StaticHost {
-            id: s.opt("static.id"),
-            name: s.opt("static.name"),
-            host: s.opt("static.host"),
-            user: s.opt("static.user").unwrap_or_else(|| s.str("ssh.user")),
-            port: s
-                .opt("static.port")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| s.port("ssh.port")),
-            fallback_ports: s
-                .list("ssh.fallbackPorts")
-                .iter()
-                .filter_map(|p| p.parse().ok())
-                .collect(),
-            work_root: s
-                .opt("static.workRoot")
-                .unwrap_or_else(|| s.str("workRoot")),
-            key: Some(expand_home(&s.str("ssh.key"))),
+            id: fixed.id.clone(),
+            name: fixed.name.clone(),
+            host: fixed.host.clone(),
+            user: fixed.user.clone().unwrap_or_else(|| cfg.ssh.user.clone()),
+            port: fixed.port.unwrap_or(cfg.ssh.port),
+            fallback_ports: cfg.ssh.fallback_ports.clone(),
+            work_root: fixed
+                .work_root
+                .clone()
+                .unwrap_or_else(|| cfg.work_root.clone()),
+            key: Some(expand_home(&cfg.ssh.key)),
         };
         crabbox_providers::provider_for(name, &ProviderConfig { state_dir: self.state_dir.clone(), static_host })
             .status(ExitStatus::Usage)
@@ -121,7 +117,7 @@ impl Ctx {
     }
 
     pub fn provider(&self) -> CliResult<Arc<dyn Provider>> {
-        self.provider_named(&self.settings.str("provider"))
+        self.provider_named(&self.settings.config().provider.clone())
     }
 
     /// Remote workdir for this repo on a lease.
@@ -202,10 +198,10 @@ pub async fn acquire(
     let req = AcquireRequest {
         lease_id: lease_id.clone(),
         slug,
-        class: ctx.settings.str("class"),
+        class: ctx.settings.config().class.clone(),
         public_key,
-        ttl_secs: ctx.settings.duration("ttl").as_secs(),
-        idle_timeout_secs: ctx.settings.duration("idleTimeout").as_secs(),
+        ttl_secs: ctx.settings.config().ttl.as_secs(),
+        idle_timeout_secs: ctx.settings.config().idle_timeout.as_secs(),
         keep,
     };
     let mut record = provider.acquire(&req).await.map_err(|e| {
@@ -229,8 +225,8 @@ pub async fn acquire(
         "waiting for ssh on {}:{}",
         record.ssh_host, record.ssh_port
     ));
-    let timeout = match ctx.settings.opt("readyTimeout") {
-        Some(raw) => godur::parse(&raw).unwrap_or(Duration::from_mins(20)),
+    let timeout = match ctx.settings.config().ready_timeout {
+        Some(timeout) => timeout,
         None if record.provider == "local" => Duration::from_secs(30),
         None => Duration::from_mins(20),
     };
@@ -369,11 +365,13 @@ pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
         repo_root: record.repo_root.clone(),
         created_at: rfc3339(record.created_at),
         last_touched_at: rfc3339(record.last_touched_at),
-        idle_for: godur::format(Duration::from_secs(
+        idle_for: crabbox_core::duration::format_duration(Duration::from_secs(
             now.saturating_sub(record.last_touched_at),
         )),
-        idle_timeout: godur::format(Duration::from_secs(record.idle_timeout_secs)),
-        ttl: godur::format(Duration::from_secs(record.ttl_secs)),
+        idle_timeout: crabbox_core::duration::format_duration(Duration::from_secs(
+            record.idle_timeout_secs,
+        )),
+        ttl: crabbox_core::duration::format_duration(Duration::from_secs(record.ttl_secs)),
         expires_at: rfc3339(record.expires_at()),
         has_host: !record.ssh_host.is_empty(),
         labels: record.labels.clone(),
@@ -383,5 +381,5 @@ pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
 /// Exclude rules for this repo.
 pub fn excludes(ctx: &Ctx) -> manifest::Excludes {
     let ignore = std::fs::read_to_string(ctx.repo_root.join(".crabboxignore")).ok();
-    manifest::Excludes::new(&ctx.settings.list("sync.exclude"), ignore.as_deref())
+    manifest::Excludes::new(&ctx.settings.config().sync.exclude, ignore.as_deref())
 }

@@ -3,7 +3,6 @@
 mod cli;
 mod commands;
 mod error;
-mod godur;
 mod lease;
 mod output;
 mod paths;

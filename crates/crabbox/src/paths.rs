@@ -55,3 +55,10 @@ pub fn control_dir() -> PathBuf {
     }
     dir
 }
+
+/// The base config directory (`$XDG_CONFIG_HOME` or `~/.config`; macOS Application Support).
+pub fn config_home() -> PathBuf {
+    config_dir()
+        .parent()
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+}

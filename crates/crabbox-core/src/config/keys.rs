@@ -162,6 +162,14 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Preset::Text("/work/crabbox"),
         &["CRABBOX_WORK_ROOT"],
     ),
+    // How long a new lease may take to accept SSH; unset means the provider's default
+    // (30s for local, 20m for remote runners).
+    key(
+        "readyTimeout",
+        Kind::Duration,
+        Preset::Unset,
+        &["CRABBOX_READY_TIMEOUT"],
+    ),
     key(
         "ssh.user",
         Kind::Text,

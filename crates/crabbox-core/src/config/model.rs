@@ -21,6 +21,8 @@ pub struct Config {
     pub ttl: Duration,
     pub idle_timeout: Duration,
     pub work_root: String,
+    /// Readiness wait for new leases; `None` uses the provider's default.
+    pub ready_timeout: Option<Duration>,
     pub ssh: SshConfig,
     pub sync: SyncConfig,
     /// Local environment variable names forwarded to the remote command.
@@ -213,6 +215,10 @@ impl Config {
             ttl: read.duration("ttl"),
             idle_timeout: read.duration("idleTimeout"),
             work_root: read.text("workRoot"),
+            ready_timeout: match read.value("readyTimeout") {
+                Value::Duration(duration) => Some(*duration),
+                _ => None,
+            },
             ssh: SshConfig {
                 user: read.text("ssh.user"),
                 key: read.text("ssh.key"),

@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
-    let ctx = lease::context(&[])?;
+    let ctx = lease::context(Vec::new())?;
     let now = lease::now_secs();
     let (records, _) = ctx.claims.list();
     let mut failed = false;

@@ -23,13 +23,11 @@ pub fn run(cmd: &ConfigCommand) -> CliResult<u8> {
         ConfigCommand::Path => output::out(crate::paths::user_config_file().display().to_string()),
         ConfigCommand::Show { json } => {
             let json = *json;
-            let ctx = lease::context(&[])?;
+            let ctx = lease::context(Vec::new())?;
             if json {
                 output::json(&ctx.settings.show_json());
             } else {
-                for line in ctx.settings.show_lines() {
-                    output::out(line);
-                }
+                output::out(ctx.settings.show_text().trim_end());
             }
         }
     }

@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> u8 {
         };
         checks.push((check.to_owned(), status, details));
     };
-    let ctx = lease::context(&[]);
+    let ctx = lease::context(Vec::new());
     match &ctx {
         Ok(ctx) => add(
             "config",
@@ -44,7 +44,7 @@ pub fn run(args: &Args) -> u8 {
             format!(
                 "files={} provider={} source={}",
                 ctx.settings.files.len(),
-                ctx.settings.str("provider"),
+                ctx.settings.config().provider.clone(),
                 ctx.settings.origin("provider")
             ),
             "",
@@ -79,7 +79,7 @@ pub fn run(args: &Args) -> u8 {
     }
     let provider = ctx
         .as_ref()
-        .map(|c| c.settings.str("provider"))
+        .map(|c| c.settings.config().provider.clone())
         .unwrap_or_default();
     if provider == "local" {
         let found = sshd::find_sshd();
@@ -97,10 +97,13 @@ pub fn run(args: &Args) -> u8 {
         );
     }
     if let Ok(ctx) = &ctx {
-        if ctx.settings.str("provider") == "ssh" {
+        if ctx.settings.config().provider.clone() == "ssh" {
             let key = ctx
                 .settings
-                .str("ssh.key")
+                .config()
+                .ssh
+                .key
+                .clone()
                 .replace('~', &std::env::var("HOME").unwrap_or_default());
             add(
                 "ssh-key",
@@ -110,8 +113,13 @@ pub fn run(args: &Args) -> u8 {
             );
             add(
                 "static-host",
-                ctx.settings.opt("static.host").is_some(),
-                ctx.settings.str("static.host"),
+                ctx.settings.config().static_host.host.is_some(),
+                ctx.settings
+                    .config()
+                    .static_host
+                    .host
+                    .clone()
+                    .unwrap_or_default(),
                 "set static.host in crabbox.yaml or CRABBOX_STATIC_HOST",
             );
         } else {

@@ -30,7 +30,8 @@ pub fn run(args: &Args) -> CliResult<u8> {
         .file_name()
         .map_or_else(|| "repo".into(), |n| n.to_string_lossy().into_owned());
     let tmp = args.config.with_extension("yaml.tmp");
-    std::fs::write(&tmp, crate::settings::starter_config(&name)).status(ExitStatus::Failure)?;
+    std::fs::write(&tmp, crabbox_core::config::starter_repo_config(&name))
+        .status(ExitStatus::Failure)?;
     std::fs::rename(&tmp, &args.config).status(ExitStatus::Failure)?;
     output::out(format!("wrote {}", args.config.display()));
     Ok(0)

@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
-    let ctx = lease::context(&[])?;
+    let ctx = lease::context(Vec::new())?;
     let record = super::status::find(&ctx, args.lease, args.id)?;
     let v = lease::view(&ctx, &record).await;
     if args.json {

@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
-    let ctx = lease::context(&[])?;
+    let ctx = lease::context(Vec::new())?;
     let (records, warnings) = ctx.claims.list();
     for w in warnings {
         output::warn(w);

@@ -13,7 +13,6 @@ use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, SyncHooks
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
-use crate::godur;
 use crate::lease::{self, Ctx};
 use crate::output::{self, Progress};
 use crate::syncprep::{Limits, SyncInputs};
@@ -143,9 +142,9 @@ pub async fn run(args: Args) -> CliResult<u8> {
             "--slug names a new lease and cannot be combined with --id",
         ));
     }
-    let lock_wait = godur::parse(&args.lock_timeout)
+    let lock_wait = crabbox_core::duration::parse_duration(&args.lock_timeout)
         .map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))?;
-    let ctx = lease::context(&lease::lease_flag_values(&args.lease))?;
+    let ctx = lease::context(lease::lease_flag_values(&args.lease))?;
     let progress = Progress::start(false);
     let (mut record, fresh, lease_ms, bootstrap_ms) = if let Some(id) = &args.id {
         (lease::resolve(&ctx, id).await?, false, 0, 0)
@@ -223,11 +222,13 @@ pub async fn run(args: Args) -> CliResult<u8> {
         repo_path: ctx.repo_root.display().to_string(),
         workdir: ctx.workdir(&record),
         stop_command: format!("crabbox stop {}", record.lease_id),
-        idle_timeout: godur::format(std::time::Duration::from_secs(record.idle_timeout_secs)),
+        idle_timeout: crabbox_core::duration::format_duration(std::time::Duration::from_secs(
+            record.idle_timeout_secs,
+        )),
         lease_stopped: stopped,
         label: args.label.clone().unwrap_or_default(),
     };
-    let ms = |v: u64| godur::format(std::time::Duration::from_millis(v));
+    let ms = |v: u64| crabbox_core::duration::format_duration(std::time::Duration::from_millis(v));
     output::err(format!(
         "run summary lease={} bootstrap={} sync={} command={} total={} sync_skipped={} exit={exit}",
         ms(report.lease_ms),
@@ -262,8 +263,8 @@ async fn execute(
     let workdir = ctx.workdir(record);
     let is_git = manifest::is_git_root(&ctx.repo_root);
     let excludes = lease::excludes(ctx);
-    let include = ctx.settings.list("sync.include");
-    let use_fp = ctx.settings.bool("sync.fingerprint") && !args.full_resync && !args.no_sync;
+    let include = ctx.settings.config().sync.include.clone();
+    let use_fp = ctx.settings.config().sync.fingerprint && !args.full_resync && !args.no_sync;
     // The fingerprint is computed on a blocking thread while ssh starts the session; its result
     // is kept for the delta sync and the sync record.
     let local_cell: Arc<OnceLock<(LocalState, u64)>> = Arc::default();
@@ -272,12 +273,12 @@ async fn execute(
         let root = ctx.repo_root.clone();
         let (excludes, include) = (excludes.clone(), include.clone());
         let extra = vec![
-            format!("delete={}", ctx.settings.bool("sync.delete")),
+            format!("delete={}", ctx.settings.config().sync.delete),
             format!(
                 "checksum={}",
-                args.checksum || ctx.settings.bool("sync.checksum")
+                args.checksum || ctx.settings.config().sync.checksum
             ),
-            format!("gitSeed={}", ctx.settings.bool("sync.gitSeed")),
+            format!("gitSeed={}", ctx.settings.config().sync.git_seed),
         ];
         async move {
             if !use_fp {
@@ -294,14 +295,14 @@ async fn execute(
         }
     };
     let (shell, words) = command_words(&args.command, args.shell);
-    let mut allow = ctx.settings.list("env.allow");
+    let mut allow = ctx.settings.config().env_allow.clone();
     allow.extend(args.allow_env.iter().cloned());
     let mut env = forwarded_env(&allow, std::env::vars());
     env.retain(|(k, _)| !k.starts_with("CRABBOX_"));
     env.push(("CRABBOX_LEASE_ID".into(), record.lease_id.clone()));
     env.push(("CRABBOX_RUN_ID".into(), run_id.to_string()));
     env.push(("CRABBOX_SLUG".into(), record.slug.clone()));
-    let git = is_git && ctx.settings.bool("sync.gitSeed") && include.is_empty();
+    let git = is_git && ctx.settings.config().sync.git_seed && include.is_empty();
     let plan = SessionPlan {
         meta: if is_git {
             format!("{workdir}/.git/crabbox")
@@ -329,16 +330,16 @@ async fn execute(
         excludes,
         include,
         limits: Limits {
-            warn_files: ctx.settings.u64("sync.warnFiles"),
-            warn_bytes: ctx.settings.u64("sync.warnBytes"),
-            fail_files: ctx.settings.u64("sync.failFiles"),
-            fail_bytes: ctx.settings.u64("sync.failBytes"),
-            allow_large: ctx.settings.bool("sync.allowLarge") || args.force_sync_large,
+            warn_files: ctx.settings.config().sync.warn_files,
+            warn_bytes: ctx.settings.config().sync.warn_bytes,
+            fail_files: ctx.settings.config().sync.fail_files,
+            fail_bytes: ctx.settings.config().sync.fail_bytes,
+            allow_large: ctx.settings.config().sync.allow_large || args.force_sync_large,
         },
-        base_ref: ctx.settings.opt("sync.baseRef"),
+        base_ref: ctx.settings.config().sync.base_ref.clone(),
         git,
         rsync: RsyncOptions {
-            checksum: args.checksum || ctx.settings.bool("sync.checksum"),
+            checksum: args.checksum || ctx.settings.config().sync.checksum,
             debug: false,
         },
         previous: if args.full_resync {
@@ -400,7 +401,7 @@ async fn execute(
                     fingerprint: local.fingerprint.clone(),
                     excludes: syncstate::excludes_key(
                         &lease::excludes(ctx),
-                        &ctx.settings.list("sync.include"),
+                        &ctx.settings.config().sync.include.clone(),
                     ),
                     head: local.head.clone(),
                     dirty: local.dirty.clone(),

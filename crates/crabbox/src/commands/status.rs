@@ -39,7 +39,7 @@ pub fn find(
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
-    let ctx = lease::context(&[])?;
+    let ctx = lease::context(Vec::new())?;
     let record = find(&ctx, args.lease, args.id)?;
     let v = lease::view(&ctx, &record).await;
     if args.json {

@@ -22,7 +22,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
             "give exactly one lease: `crabbox stop <id-or-slug>` or `--id`",
         ));
     };
-    let ctx = lease::context(&[])?;
+    let ctx = lease::context(Vec::new())?;
     let record = ctx
         .claims
         .resolve(&id)

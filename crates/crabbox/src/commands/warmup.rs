@@ -6,7 +6,6 @@ use crabbox_api::view::WarmupView;
 
 use crate::cli::LeaseFlags;
 use crate::error::CliResult;
-use crate::godur;
 use crate::lease;
 use crate::output::{self, Progress};
 
@@ -24,7 +23,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let start = Instant::now();
-    let ctx = lease::context(&lease::lease_flag_values(&args.lease))?;
+    let ctx = lease::context(lease::lease_flag_values(&args.lease))?;
     let progress = Progress::start(args.json);
     let (record, _, _) = lease::acquire(&ctx, &args.lease, true, &progress).await?;
     progress.finish();
@@ -51,7 +50,10 @@ pub async fn run(args: Args) -> CliResult<u8> {
             "ready ssh={}@{}:{} workroot={}",
             view.ssh_user, view.host, view.ssh_port, view.work_root
         ));
-        output::out(format!("warmup complete total={}", godur::format(total)));
+        output::out(format!(
+            "warmup complete total={}",
+            crabbox_core::duration::format_duration(total)
+        ));
     }
     if args.timing_json {
         output::err(serde_json::json!({"provider": view.provider, "leaseId": view.id, "slug": view.slug, "totalMs": total.as_millis() as u64, "exitCode": 0}).to_string());
