@@ -148,8 +148,6 @@ impl SessionPlan {
             flags.join(","),
             SYNC_HELPER.to_owned(),
         ];
-        words.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
-        words.push("--".to_owned());
         if self.shell {
             words.push(self.argv.join(" "));
         } else {
@@ -279,7 +277,12 @@ where
         }
     };
     if let Some(pipe) = stdin.as_mut() {
-        let _ = pipe.write_all(format!("{fingerprint}\n").as_bytes()).await;
+        let mut head = format!("{fingerprint}\n").into_bytes();
+        for (key, value) in &plan.env {
+            head.extend_from_slice(format!("{key}={value}\0").as_bytes());
+        }
+        head.push(0);
+        let _ = pipe.write_all(&head).await;
         let _ = pipe.flush().await;
     }
     let prepare_sync = hooks.prepare;

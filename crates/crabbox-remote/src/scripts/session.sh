@@ -43,6 +43,10 @@ cd -- "$workdir" || fail remote "could not enter $workdir" 7
 # The client computes its fingerprint while this connection starts and sends it as the first
 # line on stdin (empty: always sync).
 IFS= read -r want_fp || fail sync "client went away before sending its fingerprint" 6
+# Forwarded environment: NUL-separated K=V entries ending with an empty one. It travels on
+# stdin, not in argv, so values never show up in process listings on either side.
+envs=()
+while IFS= read -r -d '' kv; do [ -z "$kv" ] && break; envs+=("$kv"); done
 have_fp=$(cat "$meta/sync-fingerprint" 2>/dev/null)
 case "$flags" in *git*) [ -f .git/HEAD ] || git init -q . >/dev/null 2>&1 ;; esac
 case "$flags" in *no-sync*) nosync=1 ;; *) nosync= ;; esac
@@ -89,9 +93,7 @@ case "$flags" in *sync-only*) proto done; exit 0 ;; esac
 [ -f "$meta/login-env" ] && . "$meta/login-env"
 export SHLVL=1
 cd -- "$workdir" || fail remote "could not enter $workdir" 7
-# Forwarded environment: "K=V" words until "--".
-while [ $# -gt 0 ] && [ "$1" != -- ]; do export "$1"; shift; done
-shift
+for kv in "${envs[@]}"; do export "$kv"; done
 # Files the command changes get a ctime after this stamp; the check after the command uses it.
 : >"$meta/cmd-stamp"
 proto exec

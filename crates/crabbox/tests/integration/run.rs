@@ -228,3 +228,36 @@ fn rustix_kill(pid: u32, signal: &str) {
         .status()
         .unwrap();
 }
+
+#[test]
+fn forwarded_values_never_appear_in_process_arguments() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    // The runner shares this machine, so /proc shows the client (crabbox, ssh) and the runner
+    // (sshd, session script, command) alike.
+    let scan = r#"n=0; for f in /proc/[0-9]*/cmdline; do if tr '\0' ' ' < "$f" 2>/dev/null | grep -qF -f <(printf '%s' "$TOKEN_VALUE"); then n=$((n+1)); fi; done; echo "$n"; echo "${#TOKEN_VALUE}""#;
+    let out = sb
+        .crabbox(
+            &repo,
+            &[
+                "run",
+                "--allow-env",
+                "TOKEN_VALUE",
+                "--",
+                "bash",
+                "-c",
+                scan,
+            ],
+        )
+        .env("TOKEN_VALUE", "s3cr3t-token-value-123")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "0\n22\n",
+        "the value arrived and no process showed it: {}",
+        stderr(&out)
+    );
+}
