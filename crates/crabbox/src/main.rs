@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod compat;
 mod error;
 mod lease;
 mod output;
@@ -15,7 +16,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let args = compat::normalize(
+        &<cli::Cli as clap::CommandFactory>::command(),
+        std::env::args_os().collect(),
+    );
+    let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { 2 } else { 0 };

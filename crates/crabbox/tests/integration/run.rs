@@ -107,6 +107,12 @@ fn shell_mode_is_detected_for_operators_and_single_strings() {
         ],
     );
     assert_eq!(stdout(&out), "x y\n$HOME-literal\n", "{}", stderr(&out));
+    // Go-style single-dash flags and no `--` still work, as with the old CLI.
+    let out = sb.run(
+        &repo,
+        &["run", "-id", &id, "-shell=false", "echo", "-n", "no-dashes"],
+    );
+    assert_eq!(stdout(&out), "no-dashes", "{}", stderr(&out));
     sb.run(&repo, &["stop", &id]);
 }
 
