@@ -63,12 +63,13 @@ pub fn normalize(cmd: &Command, args: Vec<OsString>) -> Vec<OsString> {
         match (spec.get_action(), value.as_deref()) {
             (ArgAction::SetTrue, Some("false" | "0")) => {}
             (ArgAction::SetTrue, Some("true" | "1")) => out.push(format!("--{name}").into()),
-            (ArgAction::SetTrue | ArgAction::Help | ArgAction::Version, _) => out.push(long.into()),
+            (ArgAction::SetTrue | ArgAction::Help | ArgAction::Version, _) | (_, Some(_)) => {
+                out.push(long.into());
+            }
             (_, None) => {
                 expects_value = true;
                 out.push(long.into());
             }
-            (_, Some(_)) => out.push(long.into()),
         }
     }
     out
