@@ -229,8 +229,14 @@ impl ExcludeRules {
         shadowed.map_or(Verdict::Included, Verdict::KeptTracked)
     }
 
-    /// Whether a walk may skip the directory `comps` entirely: it is excluded and no later
-    /// `!` rule could re-include anything below it.
+    /// Whether a walk may skip the directory `dir` entirely: it is excluded and no later `!`
+    /// rule could re-include anything below it. (`is_excluded(dir, true)` alone is not enough
+    /// when a rule like `!target/keep` follows.)
+    pub fn can_prune_dir(&self, dir: &str) -> bool {
+        let comps: Vec<&str> = dir.split('/').collect();
+        self.prunes_dir(&comps)
+    }
+
     pub(crate) fn prunes_dir(&self, comps: &[&str]) -> bool {
         let Some(deciding) = self
             .rules
@@ -316,7 +322,10 @@ mod tests {
 
     #[test]
     fn last_match_wins_and_bang_re_includes() {
-        let r = rules(&["*.log", "!keep.log"], "# comment\n\nkeep.log\n!node_modules/pkg\n");
+        let r = rules(
+            &["*.log", "!keep.log"],
+            "# comment\n\nkeep.log\n!node_modules/pkg\n",
+        );
         assert!(r.is_excluded("a/debug.log", false));
         // .crabboxignore comes after config, so it excludes keep.log again.
         assert!(r.is_excluded("keep.log", false));
@@ -382,7 +391,10 @@ mod tests {
             Verdict::Excluded(rule) if rule.origin() == RuleOrigin::Config
         ));
         let reincluded = rules(&["!dist"], "");
-        assert_eq!(reincluded.verdict("dist/x.js", false, true), Verdict::Included);
+        assert_eq!(
+            reincluded.verdict("dist/x.js", false, true),
+            Verdict::Included
+        );
     }
 
     #[test]
@@ -398,6 +410,7 @@ mod tests {
     #[test]
     fn pruning_respects_later_re_includes() {
         let r = rules(&[], "");
+        assert!(r.can_prune_dir("packages/app/node_modules"));
         assert!(r.prunes_dir(&["node_modules"]));
         assert!(!r.prunes_dir(&["src"]));
         let r = rules(&["!node_modules/keep"], "");

@@ -46,7 +46,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<Vec<u8>, SyncError> {
 
 /// Whether `root` is the top of a git work tree (has a `.git` directory or file).
 pub fn is_git_root(root: &Path) -> bool {
-    root.join(".git").exists()
+    git_dir(root).is_some()
 }
 
 /// The git directory of the work tree at `root`: `.git` itself, or the directory a `.git`
@@ -72,10 +72,7 @@ pub(crate) fn index_identity(git_dir: &Path) -> Result<Vec<u8>, SyncError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(SyncError::io(path, e)),
     };
-    let len = file
-        .metadata()
-        .map_err(|e| SyncError::io(&path, e))?
-        .len();
+    let len = file.metadata().map_err(|e| SyncError::io(&path, e))?.len();
     // The trailer is a SHA-1 (20 bytes) or SHA-256 (32 bytes) of everything before it; its
     // last 20 bytes identify the index contents either way.
     let tail_len = len.min(20);

@@ -33,7 +33,10 @@ enum Tok {
     Char(char),
     Any,
     Star,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 impl Pattern {
@@ -339,6 +342,10 @@ mod tests {
         assert!(p.may_match_below(&["keep"]));
         assert!(p.may_match_below(&["keep", "this"]));
         assert!(!p.may_match_below(&["other"]));
-        assert!(Pattern::parse("name", false).unwrap().may_match_below(&["x"]));
+        assert!(
+            Pattern::parse("name", false)
+                .unwrap()
+                .may_match_below(&["x"])
+        );
     }
 }
