@@ -2,6 +2,7 @@
 //! contract and the JSON views printed by `--json`. This crate owns shapes and names, not
 //! behaviour: nothing here performs IO beyond drawing random bytes for new identifiers.
 
+pub mod coord;
 pub mod exit;
 pub mod ids;
 pub mod view;
