@@ -1,0 +1,542 @@
+//! Typed HTTP client for the Crabbox coordinator's `/v1` API. Errors keep the coordinator's
+//! stable error body so callers can map codes (`cost_limit_exceeded`, `not_found`, …) to exit
+//! codes and hints without parsing messages. The bearer token is never logged or formatted.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crabbox_api::coord::{
+    ApiError, CostLimits, HeartbeatRequest, Lease, LeaseRequest, ReleaseRequest, Run,
+    RunCreateRequest, RunEvent, RunEventRequest, RunFinishRequest, UsageSummary, Whoami,
+};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The coordinator answered with an error status and body.
+    #[error("coordinator refused the request ({status}): {body}")]
+    Api { status: u16, body: ApiError },
+    /// No answer: connection refused, timeout, TLS failure.
+    #[error("could not reach the coordinator at {url}: {message}")]
+    Transport { url: String, message: String },
+    /// An answer that is not the expected JSON.
+    #[error("unexpected answer from the coordinator: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { body, .. } => Some(&body.error),
+            _ => None,
+        }
+    }
+
+    /// Whether repeating the same idempotent request may succeed.
+    pub fn is_uncertain(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Api { status, .. } => *status >= 500,
+            Self::Decode(_) => false,
+        }
+    }
+}
+
+/// A coordinator endpoint plus credentials.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    owner: Option<String>,
+    org: Option<String>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LeaseBody {
+    lease: Lease,
+}
+
+#[derive(Debug, Deserialize)]
+struct LeasesBody {
+    leases: Vec<Lease>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RunBody {
+    run: Run,
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsBody {
+    runs: Vec<Run>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsBody {
+    events: Vec<RunEvent>,
+}
+
+/// `GET /v1/usage` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Usage {
+    pub usage: UsageSummary,
+    pub limits: CostLimits,
+}
+
+impl Client {
+    /// `base` like `https://crabbox.example.com` (a trailing `/` is fine).
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let base = base.trim().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Transport {
+                url: base,
+                message: "the coordinator URL must start with http:// or https://".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("crabbox/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Transport {
+                url: base.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            base,
+            token: token.filter(|t| !t.trim().is_empty()),
+            owner: None,
+            org: None,
+            http,
+        })
+    }
+
+    /// Identity headers an admin token may assert (`X-Crabbox-Owner`, `X-Crabbox-Org`).
+    #[must_use]
+    pub fn with_identity(mut self, owner: Option<String>, org: Option<String>) -> Self {
+        self.owner = owner;
+        self.org = org;
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url).timeout(timeout);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(owner) = &self.owner {
+            req = req.header("x-crabbox-owner", owner);
+        }
+        if let Some(org) = &self.org {
+            req = req.header("x-crabbox-org", org);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            message: describe(&e),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str::<ApiError>(&text).unwrap_or_else(|_| {
+            ApiError::new(match status {
+                StatusCode::UNAUTHORIZED => "unauthorized",
+                StatusCode::NOT_FOUND => "not_found",
+                _ => "http_error",
+            })
+            .message(text.chars().take(300).collect::<String>())
+        });
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            body,
+        })
+    }
+
+    async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(method, path, body, timeout).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    const SHORT: Duration = Duration::from_secs(20);
+    /// Creates block while the coordinator provisions.
+    const CREATE: Duration = Duration::from_mins(30);
+
+    pub async fn health(&self) -> Result<Value, ClientError> {
+        self.json(Method::GET, "/v1/health", None::<&()>, Self::SHORT)
+            .await
+    }
+
+    pub async fn whoami(&self) -> Result<Whoami, ClientError> {
+        self.json(Method::GET, "/v1/whoami", None::<&()>, Self::SHORT)
+            .await
+    }
+
+    pub async fn create_lease(&self, req: &LeaseRequest) -> Result<Lease, ClientError> {
+        let b: LeaseBody = self
+            .json(Method::POST, "/v1/leases", Some(req), Self::CREATE)
+            .await?;
+        Ok(b.lease)
+    }
+
+    pub async fn cancel_create(&self, lease_id: &str, attempt: &str) -> Result<Value, ClientError> {
+        let body = serde_json::json!({"createAttemptID": attempt});
+        self.json(
+            Method::POST,
+            &format!("/v1/leases/{}/cancel-create", enc(lease_id)),
+            Some(&body),
+            Self::SHORT,
+        )
+        .await
+    }
+
+    pub async fn get_lease(&self, id_or_slug: &str) -> Result<Lease, ClientError> {
+        let b: LeaseBody = self
+            .json(
+                Method::GET,
+                &format!("/v1/leases/{}", enc(id_or_slug)),
+                None::<&()>,
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.lease)
+    }
+
+    /// `query` like `state=active&limit=50` (already encoded).
+    pub async fn list_leases(&self, query: &str) -> Result<Vec<Lease>, ClientError> {
+        let b: LeasesBody = self
+            .json(
+                Method::GET,
+                &with_query("/v1/leases", query),
+                None::<&()>,
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.leases)
+    }
+
+    pub async fn heartbeat(&self, id: &str, req: &HeartbeatRequest) -> Result<Lease, ClientError> {
+        let b: LeaseBody = self
+            .json(
+                Method::POST,
+                &format!("/v1/leases/{}/heartbeat", enc(id)),
+                Some(req),
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.lease)
+    }
+
+    pub async fn release(&self, id: &str, req: &ReleaseRequest) -> Result<Lease, ClientError> {
+        let b: LeaseBody = self
+            .json(
+                Method::POST,
+                &format!("/v1/leases/{}/release", enc(id)),
+                Some(req),
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.lease)
+    }
+
+    pub async fn create_run(&self, req: &RunCreateRequest) -> Result<Run, ClientError> {
+        let b: RunBody = self
+            .json(Method::POST, "/v1/runs", Some(req), Self::SHORT)
+            .await?;
+        Ok(b.run)
+    }
+
+    pub async fn run_event(&self, run: &str, req: &RunEventRequest) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            &format!("/v1/runs/{}/events", enc(run)),
+            Some(req),
+            Duration::from_secs(10),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn run_telemetry(&self, run: &str, telemetry: &Value) -> Result<(), ClientError> {
+        let body = serde_json::json!({ "telemetry": telemetry });
+        self.send(
+            Method::POST,
+            &format!("/v1/runs/{}/telemetry", enc(run)),
+            Some(&body),
+            Duration::from_secs(10),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn finish_run(&self, run: &str, req: &RunFinishRequest) -> Result<Run, ClientError> {
+        let b: RunBody = self
+            .json(
+                Method::POST,
+                &format!("/v1/runs/{}/finish", enc(run)),
+                Some(req),
+                Duration::from_mins(1),
+            )
+            .await?;
+        Ok(b.run)
+    }
+
+    pub async fn get_run(&self, run: &str) -> Result<Run, ClientError> {
+        let b: RunBody = self
+            .json(
+                Method::GET,
+                &format!("/v1/runs/{}", enc(run)),
+                None::<&()>,
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.run)
+    }
+
+    pub async fn list_runs(&self, query: &str) -> Result<Vec<Run>, ClientError> {
+        let b: RunsBody = self
+            .json(
+                Method::GET,
+                &with_query("/v1/runs", query),
+                None::<&()>,
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.runs)
+    }
+
+    pub async fn run_log(&self, run: &str) -> Result<String, ClientError> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/v1/runs/{}/logs", enc(run)),
+                None::<&()>,
+                Duration::from_mins(2),
+            )
+            .await?;
+        resp.text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn run_events(
+        &self,
+        run: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, ClientError> {
+        let b: EventsBody = self
+            .json(
+                Method::GET,
+                &format!("/v1/runs/{}/events?after={after}&limit={limit}", enc(run)),
+                None::<&()>,
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.events)
+    }
+
+    pub async fn usage(&self, query: &str) -> Result<Usage, ClientError> {
+        self.json(
+            Method::GET,
+            &with_query("/v1/usage", query),
+            None::<&()>,
+            Self::SHORT,
+        )
+        .await
+    }
+
+    pub async fn admin_leases(&self, query: &str) -> Result<Vec<Lease>, ClientError> {
+        let b: LeasesBody = self
+            .json(
+                Method::GET,
+                &with_query("/v1/admin/leases", query),
+                None::<&()>,
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.leases)
+    }
+
+    pub async fn admin_release(
+        &self,
+        id: &str,
+        req: &ReleaseRequest,
+    ) -> Result<Lease, ClientError> {
+        let b: LeaseBody = self
+            .json(
+                Method::POST,
+                &format!("/v1/admin/leases/{}/release", enc(id)),
+                Some(req),
+                Self::SHORT,
+            )
+            .await?;
+        Ok(b.lease)
+    }
+
+    pub async fn admin_delete(&self, id: &str) -> Result<Lease, ClientError> {
+        let b: LeaseBody = self
+            .json(
+                Method::POST,
+                &format!("/v1/admin/leases/{}/delete", enc(id)),
+                Some(&serde_json::json!({})),
+                Duration::from_mins(30),
+            )
+            .await?;
+        Ok(b.lease)
+    }
+
+    /// `POST /v1/auth/github/start`.
+    pub async fn github_start(&self, body: &Value) -> Result<Value, ClientError> {
+        self.json(
+            Method::POST,
+            "/v1/auth/github/start",
+            Some(body),
+            Self::SHORT,
+        )
+        .await
+    }
+
+    /// `POST /v1/auth/github/poll`: returns the status code too (410 = expired).
+    pub async fn github_poll(&self, body: &Value) -> Result<Value, ClientError> {
+        match self
+            .json(
+                Method::POST,
+                "/v1/auth/github/poll",
+                Some(body),
+                Self::SHORT,
+            )
+            .await
+        {
+            Err(ClientError::Api { status: 410, .. }) => {
+                Ok(serde_json::json!({"status": "expired"}))
+            }
+            other => other,
+        }
+    }
+}
+
+fn with_query(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn enc(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Encodes `key=value` pairs for a query string, skipping empty values.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", enc(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    if e.is_connect() {
+        return "connection refused or unreachable".into();
+    }
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_and_queries_are_encoded() {
+        assert_eq!(enc("blue lobster/x"), "blue%20lobster%2Fx");
+        assert_eq!(
+            query(&[
+                ("state", Some("active".into())),
+                ("owner", None),
+                ("org", Some(String::new()))
+            ]),
+            "state=active"
+        );
+        assert_eq!(query(&[("owner", Some("a@b.c".into()))]), "owner=a%40b.c");
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let c = Client::new("http://127.0.0.1:1/", Some("cbxu_secret".into())).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("cbxu_secret") && dbg.contains("[redacted]"),
+            "{dbg}"
+        );
+        assert_eq!(c.base_url(), "http://127.0.0.1:1");
+    }
+}
