@@ -6,7 +6,6 @@
 pub mod archive;
 pub mod git_seed;
 pub mod keys;
-pub mod manifest;
 pub mod process;
 pub mod quote;
 pub mod rsync;

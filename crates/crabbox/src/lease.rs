@@ -13,7 +13,7 @@ use crabbox_providers::{
     AcquireRequest, ClaimStore, Health, LeaseRecord, Provider, ProviderConfig,
 };
 use crabbox_remote::ssh::{HostKeyPolicy, SshTarget, wait_ready};
-use crabbox_remote::{keys, manifest};
+use crabbox_remote::{keys, sync};
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult, WithStatus};
@@ -378,8 +378,11 @@ pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
     }
 }
 
-/// Exclude rules for this repo.
-pub fn excludes(ctx: &Ctx) -> manifest::Excludes {
-    let ignore = std::fs::read_to_string(ctx.repo_root.join(".crabboxignore")).ok();
-    manifest::Excludes::new(&ctx.settings.config().sync.exclude, ignore.as_deref())
+/// The sync scope of this repo: built-in and configured excludes, `.crabboxignore` and the
+/// `sync.include` whitelist.
+pub fn sync_scope(ctx: &Ctx) -> CliResult<sync::ManifestOptions> {
+    let sync = &ctx.settings.config().sync;
+    sync::ManifestOptions::load(&ctx.repo_root, &sync.exclude, &sync.include).map_err(|e| {
+        CliError::new(ExitStatus::Sync, e).hint("make .crabboxignore readable, or remove it")
+    })
 }

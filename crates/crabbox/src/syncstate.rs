@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crabbox_remote::sync::ManifestOptions;
 use serde::{Deserialize, Serialize};
 use sha2_free::short_hash;
 
@@ -52,8 +53,18 @@ pub fn forget(state_dir: &Path, lease_id: &str) {
 }
 
 /// Identity of the exclude and include rules.
-pub fn excludes_key(excludes: &crabbox_remote::manifest::Excludes, include: &[String]) -> String {
-    short_hash(&(excludes.describe().join("\n") + "\0" + &include.join("\n")))
+pub fn excludes_key(scope: &ManifestOptions) -> String {
+    let mut text = String::new();
+    for rule in scope.excludes.rules() {
+        text.push_str(&rule.to_string());
+        text.push('\n');
+    }
+    text.push('\0');
+    for pattern in scope.include.texts() {
+        text.push_str(pattern);
+        text.push('\n');
+    }
+    short_hash(&text)
 }
 
 /// Paths rsync must compare for a delta sync, or `None` when a full comparison is needed.

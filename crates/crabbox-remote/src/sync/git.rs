@@ -44,6 +44,20 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<Vec<u8>, SyncError> {
     Ok(out.stdout)
 }
 
+/// Paths that differ between two commits (both names of a rename), for a delta sync after HEAD
+/// moved. Names that are not UTF-8 are left out, as the manifest leaves them out.
+pub fn changed_between(root: &Path, from: &str, to: &str) -> Result<Vec<String>, SyncError> {
+    let out = run(
+        root,
+        &["diff", "--name-only", "--no-renames", "-z", from, to, "--"],
+    )?;
+    Ok(out
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| std::str::from_utf8(p).ok().map(str::to_owned))
+        .collect())
+}
+
 /// Whether `root` is the top of a git work tree (has a `.git` directory or file).
 pub fn is_git_root(root: &Path) -> bool {
     git_dir(root).is_some()
@@ -88,4 +102,30 @@ pub(crate) fn index_identity(git_dir: &Path) -> Result<Vec<u8>, SyncError> {
         .and_then(|_| file.read_to_end(&mut whole))
         .map_err(|e| SyncError::io(&path, e))?;
     Ok(Sha256::digest(&whole).to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{GitRepo, write};
+    use super::*;
+
+    #[test]
+    fn changed_between_lists_both_names_of_a_rename() {
+        let repo = GitRepo::new();
+        let root = repo.path();
+        write(root, "a.txt", "a");
+        write(root, "b.txt", "b");
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-qm", "one"]);
+        let first = repo.git(&["rev-parse", "HEAD"]);
+        repo.git(&["mv", "a.txt", "c.txt"]);
+        write(root, "b.txt", "bb");
+        repo.git(&["commit", "-qam", "two"]);
+        let second = repo.git(&["rev-parse", "HEAD"]);
+        assert_eq!(
+            changed_between(root, &first, &second).unwrap(),
+            ["a.txt", "b.txt", "c.txt"]
+        );
+        assert!(changed_between(root, &first, "0000000").is_err());
+    }
 }

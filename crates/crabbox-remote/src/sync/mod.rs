@@ -37,7 +37,7 @@ mod walk;
 pub use error::SyncError;
 pub use exclude::{ExcludeRule, ExcludeRules, IncludeRules, RuleOrigin, Verdict};
 pub use fingerprint::{DirtyDelta, FingerprintOptions, LocalState, local_state};
-pub use git::{git_dir, is_git_root};
+pub use git::{changed_between, git_dir, is_git_root};
 pub use guardrail::{
     DirSize, GuardrailCheck, GuardrailOutcome, GuardrailScope, Limits, check_guardrails,
     human_bytes, top_dirs, top_files,

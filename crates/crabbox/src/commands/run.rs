@@ -4,18 +4,17 @@ use std::time::Instant;
 
 use crabbox_api::view::{SyncPhase, TimingReport};
 use crabbox_api::{ExitStatus, RunId};
-use crabbox_remote::manifest;
-use crabbox_remote::rsync::RsyncOptions;
 use std::sync::{Arc, OnceLock};
 
-use crabbox_remote::manifest::LocalState;
+use crabbox_remote::rsync::RsyncOptions;
 use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, SyncHooks, run_session};
+use crabbox_remote::sync::{self, FingerprintOptions, LocalState};
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
 use crate::lease::{self, Ctx};
 use crate::output::{self, Progress};
-use crate::syncprep::{Limits, SyncInputs};
+use crate::syncprep::SyncInputs;
 use crate::syncstate::{self, SyncRecord};
 
 #[derive(Debug, clap::Args)]
@@ -251,6 +250,17 @@ pub async fn run(args: Args) -> CliResult<u8> {
     Ok(u8::try_from(exit.clamp(0, 255)).unwrap_or(1))
 }
 
+/// The large-sync thresholds in force (`force` is `--force-sync-large`).
+pub fn sync_limits(config: &crabbox_core::config::Config, force: bool) -> sync::Limits {
+    sync::Limits {
+        warn_files: config.sync.warn_files,
+        warn_bytes: config.sync.warn_bytes,
+        fail_files: config.sync.fail_files,
+        fail_bytes: config.sync.fail_bytes,
+        allow_large: config.sync.allow_large || force,
+    }
+}
+
 async fn execute(
     ctx: &Ctx,
     args: &Args,
@@ -261,32 +271,33 @@ async fn execute(
 ) -> CliResult<crabbox_remote::session::SessionOutcome> {
     let target = lease::ssh_target(record);
     let workdir = ctx.workdir(record);
-    let is_git = manifest::is_git_root(&ctx.repo_root);
-    let excludes = lease::excludes(ctx);
-    let include = ctx.settings.config().sync.include.clone();
-    let use_fp = ctx.settings.config().sync.fingerprint && !args.full_resync && !args.no_sync;
+    let config = ctx.settings.config();
+    let is_git = sync::is_git_root(&ctx.repo_root);
+    let scope = lease::sync_scope(ctx)?;
+    let checksum = args.checksum || config.sync.checksum;
+    let use_fp = config.sync.fingerprint && !args.full_resync && !args.no_sync;
     // The fingerprint is computed on a blocking thread while ssh starts the session; its result
     // is kept for the delta sync and the sync record.
     let local_cell: Arc<OnceLock<(LocalState, u64)>> = Arc::default();
     let fingerprint = {
         let cell = local_cell.clone();
         let root = ctx.repo_root.clone();
-        let (excludes, include) = (excludes.clone(), include.clone());
-        let extra = vec![
-            format!("delete={}", ctx.settings.config().sync.delete),
-            format!(
-                "checksum={}",
-                args.checksum || ctx.settings.config().sync.checksum
-            ),
-            format!("gitSeed={}", ctx.settings.config().sync.git_seed),
-        ];
+        let scope = scope.clone();
+        let delete = config.sync.delete;
+        let extra = vec![format!("gitSeed={}", config.sync.git_seed)];
         async move {
             if !use_fp {
                 return Ok(String::new());
             }
             let started = Instant::now();
             let state = tokio::task::spawn_blocking(move || {
-                manifest::fingerprint(&root, &excludes, &include, &extra)
+                let opts = FingerprintOptions {
+                    scope: &scope,
+                    delete,
+                    checksum,
+                    extra: &extra,
+                };
+                sync::local_state(&root, &opts)
             })
             .await??;
             let fp = state.fingerprint.clone();
@@ -295,14 +306,15 @@ async fn execute(
         }
     };
     let (shell, words) = command_words(&args.command, args.shell);
-    let mut allow = ctx.settings.config().env_allow.clone();
+    let mut allow = config.env_allow.clone();
     allow.extend(args.allow_env.iter().cloned());
     let mut env = forwarded_env(&allow, std::env::vars());
     env.retain(|(k, _)| !k.starts_with("CRABBOX_"));
     env.push(("CRABBOX_LEASE_ID".into(), record.lease_id.clone()));
     env.push(("CRABBOX_RUN_ID".into(), run_id.to_string()));
     env.push(("CRABBOX_SLUG".into(), record.slug.clone()));
-    let git = is_git && ctx.settings.config().sync.git_seed && include.is_empty();
+    let git = is_git && config.sync.git_seed && scope.include.is_empty();
+    let excludes_key = syncstate::excludes_key(&scope);
     let plan = SessionPlan {
         meta: if is_git {
             format!("{workdir}/.git/crabbox")
@@ -327,19 +339,12 @@ async fn execute(
     };
     let inputs = SyncInputs {
         root: ctx.repo_root.clone(),
-        excludes,
-        include,
-        limits: Limits {
-            warn_files: ctx.settings.config().sync.warn_files,
-            warn_bytes: ctx.settings.config().sync.warn_bytes,
-            fail_files: ctx.settings.config().sync.fail_files,
-            fail_bytes: ctx.settings.config().sync.fail_bytes,
-            allow_large: ctx.settings.config().sync.allow_large || args.force_sync_large,
-        },
-        base_ref: ctx.settings.config().sync.base_ref.clone(),
+        scope,
+        limits: sync_limits(config, args.force_sync_large),
+        base_ref: config.sync.base_ref.clone(),
         git,
         rsync: RsyncOptions {
-            checksum: args.checksum || ctx.settings.config().sync.checksum,
+            checksum,
             debug: false,
         },
         previous: if args.full_resync {
@@ -399,12 +404,9 @@ async fn execute(
             if let (true, Some((local, _))) = (outcome.synced, local_cell.get()) {
                 let synced = SyncRecord {
                     fingerprint: local.fingerprint.clone(),
-                    excludes: syncstate::excludes_key(
-                        &lease::excludes(ctx),
-                        &ctx.settings.config().sync.include.clone(),
-                    ),
+                    excludes: excludes_key,
                     head: local.head.clone(),
-                    dirty: local.dirty.clone(),
+                    dirty: local.dirty.paths.clone(),
                 };
                 syncstate::save(&ctx.state_dir, &record.lease_id, &workdir, &synced);
             }

@@ -364,3 +364,28 @@ fn large_sync_guard_fails_with_exit_6_and_a_hint() {
         .unwrap();
     assert_eq!(stdout(&forced), "a\nb\nc\n", "{}", stderr(&forced));
 }
+
+#[test]
+fn tracked_files_under_ambiguous_builtins_are_synced_with_a_warning() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("src/a.rs", "a\n"), ("dist/app.js", "built\n")]);
+    write(&repo, "dist/untracked.js", "local build output\n");
+    let out = sb.run(
+        &repo,
+        &[
+            "run", "--", "find", ".", "-path", "./.git", "-prune", "-o", "-type", "f", "-print",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut files: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    files.sort_unstable();
+    assert_eq!(files, ["./dist/app.js", "./src/a.rs"]);
+    assert!(
+        stderr(&out).contains(
+            "warning: syncing 1 tracked files that built-in excludes would skip: dist/app.js (dist)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
