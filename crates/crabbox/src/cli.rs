@@ -63,6 +63,8 @@ pub enum Command {
     Ssh(commands::ssh::Args),
     /// Release direct leases past their TTL or idle timeout.
     Cleanup(commands::cleanup::Args),
+    /// Show what a sync of this directory would send (no lease needed).
+    SyncPlan(commands::sync_plan::Args),
     /// Check tools, config and keys; say what to fix.
     Doctor(commands::doctor::Args),
     /// Show or locate configuration.

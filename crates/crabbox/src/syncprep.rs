@@ -131,6 +131,11 @@ pub fn warn_about(manifest: &Manifest) {
     }
 }
 
+/// What besides the scope and the `delete`/`checksum` flags keys the fingerprint.
+pub fn fingerprint_extra(config: &crabbox_core::config::Config) -> Vec<String> {
+    vec![format!("gitSeed={}", config.sync.git_seed)]
+}
+
 fn more(total: usize) -> String {
     if total > EXAMPLES {
         format!(" and {} more", total - EXAMPLES)

@@ -11,6 +11,7 @@ pub mod run;
 pub mod ssh;
 pub mod status;
 pub mod stop;
+pub mod sync_plan;
 pub mod warmup;
 
 use crate::cli::Command;
@@ -27,6 +28,7 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Ssh(args) => ssh::run(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
+        Command::SyncPlan(args) => sync_plan::run(&args),
         Command::Doctor(args) => Ok(doctor::run(&args)),
         Command::Config(cmd) => config::run(&cmd),
         Command::Init(args) => init::run(&args),

@@ -284,7 +284,7 @@ async fn execute(
         let root = ctx.repo_root.clone();
         let scope = scope.clone();
         let delete = config.sync.delete;
-        let extra = vec![format!("gitSeed={}", config.sync.git_seed)];
+        let extra = crate::syncprep::fingerprint_extra(config);
         async move {
             if !use_fp {
                 return Ok(String::new());

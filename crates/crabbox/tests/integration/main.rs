@@ -5,6 +5,7 @@ mod lease;
 mod run;
 mod static_ssh;
 mod sync;
+mod sync_plan;
 
 use crabbox_test_support::Sandbox;
 
