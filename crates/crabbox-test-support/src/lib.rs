@@ -1,6 +1,8 @@
 //! Test fixtures for Crabbox: an isolated home (config, state and keys in a temp dir), git
 //! repository builders and a CLI harness that runs the real `crabbox` binary.
 
+pub mod fake_github;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
