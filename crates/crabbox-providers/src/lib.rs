@@ -57,7 +57,8 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Whether leases get a per-lease key (managed runners) or use the configured one.
     fn per_lease_key(&self) -> bool;
 
-    /// The command that proves a runner is ready once SSH works.
+    /// The command that proves a runner is ready once SSH works; empty when an authenticated
+    /// connection is proof enough.
     fn ready_check(&self) -> &'static str {
         "git --version >/dev/null && rsync --version >/dev/null"
     }

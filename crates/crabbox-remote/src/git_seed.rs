@@ -33,66 +33,80 @@ async fn git(root: &Path, args: &[&str]) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Reads the seed from the repository at `root`; `None` for an unborn HEAD.
+/// Reads the seed from the repository at `root`; `None` for an unborn HEAD. The queries are
+/// independent, so they run as two rounds of concurrent `git` calls rather than one after
+/// another (this sits on the sync path of every changed run).
 pub async fn read_seed(root: &Path, base_ref: Option<&str>) -> Option<GitSeed> {
-    let head = git(root, &["rev-parse", "--verify", "-q", "HEAD^{commit}"]).await?;
-    let branch = git(root, &["symbolic-ref", "-q", "--short", "HEAD"]).await;
-    let upstream = match &branch {
-        Some(_) => git(
+    let base = async {
+        match base_ref {
+            Some(b) if !b.is_empty() => Some(b.trim_start_matches("origin/").to_owned()),
+            _ => git(
+                root,
+                &["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"],
+            )
+            .await
+            .and_then(|b| b.strip_prefix("origin/").map(str::to_owned)),
+        }
+    };
+    let (head, branch, upstream, base, tree) = tokio::join!(
+        git(root, &["rev-parse", "--verify", "-q", "HEAD^{commit}"]),
+        git(root, &["symbolic-ref", "-q", "--short", "HEAD"]),
+        git(
             root,
             &["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"],
-        )
-        .await
-        .and_then(|u| u.strip_prefix("origin/").map(str::to_owned)),
-        None => None,
-    };
-    let base = match base_ref {
-        Some(b) if !b.is_empty() => Some(b.trim_start_matches("origin/").to_owned()),
-        _ => git(
-            root,
-            &["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"],
-        )
-        .await
-        .and_then(|b| b.strip_prefix("origin/").map(str::to_owned)),
-    };
+        ),
+        base,
+        git(root, &["write-tree"]),
+    );
+    let head = head?;
+    let upstream = upstream
+        .filter(|_| branch.is_some())
+        .and_then(|u| u.strip_prefix("origin/").map(str::to_owned));
     // A fixed identity and date make the index commit deterministic: an unchanged index
     // yields the same commit id and the push sends nothing.
-    let index_commit = match git(root, &["write-tree"]).await {
-        Some(tree) => {
-            let out = Cmd::new("git")
-                .current_dir(root)
-                .args(["commit-tree", &tree, "-p", &head, "-m", "crabbox index"])
-                .env("GIT_AUTHOR_NAME", "crabbox")
-                .env("GIT_AUTHOR_EMAIL", "crabbox@localhost")
-                .env("GIT_COMMITTER_NAME", "crabbox")
-                .env("GIT_COMMITTER_EMAIL", "crabbox@localhost")
-                .env("GIT_AUTHOR_DATE", "1700000000 +0000")
-                .env("GIT_COMMITTER_DATE", "1700000000 +0000")
-                .capture(None)
-                .await
-                .ok();
-            out.filter(|o| o.code == 0)
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        }
-        None => None,
+    let index_commit = async {
+        let out = Cmd::new("git")
+            .current_dir(root)
+            .args([
+                "commit-tree",
+                tree.as_deref()?,
+                "-p",
+                &head,
+                "-m",
+                "crabbox index",
+            ])
+            .env("GIT_AUTHOR_NAME", "crabbox")
+            .env("GIT_AUTHOR_EMAIL", "crabbox@localhost")
+            .env("GIT_COMMITTER_NAME", "crabbox")
+            .env("GIT_COMMITTER_EMAIL", "crabbox@localhost")
+            .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+            .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+            .capture(None)
+            .await
+            .ok()?;
+        (out.code == 0).then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
-    let mut tracking = Vec::new();
-    for name in upstream.iter().chain(base.iter()) {
-        let r = format!("refs/remotes/origin/{name}");
-        if tracking.iter().any(|(name, _)| name == &r) {
-            continue;
+    let tracking_ref = |name: Option<&String>| {
+        let r = name.map(|n| format!("refs/remotes/origin/{n}"));
+        async move {
+            let r = r?;
+            let id = git(root, &["rev-parse", "--verify", "-q", &r]).await?;
+            Some((r, id))
         }
-        if let Some(id) = git(root, &["rev-parse", "--verify", "-q", &r]).await {
-            tracking.push((r, id));
-        }
-    }
+    };
+    let same = upstream.is_some() && upstream == base;
+    let (index_commit, up_ref, base_ref) = tokio::join!(
+        index_commit,
+        tracking_ref(upstream.as_ref()),
+        tracking_ref(base.as_ref().filter(|_| !same)),
+    );
     Some(GitSeed {
         head,
         index_commit,
         branch,
         upstream,
         base,
-        tracking,
+        tracking: up_ref.into_iter().chain(base_ref).collect(),
     })
 }
 

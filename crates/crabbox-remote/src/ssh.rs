@@ -150,6 +150,15 @@ impl SshTarget {
         args
     }
 
+    /// Full argv (without `ssh`) that authenticates, leaves the `ControlMaster` running in the
+    /// background and exits, without starting a remote shell (`-f -N`). Later calls
+    /// multiplex over it. Only meaningful with a control socket.
+    pub fn master_args(&self, call: CallOptions) -> Vec<String> {
+        let mut args = self.base_args(call);
+        args.extend(["-f".to_owned(), "-N".to_owned(), self.destination()]);
+        args
+    }
+
     /// The `ssh …` command string rsync and git use as their transport (`-e`, `GIT_SSH_COMMAND`).
     pub fn transport_command(&self) -> String {
         let mut words = vec!["ssh".to_owned()];
@@ -242,6 +251,10 @@ pub struct ReadyTimeout {
 
 /// Waits until the runner accepts SSH and `ready_check` succeeds. Returns the port that
 /// worked (it may be a fallback port). `progress` gets a line each round that is still waiting.
+///
+/// An empty `ready_check` means an authenticated connection is proof enough: the probe then
+/// only starts the `ControlMaster` (`ssh -f -N`), which skips the runner's login shell, often
+/// the larger part of an exec's cost.
 pub async fn wait_ready(
     target: &SshTarget,
     phase: &str,
@@ -273,11 +286,14 @@ pub async fn wait_ready(
             }
             let mut probe = target.clone();
             probe.port = port;
-            match probe
-                .command(CallOptions::PROBE, ready_check)
-                .capture(None)
-                .await
-            {
+            let cmd = if ready_check.is_empty() && probe.control_path().is_some() {
+                Cmd::new("ssh").args(probe.master_args(CallOptions::PROBE))
+            } else if ready_check.is_empty() {
+                probe.command(CallOptions::PROBE, "true")
+            } else {
+                probe.command(CallOptions::PROBE, ready_check)
+            };
+            match cmd.capture(None).await {
                 Ok(out) if out.code == 0 => return Ok(port),
                 Ok(out) => {
                     String::from_utf8_lossy(&out.stderr)
@@ -355,6 +371,11 @@ mod tests {
                 .exec_args(CallOptions::default(), "true")
                 .join("\n")
         );
+    }
+
+    #[test]
+    fn master_argv() {
+        insta::assert_snapshot!(target().master_args(CallOptions::PROBE).join("\n"));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct SshdHandle {
 
 /// Finds the sshd binary. sshd must be started by absolute path (it re-executes itself).
 pub fn find_sshd() -> Option<PathBuf> {
+    // An explicit binary (a non-standard install, or a wrapper) wins.
+    if let Some(path) = std::env::var_os("CRABBOX_SSHD").map(PathBuf::from) {
+        return path.is_absolute().then_some(path);
+    }
     let fixed = [
         "/usr/sbin/sshd",
         "/usr/local/sbin/sshd",
@@ -71,13 +75,16 @@ fn config_text(dir: &Path, port: u16, user: &str) -> String {
     let d = dir.display();
     // StrictModes is off because every file sshd reads here is created by us with 0600/0700
     // modes inside a 0700 directory; its home-directory checks would add nothing but false
-    // failures under unusual HOME layouts.
+    // failures under unusual HOME layouts. Key exchange is limited to X25519 (ECDH P-256 for
+    // old clients): the connection never leaves the loopback interface, so the post-quantum
+    // hybrid OpenSSH prefers protects nothing here and costs ~50 ms per connection.
     format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\n\
 AuthorizedKeysFile {d}/authorized_keys\nAllowUsers {user}\nPubkeyAuthentication yes\n\
 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
 StrictModes no\nUsePAM no\nPrintMotd no\nPrintLastLog no\nMaxSessions 64\nMaxStartups 64:30:128\n\
-ClientAliveInterval 15\nClientAliveCountMax 4\nLogLevel ERROR\n"
+ClientAliveInterval 15\nClientAliveCountMax 4\nLogLevel ERROR\n\
+KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256\n"
     )
 }
 

@@ -72,7 +72,15 @@ else
         git config "branch.$branch.remote" origin && git config "branch.$branch.merge" "refs/heads/$upstream"
       fi
     fi
-    git read-tree "${index_commit/#-/$head}" 2>/dev/null || git read-tree "$head" 2>/dev/null || true
+    # Reading a tree drops the index's stat data, after which the next `git status` on the
+    # runner re-reads every file (seconds on a large tree): an index that already holds the
+    # tree is left alone, and `-m` keeps the stat data of unchanged entries otherwise.
+    tree=${index_commit/#-/$head}
+    want=$(git rev-parse -q --verify "$tree^{tree}" 2>/dev/null)
+    if [ -z "$want" ] || [ "$(git write-tree 2>/dev/null)" != "$want" ]; then
+      git read-tree -m "$tree" 2>/dev/null || git read-tree "$tree" 2>/dev/null \
+        || git read-tree "$head" 2>/dev/null || true
+    fi
     printf '%s' "${seed_key:--}" >"$meta/git-pushed"
   fi
   # Cache the login environment once per workdir (and on --full-resync) so runs need no

@@ -1,12 +1,9 @@
 //! The few git facts sync planning needs: whether a directory is a work-tree root, where its
-//! git directory lives, the index checksum, and running git with stable output settings.
+//! git directory lives, whether the user configured git's untracked cache, and running git with
+//! stable output settings.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-use sha2::{Digest, Sha256};
 
 use super::SyncError;
 
@@ -76,32 +73,37 @@ pub fn git_dir(root: &Path) -> Option<PathBuf> {
     Some(root.join(target))
 }
 
-/// Identifies the current index without parsing it: its trailing checksum, or,
-/// when `index.skipHash` left that trailer zeroed, a SHA-256 of the whole file. A missing
-/// index (nothing ever staged) yields an empty identity.
-pub(crate) fn index_identity(git_dir: &Path) -> Result<Vec<u8>, SyncError> {
-    let path = git_dir.join("index");
-    let mut file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(SyncError::io(path, e)),
-    };
-    let len = file.metadata().map_err(|e| SyncError::io(&path, e))?.len();
-    // The trailer is a SHA-1 (20 bytes) or SHA-256 (32 bytes) of everything before it; its
-    // last 20 bytes identify the index contents either way.
-    let tail_len = len.min(20);
-    let mut tail = vec![0; tail_len as usize];
-    file.seek(SeekFrom::Start(len - tail_len))
-        .and_then(|_| file.read_exact(&mut tail))
-        .map_err(|e| SyncError::io(&path, e))?;
-    if tail.len() == 20 && tail.iter().any(|b| *b != 0) {
-        return Ok(tail);
+/// Whether any git config file this repository reads says something about
+/// `core.untrackedCache` (or `feature.manyFiles`, which sets it), in which case Crabbox leaves
+/// the choice to it. A plain text search: files pulled in by `include` are not followed.
+pub(crate) fn untracked_cache_configured(git_dir: &Path) -> bool {
+    let env = |key: &str| std::env::var_os(key).map(PathBuf::from);
+    let mut files = vec![git_dir.join("config"), git_dir.join("config.worktree")];
+    if let Ok(common) = std::fs::read_to_string(git_dir.join("commondir")) {
+        files.push(git_dir.join(common.trim()).join("config"));
     }
-    let mut whole = Vec::with_capacity(len as usize);
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut whole))
-        .map_err(|e| SyncError::io(&path, e))?;
-    Ok(Sha256::digest(&whole).to_vec())
+    if let Some(global) = env("GIT_CONFIG_GLOBAL") {
+        files.push(global);
+    } else {
+        let home = env("HOME");
+        files.extend(home.as_ref().map(|h| h.join(".gitconfig")));
+        let xdg = env("XDG_CONFIG_HOME").or_else(|| home.map(|h| h.join(".config")));
+        files.extend(xdg.map(|x| x.join("git").join("config")));
+    }
+    if std::env::var_os("GIT_CONFIG_NOSYSTEM").is_none() {
+        files.push(env("GIT_CONFIG_SYSTEM").unwrap_or_else(|| "/etc/gitconfig".into()));
+    }
+    let mentions = |text: &[u8]| {
+        let text = text.to_ascii_lowercase();
+        [&b"untrackedcache"[..], b"manyfiles"]
+            .iter()
+            .any(|key| text.windows(key.len()).any(|w| w == *key))
+    };
+    std::env::vars_os().any(|(k, v)| {
+        k.to_string_lossy().starts_with("GIT_CONFIG_") && mentions(v.as_encoded_bytes())
+    }) || files
+        .iter()
+        .any(|f| std::fs::read(f).is_ok_and(|text| mentions(&text)))
 }
 
 #[cfg(test)]

@@ -285,23 +285,26 @@ async fn execute(
         let scope = scope.clone();
         let delete = config.sync.delete;
         let extra = crate::syncprep::fingerprint_extra(config);
-        async move {
-            if !use_fp {
-                return Ok(String::new());
-            }
-            let started = Instant::now();
-            let state = tokio::task::spawn_blocking(move || {
+        // Started now, not when the session first polls it, so it overlaps the ssh start.
+        let task = use_fp.then(|| {
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
                 let opts = FingerprintOptions {
                     scope: &scope,
                     delete,
                     checksum,
                     extra: &extra,
                 };
-                sync::local_state(&root, &opts)
+                sync::local_state(&root, &opts).map(|s| (s, started.elapsed().as_millis() as u64))
             })
-            .await??;
+        });
+        async move {
+            let Some(task) = task else {
+                return Ok(String::new());
+            };
+            let (state, ms) = task.await??;
             let fp = state.fingerprint.clone();
-            let _ = cell.set((state, started.elapsed().as_millis() as u64));
+            let _ = cell.set((state, ms));
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(fp)
         }
     };
