@@ -8,6 +8,15 @@
 //! a lost race returns [`StoreError::Conflict`] and the caller re-reads and decides again.
 //! No call takes a global lock, and the cost of a call does not grow with the number of stored
 //! leases (every query is served by an index and bounded by a limit).
+//!
+//! Backends: `crabbox-store-sqlite` (default, one process) and `crabbox-store-postgres`
+//! (several replicas). [`codec`] holds the pieces both share (document encoding, log chunking,
+//! prefix ranges); the `conformance` feature adds the test suite every backend runs.
+//! This crate owns no SQL and no connection handling.
+
+pub mod codec;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 use async_trait::async_trait;
 use crabbox_api::coord::{CreateAttempt, Lease, LeaseState, Run, RunEvent, RunState, Timestamp};
@@ -35,7 +44,8 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// Filters for listing leases; results newest `createdAt` first.
+/// Filters for listing leases; results newest `createdAt` first. `limit` is the most rows
+/// returned (0 returns none).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeaseQuery {
     pub states: Vec<LeaseState>,
@@ -50,7 +60,8 @@ pub struct LeaseQuery {
     pub limit: usize,
 }
 
-/// Filters for listing runs; results newest `startedAt` first.
+/// Filters for listing runs; results newest `startedAt` first (ties: larger id first). `limit`
+/// is the most rows returned (0 returns none).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunQuery {
     pub lease_id: Option<String>,
@@ -64,7 +75,8 @@ pub struct RunQuery {
 
 /// Active-lease counts and reserved spend, for admission (spec §4.7). Counts *managed* leases
 /// only: live ones regardless of month, plus spend of terminal ones created since
-/// `month_start`.
+/// `month_start`, which must be the first instant of a UTC month (backends keep terminal spend
+/// per creation month, so a request costs the same however many leases are stored).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Admission {
     pub active_total: u64,
@@ -117,7 +129,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The soonest `next_check_at` over all leases.
     async fn next_check_at(&self) -> Result<Option<Timestamp>, StoreError>;
 
-    /// Counts for admission control (see [`Admission`]).
+    /// Counts for admission control (see [`Admission`]); `month_start` is the first instant
+    /// of the current UTC month.
     async fn admission(
         &self,
         owner: &str,
@@ -174,7 +187,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The stored log (empty when none).
     async fn run_log(&self, run_id: &str) -> Result<String, StoreError>;
 
-    /// Deletes terminal runs (with events and logs) whose end is before `before`.
+    /// Deletes terminal runs (with events and logs) whose end (`endedAt`, else `lastEventAt`,
+    /// else `startedAt`; spec §4.10) is before `before`, at most `limit`; returns how many.
     async fn prune_runs(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError>;
 
     // ---- small documents (oauth logins, sweeps, cursors) ------------------------------
@@ -204,13 +218,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- coordination -------------------------------------------------------------------
 
     /// Tries to become the one replica that runs the reconciler. The returned guard holds the
-    /// role until dropped (PostgreSQL: a session advisory lock on a dedicated connection).
+    /// role until dropped (PostgreSQL: a session advisory lock on a dedicated connection;
+    /// SQLite: an exclusive file lock next to the database). `None` while another guard, in
+    /// this process or another, holds it. Giving the role up on drop may finish shortly after
+    /// the drop returns (the lock's connection is closed in the background).
     async fn try_leader(&self) -> Result<Option<Box<dyn LeaderGuard>>, StoreError>;
 
     /// `select 1`-style health check for `/v1/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Counts for `/metrics`: leases by state.
+    /// Counts for `/metrics`: leases (managed and registered) by state, every state listed
+    /// once in [`LeaseState::ALL`] order, zero counts included.
     async fn lease_counts(&self) -> Result<Vec<(LeaseState, u64)>, StoreError>;
 }
 

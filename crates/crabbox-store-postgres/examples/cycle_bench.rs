@@ -1,0 +1,48 @@
+//! Measures lease cycles per second on PostgreSQL in a throwaway schema (a hand-run
+//! benchmark, not a test):
+//!
+//! ```text
+//! cargo run --release -p crabbox-store-postgres --example cycle_bench -- [clients] [cycles]
+//! ```
+//!
+//! The server is `CRABBOX_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+
+use std::sync::Arc;
+
+use crabbox_store::conformance::bench;
+use crabbox_store_postgres::{PgOptions, PgStore};
+use sqlx::Connection as _;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
+    let clients = args.next().transpose()?.unwrap_or(16);
+    let cycles = args.next().transpose()?.unwrap_or(200);
+    let url = std::env::var("CRABBOX_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("crabbox_bench_{}", std::process::id());
+    let options = PgOptions {
+        schema: schema.clone(),
+        max_connections: u32::try_from(clients.clamp(1, 32))?,
+        ..PgOptions::default()
+    };
+    let store = Arc::new(PgStore::connect(&url, options).await?);
+    let outcome = async {
+        bench::lease_cycles(store.clone(), "warm", clients, cycles / 10 + 1).await?;
+        bench::lease_cycles(store.clone(), "run", clients, cycles).await
+    }
+    .await;
+    store.close().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await?;
+    #[expect(
+        clippy::print_stdout,
+        reason = "a hand-run benchmark prints its report"
+    )]
+    {
+        println!("postgres, {clients} clients: {}", outcome?);
+    }
+    Ok(())
+}

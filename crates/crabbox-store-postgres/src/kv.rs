@@ -1,0 +1,164 @@
+//! Versioned single documents: create attempts and the small kv documents.
+
+use crabbox_api::coord::CreateAttempt;
+use crabbox_store::codec;
+use crabbox_store::{StoreError, Versioned};
+use serde_json::Value;
+use sqlx::{PgPool, Row as _};
+
+use crate::columns::text;
+use crate::leases::cas_failure;
+use crate::retry::Attempt;
+
+pub(crate) async fn get_attempt(
+    pool: &PgPool,
+    id: &str,
+) -> Attempt<Option<Versioned<CreateAttempt>>> {
+    let row = sqlx::query("SELECT version, doc FROM create_attempts WHERE requested_lease_id = $1")
+        .bind(text(id))
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let version: i64 = row.try_get(0)?;
+    let value = codec::decode(&format!("create attempt {id}"), row.try_get::<&str, _>(1)?)?;
+    Ok(Some(Versioned { value, version }))
+}
+
+pub(crate) async fn put_attempt(
+    pool: &PgPool,
+    attempt: &CreateAttempt,
+    expected: Option<i64>,
+) -> Attempt<i64> {
+    let id = text(&attempt.requested_lease_id);
+    let key = format!("create attempt {}", attempt.requested_lease_id);
+    let doc = codec::encode(&key, attempt)?;
+    let Some(expected) = expected else {
+        let done = sqlx::query(
+            "INSERT INTO create_attempts (requested_lease_id, version, doc) VALUES ($1, 1, $2) \
+             ON CONFLICT (requested_lease_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(doc)
+        .execute(pool)
+        .await?;
+        return if done.rows_affected() == 1 {
+            Ok(1)
+        } else {
+            Err(StoreError::Conflict(format!("{key} exists")).into())
+        };
+    };
+    let done = sqlx::query(
+        "UPDATE create_attempts SET doc = $2, version = version + 1 \
+         WHERE requested_lease_id = $1 AND version = $3",
+    )
+    .bind(&id)
+    .bind(doc)
+    .bind(expected)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(expected + 1);
+    }
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM create_attempts WHERE requested_lease_id = $1")
+            .bind(&id)
+            .fetch_optional(pool)
+            .await?;
+    Err(cas_failure(&key, current, expected).into())
+}
+
+pub(crate) async fn get(pool: &PgPool, key: &str) -> Attempt<Option<Versioned<Value>>> {
+    let row = sqlx::query("SELECT version, doc FROM kv WHERE key = $1")
+        .bind(text(key))
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let version: i64 = row.try_get(0)?;
+    let value = codec::decode(key, row.try_get::<&str, _>(1)?)?;
+    Ok(Some(Versioned { value, version }))
+}
+
+pub(crate) async fn put(
+    pool: &PgPool,
+    key: &str,
+    value: &Value,
+    expected: Option<i64>,
+) -> Attempt<i64> {
+    let doc = codec::encode(key, value)?;
+    let Some(expected) = expected else {
+        let done = sqlx::query(
+            "INSERT INTO kv (key, version, doc) VALUES ($1, 1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(text(key))
+        .bind(doc)
+        .execute(pool)
+        .await?;
+        return if done.rows_affected() == 1 {
+            Ok(1)
+        } else {
+            Err(StoreError::Conflict(format!("{key} exists")).into())
+        };
+    };
+    let done = sqlx::query(
+        "UPDATE kv SET doc = $2, version = version + 1 WHERE key = $1 AND version = $3",
+    )
+    .bind(text(key))
+    .bind(doc)
+    .bind(expected)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(expected + 1);
+    }
+    let current: Option<i64> = sqlx::query_scalar("SELECT version FROM kv WHERE key = $1")
+        .bind(text(key))
+        .fetch_optional(pool)
+        .await?;
+    Err(cas_failure(key, current, expected).into())
+}
+
+pub(crate) async fn take(pool: &PgPool, key: &str) -> Attempt<Option<Value>> {
+    let doc: Option<String> = sqlx::query_scalar("DELETE FROM kv WHERE key = $1 RETURNING doc")
+        .bind(text(key))
+        .fetch_optional(pool)
+        .await?;
+    Ok(doc.map(|doc| codec::decode(key, &doc)).transpose()?)
+}
+
+pub(crate) async fn delete(pool: &PgPool, key: &str) -> Attempt<bool> {
+    let done = sqlx::query("DELETE FROM kv WHERE key = $1")
+        .bind(text(key))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn list(
+    pool: &PgPool,
+    prefix: &str,
+    limit: usize,
+) -> Attempt<Vec<(String, Value)>> {
+    // A key range over the "C"-collated key (byte order), not LIKE: index-served and with no
+    // wildcard to escape.
+    let prefix = text(prefix);
+    let query = match codec::prefix_upper_bound(&prefix) {
+        Some(upper) => sqlx::query(
+            "SELECT key, doc FROM kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
+        )
+        .bind(prefix.clone())
+        .bind(upper),
+        None => sqlx::query("SELECT key, doc FROM kv WHERE key >= $1 ORDER BY key LIMIT $2")
+            .bind(prefix.clone()),
+    };
+    let rows = query.bind(codec::sql_limit(limit)).fetch_all(pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let key: String = row.try_get(0)?;
+        if !key.starts_with(prefix.as_ref()) {
+            break;
+        }
+        let value = codec::decode(&key, row.try_get::<&str, _>(1)?)?;
+        out.push((key, value));
+    }
+    Ok(out)
+}

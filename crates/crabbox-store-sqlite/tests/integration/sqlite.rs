@@ -1,0 +1,126 @@
+//! SQLite-only behaviour.
+
+use crabbox_api::coord::LeaseState;
+use crabbox_store::conformance::{T0, full_lease, lease};
+use crabbox_store::{LeaseIndex, Store, StoreError};
+use crabbox_store_sqlite::SqliteStore;
+
+fn no_check() -> LeaseIndex {
+    LeaseIndex {
+        next_check_at: None,
+    }
+}
+
+#[tokio::test]
+async fn reopening_keeps_records_and_applies_no_migration_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    first
+        .insert_lease(&full_lease("cbx_keep"), &no_check())
+        .await
+        .unwrap();
+    first
+        .kv_put("k", &serde_json::json!(1), None)
+        .await
+        .unwrap();
+    first.close().await;
+    drop(first);
+
+    let again = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(again.path(), Some(path.as_path()));
+    let got = again.get_lease("cbx_keep").await.unwrap().unwrap();
+    assert_eq!((got.version, got.value), (1, full_lease("cbx_keep")));
+    assert_eq!(
+        again.kv_get("k").await.unwrap().unwrap().value,
+        serde_json::json!(1)
+    );
+    assert_eq!(
+        again.lease_counts().await.unwrap()[1],
+        (LeaseState::Active, 1),
+        "counts survive a reopen"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_store_works_and_leads_alone() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    assert_eq!(store.path(), None);
+    store
+        .insert_lease(&lease("cbx_mem"), &no_check())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_lease("cbx_mem")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .created_at,
+        T0
+    );
+    let guard = store.try_leader().await.unwrap().expect("leads");
+    assert!(store.try_leader().await.unwrap().is_none());
+    drop(guard);
+    assert!(store.try_leader().await.unwrap().is_some());
+    // Another in-memory store is another database.
+    let other = SqliteStore::open_in_memory().await.unwrap();
+    assert!(other.get_lease("cbx_mem").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_damaged_document_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .insert_lease(&lease("cbx_bad"), &no_check())
+        .await
+        .unwrap();
+    store
+        .kv_put("bad", &serde_json::json!({}), None)
+        .await
+        .unwrap();
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE leases SET doc = '{\"id\": 1'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE kv SET doc = 'nope'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    match store.get_lease("cbx_bad").await {
+        Err(StoreError::Corrupt { key, message }) => {
+            assert_eq!(key, "lease cbx_bad");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+    assert!(
+        matches!(store.kv_get("bad").await, Err(StoreError::Corrupt { key, .. }) if key == "bad")
+    );
+    assert!(matches!(
+        store.kv_take("bad").await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn opening_an_unusable_path_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-dir").join("coordinator.db");
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("missing-dir")),
+        "{err}"
+    );
+}
