@@ -9,6 +9,11 @@
 //! statements or short READ COMMITTED transactions whose compare-and-swap `UPDATE … WHERE
 //! version = $n` re-checks the row under its lock, and are retried on serialization failures
 //! and deadlocks (SQLSTATE 40001/40P01) up to three attempts.
+//!
+//! Documents are stored as JSON text, which escapes NUL, so records round-trip exactly; logs
+//! are stored as bytes. PostgreSQL text cannot hold NUL at all, so the indexed columns (ids,
+//! owners, orgs, slugs, kv keys) and the values compared with them carry U+FFFD in its place:
+//! lookups still find what was stored, and `kv_list` returns such keys with U+FFFD.
 
 mod columns;
 mod kv;

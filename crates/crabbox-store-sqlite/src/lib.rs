@@ -6,8 +6,11 @@
 //!
 //! Writes go through one writer connection, so writers queue for it instead of spinning on
 //! `SQLITE_BUSY`; reads use a few read-only connections, which WAL lets run alongside the
-//! writer. Transactions start with `BEGIN IMMEDIATE`, so they never have to upgrade a lock.
-//! Other processes on the same file wait up to five seconds for the write lock.
+//! writer. Every write is one statement (a run with its events and log goes through a view's
+//! `INSTEAD OF` trigger), because each statement is a round trip to the connection's thread:
+//! there is no multi-statement transaction holding the write lock across round trips, and no
+//! read lock ever has to be upgraded to a write lock. Other processes on the same file wait up
+//! to five seconds for the write lock.
 
 mod conn;
 mod kv;

@@ -228,3 +228,37 @@ async fn schema_is_in_lockstep_with_sqlite() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_damaged_document_is_reported_as_corrupt() {
+    with_store(|store, schema| async move {
+        store
+            .insert_lease(&lease("cbx_bad"), &no_check())
+            .await
+            .unwrap();
+        store
+            .kv_put("bad", &serde_json::json!({}), None)
+            .await
+            .unwrap();
+        let mut conn = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+        for table in ["leases", "kv"] {
+            // Both names are fixed identifiers of this test.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {schema}.{table} SET doc = '{{\"id\": 1'"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        assert!(matches!(
+            store.get_lease("cbx_bad").await,
+            Err(StoreError::Corrupt { key, .. }) if key == "lease cbx_bad"
+        ));
+        assert!(matches!(
+            store.kv_take("bad").await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        store.close().await;
+    })
+    .await;
+}

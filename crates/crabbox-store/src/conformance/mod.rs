@@ -9,6 +9,7 @@
 //!
 //! [`bench`] is a small load generator for measuring a backend by hand; it is not a test.
 
+mod accounting;
 pub mod bench;
 mod kv;
 mod leases;
@@ -23,14 +24,15 @@ use async_trait::async_trait;
 
 use crate::{Store, StoreError};
 
+pub use accounting::{
+    admission_counts_live_and_this_month, lease_counts_by_state, prune_leases_keeps_live_and_recent,
+};
 pub use kv::{
     kv_list_prefix_is_literal, kv_put_cas_take_delete, leader_is_exclusive, ping_answers,
 };
 pub use leases::{
-    admission_counts_live_and_this_month, due_leases_follow_next_check, lease_counts_by_state,
-    lease_insert_existing_conflicts, lease_list_filters_and_order, lease_round_trip,
-    lease_update_is_compare_and_swap, live_leases_by_slug_ignore_terminal,
-    prune_leases_keeps_live_and_recent,
+    due_leases_follow_next_check, lease_insert_existing_conflicts, lease_list_filters_and_order,
+    lease_round_trip, lease_update_is_compare_and_swap, live_leases_by_slug_ignore_terminal,
 };
 pub use races::{
     racing_cas_updates_lose_nothing, racing_inserts_have_one_winner, racing_takes_have_one_winner,

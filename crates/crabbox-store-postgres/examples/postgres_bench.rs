@@ -1,8 +1,9 @@
-//! Measures lease cycles per second on PostgreSQL in a throwaway schema (a hand-run
-//! benchmark, not a test):
+//! Measures the PostgreSQL store in a throwaway schema (a hand-run benchmark, not a test):
+//! lease cycles (create → three heartbeats → run create and finish → release), then lone CAS
+//! updates and inserts, each from `clients` concurrent clients.
 //!
 //! ```text
-//! cargo run --release -p crabbox-store-postgres --example cycle_bench -- [clients] [cycles]
+//! cargo run --release -p crabbox-store-postgres --example postgres_bench -- [clients] [cycles]
 //! ```
 //!
 //! The server is `CRABBOX_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
@@ -29,7 +30,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(PgStore::connect(&url, options).await?);
     let outcome = async {
         bench::lease_cycles(store.clone(), "warm", clients, cycles / 10 + 1).await?;
-        bench::lease_cycles(store.clone(), "run", clients, cycles).await
+        Ok::<_, crabbox_store::StoreError>([
+            bench::lease_cycles(store.clone(), "cycle", clients, cycles).await?,
+            bench::cas_updates(store.clone(), "cas", clients, cycles * 4).await?,
+            bench::inserts(store.clone(), "insert", clients, cycles * 2).await?,
+        ])
     }
     .await;
     store.close().await;
@@ -41,8 +46,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         clippy::print_stdout,
         reason = "a hand-run benchmark prints its report"
     )]
-    {
-        println!("postgres, {clients} clients: {}", outcome?);
+    for report in outcome? {
+        println!("postgres, {clients} clients: {report}");
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! Measures lease cycles per second on a fresh SQLite file (a hand-run benchmark, not a test):
+//! Measures the SQLite store on a fresh file (a hand-run benchmark, not a test): lease cycles
+//! (create → three heartbeats → run create and finish → release), then lone CAS updates and
+//! inserts, each from `clients` concurrent clients.
 //!
 //! ```text
-//! cargo run --release -p crabbox-store-sqlite --example cycle_bench -- [clients] [cycles]
+//! cargo run --release -p crabbox-store-sqlite --example sqlite_bench -- [clients] [cycles]
 //! ```
 
 use std::sync::Arc;
@@ -16,15 +18,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cycles = args.next().transpose()?.unwrap_or(500);
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await?);
-    // Warm up (prepared statements, page cache), then measure on a store that already holds
-    // the warm-up's ended leases.
+    // Warm up (prepared statements, page cache); the measured runs then also see the ended
+    // leases of the ones before them.
     bench::lease_cycles(store.clone(), "warm", clients, cycles / 10 + 1).await?;
-    let report = bench::lease_cycles(store.clone(), "run", clients, cycles).await?;
+    let reports = [
+        bench::lease_cycles(store.clone(), "cycle", clients, cycles).await?,
+        bench::cas_updates(store.clone(), "cas", clients, cycles * 4).await?,
+        bench::inserts(store.clone(), "insert", clients, cycles * 2).await?,
+    ];
     #[expect(
         clippy::print_stdout,
         reason = "a hand-run benchmark prints its report"
     )]
-    {
+    for report in reports {
         println!("sqlite, {clients} clients: {report}");
     }
     store.close().await;
