@@ -124,3 +124,44 @@ async fn opening_an_unusable_path_names_it() {
         "{err}"
     );
 }
+
+/// Another process holding `<database>.leader` (here util-linux `flock`, which takes the same
+/// kind of lock) keeps this one from leading until it lets go.
+#[tokio::test]
+async fn another_process_holding_the_leader_file_blocks_leading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let lock_file = dir.path().join("coordinator.db.leader");
+    let ready = dir.path().join("locked");
+    // The shell opens the file, locks it with flock(1) and then becomes `sleep`, so the one
+    // process holding the lock is the child killed below.
+    let mut holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 9>'{}' && flock 9 && touch '{}' && exec sleep 30",
+            lock_file.display(),
+            ready.display()
+        ))
+        .spawn()
+        .expect("flock(1) from util-linux");
+    for _ in 0..100 {
+        if ready.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ready.exists(), "the other process took the lock");
+    let while_held = store.try_leader().await.unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(
+        while_held.is_none(),
+        "must not lead while another process does"
+    );
+    let guard = store.try_leader().await.unwrap();
+    assert!(
+        guard.is_some_and(|g| g.is_held()),
+        "leads once the other process is gone"
+    );
+}
