@@ -71,6 +71,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// Deletes the runner (static hosts: nothing to delete).
     async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError>;
+
+    /// Lease ids this provider currently holds resources for, so a coordinator can find
+    /// runners no record accounts for (orphans). Providers that cannot list say so with an
+    /// empty list.
+    async fn inventory(&self) -> Result<Vec<String>, ProviderError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Looks a provider up by name or alias.

@@ -119,6 +119,21 @@ impl Provider for LocalProvider {
         }
     }
 
+    async fn inventory(&self) -> Result<Vec<String>, ProviderError> {
+        match std::fs::read_dir(&self.root) {
+            Ok(entries) => Ok(entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(ProviderError::Io {
+                context: format!("could not list {}", self.root.display()),
+                source: Box::new(e),
+            }),
+        }
+    }
+
     async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
         let dir = self.lease_dir(&lease.lease_id);
         sshd::stop(&dir.join("sshd")).await;

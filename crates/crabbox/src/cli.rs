@@ -72,6 +72,26 @@ pub enum Command {
     Config(commands::config::ConfigCommand),
     /// Write a starter .crabbox.yaml.
     Init(commands::init::Args),
+    /// Log in to a coordinator (GitHub in the browser, or --token-stdin).
+    Login(commands::login::LoginArgs),
+    /// Forget the coordinator token.
+    Logout(commands::login::JsonArgs),
+    /// Show who the coordinator thinks you are.
+    Whoami(commands::login::JsonArgs),
+    /// List recorded runs (coordinator).
+    History(commands::history::HistoryArgs),
+    /// Print a recorded run's log (coordinator).
+    Logs(commands::history::LogsArgs),
+    /// Print a recorded run's events (coordinator).
+    Events(commands::history::EventsArgs),
+    /// Show this month's usage and cost caps (coordinator).
+    Usage(commands::usage::Args),
+    /// Coordinator administration (admin token).
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
+    /// Run the coordinator (`crabbox coordinator serve`).
+    #[command(subcommand)]
+    Coordinator(commands::coordinator::CoordinatorCommand),
     /// Print shell completions.
     Completions(commands::completions::Args),
     /// Print the version.

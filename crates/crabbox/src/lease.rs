@@ -30,6 +30,8 @@ pub struct Ctx {
     pub repo_name: String,
     pub claims: ClaimStore,
     pub state_dir: PathBuf,
+    /// The coordinator, when one is configured (brokered mode).
+    pub broker: Option<crabbox_client::Client>,
 }
 
 pub fn now_secs() -> u64 {
@@ -62,7 +64,9 @@ pub fn context(flags: Vec<FlagValue>) -> CliResult<Ctx> {
         .file_name()
         .map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned());
     let state_dir = paths::state_dir();
+    let broker = crate::broker::client(&settings)?;
     Ok(Ctx {
+        broker,
         claims: ClaimStore::new(&state_dir),
         settings,
         repo_root,
@@ -116,8 +120,38 @@ impl Ctx {
             .map_err(|e| e.hint("set provider: local or provider: ssh (with static.host) in crabbox.yaml, or pass --provider"))
     }
 
+    /// The provider new leases come from: the coordinator when one is configured (asking it
+    /// for the provider named by flag, env or config, else its default), else the configured
+    /// direct provider.
     pub fn provider(&self) -> CliResult<Arc<dyn Provider>> {
+        if let Some(client) = &self.broker {
+            let explicit = (self.settings.origin("provider") != "default")
+                .then(|| self.settings.config().provider.clone());
+            return Ok(Arc::new(crate::broker::BrokerProvider::new(
+                client.clone(),
+                explicit,
+            )));
+        }
         self.provider_named(&self.settings.config().provider.clone())
+    }
+
+    /// The provider that owns an existing lease (the coordinator for brokered ones).
+    pub fn provider_for(&self, record: &LeaseRecord) -> CliResult<Arc<dyn Provider>> {
+        if crate::broker::is_brokered(record) {
+            let client = match &self.broker {
+                Some(c) => c.clone(),
+                None => crabbox_client::Client::new(
+                    record
+                        .labels
+                        .get(crate::broker::BROKER_LABEL)
+                        .map_or("", String::as_str),
+                    None,
+                )
+                .map_err(|e| CliError::new(ExitStatus::Usage, e))?,
+            };
+            return Ok(Arc::new(crate::broker::BrokerProvider::new(client, None)));
+        }
+        self.provider_named(&record.provider)
     }
 
     /// Remote workdir for this repo on a lease.
@@ -273,15 +307,19 @@ pub async fn acquire(
 
 /// Resolves `--id` (lease id or slug) to a live lease.
 pub async fn resolve(ctx: &Ctx, id: &str) -> CliResult<LeaseRecord> {
-    let record = ctx
-        .claims
-        .resolve(id)
-        .status(ExitStatus::Usage)?
-        .ok_or_else(|| {
-            CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
-                .hint("`crabbox list` shows the leases on this machine")
-        })?;
-    let provider = ctx.provider_named(&record.provider)?;
+    let record = match ctx.claims.resolve(id).status(ExitStatus::Usage)? {
+        Some(record) => record,
+        None => match &ctx.broker {
+            Some(client) => adopt_brokered(ctx, client, id).await?,
+            None => {
+                return Err(
+                    CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
+                        .hint("`crabbox list` shows the leases on this machine"),
+                );
+            }
+        },
+    };
+    let provider = ctx.provider_for(&record)?;
     if let Health::Gone(reason) = provider.health(&record).await {
         return Err(CliError::msg(
             ExitStatus::Remote,
@@ -304,6 +342,38 @@ pub async fn resolve(ctx: &Ctx, id: &str) -> CliResult<LeaseRecord> {
     Ok(record)
 }
 
+/// A coordinator lease this machine has no claim for (another shell, or a claim cleaned up):
+/// usable when its per-lease key is here.
+async fn adopt_brokered(
+    ctx: &Ctx,
+    client: &crabbox_client::Client,
+    id: &str,
+) -> CliResult<LeaseRecord> {
+    let lease = client
+        .get_lease(id)
+        .await
+        .map_err(|e| crate::broker::cli_error(e, &format!("lease {id:?} not found")))?;
+    let key_dir = paths::lease_key_dir(&lease.id);
+    if !key_dir.join("id_ed25519").is_file() {
+        return Err(CliError::msg(
+            ExitStatus::Usage,
+            format!(
+                "lease {} was created on another machine; its SSH key is not here",
+                lease.id
+            ),
+        )
+        .hint("run from the machine that leased it, or `crabbox warmup` a new one"));
+    }
+    let mut record = crate::broker::record_from(&lease, client.base_url());
+    record.repo_root = Some(ctx.repo_root.display().to_string());
+    if let Some(host_key) = &record.ssh_host_key {
+        let line = format!("[{}]:{} {host_key}\n", record.ssh_host, record.ssh_port);
+        std::fs::write(key_dir.join("known_hosts"), line).status(ExitStatus::Failure)?;
+    }
+    ctx.claims.write(&record).status(ExitStatus::Failure)?;
+    Ok(record)
+}
+
 /// Marks a lease used now (refreshes the idle timer).
 pub fn touch(ctx: &Ctx, record: &mut LeaseRecord) {
     record.last_touched_at = now_secs();
@@ -315,7 +385,7 @@ pub fn touch(ctx: &Ctx, record: &mut LeaseRecord) {
 /// Releases a lease: closes its SSH master, deletes the runner, forgets the claim and keys.
 pub async fn release(ctx: &Ctx, record: &LeaseRecord) -> CliResult<()> {
     ssh_target(record).close_master().await;
-    let provider = ctx.provider_named(&record.provider)?;
+    let provider = ctx.provider_for(record)?;
     provider.release(record).await.status(ExitStatus::Remote)?;
     ctx.claims
         .remove(&record.lease_id)
@@ -332,7 +402,7 @@ fn rfc3339(secs: u64) -> String {
 /// The JSON/human view of a lease.
 pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
     let now = now_secs();
-    let health = match ctx.provider_named(&record.provider) {
+    let health = match ctx.provider_for(record) {
         Ok(p) => p.health(record).await,
         Err(_) => Health::Unknown,
     };

@@ -1,5 +1,6 @@
 //! `crabbox`: parse, run the command, report errors, exit with the contract's code.
 
+mod broker;
 mod cli;
 mod commands;
 mod compat;

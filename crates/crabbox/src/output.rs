@@ -16,6 +16,13 @@ pub fn out(line: impl AsRef<str>) {
     println!("{}", line.as_ref());
 }
 
+/// Writes text to stdout as is (no added newline).
+pub fn raw(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 /// Prints a JSON document to stdout.
 pub fn json<T: serde::Serialize>(value: &T) {
     println!(

@@ -13,9 +13,21 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let (records, warnings) = ctx.claims.list();
+    let (mut records, warnings) = ctx.claims.list();
     for w in warnings {
         output::warn(w);
+    }
+    if let Some(client) = &ctx.broker {
+        // Brokered: the coordinator's live leases for this caller, plus local direct claims.
+        let leases = client
+            .list_leases("state=live&limit=500")
+            .await
+            .map_err(|e| crate::broker::cli_error(e, "could not list coordinator leases"))?;
+        for lease in &leases {
+            if !records.iter().any(|r| r.lease_id == lease.id) {
+                records.push(crate::broker::record_from(lease, client.base_url()));
+            }
+        }
     }
     let mut views = Vec::new();
     for record in &records {

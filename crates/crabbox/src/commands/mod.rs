@@ -1,17 +1,22 @@
 //! One module per subcommand; each has an `Args` struct and one `run` function.
 
+pub mod admin;
 pub mod cleanup;
 pub mod completions;
 pub mod config;
+pub mod coordinator;
 pub mod doctor;
+pub mod history;
 pub mod init;
 pub mod inspect;
 pub mod list;
+pub mod login;
 pub mod run;
 pub mod ssh;
 pub mod status;
 pub mod stop;
 pub mod sync_plan;
+pub mod usage;
 pub mod warmup;
 
 use crate::cli::Command;
@@ -33,6 +38,15 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Config(cmd) => config::run(&cmd),
         Command::Init(args) => init::run(&args),
         Command::Completions(args) => Ok(completions::run(&args)),
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(&args),
+        Command::Whoami(args) => login::whoami(args).await,
+        Command::History(args) => history::history(args).await,
+        Command::Logs(args) => history::logs(args).await,
+        Command::Events(args) => history::events(args).await,
+        Command::Usage(args) => usage::run(args).await,
+        Command::Admin(cmd) => admin::run(cmd).await,
+        Command::Coordinator(cmd) => coordinator::run(cmd).await,
         Command::Version => {
             crate::output::out(format!("crabbox {}", env!("CARGO_PKG_VERSION")));
             Ok(0)

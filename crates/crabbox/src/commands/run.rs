@@ -158,9 +158,70 @@ pub async fn run(args: Args) -> CliResult<u8> {
         )
     };
     lease::touch(&ctx, &mut record);
-    let run_id = RunId::generate();
-    let outcome = execute(&ctx, &args, &record, &run_id, lock_wait, &progress).await;
+    // Brokered leases: a run record on the coordinator, heartbeats with telemetry meanwhile.
+    let client = ctx
+        .broker
+        .clone()
+        .filter(|_| crate::broker::is_brokered(&record));
+    let recorder = match &client {
+        Some(c) => {
+            crate::broker::RunRecorder::start(
+                c.clone(),
+                &record,
+                &args.command,
+                args.label.as_deref(),
+            )
+            .await
+        }
+        None => None,
+    };
+    let run_id = recorder
+        .as_ref()
+        .and_then(|r| RunId::parse(&r.run_id).ok())
+        .unwrap_or_else(RunId::generate);
+    let sampler = crate::broker::sampler(lease::ssh_target(&record));
+    let _heartbeat = client
+        .clone()
+        .map(|c| crate::broker::Heartbeat::start(c, &record, sampler.clone()));
+    let log = recorder.as_ref().map(|_| crate::broker::LogTail::default());
+    let events = recorder.as_ref().map(crate::broker::RunRecorder::sink);
+    if let (Some(events), true) = (&events, fresh) {
+        events.send("lease.created");
+    }
+    let start_sample = match &recorder {
+        Some(_) => sampler().await,
+        None => None,
+    };
+    let outcome = execute(
+        &ctx,
+        &args,
+        &record,
+        &run_id,
+        lock_wait,
+        &progress,
+        log.clone(),
+        events.clone(),
+    )
+    .await;
     progress.finish();
+    // Every event sender must be gone for the recorder to flush and finish.
+    drop(events);
+    if let Some(recorder) = recorder {
+        let end_sample = sampler().await;
+        let (exit, sync_ms, command_ms) = match &outcome {
+            Ok(o) => (o.exit_code, o.sync_ms, o.command_ms),
+            Err(e) => (i32::from(e.code), 0, 0),
+        };
+        recorder
+            .finish(
+                exit,
+                sync_ms,
+                command_ms,
+                &log.unwrap_or_default(),
+                serde_json::json!({"start": start_sample, "end": end_sample}),
+            )
+            .await;
+    }
 
     let release = fresh && !args.keep;
     let mut stopped = false;
@@ -261,6 +322,10 @@ pub fn sync_limits(config: &crabbox_core::config::Config, force: bool) -> sync::
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's pieces are computed in run() and used once here"
+)]
 async fn execute(
     ctx: &Ctx,
     args: &Args,
@@ -268,6 +333,8 @@ async fn execute(
     run_id: &RunId,
     lock_wait: std::time::Duration,
     progress: &Progress,
+    log: Option<crate::broker::LogTail>,
+    events: Option<crate::broker::EventSink>,
 ) -> CliResult<crabbox_remote::session::SessionOutcome> {
     let target = lease::ssh_target(record);
     let workdir = ctx.workdir(record);
@@ -373,18 +440,28 @@ async fn execute(
         let _ = cancel_tx.send(true);
     });
     let progress_events = progress.clone();
-    let on_event = move |event: SessionEvent| match event {
-        SessionEvent::WaitingForLock => {
-            progress_events.phase("waiting for another run on this lease");
+    let on_event = move |event: SessionEvent| {
+        if let Some(events) = &events {
+            match &event {
+                SessionEvent::Syncing { .. } => events.send("sync.started"),
+                SessionEvent::Synced => events.send("sync.finished"),
+                SessionEvent::CommandStarted => events.send("command.started"),
+                SessionEvent::WaitingForLock | SessionEvent::Skipped(_) => {}
+            }
         }
-        SessionEvent::Skipped(reason) => {
-            progress_events.phase(format!("no changes ({reason}), skipping sync"));
+        match event {
+            SessionEvent::WaitingForLock => {
+                progress_events.phase("waiting for another run on this lease");
+            }
+            SessionEvent::Skipped(reason) => {
+                progress_events.phase(format!("no changes ({reason}), skipping sync"));
+            }
+            SessionEvent::Syncing { files, bytes } => {
+                progress_events.phase(format!("syncing {files} files ({bytes} bytes)"));
+            }
+            SessionEvent::Synced => progress_events.phase("synced"),
+            SessionEvent::CommandStarted => progress_events.finish(),
         }
-        SessionEvent::Syncing { files, bytes } => {
-            progress_events.phase(format!("syncing {files} files ({bytes} bytes)"));
-        }
-        SessionEvent::Synced => progress_events.phase("synced"),
-        SessionEvent::CommandStarted => progress_events.finish(),
     };
     progress.phase(format!("connecting to {}", record.slug));
     let result = run_session(
@@ -392,8 +469,8 @@ async fn execute(
         &plan,
         hooks,
         on_event,
-        tokio::io::stdout(),
-        tokio::io::stderr(),
+        crate::broker::Tee::new(tokio::io::stdout(), log.clone()),
+        crate::broker::Tee::new(tokio::io::stderr(), log),
         cancel_rx,
     )
     .await;

@@ -23,14 +23,25 @@ pub async fn run(args: Args) -> CliResult<u8> {
         ));
     };
     let ctx = lease::context(Vec::new())?;
-    let record = ctx
-        .claims
-        .resolve(&id)
-        .status(ExitStatus::Usage)?
-        .ok_or_else(|| {
-            CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
-                .hint("`crabbox list` shows the leases on this machine")
-        })?;
+    let record = match ctx.claims.resolve(&id).status(ExitStatus::Usage)? {
+        Some(record) => record,
+        None => match &ctx.broker {
+            // A coordinator lease without a claim here: release it there.
+            Some(client) => {
+                let lease = client
+                    .get_lease(&id)
+                    .await
+                    .map_err(|e| crate::broker::cli_error(e, &format!("lease {id:?} not found")))?;
+                crate::broker::record_from(&lease, client.base_url())
+            }
+            None => {
+                return Err(
+                    CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
+                        .hint("`crabbox list` shows the leases on this machine"),
+                );
+            }
+        },
+    };
     lease::release(&ctx, &record).await?;
     output::err(format!(
         "deleted lease={} server={} name={}",

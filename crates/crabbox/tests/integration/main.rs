@@ -1,6 +1,7 @@
 //! End-to-end tests of the `crabbox` binary against real sshd, rsync and git (local provider).
 
 mod config;
+mod coordinator;
 mod lease;
 mod run;
 mod static_ssh;

@@ -1,0 +1,304 @@
+//! The Crabbox coordinator (`crabbox coordinator serve`): the `/v1` HTTP API with the existing
+//! paths and JSON field names, lease lifecycle over providers, run history, usage and caps,
+//! a reconciler that expires and cleans leases, and `/metrics`.
+//!
+//! Storage is behind `crabbox_store::Store`: SQLite (default, one process) or PostgreSQL
+//! (several replicas). Every state change is a compare-and-swap on the record's version; no
+//! request holds a lock across provider I/O, and exactly one replica runs the reconciler.
+
+pub mod access;
+pub mod admin;
+pub mod caps;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod leases;
+pub mod lifecycle;
+pub mod login;
+pub mod metrics;
+pub mod openapi;
+pub mod providers;
+pub mod reconciler;
+pub mod request;
+pub mod router;
+pub mod runs;
+pub mod service;
+pub mod ssh_pool;
+pub mod state;
+pub mod usage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crabbox_store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ServeArgs, Settings};
+pub use state::AppState;
+
+/// The default state directory: `$XDG_STATE_HOME/crabbox/coordinator`.
+pub fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("crabbox").join("coordinator")
+}
+
+/// Opens the configured store: PostgreSQL for `postgres://` URLs, SQLite otherwise.
+pub async fn open_store(
+    args: &ServeArgs,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let url = args
+        .database_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| state_dir.join("coordinator.db").display().to_string());
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return open_postgres(&url, args).await;
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(&url);
+    let store = crabbox_store_sqlite::SqliteStore::open(std::path::Path::new(path))
+        .await
+        .with_context(|| format!("could not open the SQLite store at {path}"))?;
+    Ok(Arc::new(store))
+}
+
+async fn open_postgres(url: &str, args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let store = crabbox_store_postgres::PgStore::connect(
+        url,
+        crabbox_store_postgres::PgOptions {
+            schema: args.database_schema.clone(),
+            max_connections: args.database_pool_size,
+            ..crabbox_store_postgres::PgOptions::default()
+        },
+    )
+    .await
+    .context("could not open the PostgreSQL store")?;
+    Ok(Arc::new(store))
+}
+
+/// Builds providers from the flags.
+fn build_providers(
+    args: &ServeArgs,
+    state_dir: &std::path::Path,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<BTreeMap<String, Arc<dyn crabbox_providers::Provider>>> {
+    let mut out: BTreeMap<String, Arc<dyn crabbox_providers::Provider>> = BTreeMap::new();
+    for raw in &args.providers {
+        let name = providers::canonical_name(raw);
+        match name.as_str() {
+            "" => {}
+            "local" => {
+                out.insert(
+                    name,
+                    Arc::new(crabbox_providers::local::LocalProvider::new(state_dir)),
+                );
+            }
+            "ssh" => {
+                let hosts = args
+                    .ssh_pool
+                    .iter()
+                    .filter(|h| !h.trim().is_empty())
+                    .map(|h| ssh_pool::PoolHost::parse(h))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?;
+                anyhow::ensure!(
+                    !hosts.is_empty(),
+                    "provider ssh needs pool hosts: --ssh-pool user@host[:port],… (CRABBOX_SSH_POOL)"
+                );
+                out.insert(
+                    name,
+                    Arc::new(ssh_pool::SshPoolProvider {
+                        hosts,
+                        key: args.ssh_pool_key.clone(),
+                        work_root: args.ssh_pool_work_root.clone(),
+                        authorized_keys: args.ssh_pool_authorized_keys.clone(),
+                        known_hosts: state_dir.join("ssh-pool-known_hosts"),
+                        store: store.clone(),
+                    }),
+                );
+            }
+            other => anyhow::bail!(
+                "provider {other:?} cannot run inside this coordinator yet (available: local, ssh)"
+            ),
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "--providers names no provider");
+    Ok(out)
+}
+
+/// Builds the shared state from flags and an environment map.
+pub async fn build_state<S: std::hash::BuildHasher>(
+    args: &ServeArgs,
+    env: &HashMap<String, String, S>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<AppState> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("could not create {}", state_dir.display()))?;
+    let lookup = |k: &str| env.get(k).cloned();
+    let (limits, cost_rates) = config::limits_from_env(&lookup).map_err(anyhow::Error::msg)?;
+    let auth_config =
+        crabbox_auth::AuthConfig::from_env(env.iter()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secrets = auth_config
+        .secrets()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let store = open_store(args, &state_dir).await?;
+    let providers = build_providers(args, &state_dir, &store)?;
+    let default_provider = match &args.default_provider {
+        Some(p) => {
+            let p = providers::canonical_name(p);
+            anyhow::ensure!(
+                providers.contains_key(&p),
+                "--default-provider {p} is not one of --providers"
+            );
+            p
+        }
+        None => providers::canonical_name(&args.providers[0]),
+    };
+    let auth = crabbox_auth::Authenticator::new(auth_config);
+    let github_login = Some(crabbox_auth::GithubLogin::new(
+        &auth,
+        Arc::new(crabbox_auth::StoreLoginStore(store.clone())),
+    ));
+    Ok(AppState {
+        inner: Arc::new(state::Inner {
+            store,
+            clock,
+            settings: Settings {
+                default_provider,
+                limits,
+                cost_rates,
+                run_retention_days: args.run_retention_days,
+                settle_secs: i64::from(args.provisioning_settle_seconds),
+                secrets,
+            },
+            auth,
+            github_login,
+            providers,
+            generation: state::random_hex(16),
+            reconcile_wake: tokio::sync::Notify::new(),
+            metrics: metrics::Metrics::default(),
+            leader: std::sync::atomic::AtomicBool::new(false),
+        }),
+    })
+}
+
+/// A running coordinator (HTTP server + reconciler) inside this process.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, stops the reconciler after its current pass.
+    pub async fn shutdown(self, timeout: Duration) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let drain = async {
+            let served = self.server.await;
+            if let Some(r) = self.reconciler {
+                let _ = r.await;
+            }
+            served
+        };
+        match tokio::time::timeout(timeout, drain).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Err(e)) => Err(anyhow::anyhow!("server task failed: {e}")),
+            Err(_) => anyhow::bail!("shutdown did not finish within {timeout:?}"),
+        }
+    }
+}
+
+/// Serves `state` on `listener`; with `reconcile`, also runs the reconciler loop.
+pub fn spawn(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    reconcile: bool,
+) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let app = router::router(state.clone());
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+    });
+    let reconciler =
+        reconcile.then(|| tokio::spawn(reconciler::run(state.clone(), shutdown.clone())));
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        server,
+        reconciler,
+    })
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRABBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// `crabbox coordinator serve`: runs until SIGTERM/SIGINT, then shuts down gracefully.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let state = build_state(&args, &env, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let running = spawn(state, listener, true)?;
+    tracing::info!(addr = %running.addr, providers = ?args.providers, "crabbox coordinator listening");
+    // Printed for scripts and tests that start the server on port 0.
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "crabbox coordinator listening on http://{}",
+            running.addr
+        );
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining requests and the reconciler");
+    running
+        .shutdown(Duration::from_millis(args.shutdown_timeout_ms))
+        .await?;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

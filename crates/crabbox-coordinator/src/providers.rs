@@ -1,0 +1,137 @@
+//! Providers inside the coordinator: the same `Provider` trait as direct mode, with the
+//! mapping between provider records and coordinator lease records.
+
+use axum::http::StatusCode;
+use crabbox_api::coord::Lease;
+use crabbox_providers::{AcquireRequest, LeaseRecord, ProviderError};
+
+/// Provider names the coordinator knows of, configured or not.
+const KNOWN: &[&str] = &[
+    "local",
+    "ssh",
+    "hetzner",
+    "aws",
+    "azure",
+    "gcp",
+    "daytona",
+    "islo",
+    "blacksmith",
+];
+
+pub fn canonical_name(raw: &str) -> String {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "google" => "gcp".into(),
+        "static" | "static-ssh" => "ssh".into(),
+        other => other.to_owned(),
+    }
+}
+
+pub fn is_known(name: &str) -> bool {
+    KNOWN.contains(&name)
+}
+
+/// The settings a provider needs before this coordinator can offer it.
+pub fn missing_settings(name: &str) -> Vec<&'static str> {
+    match name {
+        "ssh" => vec!["CRABBOX_SSH_POOL"],
+        "hetzner" => vec!["HETZNER_TOKEN"],
+        "aws" => vec!["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+        "azure" => vec![
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_ID",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_SUBSCRIPTION_ID",
+        ],
+        "daytona" => vec!["DAYTONA_CRABBOX_KEY"],
+        _ => vec![],
+    }
+}
+
+pub fn acquire_request(lease: &Lease, public_key: &str) -> AcquireRequest {
+    AcquireRequest {
+        lease_id: lease.id.clone(),
+        slug: lease.slug.clone(),
+        class: lease.class.clone(),
+        public_key: public_key.trim().to_owned(),
+        ttl_secs: lease.ttl_seconds,
+        idle_timeout_secs: lease.idle_timeout_seconds,
+        keep: lease.keep,
+    }
+}
+
+/// Copies what the provider made onto the lease.
+pub fn apply_record(lease: &mut Lease, record: &LeaseRecord) {
+    lease.cloud_id.clone_from(&record.server_id);
+    lease.server_id = record.server_id.parse().unwrap_or(0);
+    lease.server_name = format!(
+        "crabbox-{}-{:08x}",
+        lease.slug,
+        crabbox_core::slug::fnv1a32(lease.id.as_bytes())
+    );
+    lease.host.clone_from(&record.ssh_host);
+    lease.ssh_user.clone_from(&record.ssh_user);
+    lease.ssh_port = record.ssh_port.to_string();
+    lease.ssh_fallback_ports = record
+        .ssh_fallback_ports
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    lease.ssh_host_key.clone_from(&record.ssh_host_key);
+    lease.work_root.clone_from(&record.work_root);
+    lease.server_type.clone_from(&record.server_type);
+}
+
+/// Rebuilds the provider's view of a lease, for health checks and deletes.
+pub fn record_for(lease: &Lease) -> LeaseRecord {
+    let secs = |t: crabbox_api::coord::Timestamp| u64::try_from(t.millis() / 1000).unwrap_or(0);
+    LeaseRecord {
+        lease_id: lease.id.clone(),
+        slug: lease.slug.clone(),
+        provider: lease.provider.clone(),
+        server_id: lease.cloud_id.clone(),
+        server_type: lease.server_type.clone(),
+        ssh_host: lease.host.clone(),
+        ssh_user: lease.ssh_user.clone(),
+        ssh_port: lease.ssh_port.parse().unwrap_or(22),
+        ssh_fallback_ports: lease
+            .ssh_fallback_ports
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        ssh_host_key: lease.ssh_host_key.clone(),
+        ssh_key: None,
+        work_root: lease.work_root.clone(),
+        keep: lease.keep,
+        repo_root: None,
+        created_at: secs(lease.created_at),
+        last_touched_at: secs(lease.last_touched_at),
+        ttl_secs: lease.ttl_seconds,
+        idle_timeout_secs: lease.idle_timeout_seconds,
+        state: "ready".into(),
+        labels: std::collections::BTreeMap::default(),
+    }
+}
+
+pub fn status_for(e: &ProviderError) -> StatusCode {
+    match e {
+        ProviderError::InvalidSpec(_) => StatusCode::BAD_REQUEST,
+        ProviderError::Capacity(_) | ProviderError::Transient(_) | ProviderError::Io { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ProviderError::Quota(_) | ProviderError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        ProviderError::Auth(_) => StatusCode::BAD_GATEWAY,
+        ProviderError::NotFound(_) => StatusCode::NOT_FOUND,
+    }
+}
+
+pub fn code_for(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::InvalidSpec(_) => "invalid_request",
+        ProviderError::Capacity(_) => "provider_capacity",
+        ProviderError::Quota(_) => "provider_quota",
+        ProviderError::RateLimited(_) => "provider_rate_limited",
+        ProviderError::Auth(_) => "provider_auth_failed",
+        ProviderError::NotFound(_) => "not_found",
+        ProviderError::Transient(_) | ProviderError::Io { .. } => "provider_unavailable",
+    }
+}

@@ -1,0 +1,106 @@
+//! The `/v1` router, with request metrics, structured request logs and body limits.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+
+use crate::error::Failure;
+use crate::state::AppState;
+use crate::{admin, leases, login, runs, service, usage};
+
+/// Authenticated bodies up to 16 MiB; run finishes up to 64 MiB; login bodies 1 MiB.
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub const FINISH_BODY_LIMIT: usize = 64 * 1024 * 1024;
+pub const PUBLIC_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let auth_routes = Router::new()
+        .route("/v1/auth/github/start", post(login::start))
+        .route("/v1/auth/github/callback", get(login::callback))
+        .route("/v1/auth/github/poll", post(login::poll))
+        .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
+        .layer(middleware::from_fn(limit_public));
+    let finish = Router::new()
+        .route("/v1/runs/{id}/finish", post(runs::finish))
+        .layer(DefaultBodyLimit::max(FINISH_BODY_LIMIT));
+    Router::new()
+        .route("/", get(service::root))
+        .route("/v1/health", get(service::health))
+        .route("/v1/ready", get(service::ready).head(service::ready))
+        .route("/v1/openapi.json", get(service::openapi))
+        .route("/metrics", get(service::metrics))
+        .route("/v1/whoami", get(service::whoami))
+        .route("/v1/pool", get(service::pool))
+        .route("/v1/leases", post(leases::create).get(leases::list))
+        .route("/v1/leases/capability-aware", post(leases::create))
+        .route("/v1/leases/{id}", get(leases::get).put(leases::put_fixed))
+        .route("/v1/leases/{id}/cancel-create", post(leases::cancel_create))
+        .route("/v1/leases/{id}/registration", put(leases::register))
+        .route("/v1/leases/{id}/heartbeat", post(leases::heartbeat))
+        .route("/v1/leases/{id}/release", post(leases::release))
+        .route("/v1/runs", post(runs::create).get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/logs", get(runs::logs))
+        .route(
+            "/v1/runs/{id}/events",
+            get(runs::events).post(runs::post_event),
+        )
+        .route("/v1/runs/{id}/telemetry", post(runs::post_telemetry))
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/admin/leases", get(admin::list))
+        .route("/v1/admin/leases/{id}/release", post(admin::release))
+        .route("/v1/admin/leases/{id}/delete", post(admin::delete))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(finish)
+        .merge(auth_routes)
+        .fallback(service::fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Unauthenticated bodies are refused early by their declared length.
+async fn limit_public(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > PUBLIC_BODY_LIMIT) {
+        return Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").into_response();
+    }
+    next.run(req).await
+}
+
+/// Counts every request by route template and status and logs it.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| !v.as_bytes().starts_with(b"application/json"))
+    {
+        response = Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").into_response();
+    }
+    state
+        .metrics
+        .request(method.as_str(), &route, status.as_u16());
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = status.as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,103 @@
+//! Service routes: health, readiness, whoami, pool, metrics and the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use crabbox_api::coord::{LeaseState, Whoami};
+use crabbox_store::LeaseQuery;
+use serde_json::json;
+
+use crate::access::Caller;
+use crate::error::{Failure, Result};
+use crate::providers;
+use crate::state::AppState;
+
+pub async fn health() -> Response {
+    Json(json!({"ok": true, "service": "crabbox-coordinator"})).into_response()
+}
+
+pub async fn root() -> Redirect {
+    Redirect::to("/portal")
+}
+
+pub async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"ok": false, "error": "dependency_unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn whoami(caller: Caller) -> Json<Whoami> {
+    Json(caller.whoami())
+}
+
+/// `GET /v1/pool` (admin): the runners behind live leases, each checked with its provider.
+pub async fn pool(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    caller.require_admin()?;
+    let leases = state
+        .store
+        .list_leases(&LeaseQuery {
+            states: vec![LeaseState::Provisioning, LeaseState::Active],
+            limit: 500,
+            ..LeaseQuery::default()
+        })
+        .await?;
+    let mut machines = Vec::new();
+    for lease in leases
+        .iter()
+        .filter(|l| !l.is_registered() && !l.cloud_id.is_empty())
+    {
+        let health = match state.provider(&lease.provider) {
+            Some(p) => match p.health(&providers::record_for(lease)).await {
+                crabbox_providers::Health::Alive => "running".to_owned(),
+                crabbox_providers::Health::Gone(why) => format!("gone: {why}"),
+                crabbox_providers::Health::Unknown => "unknown".to_owned(),
+            },
+            None => "provider not configured".to_owned(),
+        };
+        machines.push(json!({
+            "provider": lease.provider, "id": lease.cloud_id, "name": lease.server_name,
+            "host": lease.host, "serverType": lease.server_type, "status": health,
+            "leaseID": lease.id, "slug": lease.slug, "owner": lease.owner,
+        }));
+    }
+    Ok(Json(json!({ "machines": machines })).into_response())
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
+    let counts = state.store.lease_counts().await.map_err(Failure::from)?;
+    let counts: Vec<(String, u64)> = LeaseState::ALL
+        .iter()
+        .map(|s| {
+            let n = counts.iter().find(|(st, _)| st == s).map_or(0, |(_, n)| *n);
+            (s.as_str().to_owned(), n)
+        })
+        .collect();
+    let body = state.metrics.render(&counts, state.is_leader());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+pub async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    Failure::not_found()
+        .message(format!("no route for {method} {}", uri.path()))
+        .into_response()
+}

@@ -1,0 +1,189 @@
+//! Starts an in-process coordinator on 127.0.0.1:0 and talks to it with reqwest.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use crabbox_api::coord::Timestamp;
+use crabbox_coordinator::{ManualClock, Running, ServeArgs};
+use serde_json::{Value, json};
+
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+pub const SHARED_TOKEN: &str = "shared-token-for-tests-0123456789";
+pub const USER_HEADER: &str = "x-test-user";
+
+#[derive(clap::Parser, Debug)]
+struct Wrapper {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+#[derive(Debug)]
+pub struct Coord {
+    pub running: Option<Running>,
+    pub clock: ManualClock,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// A caller: a proxy-asserted user, the admin token, the shared token or nobody.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    User(&'a str),
+    Admin,
+    Shared,
+    Anonymous,
+}
+
+pub const ALICE: Who<'static> = Who::User("alice@example.com");
+pub const BOB: Who<'static> = Who::User("bob@example.com");
+
+pub fn public_key() -> String {
+    // Any valid OpenSSH ed25519 public key line works: tests that ssh in use their own.
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDQ4PxYkQ3H0y6Tq0r7WnZ1x0a0n4gkTzK8cZ6vX3bS2 test".into()
+}
+
+pub fn base_env() -> HashMap<String, String> {
+    [
+        ("CRABBOX_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("CRABBOX_SHARED_TOKEN", SHARED_TOKEN),
+        ("CRABBOX_SHARED_OWNER", "team@example.com"),
+        ("CRABBOX_DEFAULT_ORG", "example-org"),
+        ("CRABBOX_TRUSTED_PROXY_CIDRS", "127.0.0.1/32"),
+        ("CRABBOX_TRUSTED_USER_HEADER", USER_HEADER),
+        ("CRABBOX_TRUSTED_USER_ORG", "example-org"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+impl Coord {
+    pub async fn start() -> Self {
+        Self::start_with(base_env(), &[]).await
+    }
+
+    pub async fn start_with(env: HashMap<String, String>, flags: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cbx-coord")
+            .tempdir()
+            .unwrap();
+        let state_dir = dir.path().join("state");
+        let mut argv = vec![
+            "serve".to_owned(),
+            "--state-dir".to_owned(),
+            state_dir.display().to_string(),
+            "--provisioning-settle-seconds".to_owned(),
+            "60".to_owned(),
+        ];
+        argv.extend(flags.iter().map(|s| (*s).to_owned()));
+        let serve_args = Wrapper::try_parse_from(argv).unwrap().args;
+        let clock = ManualClock::new(Timestamp::now());
+        let state = crabbox_coordinator::build_state(&serve_args, &env, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // The reconciler loop is not started: tests drive passes with the manual clock.
+        let running = crabbox_coordinator::spawn(state, listener, false).unwrap();
+        let base = format!("http://{}", running.addr);
+        Self {
+            running: Some(running),
+            clock,
+            base,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn state(&self) -> &crabbox_coordinator::AppState {
+        &self.running.as_ref().unwrap().state
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Number of local runner directories (one per live sshd the provider made).
+    pub fn runner_dirs(&self) -> usize {
+        std::fs::read_dir(self.state_dir().join("local")).map_or(0, Iterator::count)
+    }
+
+    /// One reconciler pass at the manual clock's time.
+    pub async fn reconcile(&self) -> crabbox_coordinator::reconciler::PassReport {
+        let mut total = crabbox_coordinator::reconciler::PassReport::default();
+        loop {
+            let (report, more) = crabbox_coordinator::reconciler::pass(self.state(), true)
+                .await
+                .unwrap();
+            total.expired += report.expired;
+            total.deleted += report.deleted;
+            total.failed_cleanups += report.failed_cleanups;
+            total.recovered += report.recovered;
+            total.orphans_deleted += report.orphans_deleted;
+            if !more {
+                return total;
+            }
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        who: Who<'_>,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        req = match who {
+            Who::User(name) => req.header(USER_HEADER, name),
+            Who::Admin => req.bearer_auth(ADMIN_TOKEN),
+            Who::Shared => req.bearer_auth(SHARED_TOKEN),
+            Who::Anonymous => req,
+        };
+        req
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        who: Who<'_>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.request(method, path, who);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    pub async fn create(&self, who: Who<'_>, extra: Value) -> (u16, Value) {
+        let mut body = json!({"provider": "local", "sshPublicKey": public_key(), "ttlSeconds": 3600, "idleTimeoutSeconds": 600});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        self.call("POST", "/v1/leases", who, Some(body)).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(std::time::Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+        // Kill any sshd a failing test left behind.
+        if let Ok(entries) = std::fs::read_dir(self.state_dir().join("local")) {
+            for e in entries.flatten() {
+                crabbox_remote::sshd::stop(&e.path().join("sshd")).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Coordinator API tests over real HTTP: the real router and reconciler, a real SQLite store
+//! in a temp dir, the real `local` provider (one sshd per lease) and a manual clock.
+
+mod harness;
+mod leases;
+mod runs;
+mod service;

@@ -1,0 +1,101 @@
+//! Health, whoami, metrics and the OpenAPI document.
+
+use crate::harness::{ALICE, Coord, Who};
+
+#[tokio::test]
+async fn health_ready_and_whoami_answer_per_principal() {
+    let c = Coord::start().await;
+    let (status, b) = c.call("GET", "/v1/health", Who::Anonymous, None).await;
+    assert_eq!(
+        (status, b["service"].as_str()),
+        (200, Some("crabbox-coordinator"))
+    );
+    let (status, b) = c.call("GET", "/v1/ready", Who::Anonymous, None).await;
+    assert_eq!((status, b["ok"].as_bool()), (200, Some(true)));
+    let (_, me) = c.call("GET", "/v1/whoami", ALICE, None).await;
+    assert_eq!(me["owner"], "alice@example.com");
+    assert_eq!(me["auth"], "proxy");
+    assert_eq!(me["admin"], false);
+    let (_, shared) = c.call("GET", "/v1/whoami", Who::Shared, None).await;
+    assert_eq!(shared["owner"], "team@example.com");
+    assert_eq!(shared["org"], "example-org");
+    let (_, admin) = c.call("GET", "/v1/whoami", Who::Admin, None).await;
+    assert_eq!(admin["admin"], true);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_leases_by_state() {
+    let c = Coord::start().await;
+    let (status, _) = c.create(ALICE, serde_json::json!({})).await;
+    assert_eq!(status, 201);
+    let text = c
+        .request(reqwest::Method::GET, "/metrics", Who::Anonymous)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("crabbox_leases{state=\"active\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "crabbox_http_requests_total{method=\"POST\",route=\"/v1/leases\",status=\"201\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("crabbox_leases_created_total{provider=\"local\"} 1"),
+        "{text}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routed_paths() {
+    let c = Coord::start().await;
+    let (status, doc) = c
+        .call("GET", "/v1/openapi.json", Who::Anonymous, None)
+        .await;
+    assert_eq!(status, 200);
+    let documented: std::collections::BTreeSet<String> =
+        doc["paths"].as_object().unwrap().keys().cloned().collect();
+    // Every route registered in the router source is documented, and vice versa.
+    let source = include_str!("../../src/router.rs");
+    let routed: std::collections::BTreeSet<String> = source
+        .match_indices(".route(")
+        .map(|(i, _)| {
+            let rest = source[i + 7..].trim_start().strip_prefix('"').unwrap();
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .filter(|p| p != "/")
+        .collect();
+    assert_eq!(routed, documented);
+    // And every documented operation is answered by a handler, not the fallback.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "cbx_000000000000");
+            let resp = c
+                .request(
+                    reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    &concrete,
+                    Who::Admin,
+                )
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            assert!(
+                !body.contains("no route for"),
+                "{method} {path} is documented but not routed ({status} {body})"
+            );
+        }
+    }
+    c.stop().await;
+}

@@ -1,0 +1,522 @@
+//! Brokered mode: when a coordinator is configured (`coordinator` / `broker.url`), leases come
+//! from it. `BrokerProvider` implements the same `Provider` trait as the direct providers, so
+//! the data plane (keys, readiness, sync, run) is identical; the coordinator owns provisioning,
+//! expiry and cleanup. Also: the heartbeat loop with Linux telemetry and the run record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crabbox_api::ExitStatus;
+use crabbox_api::coord::{HeartbeatRequest, Lease, LeaseRequest, ReleaseRequest};
+use crabbox_client::{Client, ClientError};
+use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
+
+use crate::error::{CliError, CliResult};
+use crate::settings::Settings;
+
+/// The label that marks a claim as brokered (value: the coordinator URL).
+pub const BROKER_LABEL: &str = "broker";
+
+/// The configured coordinator client, if any (`broker.mode: registered` is direct mode).
+pub fn client(settings: &Settings) -> CliResult<Option<Client>> {
+    let coord = &settings.config().coordinator;
+    let Some(url) = coord.url.clone().filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let token = coord.token.as_ref().map(|t| t.expose().to_owned());
+    Client::new(&url, token).map(Some).map_err(|e| {
+        CliError::new(ExitStatus::Usage, e).hint(
+            "set coordinator: https://… in ~/.config/crabbox/config.yaml or CRABBOX_COORDINATOR",
+        )
+    })
+}
+
+/// The coordinator client, or exit 2 saying one is needed.
+pub fn require(settings: &Settings, what: &str) -> CliResult<Client> {
+    client(settings)?.ok_or_else(|| {
+        CliError::msg(
+            ExitStatus::Usage,
+            format!("{what} requires a configured coordinator"),
+        )
+        .hint("run `crabbox login --url https://…` or set CRABBOX_COORDINATOR")
+    })
+}
+
+/// The admin client (`broker.adminToken` / `CRABBOX_COORDINATOR_ADMIN_TOKEN`).
+pub fn require_admin(settings: &Settings) -> CliResult<Client> {
+    let base = require(settings, "an admin command")?;
+    let Some(token) = settings.config().coordinator.admin_token.as_ref() else {
+        return Err(CliError::msg(
+            ExitStatus::Usage,
+            "admin command requires broker.adminToken or CRABBOX_COORDINATOR_ADMIN_TOKEN",
+        ));
+    };
+    Client::new(base.base_url(), Some(token.expose().to_owned()))
+        .map_err(|e| CliError::new(ExitStatus::Usage, e))
+}
+
+/// Maps a coordinator failure to the exit-code contract with a hint.
+pub fn cli_error(e: ClientError, doing: &str) -> CliError {
+    let status = match e.status() {
+        Some(401) => ExitStatus::Auth,
+        Some(404) => ExitStatus::NotFound,
+        Some(400 | 409 | 424) => ExitStatus::Usage,
+        _ => ExitStatus::Failure,
+    };
+    let hint = match (e.status(), e.code()) {
+        (Some(401), _) => Some("run `crabbox login --url <coordinator>` (or check CRABBOX_COORDINATOR_TOKEN)".to_owned()),
+        (_, Some("cost_limit_exceeded")) => Some("release a lease (`crabbox list`, `crabbox stop <id>`) or ask an admin to raise the cap".to_owned()),
+        (_, Some("provider_not_configured")) => Some("pick a provider this coordinator offers with --provider".to_owned()),
+        (None, _) => Some("is the coordinator running? `crabbox doctor` checks it".to_owned()),
+        _ => None,
+    };
+    let mut err = CliError::new(status, anyhow::Error::new(e).context(doing.to_owned()));
+    if let Some(h) = hint {
+        err = err.hint(h);
+    }
+    err
+}
+
+/// Leases through a coordinator.
+#[derive(Debug, Clone)]
+pub struct BrokerProvider {
+    client: Client,
+    /// The provider to ask the coordinator for (`None`: its default).
+    provider: Option<String>,
+}
+
+impl BrokerProvider {
+    pub fn new(client: Client, provider: Option<String>) -> Self {
+        Self { client, provider }
+    }
+}
+
+fn provider_error(e: &ClientError) -> ProviderError {
+    match e.status() {
+        Some(400 | 409 | 424) => ProviderError::InvalidSpec(e.to_string()),
+        Some(404) => ProviderError::NotFound(e.to_string()),
+        Some(401 | 403) => ProviderError::Auth(e.to_string()),
+        Some(429) => ProviderError::Quota(e.to_string()),
+        _ => ProviderError::Transient(e.to_string()),
+    }
+}
+
+/// A coordinator lease as the CLI tracks it in its local claims.
+pub fn record_from(lease: &Lease, url: &str) -> LeaseRecord {
+    let secs = |t: crabbox_api::coord::Timestamp| u64::try_from(t.millis() / 1000).unwrap_or(0);
+    LeaseRecord {
+        lease_id: lease.id.clone(),
+        slug: lease.slug.clone(),
+        provider: lease.provider.clone(),
+        server_id: lease.cloud_id.clone(),
+        server_type: lease.server_type.clone(),
+        ssh_host: lease.host.clone(),
+        ssh_user: lease.ssh_user.clone(),
+        ssh_port: lease.ssh_port.parse().unwrap_or(22),
+        ssh_fallback_ports: lease
+            .ssh_fallback_ports
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        ssh_host_key: lease.ssh_host_key.clone(),
+        ssh_key: None,
+        work_root: lease.work_root.clone(),
+        keep: lease.keep,
+        repo_root: None,
+        created_at: secs(lease.created_at),
+        last_touched_at: secs(lease.last_touched_at),
+        ttl_secs: lease.ttl_seconds,
+        idle_timeout_secs: lease.idle_timeout_seconds,
+        state: "ready".into(),
+        labels: [
+            (BROKER_LABEL.to_owned(), url.to_owned()),
+            ("class".to_owned(), lease.class.clone()),
+        ]
+        .into(),
+    }
+}
+
+pub fn is_brokered(record: &LeaseRecord) -> bool {
+    record.labels.contains_key(BROKER_LABEL)
+}
+
+#[async_trait]
+impl Provider for BrokerProvider {
+    fn name(&self) -> &'static str {
+        "coordinator"
+    }
+
+    fn per_lease_key(&self) -> bool {
+        true
+    }
+
+    async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
+        let token = format!("cat_{}", random_hex(16));
+        let body = LeaseRequest {
+            lease_id: Some(req.lease_id.clone()),
+            create_attempt_id: Some(token.clone()),
+            slug: Some(req.slug.clone()),
+            provider: self.provider.clone(),
+            class: Some(req.class.clone()).filter(|c| !c.is_empty()),
+            ttl_seconds: Some(req.ttl_secs as f64),
+            idle_timeout_seconds: Some(req.idle_timeout_secs as f64),
+            keep: Some(req.keep),
+            ssh_public_key: Some(req.public_key.clone()),
+            ..LeaseRequest::default()
+        };
+        // An uncertain answer (transport error, 5xx) is retried with the same attempt token
+        // for up to 90 s: the coordinator joins or replays the create, never doubles it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let lease = loop {
+            match self.client.create_lease(&body).await {
+                Ok(lease) => break lease,
+                Err(e) if e.is_uncertain() && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Err(e) => return Err(provider_error(&e)),
+            }
+        };
+        let mut lease = lease;
+        // A replay of a create still provisioning: poll until it is active.
+        while lease.state == crabbox_api::coord::LeaseState::Provisioning {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            lease = self
+                .client
+                .get_lease(&lease.id)
+                .await
+                .map_err(|e| provider_error(&e))?;
+        }
+        if !lease.is_live() {
+            return Err(ProviderError::Transient(format!(
+                "the coordinator's lease {} is {}",
+                lease.id,
+                lease.state.as_str()
+            )));
+        }
+        Ok(record_from(&lease, self.client.base_url()))
+    }
+
+    async fn health(&self, lease: &LeaseRecord) -> Health {
+        match self.client.get_lease(&lease.lease_id).await {
+            Ok(l) if l.is_live() => Health::Alive,
+            Ok(l) => Health::Gone(format!("the coordinator reports it {}", l.state.as_str())),
+            Err(e) if e.status() == Some(404) => {
+                Health::Gone("the coordinator no longer knows it".into())
+            }
+            Err(_) => Health::Unknown,
+        }
+    }
+
+    async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
+        let req = ReleaseRequest {
+            expected_provider: None,
+            delete: Some(true),
+        };
+        match self.client.release(&lease.lease_id, &req).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(provider_error(&e)),
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random source is unavailable");
+    hex::encode(buf)
+}
+
+/// Linux telemetry from the runner, one command over the lease's SSH master (spec §4.9).
+pub const TELEMETRY_SCRIPT: &str = r#"set +e
+echo cpuCount=$(getconf _NPROCESSORS_ONLN 2>/dev/null)
+read l1 l5 l15 _ < /proc/loadavg 2>/dev/null && echo load1=$l1 && echo load5=$l5 && echo load15=$l15
+awk '/^MemTotal:/{t=$2*1024} /^MemAvailable:/{a=$2*1024} END{if(t>0){printf "memoryTotalBytes=%d\nmemoryUsedBytes=%d\nmemoryPercent=%.1f\n",t,t-a,(t-a)*100/t}}' /proc/meminfo 2>/dev/null
+df -PB1 / 2>/dev/null | awk 'NR==2{printf "diskTotalBytes=%d\ndiskUsedBytes=%d\ndiskPercent=%.1f\n",$2,$3,($2>0?$3*100/$2:0)}'
+awk '{printf "uptimeSeconds=%d\n",$1}' /proc/uptime 2>/dev/null
+"#;
+
+/// Parses `key=value` telemetry lines; `None` when no metric parsed.
+pub fn parse_telemetry(text: &str) -> Option<serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.trim().split_once('=') else {
+            continue;
+        };
+        let Ok(n) = v.trim().parse::<f64>() else {
+            continue;
+        };
+        if n.is_finite() && n >= 0.0 {
+            map.insert(k.to_owned(), serde_json::json!(n));
+        }
+    }
+    if map.is_empty() {
+        return None;
+    }
+    map.insert(
+        "capturedAt".into(),
+        serde_json::json!(crabbox_api::coord::Timestamp::now().to_string()),
+    );
+    map.insert("source".into(), serde_json::json!("ssh-linux"));
+    Some(serde_json::Value::Object(map))
+}
+
+/// Heartbeats a brokered lease every `idle/3` (clamped to 5–60 s) with telemetry until dropped.
+#[derive(Debug)]
+pub struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Heartbeat {
+    pub fn start(
+        client: Client,
+        record: &LeaseRecord,
+        sample: Arc<
+            dyn Fn() -> futures_util::future::BoxFuture<'static, Option<serde_json::Value>>
+                + Send
+                + Sync,
+        >,
+    ) -> Self {
+        let id = record.lease_id.clone();
+        let provider = record.provider.clone();
+        let interval = Duration::from_secs((record.idle_timeout_secs / 3).clamp(5, 60));
+        let task = tokio::spawn(async move {
+            // Touch now (a short run still refreshes the idle timer), sample later.
+            let touch = HeartbeatRequest {
+                expected_provider: Some(provider.clone()),
+                ..HeartbeatRequest::default()
+            };
+            if let Err(e) = client.heartbeat(&id, &touch).await {
+                crate::output::warn(format!("heartbeat for {id} failed: {e}"));
+            }
+            loop {
+                tokio::time::sleep(interval).await;
+                let telemetry = tokio::time::timeout(Duration::from_secs(5), sample())
+                    .await
+                    .ok()
+                    .flatten();
+                let req = HeartbeatRequest {
+                    expected_provider: Some(provider.clone()),
+                    idle_timeout_seconds: None,
+                    telemetry,
+                };
+                if let Err(e) = client.heartbeat(&id, &req).await {
+                    crate::output::warn(format!("heartbeat for {id} failed: {e}"));
+                }
+            }
+        });
+        Self { task }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_lines_parse_and_garbage_is_dropped() {
+        let v =
+            parse_telemetry("cpuCount=2\nload1=0.50\nmemoryPercent=-3\nnoise\nuptimeSeconds=12\n")
+                .unwrap();
+        assert_eq!(v["cpuCount"], 2.0);
+        assert_eq!(v["load1"], 0.5);
+        assert!(v.get("memoryPercent").is_none());
+        assert_eq!(v["source"], "ssh-linux");
+        assert!(parse_telemetry("nothing here").is_none());
+    }
+}
+
+/// The last 8 MiB of a run's output (stdout and stderr interleaved), for the run record.
+#[derive(Debug, Clone, Default)]
+pub struct LogTail {
+    inner: Arc<std::sync::Mutex<(Vec<u8>, u64)>>,
+}
+
+/// What the coordinator keeps of a log.
+pub const LOG_TAIL_BYTES: usize = 8 * 1024 * 1024;
+
+impl LogTail {
+    pub fn push(&self, bytes: &[u8]) {
+        let mut guard = self.inner.lock().expect("log tail lock");
+        let (buf, total) = &mut *guard;
+        *total += bytes.len() as u64;
+        buf.extend_from_slice(bytes);
+        if buf.len() > LOG_TAIL_BYTES * 2 {
+            let cut = buf.len() - LOG_TAIL_BYTES;
+            buf.drain(..cut);
+        }
+    }
+
+    /// `(text, truncated)`: the kept tail as UTF-8 (lossy at a cut boundary).
+    pub fn take(&self) -> (String, bool) {
+        let guard = self.inner.lock().expect("log tail lock");
+        let (buf, total) = &*guard;
+        let start = buf.len().saturating_sub(LOG_TAIL_BYTES);
+        (
+            String::from_utf8_lossy(&buf[start..]).into_owned(),
+            *total > LOG_TAIL_BYTES as u64,
+        )
+    }
+}
+
+/// Forwards writes to `inner` and keeps a copy in a [`LogTail`].
+#[derive(Debug)]
+pub struct Tee<W> {
+    inner: W,
+    tail: Option<LogTail>,
+}
+
+impl<W> Tee<W> {
+    pub fn new(inner: W, tail: Option<LogTail>) -> Self {
+        Self { inner, tail }
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tee<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (std::task::Poll::Ready(Ok(n)), Some(tail)) = (&poll, &self.tail) {
+            tail.push(&buf[..*n]);
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A run recorded on the coordinator: events are posted in order in the background; a
+/// failure to record never fails the run (a warning says so).
+#[derive(Debug)]
+pub struct RunRecorder {
+    client: Client,
+    pub run_id: String,
+    events: tokio::sync::mpsc::UnboundedSender<crabbox_api::coord::RunEventRequest>,
+    poster: tokio::task::JoinHandle<()>,
+}
+
+impl RunRecorder {
+    pub async fn start(
+        client: Client,
+        record: &LeaseRecord,
+        command: &[String],
+        label: Option<&str>,
+    ) -> Option<Self> {
+        let req = crabbox_api::coord::RunCreateRequest {
+            lease_id: Some(record.lease_id.clone()),
+            provider: Some(record.provider.clone()),
+            target: Some("linux".into()),
+            class: record.labels.get("class").cloned(),
+            server_type: Some(record.server_type.clone()),
+            command: Some(command.to_vec()),
+            label: label.map(str::to_owned),
+            ..Default::default()
+        };
+        let run = match client.create_run(&req).await {
+            Ok(run) => run,
+            Err(e) => {
+                crate::output::warn(format!("could not record this run on the coordinator: {e}"));
+                return None;
+            }
+        };
+        crate::output::err(format!("recording run {}", run.id));
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<crabbox_api::coord::RunEventRequest>();
+        let (poster_client, id) = (client.clone(), run.id.clone());
+        let poster = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let Err(e) = poster_client.run_event(&id, &event).await
+                    && e.status() == Some(404)
+                {
+                    return;
+                }
+            }
+        });
+        Some(Self {
+            client,
+            run_id: run.id,
+            events: tx,
+            poster,
+        })
+    }
+
+    /// A cheap handle for posting events from callbacks.
+    pub fn sink(&self) -> EventSink {
+        EventSink(self.events.clone())
+    }
+
+    /// Finishes the record: exit code, timings, the log tail and start/end telemetry.
+    pub async fn finish(
+        self,
+        exit_code: i32,
+        sync_ms: u64,
+        command_ms: u64,
+        log: &LogTail,
+        telemetry: serde_json::Value,
+    ) {
+        drop(self.events);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.poster).await;
+        let (text, truncated) = log.take();
+        let req = crabbox_api::coord::RunFinishRequest {
+            exit_code: Some(f64::from(exit_code)),
+            sync_ms: Some(sync_ms as f64),
+            command_ms: Some(command_ms as f64),
+            log: Some(text),
+            log_truncated: Some(truncated),
+            telemetry: Some(telemetry),
+            ..Default::default()
+        };
+        if let Err(e) = self.client.finish_run(&self.run_id, &req).await {
+            crate::output::warn(format!("could not finish run record {}: {e}", self.run_id));
+        }
+    }
+}
+
+/// Posts run events in order without waiting.
+#[derive(Debug, Clone)]
+pub struct EventSink(tokio::sync::mpsc::UnboundedSender<crabbox_api::coord::RunEventRequest>);
+
+impl EventSink {
+    pub fn send(&self, kind: &str) {
+        let _ = self.0.send(crabbox_api::coord::RunEventRequest {
+            kind: Some(kind.to_owned()),
+            ..Default::default()
+        });
+    }
+}
+
+/// Samples the runner's telemetry over its SSH master.
+pub fn sampler(
+    target: crabbox_remote::ssh::SshTarget,
+) -> Arc<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, Option<serde_json::Value>> + Send + Sync,
+> {
+    Arc::new(move || {
+        let target = target.clone();
+        Box::pin(async move {
+            let out = target.capture(TELEMETRY_SCRIPT).await.ok()?;
+            parse_telemetry(&String::from_utf8_lossy(&out.stdout))
+        })
+    })
+}

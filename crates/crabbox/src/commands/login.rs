@@ -1,0 +1,328 @@
+//! `crabbox login`, `logout` and `whoami` against a coordinator.
+//!
+//! `login --token-stdin` stores a shared token; without it the GitHub browser flow runs: the
+//! coordinator returns an authorize URL, the browser comes back to a one-time listener on
+//! 127.0.0.1, and the CLI polls with its private secret until the token is released. The
+//! token is written to the user config (dir 0700, file 0600, atomic rename) and nowhere else.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::time::Duration;
+
+use crabbox_api::ExitStatus;
+use crabbox_client::Client;
+use serde_json::json;
+use sha2::Digest as _;
+
+use crate::broker;
+use crate::error::{CliError, CliResult, WithStatus};
+use crate::{lease, output, paths};
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// Coordinator URL, e.g. `https://crabbox.example.com`.
+    #[arg(long)]
+    pub url: String,
+    /// Provider to record as the default for brokered leases.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Print the login URL instead of opening a browser.
+    #[arg(long = "no-browser")]
+    pub no_browser: bool,
+    /// Read a shared token from stdin instead of logging in with GitHub.
+    #[arg(long = "token-stdin")]
+    pub token_stdin: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JsonArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads the user config as a YAML mapping (empty when absent).
+fn read_user_config(path: &Path) -> CliResult<serde_yaml::Mapping> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(serde_yaml::Mapping::new()),
+        Ok(text) => serde_yaml::from_str::<serde_yaml::Mapping>(&text).map_err(|e| {
+            CliError::msg(
+                ExitStatus::Usage,
+                format!("{} is not a YAML mapping: {e}", path.display()),
+            )
+            .hint("fix or remove the file, then log in again")
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_yaml::Mapping::new()),
+        Err(e) => Err(CliError::msg(
+            ExitStatus::Usage,
+            format!("could not read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Writes the user config atomically with private permissions.
+fn write_user_config(path: &Path, map: &serde_yaml::Mapping) -> CliResult<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).status(ExitStatus::Failure)?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    let text = serde_yaml::to_string(map).status(ExitStatus::Failure)?;
+    let tmp = dir.join(format!(".config.yaml.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .status(ExitStatus::Failure)?;
+    file.write_all(text.as_bytes())
+        .status(ExitStatus::Failure)?;
+    file.sync_all().status(ExitStatus::Failure)?;
+    std::fs::rename(&tmp, path).status(ExitStatus::Failure)?;
+    Ok(())
+}
+
+fn key(s: &str) -> serde_yaml::Value {
+    serde_yaml::Value::String(s.to_owned())
+}
+
+/// Sets `broker.<field>` (removing the legacy top-level spelling so one value wins).
+fn set_broker(map: &mut serde_yaml::Mapping, field: &str, value: Option<&str>) {
+    let legacy = match field {
+        "url" => "coordinator",
+        "token" => "coordinatorToken",
+        _ => "",
+    };
+    if !legacy.is_empty() {
+        map.remove(key(legacy));
+    }
+    let broker = map
+        .entry(key("broker"))
+        .or_insert_with(|| serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
+    if !broker.is_mapping() {
+        *broker = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+    }
+    let broker = broker.as_mapping_mut().expect("mapping");
+    match value {
+        Some(v) => {
+            broker.insert(key(field), key(v));
+        }
+        None => {
+            broker.remove(key(field));
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random source is unavailable");
+    hex::encode(buf)
+}
+
+/// Waits for the browser to come back to `http://127.0.0.1:<port>/crabbox/oauth/<nonce>` and
+/// returns the `confirmation` query value.
+async fn wait_for_browser(listener: tokio::net::TcpListener, path: String) -> CliResult<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    loop {
+        let (mut sock, _) = listener.accept().await.status(ExitStatus::Auth)?;
+        let mut buf = vec![0u8; 8192];
+        let n = sock.read(&mut buf).await.unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let (req_path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let confirmation = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("confirmation="))
+            .map(str::to_owned);
+        let (status, body) = match (&confirmation, req_path == path) {
+            (Some(_), true) => ("200 OK", "Crabbox login confirmed. You can close this tab."),
+            _ => ("404 Not Found", "Not a Crabbox login callback."),
+        };
+        let _ = sock
+            .write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+        if let (Some(c), true) = (confirmation, req_path == path) {
+            return Ok(c);
+        }
+    }
+}
+
+async fn github_login(
+    client: &Client,
+    provider: Option<&str>,
+    no_browser: bool,
+) -> CliResult<String> {
+    let secret = random_hex(32);
+    let secret_hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .status(ExitStatus::Auth)?;
+    let port = listener.local_addr().status(ExitStatus::Auth)?.port();
+    let path = format!("/crabbox/oauth/{}", random_hex(32));
+    let mut body = json!({
+        "pollSecretHash": secret_hash,
+        "loopbackRedirectURI": format!("http://127.0.0.1:{port}{path}"),
+    });
+    if let Some(p) = provider {
+        body["provider"] = json!(p);
+    }
+    let started = client
+        .github_start(&body)
+        .await
+        .map_err(|e| broker::cli_error(e, "could not start the GitHub login"))?;
+    let login_id = started["loginID"].as_str().unwrap_or_default().to_owned();
+    let url = started["url"].as_str().unwrap_or_default().to_owned();
+    if no_browser || open_browser(&url).is_err() {
+        output::err(format!("open this URL to log in:\n  {url}"));
+    } else {
+        output::err(format!("opened your browser to log in (or open {url})"));
+    }
+    let confirmation =
+        tokio::time::timeout(Duration::from_mins(10), wait_for_browser(listener, path))
+            .await
+            .map_err(|_| CliError::msg(ExitStatus::Auth, "login timed out after 10 minutes"))??;
+    for _ in 0..60 {
+        let polled = client
+            .github_poll(&json!({"loginID": login_id, "pollSecret": secret, "browserConfirmation": confirmation}))
+            .await
+            .map_err(|e| broker::cli_error(e, "GitHub login failed"))?;
+        match polled["status"].as_str() {
+            Some("complete") => {
+                return polled["token"].as_str().map(str::to_owned).ok_or_else(|| {
+                    CliError::msg(
+                        ExitStatus::Auth,
+                        "the coordinator completed the login without a token",
+                    )
+                });
+            }
+            Some("expired") => {
+                return Err(CliError::msg(
+                    ExitStatus::Auth,
+                    "the login expired; run `crabbox login` again",
+                ));
+            }
+            Some("failed") => {
+                return Err(CliError::msg(
+                    ExitStatus::Auth,
+                    format!(
+                        "GitHub login failed: {}",
+                        polled["error"].as_str().unwrap_or("unknown")
+                    ),
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+    Err(CliError::msg(
+        ExitStatus::Auth,
+        "the login did not complete",
+    ))
+}
+
+fn open_browser(url: &str) -> std::io::Result<()> {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+pub async fn login(args: LoginArgs) -> CliResult<u8> {
+    let token = if args.token_stdin {
+        let mut t = String::new();
+        std::io::stdin()
+            .read_to_string(&mut t)
+            .status(ExitStatus::Usage)?;
+        let t = t.trim().to_owned();
+        if t.is_empty() {
+            return Err(CliError::msg(ExitStatus::Usage, "no token on stdin"));
+        }
+        t
+    } else {
+        let anonymous =
+            Client::new(&args.url, None).map_err(|e| CliError::new(ExitStatus::Usage, e))?;
+        github_login(&anonymous, args.provider.as_deref(), args.no_browser).await?
+    };
+    let client = Client::new(&args.url, Some(token.clone()))
+        .map_err(|e| CliError::new(ExitStatus::Usage, e))?;
+    let me = client
+        .whoami()
+        .await
+        .map_err(|e| broker::cli_error(e, "the coordinator did not accept the credential"))?;
+    let path = paths::user_config_file();
+    let mut map = read_user_config(&path)?;
+    set_broker(&mut map, "url", Some(client.base_url()));
+    set_broker(&mut map, "token", Some(&token));
+    if let Some(p) = &args.provider {
+        set_broker(&mut map, "provider", Some(p));
+    }
+    write_user_config(&path, &map)?;
+    if args.json {
+        output::json(
+            &json!({"broker": client.base_url(), "provider": args.provider, "user": me.owner, "org": me.org, "auth": me.auth, "config": path}),
+        );
+    } else {
+        output::out(format!(
+            "logged in broker={} provider={} user={} org={} config={}",
+            client.base_url(),
+            args.provider.as_deref().unwrap_or("-"),
+            me.owner,
+            me.org,
+            path.display()
+        ));
+    }
+    Ok(0)
+}
+
+pub fn logout(args: &JsonArgs) -> CliResult<u8> {
+    let path = paths::user_config_file();
+    let mut map = read_user_config(&path)?;
+    set_broker(&mut map, "token", None);
+    write_user_config(&path, &map)?;
+    if args.json {
+        output::json(&json!({"config": path, "brokerAuth": "missing"}));
+    } else {
+        output::out(format!(
+            "logged out config={} broker_auth=missing",
+            path.display()
+        ));
+    }
+    Ok(0)
+}
+
+pub async fn whoami(args: JsonArgs) -> CliResult<u8> {
+    let ctx = lease::context(Vec::new())?;
+    let client = broker::require(&ctx.settings, "whoami")?;
+    let me = client
+        .whoami()
+        .await
+        .map_err(|e| broker::cli_error(e, "whoami failed"))?;
+    if args.json {
+        output::json(&me);
+    } else {
+        output::out(format!(
+            "user={} org={} auth={} admin={} broker={}",
+            me.owner,
+            me.org,
+            me.auth,
+            me.admin,
+            client.base_url()
+        ));
+    }
+    Ok(0)
+}
