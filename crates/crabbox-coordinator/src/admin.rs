@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use crabbox_api::coord::{LeaseState, ReleaseRequest};
+use crabbox_api::coord::LeaseState;
 use serde_json::json;
 
 use crate::access::Caller;
@@ -12,7 +12,6 @@ use crate::error::{Failure, Result};
 use crate::leases::{self, ListQuery};
 use crate::lifecycle::CLEANUP_CLAIM_SECS;
 use crate::providers;
-use crate::request::optional_json;
 use crate::state::AppState;
 
 pub async fn list(
@@ -26,18 +25,14 @@ pub async fn list(
 }
 
 pub async fn release(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Caller,
-    Path(key): Path<String>,
+    key: Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response> {
     caller.require_admin()?;
-    let req: ReleaseRequest = optional_json(&headers, &body)?;
-    let found = leases::resolve(&state, &caller, &key).await?;
-    let id = found.value.id.clone();
-    let lease = leases::apply_release(&state, &caller, &id, Some(found), &req).await?;
-    Ok(Json(json!({"lease": leases::shape(&state, &caller, lease)})).into_response())
+    leases::release(state, caller, key, headers, body).await
 }
 
 /// Deletes the runner now, under a 30-minute claim, and waits for the provider.

@@ -83,33 +83,7 @@ pub fn apply_record(lease: &mut Lease, record: &LeaseRecord) {
 
 /// Rebuilds the provider's view of a lease, for health checks and deletes.
 pub fn record_for(lease: &Lease) -> LeaseRecord {
-    let secs = |t: crabbox_api::coord::Timestamp| u64::try_from(t.millis() / 1000).unwrap_or(0);
-    LeaseRecord {
-        lease_id: lease.id.clone(),
-        slug: lease.slug.clone(),
-        provider: lease.provider.clone(),
-        server_id: lease.cloud_id.clone(),
-        server_type: lease.server_type.clone(),
-        ssh_host: lease.host.clone(),
-        ssh_user: lease.ssh_user.clone(),
-        ssh_port: lease.ssh_port.parse().unwrap_or(22),
-        ssh_fallback_ports: lease
-            .ssh_fallback_ports
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        ssh_host_key: lease.ssh_host_key.clone(),
-        ssh_key: None,
-        work_root: lease.work_root.clone(),
-        keep: lease.keep,
-        repo_root: None,
-        created_at: secs(lease.created_at),
-        last_touched_at: secs(lease.last_touched_at),
-        ttl_secs: lease.ttl_seconds,
-        idle_timeout_secs: lease.idle_timeout_seconds,
-        state: "ready".into(),
-        labels: std::collections::BTreeMap::default(),
-    }
+    LeaseRecord::from_coordinator(lease)
 }
 
 pub fn status_for(e: &ProviderError) -> StatusCode {

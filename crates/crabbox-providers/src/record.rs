@@ -53,6 +53,37 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
+    /// A coordinator lease as a provider (and the CLI's claims) see it.
+    pub fn from_coordinator(lease: &crabbox_api::coord::Lease) -> Self {
+        let secs = |t: crabbox_api::coord::Timestamp| u64::try_from(t.millis() / 1000).unwrap_or(0);
+        Self {
+            lease_id: lease.id.clone(),
+            slug: lease.slug.clone(),
+            provider: lease.provider.clone(),
+            server_id: lease.cloud_id.clone(),
+            server_type: lease.server_type.clone(),
+            ssh_host: lease.host.clone(),
+            ssh_user: lease.ssh_user.clone(),
+            ssh_port: lease.ssh_port.parse().unwrap_or(22),
+            ssh_fallback_ports: lease
+                .ssh_fallback_ports
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            ssh_host_key: lease.ssh_host_key.clone(),
+            ssh_key: None,
+            work_root: lease.work_root.clone(),
+            keep: lease.keep,
+            repo_root: None,
+            created_at: secs(lease.created_at),
+            last_touched_at: secs(lease.last_touched_at),
+            ttl_secs: lease.ttl_seconds,
+            idle_timeout_secs: lease.idle_timeout_seconds,
+            state: "ready".into(),
+            labels: BTreeMap::default(),
+        }
+    }
+
     /// `min(created + ttl, last_touched + idle)`.
     pub fn expires_at(&self) -> u64 {
         (self.created_at + self.ttl_secs).min(self.last_touched_at + self.idle_timeout_secs)
