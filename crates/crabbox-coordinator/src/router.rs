@@ -95,12 +95,16 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     state
         .metrics
         .request(method.as_str(), &route, status.as_u16());
-    tracing::info!(
-        method = %method,
-        route = %route,
-        status = status.as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let code = status.as_u16();
+    // Successes are debug-level: at thousands of requests per second an info line each would
+    // cost more than the request. Refusals are info, server errors warn.
+    if status.is_server_error() {
+        tracing::warn!(method = %method, route = %route, status = code, ms, "request");
+    } else if status.is_client_error() {
+        tracing::info!(method = %method, route = %route, status = code, ms, "request");
+    } else {
+        tracing::debug!(method = %method, route = %route, status = code, ms, "request");
+    }
     response
 }
