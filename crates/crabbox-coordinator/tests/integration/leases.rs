@@ -674,3 +674,85 @@ async fn monthly_spend_caps_count_reserved_cost_and_refuse_with_429() {
     assert_eq!(s4, 201, "a cheaper lease still fits the budget");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_runner_delete_is_kept_on_record_and_retried_later() {
+    let pool = tempfile::Builder::new()
+        .prefix("cbx-pool")
+        .tempdir()
+        .unwrap();
+    let user = crabbox_providers::local::current_user();
+    let pool_key = crabbox_remote::keys::ensure_ed25519(pool.path(), "pool_key", "pool").unwrap();
+    let sshd = crabbox_remote::sshd::start(
+        &pool.path().join("host"),
+        &user,
+        &pool_key.public_key().unwrap(),
+    )
+    .await
+    .unwrap();
+    let keys_file = pool
+        .path()
+        .join("host/authorized_keys")
+        .display()
+        .to_string();
+    let entry = format!("{user}@127.0.0.1:{}", sshd.port);
+    let key_path = pool.path().join("pool_key").display().to_string();
+    let work = pool.path().join("work").display().to_string();
+    let c = Coord::start_with(
+        crate::harness::base_env(),
+        &[
+            "--providers",
+            "ssh",
+            "--ssh-pool",
+            &entry,
+            "--ssh-pool-key",
+            &key_path,
+            "--ssh-pool-authorized-keys",
+            &keys_file,
+            "--ssh-pool-work-root",
+            &work,
+        ],
+    )
+    .await;
+    let (status, created) = c
+        .create(ALICE, json!({"provider": "ssh", "idleTimeoutSeconds": 60}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["lease"]["id"].as_str().unwrap().to_owned();
+    // The host goes away: the delete cannot reach it.
+    crabbox_remote::sshd::stop(&pool.path().join("host")).await;
+    c.clock.advance_secs(61);
+    let report = c.reconcile().await;
+    assert_eq!(
+        (report.failed_cleanups, report.expired),
+        (1, 0),
+        "{report:?}"
+    );
+    let (_, got) = c
+        .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+        .await;
+    let lease = &got["lease"];
+    assert_eq!(
+        lease["state"], "active",
+        "an undeleted runner keeps counting: {lease}"
+    );
+    assert_eq!(lease["cleanupAttempts"], 1);
+    assert!(
+        lease["cleanupError"]
+            .as_str()
+            .unwrap()
+            .contains("pool host"),
+        "{lease}"
+    );
+    assert!(lease["cleanupRetryAt"].as_str().unwrap() > lease["expiresAt"].as_str().unwrap());
+    // Nothing happens before the retry time; after it, the delete is tried again.
+    c.clock.advance_secs(60);
+    assert_eq!(c.reconcile().await.failed_cleanups, 0);
+    c.clock.advance_secs(241);
+    assert_eq!(c.reconcile().await.failed_cleanups, 1);
+    let (_, got) = c
+        .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+        .await;
+    assert_eq!(got["lease"]["cleanupAttempts"], 2);
+    c.stop().await;
+}
