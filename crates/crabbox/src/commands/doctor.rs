@@ -25,7 +25,7 @@ fn tool_version(program: &str, arg: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn run(args: &Args) -> u8 {
+pub async fn run(args: &Args) -> u8 {
     let mut checks: Vec<(String, &str, String)> = Vec::new();
     let mut add = |check: &str, ok: bool, details: String, hint: &str| {
         let status = if ok { "ok" } else { "failed" };
@@ -132,6 +132,31 @@ pub fn run(args: &Args) -> u8 {
             format!("{} unreadable", warnings.len()),
             "remove the broken claim files named in warnings",
         );
+    }
+    // Brokered: the coordinator answers, and accepts the configured token.
+    if let Some(client) = ctx.as_ref().ok().and_then(|c| c.broker.clone()) {
+        let health = client.health().await;
+        add(
+            "coord",
+            health.is_ok(),
+            match &health {
+                Ok(_) => client.base_url().to_owned(),
+                Err(e) => e.to_string(),
+            },
+            "start the coordinator or fix coordinator / CRABBOX_COORDINATOR",
+        );
+        if health.is_ok() {
+            let me = client.whoami().await;
+            add(
+                "broker",
+                me.is_ok(),
+                match &me {
+                    Ok(me) => format!("user={} org={} auth={}", me.owner, me.org, me.auth),
+                    Err(e) => e.to_string(),
+                },
+                "run `crabbox login --url <coordinator>`",
+            );
+        }
     }
     let failed = checks.iter().any(|c| c.1 == "failed");
     if args.json {

@@ -34,7 +34,7 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Ssh(args) => ssh::run(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::SyncPlan(args) => sync_plan::run(&args),
-        Command::Doctor(args) => Ok(doctor::run(&args)),
+        Command::Doctor(args) => Ok(doctor::run(&args).await),
         Command::Config(cmd) => config::run(&cmd),
         Command::Init(args) => init::run(&args),
         Command::Completions(args) => Ok(completions::run(&args)),

@@ -145,6 +145,13 @@ fn login_then_brokered_runs_leave_history_logs_and_usage() {
     let out = sb.run(&repo, &["whoami", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(json(&out)["owner"], "dev@example.com");
+    let doctor = sb.run(&repo, &["doctor"]);
+    assert!(
+        stdout(&doctor).contains("ok coord ")
+            && stdout(&doctor).contains("ok broker user=dev@example.com"),
+        "{}",
+        stdout(&doctor)
+    );
 
     // A brokered run: output streams back, the exit code passes through, a record is kept.
     let out = sb.run(
@@ -237,6 +244,13 @@ fn login_then_brokered_runs_leave_history_logs_and_usage() {
     let out = sb.run(&repo, &["whoami"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("crabbox login"), "{}", stderr(&out));
+    let doctor = sb.run(&repo, &["doctor"]);
+    assert_eq!(code(&doctor), 1);
+    assert!(
+        stdout(&doctor).contains("failed broker"),
+        "{}",
+        stdout(&doctor)
+    );
 }
 
 #[test]
