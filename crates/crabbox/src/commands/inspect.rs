@@ -17,7 +17,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let record = super::status::find(&ctx, args.lease, args.id)?;
+    let record = super::status::find(&ctx, args.lease, args.id).await?;
     let v = lease::view(&ctx, &record).await;
     if args.json {
         output::json(&v);

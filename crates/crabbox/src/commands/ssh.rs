@@ -17,7 +17,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let found = super::status::find(&ctx, args.lease, args.id)?;
+    let found = super::status::find(&ctx, args.lease, args.id).await?;
     let mut record = lease::resolve(&ctx, &found.lease_id).await?;
     lease::touch(&ctx, &mut record);
     let target = lease::ssh_target(&record);

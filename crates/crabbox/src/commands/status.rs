@@ -17,8 +17,9 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Finds a lease by id or slug without checking its health.
-pub fn find(
+/// Finds a lease by id or slug without checking its health: the local claims, then (brokered)
+/// the coordinator.
+pub async fn find(
     ctx: &Ctx,
     positional: Option<String>,
     flag: Option<String>,
@@ -29,18 +30,25 @@ pub fn find(
             "give exactly one lease id or slug",
         ));
     };
-    ctx.claims
-        .resolve(&id)
-        .status(ExitStatus::Usage)?
-        .ok_or_else(|| {
-            CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
-                .hint("`crabbox list` shows the leases on this machine")
-        })
+    if let Some(record) = ctx.claims.resolve(&id).status(ExitStatus::Usage)? {
+        return Ok(record);
+    }
+    if let Some(client) = &ctx.broker {
+        let lease = client
+            .get_lease(&id)
+            .await
+            .map_err(|e| crate::broker::cli_error(e, &format!("lease {id:?} not found")))?;
+        return Ok(crate::broker::record_from(&lease, client.base_url()));
+    }
+    Err(
+        CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
+            .hint("`crabbox list` shows the leases on this machine"),
+    )
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let record = find(&ctx, args.lease, args.id)?;
+    let record = find(&ctx, args.lease, args.id).await?;
     let v = lease::view(&ctx, &record).await;
     if args.json {
         output::json(&v);

@@ -216,6 +216,14 @@ fn login_then_brokered_runs_leave_history_logs_and_usage() {
         "{}",
         stderr(&out)
     );
+    // Another shell without this machine's claims still finds the lease on the coordinator.
+    let elsewhere = sb
+        .crabbox(&repo, &["status", &slug, "--json"])
+        .env("XDG_STATE_HOME", sb.path().join("other-state"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&elsewhere), 0, "{}", stderr(&elsewhere));
+    assert_eq!(json(&elsewhere)["id"], id.as_str());
     let listed = json(&sb.run(&repo, &["list", "--json"]));
     assert!(
         listed
