@@ -285,7 +285,79 @@ fn status_text(code: u16) -> &'static str {
     }
 }
 
+/// The schemas of the wire types, generated from the same Rust types the handlers serialize.
+struct Schemas(schemars::SchemaGenerator);
+
+impl Schemas {
+    fn new() -> Self {
+        let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+            s.definitions_path = "/components/schemas".into();
+        });
+        Self(settings.into_generator())
+    }
+
+    fn of<T: schemars::JsonSchema>(&mut self) -> Value {
+        self.0.subschema_for::<T>().to_value()
+    }
+
+    fn wrapped<T: schemars::JsonSchema>(&mut self, key: &str, list: bool) -> Value {
+        let inner = self.of::<T>();
+        let inner = if list {
+            json!({"type": "array", "items": inner})
+        } else {
+            inner
+        };
+        json!({"type": "object", "required": [key], "properties": {key: inner}})
+    }
+}
+
+/// The JSON answer of a successful call.
+fn response_schema(s: &mut Schemas, method: &str, path: &str) -> Value {
+    use crabbox_api::coord::{CostLimits, Lease, Run, RunEvent, UsageSummary, Whoami};
+    match (method, path) {
+        ("get", "/v1/leases" | "/v1/admin/leases") => s.wrapped::<Lease>("leases", true),
+        (_, p) if p.starts_with("/v1/leases") || p.starts_with("/v1/admin/leases/") => {
+            s.wrapped::<Lease>("lease", false)
+        }
+        ("get", "/v1/runs") => s.wrapped::<Run>("runs", true),
+        ("get", "/v1/runs/{id}/events") => s.wrapped::<RunEvent>("events", true),
+        ("post", "/v1/runs/{id}/events") => s.wrapped::<RunEvent>("event", false),
+        (_, p) if p.starts_with("/v1/runs") => s.wrapped::<Run>("run", false),
+        (_, "/v1/whoami") => s.of::<Whoami>(),
+        (_, "/v1/usage") => {
+            let (usage, limits) = (s.of::<UsageSummary>(), s.of::<CostLimits>());
+            json!({"type": "object", "properties": {"usage": usage, "limits": limits}})
+        }
+        _ => json!({"type": "object"}),
+    }
+}
+
+/// The JSON body a call takes, when it takes one.
+fn request_schema(s: &mut Schemas, method: &str, path: &str) -> Option<Value> {
+    use crabbox_api::coord::{
+        HeartbeatRequest, LeaseRequest, RegistrationRequest, ReleaseRequest, RunCreateRequest,
+        RunEventRequest, RunFinishRequest,
+    };
+    Some(match (method, path) {
+        ("post", "/v1/leases" | "/v1/leases/capability-aware") | ("put", "/v1/leases/{id}") => {
+            s.of::<LeaseRequest>()
+        }
+        ("put", "/v1/leases/{id}/registration") => s.of::<RegistrationRequest>(),
+        ("post", "/v1/leases/{id}/heartbeat") => s.of::<HeartbeatRequest>(),
+        ("post", "/v1/leases/{id}/release" | "/v1/admin/leases/{id}/release") => {
+            s.of::<ReleaseRequest>()
+        }
+        ("post", "/v1/runs") => s.of::<RunCreateRequest>(),
+        ("post", "/v1/runs/{id}/events") => s.of::<RunEventRequest>(),
+        ("post", "/v1/runs/{id}/finish") => s.of::<RunFinishRequest>(),
+        ("post", p) if p.starts_with("/v1/") => json!({"type": "object"}),
+        _ => return None,
+    })
+}
+
 pub fn document() -> Value {
+    let mut schemas = Schemas::new();
+    let error = schemas.of::<crabbox_api::coord::ApiError>();
     let mut paths = Map::new();
     for (method, path, auth, summary, ok, errors) in ROUTES {
         let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
@@ -293,7 +365,12 @@ pub fn document() -> Value {
         let ok_schema = match *path {
             p if p.ends_with("/logs") => json!({"text/plain": {"schema": {"type": "string"}}}),
             "/metrics" => json!({"text/plain": {"schema": {"type": "string"}}}),
-            _ => json!({"application/json": {"schema": {"type": "object"}}}),
+            p if p.starts_with("/v1/auth") => {
+                json!({"application/json": {"schema": {"type": "object"}}})
+            }
+            _ => {
+                json!({"application/json": {"schema": response_schema(&mut schemas, method, path)}})
+            }
         };
         responses.insert(
             ok.to_string(),
@@ -303,7 +380,7 @@ pub fn document() -> Value {
             responses.insert(
                 code.to_string(),
                 json!({"description": status_text(*code),
-                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+                       "content": {"application/json": {"schema": error}}}),
             );
         }
         let mut op = json!({"summary": summary, "responses": responses});
@@ -316,20 +393,19 @@ pub fn document() -> Value {
             Auth::User => {}
             Auth::Admin => op["x-crabbox-admin"] = json!(true),
         }
-        if matches!(*method, "post" | "put") && *auth != Auth::None
-            || path.starts_with("/v1/auth") && *method == "post"
-        {
-            op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
+        if let Some(body) = request_schema(&mut schemas, method, path) {
+            op["requestBody"] =
+                json!({"required": false, "content": {"application/json": {"schema": body}}});
         }
         entry[*method] = op;
     }
+    let definitions: Map<String, Value> = schemas.0.take_definitions(true).into_iter().collect();
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Crabbox coordinator", "version": env!("CARGO_PKG_VERSION")},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {
-                "error": {"type": "string"}, "message": {"type": "string"}}}}
+            "schemas": definitions,
         },
         "security": [{"bearer": []}],
         "paths": paths,

@@ -9,6 +9,7 @@ use super::{Telemetry, Timestamp};
 
 /// Lease states. "Live" means `provisioning` or `active`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseState {
     #[default]
@@ -50,6 +51,7 @@ impl LeaseState {
 /// `managed` leases are provisioned by the coordinator (the field is absent on the wire);
 /// `registered` ones were provisioned by a client and are only tracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Lifecycle {
     #[default]
@@ -65,6 +67,7 @@ impl Lifecycle {
 
 /// Sharing roster: `users` maps owner → `use|manage`; `org` grants a role to the lease's org.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Share {
     #[serde(default)]
@@ -95,6 +98,7 @@ fn is_zero(n: &u32) -> bool {
 
 /// A lease record as stored and (after shaping) returned by `/v1/leases`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
     pub id: String,
@@ -264,6 +268,7 @@ impl Lease {
 
 /// `POST /v1/leases` body. Unknown selectors are kept in `extra` for providers that read them.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseRequest {
     #[serde(rename = "leaseID", default, skip_serializing_if = "Option::is_none")]
@@ -312,6 +317,7 @@ pub struct LeaseRequest {
 
 /// `POST …/heartbeat` body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,6 +330,7 @@ pub struct HeartbeatRequest {
 
 /// `POST …/release` body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,6 +341,7 @@ pub struct ReleaseRequest {
 
 /// `PUT /v1/leases/{id}/registration` body (spec §4.8).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -376,6 +384,7 @@ pub struct RegistrationRequest {
 
 /// `create-attempt:<requestedLeaseID>` record (spec §3.6, §4.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateAttempt {
     pub version: u32,

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::{Telemetry, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     #[default]
@@ -32,6 +33,7 @@ impl RunState {
 
 /// An `(owner, org)` pair of a lease a run touched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LeaseOwner {
     pub owner: String,
     pub org: String,
@@ -39,6 +41,7 @@ pub struct LeaseOwner {
 
 /// `run.telemetry`: first and last sample plus up to 60 samples in between.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunTelemetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<Telemetry>,
@@ -50,6 +53,7 @@ pub struct RunTelemetry {
 
 /// A run record.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
     pub id: String,
@@ -115,6 +119,7 @@ pub struct Run {
 
 /// A stored run event.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunEvent {
     #[serde(rename = "runID")]
@@ -151,6 +156,7 @@ pub struct RunEvent {
 
 /// `POST /v1/runs` body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunCreateRequest {
     #[serde(rename = "leaseID", default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +179,7 @@ pub struct RunCreateRequest {
 
 /// `POST /v1/runs/{id}/events` body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunEventRequest {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +212,7 @@ pub struct RunEventRequest {
 
 /// `POST /v1/runs/{id}/finish` body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunFinishRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]

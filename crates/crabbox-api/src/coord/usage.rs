@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /v1/whoami`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Whoami {
     pub owner: String,
@@ -16,6 +17,7 @@ pub struct Whoami {
 
 /// One group of a usage summary (`byOwner`, `byOrg`, …).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UsageGroup {
     pub key: String,
@@ -30,6 +32,7 @@ pub struct UsageGroup {
 
 /// `usage` in `GET /v1/usage`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UsageSummary {
     pub month: String,
@@ -52,6 +55,7 @@ pub struct UsageSummary {
 
 /// `limits` in `GET /v1/usage`; `0` means off.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CostLimits {
     pub max_active_leases: u64,

@@ -99,3 +99,69 @@ async fn the_openapi_document_lists_exactly_the_routed_paths() {
     }
     c.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_schemas_describe_every_field_the_server_returns() {
+    let c = Coord::start().await;
+    let (_, doc) = c
+        .call("GET", "/v1/openapi.json", Who::Anonymous, None)
+        .await;
+    let schemas = &doc["components"]["schemas"];
+    let props = |name: &str| -> std::collections::BTreeSet<String> {
+        schemas[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no schema {name}: {schemas}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let (_, lease) = c
+        .create(ALICE, serde_json::json!({"slug": "doc-check"}))
+        .await;
+    let id = lease["lease"]["id"].as_str().unwrap().to_owned();
+    let (_, hb) = c
+        .call(
+            "POST",
+            &format!("/v1/leases/{id}/heartbeat"),
+            ALICE,
+            Some(serde_json::json!({"telemetry": {"load1": 1.0}})),
+        )
+        .await;
+    let lease_props = props("Lease");
+    for key in hb["lease"].as_object().unwrap().keys() {
+        assert!(
+            lease_props.contains(key),
+            "lease field {key} is not documented"
+        );
+    }
+    let (_, run) = c
+        .call(
+            "POST",
+            "/v1/runs",
+            ALICE,
+            Some(serde_json::json!({"leaseID": id, "command": ["x"]})),
+        )
+        .await;
+    let run_id = run["run"]["id"].as_str().unwrap().to_owned();
+    let (_, fin) = c
+        .call(
+            "POST",
+            &format!("/v1/runs/{run_id}/finish"),
+            ALICE,
+            Some(serde_json::json!({"exitCode": 0, "log": "x"})),
+        )
+        .await;
+    let run_props = props("Run");
+    for key in fin["run"].as_object().unwrap().keys() {
+        assert!(run_props.contains(key), "run field {key} is not documented");
+    }
+    // The request schema of a create names sshPublicKey; error bodies have `error`.
+    let create = &doc["paths"]["/v1/leases"]["post"];
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/LeaseRequest"
+    );
+    assert!(props("LeaseRequest").contains("sshPublicKey"));
+    assert!(props("ApiError").contains("error"));
+    c.stop().await;
+}
