@@ -178,6 +178,14 @@ fn login_then_brokered_runs_leave_history_logs_and_usage() {
     assert_eq!(history[0]["state"], "failed");
     assert_eq!(history[0]["exitCode"], 3);
     assert_eq!(history[0]["command"][0], "sh");
+    // Start and end telemetry came from the runner over ssh (Linux /proc and df).
+    for end in ["start", "end"] {
+        let sample = &history[0]["telemetry"][end];
+        assert_eq!(sample["source"], "ssh-linux", "{}", history[0]);
+        assert!(sample["cpuCount"].as_u64().unwrap() >= 1, "{sample}");
+        assert!(sample["memoryTotalBytes"].as_u64().unwrap() > 0, "{sample}");
+        assert!(sample["diskPercent"].as_f64().is_some(), "{sample}");
+    }
     let logs = sb.run(&repo, &["logs", &run_id]);
     assert_eq!(code(&logs), 0, "{}", stderr(&logs));
     assert!(
