@@ -1,50 +1,152 @@
-//! A fixed set of connections, each used by one call at a time.
+//! The store's connections: one writer and a few read-only connections, each behind a plain
+//! mutex and used inline on the calling thread.
 //!
-//! sqlx's pool is not used here: on every release it pings the connection, which for SQLite
-//! is one more round trip to the connection's thread per statement, doubling the cost of the
-//! small statements the coordinator makes. These connections are opened once and kept.
+//! A statement takes microseconds, so a caller runs it directly, even from an async task,
+//! instead of handing it to another thread and waiting: that hand-off (two context switches
+//! per statement) cost more than the statement itself. A guard is held only for the
+//! statements of one store call and never across an `.await` (the store's functions that
+//! take a [`Conn`] are not async).
 
+use std::ops::Deref;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Duration;
 
 use crabbox_store::StoreError;
-use sqlx::SqliteConnection;
-use tokio::sync::{Mutex, MutexGuard};
+use rusqlite::{Connection, OpenFlags};
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection: more than the store has distinct statements,
+/// counting the shapes of the filtered list queries that are in use.
+const STATEMENT_CACHE: usize = 64;
+
+type Slot = Mutex<Option<Connection>>;
 
 #[derive(Debug)]
 pub(crate) struct Connections {
-    conns: Vec<Mutex<Option<SqliteConnection>>>,
+    writer: Slot,
+    /// Empty for an in-memory database, which exists only on the writer's connection.
+    readers: Vec<Slot>,
+    /// Which reader a caller waits for when all are busy.
     next: AtomicUsize,
 }
 
 /// One connection, exclusively, until dropped.
-pub(crate) type Conn<'a> = tokio::sync::MappedMutexGuard<'a, SqliteConnection>;
+#[derive(Debug)]
+pub(crate) struct Conn<'a>(MutexGuard<'a, Option<Connection>>);
+
+impl Deref for Conn<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.0.as_ref().expect("checked when the guard was made")
+    }
+}
+
+impl<'a> Conn<'a> {
+    fn new(guard: MutexGuard<'a, Option<Connection>>) -> Result<Self, StoreError> {
+        if guard.is_none() {
+            return Err(StoreError::Backend(
+                "sqlite: the store is closed".to_owned(),
+            ));
+        }
+        Ok(Self(guard))
+    }
+}
 
 impl Connections {
-    pub(crate) fn new(conns: Vec<SqliteConnection>) -> Self {
+    pub(crate) fn new(writer: Connection, readers: Vec<Connection>) -> Self {
         Self {
-            conns: conns.into_iter().map(|c| Mutex::new(Some(c))).collect(),
+            writer: Mutex::new(Some(writer)),
+            readers: readers.into_iter().map(|c| Mutex::new(Some(c))).collect(),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// An idle connection if there is one, else the next in turn once it is free.
-    pub(crate) async fn get(&self) -> Result<Conn<'_>, StoreError> {
-        let n = self.conns.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let guard = match (0..n).find_map(|i| self.conns[(start + i) % n].try_lock().ok()) {
-            Some(guard) => guard,
-            None => self.conns[start].lock().await,
-        };
-        MutexGuard::try_map(guard, Option::as_mut)
-            .map_err(|_| StoreError::Backend("sqlite: the store is closed".to_owned()))
+    /// The writer, once the write before has finished.
+    pub(crate) fn writer(&self) -> Result<Conn<'_>, StoreError> {
+        Conn::new(lock(&self.writer))
     }
 
-    /// Closes every connection once its current call is done.
-    pub(crate) async fn close(&self) {
-        for slot in &self.conns {
-            if let Some(conn) = slot.lock().await.take() {
-                let _ = sqlx::Connection::close(conn).await;
-            }
+    /// An idle reader if there is one, else one in turn once it is free.
+    pub(crate) fn reader(&self) -> Result<Conn<'_>, StoreError> {
+        if self.readers.is_empty() {
+            return self.writer();
+        }
+        let idle = self.readers.iter().find_map(|slot| match slot.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        let guard = idle.unwrap_or_else(|| {
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+            lock(&self.readers[turn])
+        });
+        Conn::new(guard)
+    }
+
+    /// Every connection, writer first, for a health check.
+    pub(crate) fn each(&self) -> impl Iterator<Item = Result<Conn<'_>, StoreError>> {
+        std::iter::once(&self.writer)
+            .chain(&self.readers)
+            .map(|slot| Conn::new(lock(slot)))
+    }
+
+    /// Closes every connection once its current call is done; later calls fail.
+    pub(crate) fn close(&self) {
+        for slot in self.readers.iter().chain([&self.writer]) {
+            drop(lock(slot).take());
         }
     }
+}
+
+/// A panic while a connection was held leaves it usable: SQLite rolls back an unfinished
+/// statement, and rusqlite resets statements when they are dropped.
+fn lock(slot: &Slot) -> MutexGuard<'_, Option<Connection>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Opens the writer connection on `path`, creating the file if missing, in WAL mode.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Set first, so that a second process opening the same new file waits for the first.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    // In WAL mode, NORMAL syncs at checkpoints only: a power loss may undo the last commits
+    // but never corrupts the file.
+    conn.pragma_update(None, "synchronous", "normal")?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection on the (existing, migrated) database at `path`.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// A private in-memory database.
+pub(crate) fn open_memory() -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_in_memory()?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
 }

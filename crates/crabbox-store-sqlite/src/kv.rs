@@ -3,181 +3,166 @@
 use crabbox_api::coord::CreateAttempt;
 use crabbox_store::codec;
 use crabbox_store::{StoreError, Versioned};
+use rusqlite::OptionalExtension as _;
 use serde_json::Value;
-use sqlx::{Row as _, SqliteConnection};
 
 use crate::backend;
-use crate::leases::cas_failure;
+use crate::conn::Connections;
+use crate::leases::{cas_failure, version_of};
 
-pub(crate) async fn get_attempt(
-    conn: &mut SqliteConnection,
+/// `(version, doc)` of the row `sql` finds by `id`.
+fn read(db: &Connections, sql: &str, id: &str) -> Result<Option<(i64, String)>, StoreError> {
+    db.reader()?
+        .prepare_cached(sql)
+        .and_then(|mut stmt| {
+            stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)
+}
+
+/// The statements of one kind of versioned document.
+struct Table {
+    get: &'static str,
+    insert: &'static str,
+    update: &'static str,
+    version: &'static str,
+}
+
+const ATTEMPTS: Table = Table {
+    get: "SELECT version, doc FROM create_attempts WHERE requested_lease_id = ?1",
+    insert: "INSERT INTO create_attempts (requested_lease_id, version, doc) VALUES (?1, 1, ?2) \
+             ON CONFLICT (requested_lease_id) DO NOTHING",
+    update: "UPDATE create_attempts SET doc = ?2, version = version + 1 \
+             WHERE requested_lease_id = ?1 AND version = ?3",
+    version: "SELECT version FROM create_attempts WHERE requested_lease_id = ?1",
+};
+
+const KV: Table = Table {
+    get: "SELECT version, doc FROM kv WHERE key = ?1",
+    insert: "INSERT INTO kv (key, version, doc) VALUES (?1, 1, ?2) ON CONFLICT (key) DO NOTHING",
+    update: "UPDATE kv SET doc = ?2, version = version + 1 WHERE key = ?1 AND version = ?3",
+    version: "SELECT version FROM kv WHERE key = ?1",
+};
+
+/// Inserts (`expected` `None`) or compares and swaps the document `doc` under `id`.
+fn put(
+    db: &Connections,
+    table: &Table,
+    key: &str,
+    id: &str,
+    doc: &str,
+    expected: Option<i64>,
+) -> Result<i64, StoreError> {
+    let conn = db.writer()?;
+    let Some(expected) = expected else {
+        let inserted = conn
+            .prepare_cached(table.insert)
+            .and_then(|mut stmt| stmt.execute((id, doc)))
+            .map_err(backend)?;
+        return if inserted == 1 {
+            Ok(1)
+        } else {
+            Err(StoreError::Conflict(format!("{key} exists")))
+        };
+    };
+    let updated = conn
+        .prepare_cached(table.update)
+        .and_then(|mut stmt| stmt.execute((id, doc, expected)))
+        .map_err(backend)?;
+    if updated == 1 {
+        return Ok(expected + 1);
+    }
+    let current = version_of(&conn, table.version, id)?;
+    drop(conn);
+    Err(cas_failure(key, current, expected))
+}
+
+pub(crate) fn get_attempt(
+    db: &Connections,
     id: &str,
 ) -> Result<Option<Versioned<CreateAttempt>>, StoreError> {
-    let row = sqlx::query("SELECT version, doc FROM create_attempts WHERE requested_lease_id = ?1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
-    let Some(row) = row else { return Ok(None) };
-    let version: i64 = row.try_get(0).map_err(backend)?;
-    let value = codec::decode(
-        &format!("create attempt {id}"),
-        row.try_get::<&str, _>(1).map_err(backend)?,
-    )?;
+    let Some((version, doc)) = read(db, ATTEMPTS.get, id)? else {
+        return Ok(None);
+    };
+    let value = codec::decode(&format!("create attempt {id}"), &doc)?;
     Ok(Some(Versioned { value, version }))
 }
 
-pub(crate) async fn put_attempt(
-    conn: &mut SqliteConnection,
+pub(crate) fn put_attempt(
+    db: &Connections,
     attempt: &CreateAttempt,
     expected: Option<i64>,
 ) -> Result<i64, StoreError> {
     let id = attempt.requested_lease_id.as_str();
     let key = format!("create attempt {id}");
     let doc = codec::encode(&key, attempt)?;
-    let Some(expected) = expected else {
-        let done = sqlx::query(
-            "INSERT INTO create_attempts (requested_lease_id, version, doc) VALUES (?1, 1, ?2) \
-             ON CONFLICT (requested_lease_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(doc)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-        return if done.rows_affected() == 1 {
-            Ok(1)
-        } else {
-            Err(StoreError::Conflict(format!("{key} exists")))
-        };
-    };
-    let done = sqlx::query(
-        "UPDATE create_attempts SET doc = ?2, version = version + 1 \
-         WHERE requested_lease_id = ?1 AND version = ?3",
-    )
-    .bind(id)
-    .bind(doc)
-    .bind(expected)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if done.rows_affected() == 1 {
-        return Ok(expected + 1);
-    }
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM create_attempts WHERE requested_lease_id = ?1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?;
-    Err(cas_failure(&key, current, expected))
+    put(db, &ATTEMPTS, &key, id, &doc, expected)
 }
 
-pub(crate) async fn get(
-    conn: &mut SqliteConnection,
-    key: &str,
-) -> Result<Option<Versioned<Value>>, StoreError> {
-    let row = sqlx::query("SELECT version, doc FROM kv WHERE key = ?1")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
-    let Some(row) = row else { return Ok(None) };
-    let version: i64 = row.try_get(0).map_err(backend)?;
-    let value = codec::decode(key, row.try_get::<&str, _>(1).map_err(backend)?)?;
+pub(crate) fn get(db: &Connections, key: &str) -> Result<Option<Versioned<Value>>, StoreError> {
+    let Some((version, doc)) = read(db, KV.get, key)? else {
+        return Ok(None);
+    };
+    let value = codec::decode(key, &doc)?;
     Ok(Some(Versioned { value, version }))
 }
 
-pub(crate) async fn put(
-    conn: &mut SqliteConnection,
+pub(crate) fn put_value(
+    db: &Connections,
     key: &str,
     value: &Value,
     expected: Option<i64>,
 ) -> Result<i64, StoreError> {
     let doc = codec::encode(key, value)?;
-    let Some(expected) = expected else {
-        let done = sqlx::query(
-            "INSERT INTO kv (key, version, doc) VALUES (?1, 1, ?2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(doc)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-        return if done.rows_affected() == 1 {
-            Ok(1)
-        } else {
-            Err(StoreError::Conflict(format!("{key} exists")))
-        };
-    };
-    let done = sqlx::query(
-        "UPDATE kv SET doc = ?2, version = version + 1 WHERE key = ?1 AND version = ?3",
-    )
-    .bind(key)
-    .bind(doc)
-    .bind(expected)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if done.rows_affected() == 1 {
-        return Ok(expected + 1);
-    }
-    let current: Option<i64> = sqlx::query_scalar("SELECT version FROM kv WHERE key = ?1")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
-    Err(cas_failure(key, current, expected))
+    put(db, &KV, key, key, &doc, expected)
 }
 
-pub(crate) async fn take(
-    conn: &mut SqliteConnection,
-    key: &str,
-) -> Result<Option<Value>, StoreError> {
-    let doc: Option<String> = sqlx::query_scalar("DELETE FROM kv WHERE key = ?1 RETURNING doc")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await
+pub(crate) fn take(db: &Connections, key: &str) -> Result<Option<Value>, StoreError> {
+    let doc: Option<String> = db
+        .writer()?
+        .prepare_cached("DELETE FROM kv WHERE key = ?1 RETURNING doc")
+        .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
         .map_err(backend)?;
     doc.map(|doc| codec::decode(key, &doc)).transpose()
 }
 
-pub(crate) async fn delete(conn: &mut SqliteConnection, key: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM kv WHERE key = ?1")
-        .bind(key)
-        .execute(&mut *conn)
-        .await
+pub(crate) fn delete(db: &Connections, key: &str) -> Result<bool, StoreError> {
+    let deleted = db
+        .writer()?
+        .prepare_cached("DELETE FROM kv WHERE key = ?1")
+        .and_then(|mut stmt| stmt.execute([key]))
         .map_err(backend)?;
-    Ok(done.rows_affected() > 0)
+    Ok(deleted > 0)
 }
 
-pub(crate) async fn list(
-    conn: &mut SqliteConnection,
+pub(crate) fn list(
+    db: &Connections,
     prefix: &str,
     limit: usize,
 ) -> Result<Vec<(String, Value)>, StoreError> {
+    let limit = codec::sql_limit(limit);
+    let pair = |row: &rusqlite::Row<'_>| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?));
+    let conn = db.reader()?;
     // A key range, not LIKE: LIKE ignores ASCII case in SQLite, and a range is index-served.
-    let query = match codec::prefix_upper_bound(prefix) {
-        Some(upper) => sqlx::query(
-            "SELECT key, doc FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
-        )
-        .bind(prefix)
-        .bind(upper),
-        None => sqlx::query("SELECT key, doc FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2")
-            .bind(prefix),
-    };
-    let rows = query
-        .bind(codec::sql_limit(limit))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?;
+    let rows: Vec<(String, String)> = match codec::prefix_upper_bound(prefix) {
+        Some(upper) => conn
+            .prepare_cached(
+                "SELECT key, doc FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+            )
+            .and_then(|mut stmt| stmt.query_map((prefix, upper, limit), pair)?.collect()),
+        None => conn
+            .prepare_cached("SELECT key, doc FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2")
+            .and_then(|mut stmt| stmt.query_map((prefix, limit), pair)?.collect()),
+    }
+    .map_err(backend)?;
+    drop(conn);
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let key: String = row.try_get(0).map_err(backend)?;
+    for (key, doc) in rows {
         if !key.starts_with(prefix) {
             break;
         }
-        let value = codec::decode(&key, row.try_get::<&str, _>(1).map_err(backend)?)?;
+        let value = codec::decode(&key, &doc)?;
         out.push((key, value));
     }
     Ok(out)

@@ -1,16 +1,16 @@
 //! Lease rows: one statement per call, each served by an index and bounded by a limit.
+//! Documents are encoded before a connection is taken and decoded after it is given back.
 
 use std::fmt::Write as _;
 
 use crabbox_api::coord::{Lease, LeaseState, Timestamp};
 use crabbox_store::codec::{self, LeaseColumns};
 use crabbox_store::{Admission, LeaseIndex, LeaseQuery, StoreError, Versioned};
-use sqlx::sqlite::{Sqlite, SqliteRow};
-use sqlx::{AssertSqlSafe, Database, Row as _, SqliteConnection};
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{OptionalExtension as _, params_from_iter};
 
 use crate::backend;
-
-type Query = sqlx::query::Query<'static, Sqlite, <Sqlite as Database>::Arguments>;
+use crate::conn::Connections;
 
 const INSERT: &str = "INSERT INTO leases (id, slug, owner, org, state, provider, registered, \
      created_at, created_month, ended_at, next_check_at, max_estimated_usd, doc, version) \
@@ -44,82 +44,101 @@ fn key(id: &str) -> String {
     format!("lease {id}")
 }
 
-fn bind_columns(query: Query, lease: &Lease, index: &LeaseIndex) -> Result<Query, StoreError> {
+/// `?1`–`?13` of [`INSERT`] and [`UPDATE`].
+fn columns<'a>(lease: &'a Lease, index: &LeaseIndex, doc: &'a str) -> [ToSqlOutput<'a>; 13] {
     let c = LeaseColumns::of(lease);
-    let doc = codec::encode(&key(&lease.id), lease)?;
-    Ok(query
-        .bind(c.id)
-        .bind(c.slug)
-        .bind(c.owner)
-        .bind(c.org)
-        .bind(c.state)
-        .bind(c.provider)
-        .bind(c.registered)
-        .bind(c.created_at)
-        .bind(c.created_month)
-        .bind(c.ended_at)
-        .bind(index.next_check_at.map(Timestamp::millis))
-        .bind(c.max_estimated_usd)
-        .bind(doc))
+    [
+        c.id.into(),
+        c.slug.into(),
+        c.owner.into(),
+        c.org.into(),
+        c.state.into(),
+        c.provider.into(),
+        c.registered.into(),
+        c.created_at.into(),
+        c.created_month.into(),
+        optional(c.ended_at),
+        optional(index.next_check_at.map(Timestamp::millis)),
+        c.max_estimated_usd.into(),
+        doc.into(),
+    ]
 }
 
-fn versioned(row: &SqliteRow) -> Result<Versioned<Lease>, StoreError> {
-    let id: &str = row.try_get("id").map_err(backend)?;
-    let version: i64 = row.try_get("version").map_err(backend)?;
-    let doc: &str = row.try_get("doc").map_err(backend)?;
-    let value: Lease = codec::decode(&key(id), doc)?;
+fn optional<'a>(value: Option<i64>) -> ToSqlOutput<'a> {
+    value.map_or(ToSqlOutput::Owned(rusqlite::types::Value::Null), Into::into)
+}
+
+/// `(id, version, doc)` as read, before decoding.
+type Raw = (String, i64, String);
+
+fn raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+fn versioned((id, version, doc): Raw) -> Result<Versioned<Lease>, StoreError> {
+    let value: Lease = codec::decode(&key(&id), &doc)?;
     Ok(Versioned { value, version })
 }
 
-pub(crate) async fn insert(
-    conn: &mut SqliteConnection,
+pub(crate) fn insert(
+    db: &Connections,
     lease: &Lease,
     index: &LeaseIndex,
 ) -> Result<i64, StoreError> {
-    let done = bind_columns(sqlx::query(INSERT), lease, index)?
-        .execute(&mut *conn)
-        .await
+    let doc = codec::encode(&key(&lease.id), lease)?;
+    let inserted = db
+        .writer()?
+        .prepare_cached(INSERT)
+        .and_then(|mut stmt| stmt.execute(columns(lease, index, &doc)))
         .map_err(backend)?;
-    if done.rows_affected() == 0 {
+    if inserted == 0 {
         return Err(StoreError::Conflict(format!("{} exists", key(&lease.id))));
     }
     Ok(1)
 }
 
-pub(crate) async fn get(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> Result<Option<Versioned<Lease>>, StoreError> {
-    sqlx::query("SELECT id, version, doc FROM leases WHERE id = ?1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(versioned)
-        .transpose()
+pub(crate) fn get(db: &Connections, id: &str) -> Result<Option<Versioned<Lease>>, StoreError> {
+    let row = db
+        .reader()?
+        .prepare_cached("SELECT id, version, doc FROM leases WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([id], raw).optional())
+        .map_err(backend)?;
+    row.map(versioned).transpose()
 }
 
-pub(crate) async fn update(
-    conn: &mut SqliteConnection,
+pub(crate) fn update(
+    db: &Connections,
     lease: &Lease,
     index: &LeaseIndex,
     expected: i64,
 ) -> Result<i64, StoreError> {
-    let done = bind_columns(sqlx::query(UPDATE), lease, index)?
-        .bind(expected)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    if done.rows_affected() == 1 {
-        return Ok(expected + 1);
-    }
-    let current: Option<i64> = sqlx::query_scalar("SELECT version FROM leases WHERE id = ?1")
-        .bind(lease.id.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
+    let doc = codec::encode(&key(&lease.id), lease)?;
+    let current = {
+        let conn = db.writer()?;
+        let updated = conn
+            .prepare_cached(UPDATE)
+            .and_then(|mut stmt| {
+                let params = columns(lease, index, &doc).into_iter();
+                stmt.execute(params_from_iter(params.chain([expected.into()])))
+            })
+            .map_err(backend)?;
+        if updated == 1 {
+            return Ok(expected + 1);
+        }
+        version_of(&conn, "SELECT version FROM leases WHERE id = ?1", &lease.id)?
+    };
     Err(cas_failure(&key(&lease.id), current, expected))
+}
+
+/// The version of the row `sql` finds by `id`, after a compare-and-swap wrote nothing.
+pub(crate) fn version_of(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    id: &str,
+) -> Result<Option<i64>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row([id], |row| row.get(0)).optional())
+        .map_err(backend)
 }
 
 /// Why a compare-and-swap wrote nothing: the row is gone, or its version moved.
@@ -130,10 +149,7 @@ pub(crate) fn cas_failure(key: &str, current: Option<i64>, expected: i64) -> Sto
     }
 }
 
-pub(crate) async fn list(
-    conn: &mut SqliteConnection,
-    q: &LeaseQuery,
-) -> Result<Vec<Lease>, StoreError> {
+pub(crate) fn list(db: &Connections, q: &LeaseQuery) -> Result<Vec<Lease>, StoreError> {
     let mut sql = String::from("SELECT id, doc FROM leases WHERE 1 = 1");
     if !q.states.is_empty() {
         let marks = vec!["?"; q.states.len()].join(", ");
@@ -152,91 +168,103 @@ pub(crate) async fn list(
     }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
     // Only placeholders are spliced in; every value is bound.
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for state in &q.states {
-        query = query.bind(state.as_str());
-    }
+    let mut params: Vec<ToSqlOutput<'_>> = Vec::new();
+    params.extend(q.states.iter().map(|state| state.as_str().into()));
     for text in [&q.provider, &q.owner, &q.org].into_iter().flatten() {
-        query = query.bind(text.as_str());
+        params.push(text.as_str().into());
     }
     for t in [q.created_since, q.created_before].into_iter().flatten() {
-        query = query.bind(t.millis());
+        params.push(t.millis().into());
     }
-    let rows = query
-        .bind(codec::sql_limit(q.limit))
-        .fetch_all(&mut *conn)
-        .await
+    params.push(codec::sql_limit(q.limit).into());
+    let rows: Vec<(String, String)> = db
+        .reader()?
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(params_from_iter(params), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect()
+        })
         .map_err(backend)?;
     rows.iter()
-        .map(|row| {
-            let id: &str = row.try_get(0).map_err(backend)?;
-            codec::decode(&key(id), row.try_get::<&str, _>(1).map_err(backend)?)
-        })
+        .map(|(id, doc)| codec::decode(&key(id), doc))
         .collect()
 }
 
-pub(crate) async fn live_by_slug(
-    conn: &mut SqliteConnection,
+pub(crate) fn live_by_slug(
+    db: &Connections,
     slug: &str,
 ) -> Result<Vec<Versioned<Lease>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, version, doc FROM leases \
-         WHERE slug = ?1 AND state IN ('provisioning', 'active') LIMIT 1000",
-    )
-    .bind(slug)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    rows.iter().map(versioned).collect()
+    let rows: Vec<Raw> = db
+        .reader()?
+        .prepare_cached(
+            "SELECT id, version, doc FROM leases \
+             WHERE slug = ?1 AND state IN ('provisioning', 'active') LIMIT 1000",
+        )
+        .and_then(|mut stmt| stmt.query_map([slug], raw)?.collect())
+        .map_err(backend)?;
+    rows.into_iter().map(versioned).collect()
 }
 
-pub(crate) async fn due(
-    conn: &mut SqliteConnection,
+pub(crate) fn due(
+    db: &Connections,
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<Versioned<Lease>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, version, doc FROM leases WHERE next_check_at <= ?1 \
-         ORDER BY next_check_at LIMIT ?2",
-    )
-    .bind(now.millis())
-    .bind(codec::sql_limit(limit))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    rows.iter().map(versioned).collect()
+    let rows: Vec<Raw> = db
+        .reader()?
+        .prepare_cached(
+            "SELECT id, version, doc FROM leases WHERE next_check_at <= ?1 \
+             ORDER BY next_check_at LIMIT ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map((now.millis(), codec::sql_limit(limit)), raw)?
+                .collect()
+        })
+        .map_err(backend)?;
+    rows.into_iter().map(versioned).collect()
 }
 
-pub(crate) async fn next_check_at(
-    conn: &mut SqliteConnection,
-) -> Result<Option<Timestamp>, StoreError> {
-    let next: Option<i64> = sqlx::query_scalar(
-        "SELECT next_check_at FROM leases WHERE next_check_at IS NOT NULL \
-         ORDER BY next_check_at LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(backend)?;
+pub(crate) fn next_check_at(db: &Connections) -> Result<Option<Timestamp>, StoreError> {
+    let next: Option<i64> = db
+        .reader()?
+        .prepare_cached(
+            "SELECT next_check_at FROM leases WHERE next_check_at IS NOT NULL \
+             ORDER BY next_check_at LIMIT 1",
+        )
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)).optional())
+        .map_err(backend)?;
     Ok(next.map(Timestamp::from_millis))
 }
 
-pub(crate) async fn admission(
-    conn: &mut SqliteConnection,
+pub(crate) fn admission(
+    db: &Connections,
     owner: &str,
     org: &str,
     month_start: Timestamp,
 ) -> Result<Admission, StoreError> {
-    let rows = sqlx::query(ADMISSION)
-        .bind(owner)
-        .bind(org)
-        .bind(month_start.millis())
-        .fetch_all(&mut *conn)
-        .await
+    let rows: Vec<[i64; 6]> = db
+        .reader()?
+        .prepare_cached(ADMISSION)
+        .and_then(|mut stmt| {
+            stmt.query_map((owner, org, month_start.millis()), |row| {
+                Ok([
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ])
+            })?
+            .collect()
+        })
         .map_err(backend)?;
     let mut sums = [0_i64; 6];
     for row in &rows {
-        for (i, sum) in sums.iter_mut().enumerate() {
-            *sum += row.try_get::<i64, _>(i).map_err(backend)?;
+        for (sum, part) in sums.iter_mut().zip(row) {
+            *sum += part;
         }
     }
     Ok(admission_from(sums))
@@ -255,32 +283,29 @@ pub(crate) fn admission_from(sums: [i64; 6]) -> Admission {
     }
 }
 
-pub(crate) async fn prune(
-    conn: &mut SqliteConnection,
-    before: Timestamp,
-    limit: usize,
-) -> Result<u64, StoreError> {
+pub(crate) fn prune(db: &Connections, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
     // `+state` keeps SQLite from walking the state index over every terminal lease: the
     // partial ended_at index finds exactly the old ones.
-    let done = sqlx::query(
-        "DELETE FROM leases WHERE id IN (SELECT id FROM leases \
-         WHERE ended_at < ?1 AND +state IN ('released', 'expired', 'failed') \
-         ORDER BY ended_at LIMIT ?2)",
-    )
-    .bind(before.millis())
-    .bind(codec::sql_limit(limit))
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    Ok(done.rows_affected())
+    let deleted = db
+        .writer()?
+        .prepare_cached(
+            "DELETE FROM leases WHERE id IN (SELECT id FROM leases \
+             WHERE ended_at < ?1 AND +state IN ('released', 'expired', 'failed') \
+             ORDER BY ended_at LIMIT ?2)",
+        )
+        .and_then(|mut stmt| stmt.execute((before.millis(), codec::sql_limit(limit))))
+        .map_err(backend)?;
+    Ok(deleted as u64)
 }
 
-pub(crate) async fn counts(
-    conn: &mut SqliteConnection,
-) -> Result<Vec<(LeaseState, u64)>, StoreError> {
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, leases FROM lease_state_counts")
-        .fetch_all(&mut *conn)
-        .await
+pub(crate) fn counts(db: &Connections) -> Result<Vec<(LeaseState, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> = db
+        .reader()?
+        .prepare_cached("SELECT state, leases FROM lease_state_counts")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
         .map_err(backend)?;
     Ok(LeaseState::ALL
         .into_iter()

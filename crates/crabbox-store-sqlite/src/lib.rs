@@ -4,13 +4,12 @@
 //! reconciler's leader lock (an exclusive file lock on `<database>.leader`). It does not own the
 //! record types or their rules (`crabbox-api`, `crabbox-store`).
 //!
-//! Writes go through one writer connection, so writers queue for it instead of spinning on
-//! `SQLITE_BUSY`; reads use a few read-only connections, which WAL lets run alongside the
-//! writer. Every write is one statement (a run with its events and log goes through a view's
-//! `INSTEAD OF` trigger), because each statement is a round trip to the connection's thread:
-//! there is no multi-statement transaction holding the write lock across round trips, and no
-//! read lock ever has to be upgraded to a write lock. Other processes on the same file wait up
-//! to five seconds for the write lock.
+//! Every call runs SQLite inline on the calling thread through `rusqlite` (see `conn`): one
+//! writer connection, so writers queue on a mutex for a few microseconds instead of spinning
+//! on `SQLITE_BUSY`, and a few read-only connections, which WAL lets run alongside the writer.
+//! Every write is one statement, and so one implicit transaction (a run with its events and log
+//! goes through a view's `INSTEAD OF` trigger); a read lock is never upgraded to a write lock.
+//! Other processes on the same file wait up to five seconds for the write lock.
 
 mod conn;
 mod kv;
@@ -23,24 +22,17 @@ mod store;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use crabbox_store::StoreError;
-use sqlx::ConnectOptions as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 
 use crate::conn::Connections;
-
-/// How long a statement waits for another process's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Read-only connections next to the writer.
 const READERS: usize = 2;
 
 /// A coordinator store in one SQLite database.
 pub struct SqliteStore {
-    writer: Arc<Connections>,
-    reader: Arc<Connections>,
+    db: Connections,
     leader: leader::LeaderLock,
     path: Option<PathBuf>,
 }
@@ -55,45 +47,44 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` and brings its schema up to
-    /// date.
+    /// date. Runs on a blocking thread: it may wait up to the busy timeout for another process
+    /// that is migrating the same file.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        migrate::run(options.clone(), path).await?;
-        let writer = connect(options.clone(), path).await?;
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            readers.push(connect(options.clone().read_only(true), path).await?);
-        }
-        let (writer, reader) = (
-            Arc::new(Connections::new(vec![writer])),
-            Arc::new(Connections::new(readers)),
-        );
+        let owned = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(owned))
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "could not open sqlite database {}: {e}",
+                    path.display()
+                ))
+            })?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+        let mut writer = conn::open_writer(&path).map_err(|e| opening(&path, &e))?;
+        migrate::run(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| conn::open_reader(&path).map_err(|e| opening(&path, &e)))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            writer,
-            reader,
-            leader: leader::LeaderLock::File(leader_path(path)),
-            path: Some(path.to_owned()),
+            db: Connections::new(writer, readers),
+            leader: leader::LeaderLock::File(leader_path(&path)),
+            path: Some(path),
         })
     }
 
     /// Opens a private in-memory database (one connection; gone when the store is dropped),
     /// for tests that need no file.
+    #[expect(
+        clippy::unused_async,
+        reason = "async like the rest of the stores' API, so that callers need not change"
+    )]
     pub async fn open_in_memory() -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true);
-        let mut conn = connect(options, Path::new(":memory:")).await?;
-        migrate::run_on(&mut conn).await?;
-        let conn = Arc::new(Connections::new(vec![conn]));
+        let mut conn = conn::open_memory().map_err(|e| opening(Path::new(":memory:"), &e))?;
+        migrate::run(&mut conn)?;
         Ok(Self {
-            writer: Arc::clone(&conn),
-            reader: conn,
+            db: Connections::new(conn, Vec::new()),
             leader: leader::LeaderLock::Memory(Arc::new(AtomicBool::new(false))),
             path: None,
         })
@@ -105,17 +96,13 @@ impl SqliteStore {
     }
 
     /// Closes every connection, waiting for running statements; later calls fail.
+    #[expect(
+        clippy::unused_async,
+        reason = "async like the rest of the stores' API, so that callers need not change"
+    )]
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.db.close();
     }
-}
-
-async fn connect(
-    options: SqliteConnectOptions,
-    path: &Path,
-) -> Result<SqliteConnection, StoreError> {
-    options.connect().await.map_err(|e| opening(path, &e))
 }
 
 /// `<database path>.leader`, the file the reconciler's leader holds locked.
@@ -125,7 +112,7 @@ fn leader_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn opening(path: &Path, e: &sqlx::Error) -> StoreError {
+fn opening(path: &Path, e: &rusqlite::Error) -> StoreError {
     StoreError::Backend(format!(
         "could not open sqlite database {}: {e}",
         path.display()
@@ -137,6 +124,6 @@ fn opening(path: &Path, e: &sqlx::Error) -> StoreError {
     clippy::needless_pass_by_value,
     reason = "by value so that it reads `.map_err(backend)`"
 )]
-pub(crate) fn backend(e: sqlx::Error) -> StoreError {
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("sqlite: {e}"))
 }

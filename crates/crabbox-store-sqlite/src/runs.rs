@@ -4,9 +4,11 @@
 use crabbox_api::coord::{Run, RunEvent, Timestamp};
 use crabbox_store::codec;
 use crabbox_store::{RunQuery, StoreError, Versioned};
-use sqlx::{AssertSqlSafe, Row as _, SqliteConnection};
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{OptionalExtension as _, ffi, params_from_iter};
 
 use crate::backend;
+use crate::conn::Connections;
 
 /// One statement per write, through the `run_writes` view's triggers (see the migration).
 const WRITE: &str = "INSERT INTO run_writes (id, lease_id, owner, org, state, started_at, \
@@ -48,88 +50,89 @@ fn log_cuts(log: &str) -> Result<String, StoreError> {
     codec::encode("run log", &cuts)
 }
 
-async fn write(
-    conn: &mut SqliteConnection,
+fn write(
+    db: &Connections,
     run: &Run,
     expected: Option<i64>,
     events: &[RunEvent],
     log: Option<&str>,
 ) -> Result<(), StoreError> {
     let cuts = log.map(log_cuts).transpose()?;
-    sqlx::query(WRITE)
-        .bind(run.id.as_str())
-        .bind(run.lease_id.as_str())
-        .bind(run.owner.as_str())
-        .bind(run.org.as_str())
-        .bind(run.state.as_str())
-        .bind(run.started_at.millis())
-        .bind(codec::run_ended_at(run))
-        .bind(codec::encode(&key(&run.id), run)?)
-        .bind(expected)
-        .bind(events_json(&run.id, events)?)
-        .bind(log.map(str::as_bytes))
-        .bind(cuts)
-        .execute(&mut *conn)
-        .await
+    let doc = codec::encode(&key(&run.id), run)?;
+    let events = events_json(&run.id, events)?;
+    db.writer()?
+        .prepare_cached(WRITE)
+        .and_then(|mut stmt| {
+            stmt.execute((
+                run.id.as_str(),
+                run.lease_id.as_str(),
+                run.owner.as_str(),
+                run.org.as_str(),
+                run.state.as_str(),
+                run.started_at.millis(),
+                codec::run_ended_at(run),
+                doc,
+                expected,
+                events,
+                log.map(str::as_bytes),
+                cuts,
+            ))
+        })
         .map(|_| ())
         .map_err(|e| write_error(&run.id, expected, e))
 }
 
-fn write_error(run_id: &str, expected: Option<i64>, e: sqlx::Error) -> StoreError {
-    if let Some(db) = e.as_database_error() {
-        if db.message().contains(NOT_FOUND) {
+fn write_error(run_id: &str, expected: Option<i64>, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, message) = &e {
+        let message = message.as_deref().unwrap_or_default();
+        if message.contains(NOT_FOUND) {
             return StoreError::NotFound(key(run_id));
         }
-        if db.message().contains(MOVED) {
+        if message.contains(MOVED) {
             let expected = expected.unwrap_or_default();
             return StoreError::Conflict(format!("{} is not at version {expected}", key(run_id)));
         }
-        if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
+        if matches!(
+            failure.extended_code,
+            ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE
+        ) {
             return StoreError::Conflict(format!("{} or one of its events exists", key(run_id)));
         }
     }
     backend(e)
 }
 
-pub(crate) async fn insert(
-    conn: &mut SqliteConnection,
-    run: &Run,
-    events: &[RunEvent],
-) -> Result<i64, StoreError> {
-    write(conn, run, None, events, None).await.map(|()| 1)
+pub(crate) fn insert(db: &Connections, run: &Run, events: &[RunEvent]) -> Result<i64, StoreError> {
+    write(db, run, None, events, None).map(|()| 1)
 }
 
-pub(crate) async fn update(
-    conn: &mut SqliteConnection,
+pub(crate) fn update(
+    db: &Connections,
     run: &Run,
     expected: i64,
     events: &[RunEvent],
     log: Option<&str>,
 ) -> Result<i64, StoreError> {
-    write(conn, run, Some(expected), events, log)
-        .await
-        .map(|()| expected + 1)
+    write(db, run, Some(expected), events, log).map(|()| expected + 1)
 }
 
-pub(crate) async fn get(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> Result<Option<Versioned<Run>>, StoreError> {
-    let row = sqlx::query("SELECT version, doc FROM runs WHERE id = ?1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
+pub(crate) fn get(db: &Connections, id: &str) -> Result<Option<Versioned<Run>>, StoreError> {
+    let row: Option<(i64, String)> = db
+        .reader()?
+        .prepare_cached("SELECT version, doc FROM runs WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(backend)?;
-    let Some(row) = row else { return Ok(None) };
-    let version: i64 = row.try_get(0).map_err(backend)?;
-    let value = codec::decode(&key(id), row.try_get::<&str, _>(1).map_err(backend)?)?;
+    let Some((version, doc)) = row else {
+        return Ok(None);
+    };
+    let value = codec::decode(&key(id), &doc)?;
     Ok(Some(Versioned { value, version }))
 }
 
-pub(crate) async fn list(
-    conn: &mut SqliteConnection,
-    q: &RunQuery,
-) -> Result<Vec<Run>, StoreError> {
+pub(crate) fn list(db: &Connections, q: &RunQuery) -> Result<Vec<Run>, StoreError> {
     let mut sql = String::from("SELECT id, doc FROM runs WHERE 1 = 1");
     for (present, clause) in [
         (q.lease_id.is_some(), " AND lease_id = ?"),
@@ -144,78 +147,76 @@ pub(crate) async fn list(
     }
     sql.push_str(" ORDER BY started_at DESC, id DESC LIMIT ?");
     // Only fixed clauses are spliced in; every value is bound.
-    let mut query = sqlx::query(AssertSqlSafe(sql));
+    let mut params: Vec<ToSqlOutput<'_>> = Vec::new();
     for text in [&q.lease_id, &q.owner, &q.org].into_iter().flatten() {
-        query = query.bind(text.as_str());
+        params.push(text.as_str().into());
     }
     if let Some(state) = q.state {
-        query = query.bind(state.as_str());
+        params.push(state.as_str().into());
     }
     if let Some((started, id)) = &q.before {
-        query = query.bind(started.millis()).bind(id.as_str());
+        params.push(started.millis().into());
+        params.push(id.as_str().into());
     }
-    let rows = query
-        .bind(codec::sql_limit(q.limit))
-        .fetch_all(&mut *conn)
-        .await
+    params.push(codec::sql_limit(q.limit).into());
+    let rows: Vec<(String, String)> = db
+        .reader()?
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(params_from_iter(params), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect()
+        })
         .map_err(backend)?;
     rows.iter()
-        .map(|row| {
-            let id: &str = row.try_get(0).map_err(backend)?;
-            codec::decode(&key(id), row.try_get::<&str, _>(1).map_err(backend)?)
-        })
+        .map(|(id, doc)| codec::decode(&key(id), doc))
         .collect()
 }
 
-pub(crate) async fn events(
-    conn: &mut SqliteConnection,
+pub(crate) fn events(
+    db: &Connections,
     run_id: &str,
     after: u64,
     limit: usize,
 ) -> Result<Vec<RunEvent>, StoreError> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
-    let rows = sqlx::query(
-        "SELECT seq, doc FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )
-    .bind(run_id)
-    .bind(after)
-    .bind(codec::sql_limit(limit))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    rows.iter()
-        .map(|row| {
-            let seq: i64 = row.try_get(0).map_err(backend)?;
-            let doc: &str = row.try_get(1).map_err(backend)?;
-            codec::decode(&format!("run {run_id} event {seq}"), doc)
+    let rows: Vec<(i64, String)> = db
+        .reader()?
+        .prepare_cached(
+            "SELECT seq, doc FROM run_events WHERE run_id = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map((run_id, after, codec::sql_limit(limit)), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect()
         })
+        .map_err(backend)?;
+    rows.iter()
+        .map(|(seq, doc)| codec::decode(&format!("run {run_id} event {seq}"), doc))
         .collect()
 }
 
-pub(crate) async fn log(conn: &mut SqliteConnection, run_id: &str) -> Result<String, StoreError> {
-    let pieces: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT body FROM run_logs WHERE run_id = ?1 ORDER BY chunk")
-            .bind(run_id)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?;
+pub(crate) fn log(db: &Connections, run_id: &str) -> Result<String, StoreError> {
+    let pieces: Vec<Vec<u8>> = db
+        .reader()?
+        .prepare_cached("SELECT body FROM run_logs WHERE run_id = ?1 ORDER BY chunk")
+        .and_then(|mut stmt| stmt.query_map([run_id], |row| row.get(0))?.collect())
+        .map_err(backend)?;
     codec::join_log(run_id, &pieces)
 }
 
-pub(crate) async fn prune(
-    conn: &mut SqliteConnection,
-    before: Timestamp,
-    limit: usize,
-) -> Result<u64, StoreError> {
+pub(crate) fn prune(db: &Connections, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
     // Events and log pieces go with their run (ON DELETE CASCADE).
-    let done = sqlx::query(
-        "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
-         WHERE ended_at < ?1 AND state <> 'running' ORDER BY ended_at LIMIT ?2)",
-    )
-    .bind(before.millis())
-    .bind(codec::sql_limit(limit))
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    Ok(done.rows_affected())
+    let deleted = db
+        .writer()?
+        .prepare_cached(
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
+             WHERE ended_at < ?1 AND state <> 'running' ORDER BY ended_at LIMIT ?2)",
+        )
+        .and_then(|mut stmt| stmt.execute((before.millis(), codec::sql_limit(limit))))
+        .map_err(backend)?;
+    Ok(deleted as u64)
 }

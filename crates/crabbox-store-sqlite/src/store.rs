@@ -1,4 +1,5 @@
-//! [`Store`] for [`SqliteStore`]: writes on the writer connection, reads on the readers.
+//! [`Store`] for [`SqliteStore`]: writes on the writer connection, reads on the readers, each
+//! call run inline (nothing here awaits).
 
 use async_trait::async_trait;
 use crabbox_api::coord::{CreateAttempt, Lease, LeaseState, Run, RunEvent, Timestamp};
@@ -12,11 +13,11 @@ use crate::{SqliteStore, backend, kv, leases, runs};
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_lease(&self, lease: &Lease, index: &LeaseIndex) -> Result<i64, StoreError> {
-        leases::insert(&mut *self.writer.get().await?, lease, index).await
+        leases::insert(&self.db, lease, index)
     }
 
     async fn get_lease(&self, id: &str) -> Result<Option<Versioned<Lease>>, StoreError> {
-        leases::get(&mut *self.reader.get().await?, id).await
+        leases::get(&self.db, id)
     }
 
     async fn update_lease(
@@ -25,15 +26,15 @@ impl Store for SqliteStore {
         index: &LeaseIndex,
         expected: i64,
     ) -> Result<i64, StoreError> {
-        leases::update(&mut *self.writer.get().await?, lease, index, expected).await
+        leases::update(&self.db, lease, index, expected)
     }
 
     async fn list_leases(&self, query: &LeaseQuery) -> Result<Vec<Lease>, StoreError> {
-        leases::list(&mut *self.reader.get().await?, query).await
+        leases::list(&self.db, query)
     }
 
     async fn live_leases_by_slug(&self, slug: &str) -> Result<Vec<Versioned<Lease>>, StoreError> {
-        leases::live_by_slug(&mut *self.reader.get().await?, slug).await
+        leases::live_by_slug(&self.db, slug)
     }
 
     async fn due_leases(
@@ -41,11 +42,11 @@ impl Store for SqliteStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<Versioned<Lease>>, StoreError> {
-        leases::due(&mut *self.reader.get().await?, now, limit).await
+        leases::due(&self.db, now, limit)
     }
 
     async fn next_check_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        leases::next_check_at(&mut *self.reader.get().await?).await
+        leases::next_check_at(&self.db)
     }
 
     async fn admission(
@@ -54,18 +55,18 @@ impl Store for SqliteStore {
         org: &str,
         month_start: Timestamp,
     ) -> Result<Admission, StoreError> {
-        leases::admission(&mut *self.reader.get().await?, owner, org, month_start).await
+        leases::admission(&self.db, owner, org, month_start)
     }
 
     async fn prune_leases(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        leases::prune(&mut *self.writer.get().await?, before, limit).await
+        leases::prune(&self.db, before, limit)
     }
 
     async fn get_attempt(
         &self,
         requested_lease_id: &str,
     ) -> Result<Option<Versioned<CreateAttempt>>, StoreError> {
-        kv::get_attempt(&mut *self.reader.get().await?, requested_lease_id).await
+        kv::get_attempt(&self.db, requested_lease_id)
     }
 
     async fn put_attempt(
@@ -73,15 +74,15 @@ impl Store for SqliteStore {
         attempt: &CreateAttempt,
         expected: Option<i64>,
     ) -> Result<i64, StoreError> {
-        kv::put_attempt(&mut *self.writer.get().await?, attempt, expected).await
+        kv::put_attempt(&self.db, attempt, expected)
     }
 
     async fn insert_run(&self, run: &Run, events: &[RunEvent]) -> Result<i64, StoreError> {
-        runs::insert(&mut *self.writer.get().await?, run, events).await
+        runs::insert(&self.db, run, events)
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<Versioned<Run>>, StoreError> {
-        runs::get(&mut *self.reader.get().await?, id).await
+        runs::get(&self.db, id)
     }
 
     async fn update_run(
@@ -91,11 +92,11 @@ impl Store for SqliteStore {
         events: &[RunEvent],
         log: Option<&str>,
     ) -> Result<i64, StoreError> {
-        runs::update(&mut *self.writer.get().await?, run, expected, events, log).await
+        runs::update(&self.db, run, expected, events, log)
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>, StoreError> {
-        runs::list(&mut *self.reader.get().await?, query).await
+        runs::list(&self.db, query)
     }
 
     async fn run_events(
@@ -104,19 +105,19 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<RunEvent>, StoreError> {
-        runs::events(&mut *self.reader.get().await?, run_id, after, limit).await
+        runs::events(&self.db, run_id, after, limit)
     }
 
     async fn run_log(&self, run_id: &str) -> Result<String, StoreError> {
-        runs::log(&mut *self.reader.get().await?, run_id).await
+        runs::log(&self.db, run_id)
     }
 
     async fn prune_runs(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        runs::prune(&mut *self.writer.get().await?, before, limit).await
+        runs::prune(&self.db, before, limit)
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Versioned<Value>>, StoreError> {
-        kv::get(&mut *self.reader.get().await?, key).await
+        kv::get(&self.db, key)
     }
 
     async fn kv_put(
@@ -125,15 +126,15 @@ impl Store for SqliteStore {
         value: &Value,
         expected: Option<i64>,
     ) -> Result<i64, StoreError> {
-        kv::put(&mut *self.writer.get().await?, key, value, expected).await
+        kv::put_value(&self.db, key, value, expected)
     }
 
     async fn kv_take(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        kv::take(&mut *self.writer.get().await?, key).await
+        kv::take(&self.db, key)
     }
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
-        kv::delete(&mut *self.writer.get().await?, key).await
+        kv::delete(&self.db, key)
     }
 
     async fn kv_list(
@@ -141,7 +142,7 @@ impl Store for SqliteStore {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<(String, Value)>, StoreError> {
-        kv::list(&mut *self.reader.get().await?, prefix, limit).await
+        kv::list(&self.db, prefix, limit)
     }
 
     async fn try_leader(&self) -> Result<Option<Box<dyn LeaderGuard>>, StoreError> {
@@ -149,15 +150,16 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        for connections in [&self.writer, &self.reader] {
-            sqlx::Connection::ping(&mut *connections.get().await?)
-                .await
+        for conn in self.db.each() {
+            conn?
+                .prepare_cached("SELECT 1")
+                .and_then(|mut stmt| stmt.query_row([], |_| Ok(())))
                 .map_err(backend)?;
         }
         Ok(())
     }
 
     async fn lease_counts(&self) -> Result<Vec<(LeaseState, u64)>, StoreError> {
-        leases::counts(&mut *self.reader.get().await?).await
+        leases::counts(&self.db)
     }
 }

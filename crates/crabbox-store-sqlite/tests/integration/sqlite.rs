@@ -83,19 +83,8 @@ async fn a_damaged_document_is_reported_as_corrupt() {
         .await
         .unwrap();
 
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("UPDATE leases SET doc = '{\"id\": 1'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE kv SET doc = 'nope'")
-        .execute(&mut conn)
-        .await
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE leases SET doc = '{\"id\": 1'; UPDATE kv SET doc = 'nope';")
         .unwrap();
 
     match store.get_lease("cbx_bad").await {
@@ -164,4 +153,75 @@ async fn another_process_holding_the_leader_file_blocks_leading() {
         guard.is_some_and(|g| g.is_held()),
         "leads once the other process is gone"
     );
+}
+
+/// Several stores opening the same new file at once (as replicas starting together would)
+/// all open, and the schema is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opening_a_new_file_together_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.db");
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let path = path.clone();
+        opening.spawn(async move { SqliteStore::open(&path).await });
+    }
+    let stores: Vec<SqliteStore> = opening
+        .join_all()
+        .await
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect();
+    stores[0]
+        .insert_lease(&lease("cbx_shared"), &no_check())
+        .await
+        .unwrap();
+    assert!(stores[3].get_lease("cbx_shared").await.unwrap().is_some());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let applied: Vec<String> = conn
+        .prepare("SELECT description FROM _migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(applied, ["coordinator"]);
+}
+
+/// A file migrated by an earlier build (which recorded migrations in sqlx's table) opens
+/// without applying them again.
+#[tokio::test]
+async fn a_database_migrated_by_sqlx_is_not_migrated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(include_str!("../../migrations/0001_coordinator.sql"))
+        .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+         checksum BLOB NOT NULL, execution_time BIGINT NOT NULL); \
+         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (1, 'coordinator', TRUE, x'00', 1); \
+         INSERT INTO kv (key, version, doc) VALUES ('kept', 1, '1');",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.kv_get("kept").await.unwrap().unwrap().value,
+        serde_json::json!(1)
+    );
+}
+
+#[tokio::test]
+async fn a_closed_store_fails_calls_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("coordinator.db"))
+        .await
+        .unwrap();
+    store.close().await;
+    let err = store.get_lease("cbx_gone").await.unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(store.ping().await.is_err());
 }
