@@ -123,6 +123,12 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, rusqlite::Error> {
     // In WAL mode, NORMAL syncs at checkpoints only: a power loss may undo the last commits
     // but never corrupts the file.
     conn.pragma_update(None, "synchronous", "normal")?;
+    // Checkpoints run on their own thread (`checkpoint`); this is the writer's backstop.
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        crate::checkpoint::BACKSTOP_PAGES,
+    )?;
     configure(&conn)?;
     Ok(conn)
 }

@@ -22,6 +22,18 @@ const UPDATE: &str = "UPDATE leases SET slug = ?2, owner = ?3, org = ?4, state =
      next_check_at = ?11, max_estimated_usd = ?12, doc = ?13, version = version + 1 \
      WHERE id = ?1 AND version = ?14";
 
+/// [`UPDATE`] for the common write (a heartbeat, a touch): it changes none of the indexed
+/// columns but `next_check_at`, and says so by comparing them instead of setting them. SQLite
+/// rewrites an index entry for every column a `SET` names, changed or not, so this one
+/// statement writes one index instead of six (half the pages a commit appends to the WAL). It
+/// updates nothing when an indexed column did change or the version moved; [`UPDATE`] then
+/// decides.
+const UPDATE_UNINDEXED: &str = "UPDATE leases SET next_check_at = ?11, \
+     max_estimated_usd = ?12, doc = ?13, version = version + 1 \
+     WHERE id = ?1 AND version = ?14 AND slug = ?2 AND owner = ?3 AND org = ?4 AND state = ?5 \
+     AND provider = ?6 AND registered = ?7 AND created_at = ?8 AND created_month = ?9 \
+     AND ended_at IS ?10";
+
 /// Live managed leases counted and summed, plus terminal spend since the month (one row
 /// each); sums are in microdollars.
 const ADMISSION: &str = "\
@@ -115,15 +127,17 @@ pub(crate) fn update(
     let doc = codec::encode(&key(&lease.id), lease)?;
     let current = {
         let conn = db.writer()?;
-        let updated = conn
-            .prepare_cached(UPDATE)
-            .and_then(|mut stmt| {
-                let params = columns(lease, index, &doc).into_iter();
-                stmt.execute(params_from_iter(params.chain([expected.into()])))
-            })
-            .map_err(backend)?;
-        if updated == 1 {
-            return Ok(expected + 1);
+        for sql in [UPDATE_UNINDEXED, UPDATE] {
+            let updated = conn
+                .prepare_cached(sql)
+                .and_then(|mut stmt| {
+                    let params = columns(lease, index, &doc).into_iter();
+                    stmt.execute(params_from_iter(params.chain([expected.into()])))
+                })
+                .map_err(backend)?;
+            if updated == 1 {
+                return Ok(expected + 1);
+            }
         }
         version_of(&conn, "SELECT version FROM leases WHERE id = ?1", &lease.id)?
     };

@@ -11,6 +11,7 @@
 //! goes through a view's `INSTEAD OF` trigger); a read lock is never upgraded to a write lock.
 //! Other processes on the same file wait up to five seconds for the write lock.
 
+mod checkpoint;
 mod conn;
 mod kv;
 mod leader;
@@ -20,8 +21,8 @@ mod runs;
 mod store;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use crabbox_store::StoreError;
 
@@ -32,7 +33,9 @@ const READERS: usize = 2;
 
 /// A coordinator store in one SQLite database.
 pub struct SqliteStore {
-    db: Connections,
+    db: Arc<Connections>,
+    /// `None` in memory.
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     leader: leader::LeaderLock,
     path: Option<PathBuf>,
 }
@@ -67,8 +70,11 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| conn::open_reader(&path).map_err(|e| opening(&path, &e)))
             .collect::<Result<_, _>>()?;
+        let db = Arc::new(Connections::new(writer, readers));
+        let checkpointer = checkpoint::Checkpointer::start(&path, Arc::clone(&db))?;
         Ok(Self {
-            db: Connections::new(writer, readers),
+            db,
+            checkpointer: Mutex::new(Some(checkpointer)),
             leader: leader::LeaderLock::File(leader_path(&path)),
             path: Some(path),
         })
@@ -84,7 +90,8 @@ impl SqliteStore {
         let mut conn = conn::open_memory().map_err(|e| opening(Path::new(":memory:"), &e))?;
         migrate::run(&mut conn)?;
         Ok(Self {
-            db: Connections::new(conn, Vec::new()),
+            db: Arc::new(Connections::new(conn, Vec::new())),
+            checkpointer: Mutex::new(None),
             leader: leader::LeaderLock::Memory(Arc::new(AtomicBool::new(false))),
             path: None,
         })
@@ -101,6 +108,12 @@ impl SqliteStore {
         reason = "async like the rest of the stores' API, so that callers need not change"
     )]
     pub async fn close(&self) {
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(checkpointer);
         self.db.close();
     }
 }
