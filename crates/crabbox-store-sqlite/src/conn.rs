@@ -71,6 +71,18 @@ impl Connections {
         Conn::new(lock(&self.writer))
     }
 
+    /// For a lookup by primary key: the writer if it is idle, else a reader. A reader's page
+    /// cache is discarded at the first read after any write, so under steady writes every
+    /// lookup on a reader fetches its pages again; the writer's cache stays warm. Only point
+    /// lookups take the writer (they hold it for microseconds); scans stay on the readers.
+    pub(crate) fn point_reader(&self) -> Result<Conn<'_>, StoreError> {
+        match self.writer.try_lock() {
+            Ok(guard) => Conn::new(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Conn::new(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => self.reader(),
+        }
+    }
+
     /// An idle reader if there is one, else one in turn once it is free.
     pub(crate) fn reader(&self) -> Result<Conn<'_>, StoreError> {
         if self.readers.is_empty() {

@@ -12,7 +12,7 @@ use crate::leases::{cas_failure, version_of};
 
 /// `(version, doc)` of the row `sql` finds by `id`.
 fn read(db: &Connections, sql: &str, id: &str) -> Result<Option<(i64, String)>, StoreError> {
-    db.reader()?
+    db.point_reader()?
         .prepare_cached(sql)
         .and_then(|mut stmt| {
             stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))

@@ -111,7 +111,7 @@ pub(crate) fn insert(
 
 pub(crate) fn get(db: &Connections, id: &str) -> Result<Option<Versioned<Lease>>, StoreError> {
     let row = db
-        .reader()?
+        .point_reader()?
         .prepare_cached("SELECT id, version, doc FROM leases WHERE id = ?1")
         .and_then(|mut stmt| stmt.query_row([id], raw).optional())
         .map_err(backend)?;

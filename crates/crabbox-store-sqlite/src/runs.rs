@@ -118,7 +118,7 @@ pub(crate) fn update(
 
 pub(crate) fn get(db: &Connections, id: &str) -> Result<Option<Versioned<Run>>, StoreError> {
     let row: Option<(i64, String)> = db
-        .reader()?
+        .point_reader()?
         .prepare_cached("SELECT version, doc FROM runs WHERE id = ?1")
         .and_then(|mut stmt| {
             stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
