@@ -25,12 +25,12 @@ use crate::state::{AppState, random_hex};
 const CAS_ATTEMPTS: usize = 16;
 
 fn lease_body(status: StatusCode, lease: Lease) -> Response {
-    let mut body = serde_json::Map::new();
-    body.insert(
-        "lease".into(),
-        serde_json::to_value(lease).unwrap_or_default(),
-    );
-    (status, Json(serde_json::Value::Object(body))).into_response()
+    /// `{"lease": …}`, serialized straight from the record (no intermediate `Value` tree).
+    #[derive(serde::Serialize)]
+    struct Body {
+        lease: Lease,
+    }
+    (status, Json(Body { lease })).into_response()
 }
 
 /// Shapes a stored lease for `caller` (org label, private fields removed, share hidden).

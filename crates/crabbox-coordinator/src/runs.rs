@@ -28,7 +28,12 @@ const COORDINATOR_PROVIDERS: &[&str] =
     &["hetzner", "aws", "azure", "gcp", "daytona", "local", "ssh"];
 
 fn run_body(status: StatusCode, run: Run) -> Response {
-    (status, Json(json!({ "run": shape(run) }))).into_response()
+    /// `{"run": …}`, serialized straight from the record (no intermediate `Value` tree).
+    #[derive(serde::Serialize)]
+    struct Body {
+        run: Run,
+    }
+    (status, Json(Body { run: shape(run) })).into_response()
 }
 
 fn shape(mut run: Run) -> Run {
