@@ -177,6 +177,28 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+/// Starts a long-lived helper that outlives this process (the file watcher): no kill on drop,
+/// stdio on `/dev/null` so it never holds a caller's pipes open, `/` as its working directory.
+/// The helper leaves our session itself (`setsid`); a thread reaps it if it exits while we
+/// still run.
+pub fn spawn_detached(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> std::io::Result<u32> {
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
+}
+
 /// Sends SIGTERM to a process group (best effort).
 pub fn terminate_group(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid.cast_signed()) {

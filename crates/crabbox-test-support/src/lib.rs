@@ -6,11 +6,14 @@ pub mod fake_github;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// An isolated environment: its own HOME, XDG config and state directories.
+/// An isolated environment: its own HOME, XDG config and state directories. The file watcher
+/// is off (`CRABBOX_SYNC_WATCH=0`) unless [`Sandbox::watching`] turns it on, so the many
+/// throwaway repositories of a test run do not each get a watcher daemon.
 #[derive(Debug)]
 pub struct Sandbox {
     root: tempfile::TempDir,
     bin: PathBuf,
+    watch: bool,
 }
 
 impl Sandbox {
@@ -26,7 +29,16 @@ impl Sandbox {
         Self {
             root,
             bin: bin.into(),
+            watch: false,
         }
+    }
+
+    /// Leaves `sync.watch` to the configuration (on by default on Linux). Watcher daemons
+    /// exit when their repository is deleted with the sandbox.
+    #[must_use]
+    pub fn watching(mut self) -> Self {
+        self.watch = true;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -51,6 +63,9 @@ impl Sandbox {
             .env("XDG_CONFIG_HOME", self.root.path().join("config"))
             .env("XDG_STATE_HOME", self.root.path().join("state"))
             .env("GIT_CONFIG_NOSYSTEM", "1");
+        if !self.watch {
+            cmd.env("CRABBOX_SYNC_WATCH", "0");
+        }
         cmd
     }
 

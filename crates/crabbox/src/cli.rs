@@ -96,4 +96,7 @@ pub enum Command {
     Completions(commands::completions::Args),
     /// Print the version.
     Version,
+    /// The file watcher daemon for one sync root (started by Crabbox itself).
+    #[command(name = "__watch", hide = true)]
+    Watch(commands::watch::Args),
 }

@@ -29,6 +29,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // The watcher daemon is single-threaded blocking code that lives for up to half an hour:
+    // no runtime (and no idle worker threads) for it.
+    if let cli::Command::Watch(args) = &cli.command {
+        return ExitCode::from(commands::watch::run(args));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -218,6 +218,14 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Preset::Bool(true),
         &["CRABBOX_SYNC_FINGERPRINT"],
     ),
+    // A file watcher per sync root (inotify) lets the fingerprint skip `git status` when
+    // nothing changed; only Linux has one.
+    key(
+        "sync.watch",
+        Kind::Bool,
+        Preset::Bool(cfg!(target_os = "linux")),
+        &["CRABBOX_SYNC_WATCH"],
+    ),
     key(
         "sync.baseRef",
         Kind::Text,

@@ -47,6 +47,8 @@ pub struct SyncConfig {
     pub checksum: bool,
     pub git_seed: bool,
     pub fingerprint: bool,
+    /// Serve the fingerprint from a file watcher's cache when nothing changed (Linux).
+    pub watch: bool,
     /// Unset means origin's HEAD branch, else the current branch.
     pub base_ref: Option<String>,
     pub timeout: Duration,
@@ -233,6 +235,7 @@ impl Config {
                 checksum: read.flag("sync.checksum"),
                 git_seed: read.flag("sync.gitSeed"),
                 fingerprint: read.flag("sync.fingerprint"),
+                watch: read.flag("sync.watch"),
                 base_ref: read.optional("sync.baseRef"),
                 timeout: read.duration("sync.timeout"),
                 warn_files: read.count("sync.warnFiles"),

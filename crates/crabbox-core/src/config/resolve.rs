@@ -239,6 +239,7 @@ mod tests {
         assert_eq!(config.ssh.fallback_ports, vec![22]);
         let sync = &config.sync;
         assert!(sync.delete && !sync.checksum && sync.git_seed && sync.fingerprint);
+        assert_eq!(sync.watch, cfg!(target_os = "linux"));
         assert_eq!(sync.timeout, Duration::from_mins(15));
         assert_eq!((sync.warn_files, sync.warn_bytes), (50_000, 5 << 30));
         assert_eq!((sync.fail_files, sync.fail_bytes), (150_000, 20 << 30));
@@ -417,6 +418,7 @@ mod tests {
                 ("CRABBOX_SYNC_DELETE", "no"),
                 ("CRABBOX_SYNC_CHECKSUM", "1"),
                 ("CRABBOX_SYNC_GIT_SEED", "FALSE"),
+                ("CRABBOX_SYNC_WATCH", "0"),
                 ("CRABBOX_SYNC_ALLOW_LARGE", "yes"),
                 ("CRABBOX_ENV_ALLOW", "CI, GITHUB_TOKEN"),
                 ("CRABBOX_SYNC_WARN_BYTES", "500MB"),
@@ -432,7 +434,7 @@ mod tests {
         .unwrap();
         let config = resolved.config();
         assert!(!config.sync.delete && config.sync.checksum && !config.sync.git_seed);
-        assert!(config.sync.allow_large);
+        assert!(config.sync.allow_large && !config.sync.watch);
         assert_eq!(
             config.env_allow,
             ["CI", "GITHUB_TOKEN"],

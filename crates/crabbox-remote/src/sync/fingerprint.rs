@@ -31,6 +31,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::exclude::Verdict;
@@ -57,7 +58,7 @@ pub struct FingerprintOptions<'a> {
 }
 
 /// Locally changed paths in sync scope, for the guardrails and delta syncs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirtyDelta {
     /// Modified, staged, renamed (both names), deleted, unmerged and untracked paths.
     pub paths: Vec<String>,
@@ -66,7 +67,7 @@ pub struct DirtyDelta {
 }
 
 /// The fingerprint of a sync root and the git facts gathered on the way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalState {
     /// Lowercase hex SHA-256.
     pub fingerprint: String,
@@ -81,6 +82,21 @@ pub struct LocalState {
 
 /// Computes the fingerprint of `root` with one `git status` (git work-tree root) or one walk.
 pub fn local_state(root: &Path, opts: &FingerprintOptions<'_>) -> Result<LocalState, SyncError> {
+    let h = seeded(opts);
+    match git::git_dir(root) {
+        Some(git_dir) => from_status(root, &git_dir, opts.scope, h),
+        None => from_walk(root, opts.scope, h),
+    }
+}
+
+/// A digest of everything besides the tree that goes into the fingerprint (the watcher's
+/// cache keys on it).
+pub(crate) fn options_digest(opts: &FingerprintOptions<'_>) -> String {
+    seeded(opts).finish()
+}
+
+/// The hasher after the version and the options.
+fn seeded(opts: &FingerprintOptions<'_>) -> Hasher {
     let mut h = Hasher::default();
     h.str(VERSION);
     let rules = opts.scope.excludes.rules();
@@ -99,10 +115,7 @@ pub fn local_state(root: &Path, opts: &FingerprintOptions<'_>) -> Result<LocalSt
     for e in opts.extra {
         h.str(e);
     }
-    match git::git_dir(root) {
-        Some(git_dir) => from_status(root, &git_dir, opts.scope, h),
-        None => from_walk(root, opts.scope, h),
-    }
+    h
 }
 
 fn from_walk(root: &Path, scope: &ManifestOptions, mut h: Hasher) -> Result<LocalState, SyncError> {

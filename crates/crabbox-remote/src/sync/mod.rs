@@ -26,7 +26,7 @@
 mod error;
 pub mod exclude;
 pub mod fingerprint;
-mod git;
+pub(crate) mod git;
 mod glob;
 pub mod guardrail;
 pub mod manifest;

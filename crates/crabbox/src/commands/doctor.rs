@@ -25,6 +25,44 @@ fn tool_version(program: &str, arg: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether a file watcher serves this root's fingerprint. Only a watcher that hit the inotify
+/// watch limit fails the check: everything else is a normal state (not started yet, off).
+fn watcher(ctx: &lease::Ctx) -> (bool, String) {
+    let root = ctx.repo_root.display();
+    if crate::commands::watch::settings(ctx).is_none() {
+        let why = if crabbox_remote::watch::SUPPORTED {
+            format!(
+                "off (sync.watch from {})",
+                ctx.settings.origin("sync.watch")
+            )
+        } else {
+            "unsupported on this platform (Linux only)".to_owned()
+        };
+        return (true, why);
+    }
+    match crabbox_remote::watch::status(&ctx.state_dir, &ctx.repo_root) {
+        Ok(None) => (
+            true,
+            format!("not running for {root} (the next run or sync-plan starts one)"),
+        ),
+        Ok(Some(a)) if a.ready => (
+            true,
+            format!(
+                "running for {root} pid={} watches={} generation={}",
+                a.pid, a.watches, a.generation
+            ),
+        ),
+        Ok(Some(a)) => {
+            let reason = a.broken.unwrap_or_else(|| "starting".to_owned());
+            (
+                !reason.contains("max_user_watches"),
+                format!("not usable for {root} pid={}: {reason}", a.pid),
+            )
+        }
+        Err(e) => (true, format!("no answer for {root}: {e}")),
+    }
+}
+
 pub async fn run(args: &Args) -> u8 {
     let mut checks: Vec<(String, &str, String)> = Vec::new();
     let mut add = |check: &str, ok: bool, details: String, hint: &str| {
@@ -131,6 +169,13 @@ pub async fn run(args: &Args) -> u8 {
             warnings.is_empty(),
             format!("{} unreadable", warnings.len()),
             "remove the broken claim files named in warnings",
+        );
+        let (ok, details) = watcher(ctx);
+        add(
+            "watch",
+            ok,
+            details,
+            "raise the limit (sysctl fs.inotify.max_user_watches=524288) or set sync.watch: false",
         );
     }
     // Brokered: the coordinator answers, and accepts the configured token.

@@ -18,6 +18,7 @@ pub mod stop;
 pub mod sync_plan;
 pub mod usage;
 pub mod warmup;
+pub mod watch;
 
 use crate::cli::Command;
 use crate::error::CliResult;
@@ -47,6 +48,7 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Usage(args) => usage::run(args).await,
         Command::Admin(cmd) => admin::run(cmd).await,
         Command::Coordinator(cmd) => coordinator::run(cmd).await,
+        Command::Watch(args) => Ok(watch::run(&args)),
         Command::Version => {
             crate::output::out(format!("crabbox {}", env!("CARGO_PKG_VERSION")));
             Ok(0)

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use crabbox_remote::rsync::RsyncOptions;
 use crabbox_remote::session::{SessionError, SessionEvent, SessionPlan, SyncHooks, run_session};
 use crabbox_remote::sync::{self, FingerprintOptions, LocalState};
+use crabbox_remote::watch::Source;
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
@@ -192,6 +193,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
         Some(_) => sampler().await,
         None => None,
     };
+    let fingerprint_source: Arc<OnceLock<Source>> = Arc::default();
     let outcome = execute(
         &ctx,
         &args,
@@ -201,6 +203,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
         &progress,
         log.clone(),
         events.clone(),
+        &fingerprint_source,
     )
     .await;
     progress.finish();
@@ -256,7 +259,10 @@ pub async fn run(args: Args) -> CliResult<u8> {
                 name: name.clone(),
                 ms: *ms,
                 skipped: false,
-                reason: None,
+                // The file watcher proved nothing changed: git did not run.
+                reason: (name == "fingerprint"
+                    && fingerprint_source.get() == Some(&Source::Watcher))
+                .then(|| Source::Watcher.as_str().to_owned()),
             })
             .collect(),
         sync_skipped: outcome.sync_skipped,
@@ -335,6 +341,7 @@ async fn execute(
     progress: &Progress,
     log: Option<crate::broker::LogTail>,
     events: Option<crate::broker::EventSink>,
+    fingerprint_source: &Arc<OnceLock<Source>>,
 ) -> CliResult<crabbox_remote::session::SessionOutcome> {
     let target = lease::ssh_target(record);
     let workdir = ctx.workdir(record);
@@ -348,6 +355,8 @@ async fn execute(
     let local_cell: Arc<OnceLock<(LocalState, u64)>> = Arc::default();
     let fingerprint = {
         let cell = local_cell.clone();
+        let source_cell = fingerprint_source.clone();
+        let watch = crate::commands::watch::settings(ctx);
         let root = ctx.repo_root.clone();
         let scope = scope.clone();
         let delete = config.sync.delete;
@@ -362,15 +371,17 @@ async fn execute(
                     checksum,
                     extra: &extra,
                 };
-                sync::local_state(&root, &opts).map(|s| (s, started.elapsed().as_millis() as u64))
+                crabbox_remote::watch::local_state(&root, &opts, watch.as_ref())
+                    .map(|(s, source)| (s, source, started.elapsed().as_millis() as u64))
             })
         });
         async move {
             let Some(task) = task else {
                 return Ok(String::new());
             };
-            let (state, ms) = task.await??;
+            let (state, source, ms) = task.await??;
             let fp = state.fingerprint.clone();
+            let _ = source_cell.set(source);
             let _ = cell.set((state, ms));
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(fp)
         }

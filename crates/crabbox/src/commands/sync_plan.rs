@@ -10,6 +10,7 @@ use crabbox_remote::sync::{
     self, FingerprintOptions, GuardrailCheck, GuardrailOutcome, Limits, LocalState, Manifest,
     ManifestOptions, RuleOrigin,
 };
+use crabbox_remote::watch::Source;
 use serde::Serialize;
 
 use crate::commands::run::sync_limits;
@@ -133,6 +134,8 @@ struct SyncPlan {
     top_dirs: Vec<Row>,
     fingerprint: String,
     fingerprint_ms: u64,
+    /// `watcher` (served from the file watcher's cache: git did not run) or `computed`.
+    fingerprint_source: &'static str,
     manifest_ms: u64,
 }
 
@@ -176,6 +179,7 @@ struct Measured {
     state: LocalState,
     manifest: Manifest,
     fingerprint_ms: u64,
+    fingerprint_source: Source,
     manifest_ms: u64,
 }
 
@@ -185,6 +189,7 @@ fn plan(root: &std::path::Path, config: &Config, measured: &Measured, limit: usi
         state,
         manifest,
         fingerprint_ms,
+        fingerprint_source,
         manifest_ms,
     } = measured;
     let limits = sync_limits(config, false);
@@ -261,6 +266,7 @@ fn plan(root: &std::path::Path, config: &Config, measured: &Measured, limit: usi
             .collect(),
         fingerprint: state.fingerprint.clone(),
         fingerprint_ms: *fingerprint_ms,
+        fingerprint_source: fingerprint_source.as_str(),
         manifest_ms: *manifest_ms,
     }
 }
@@ -290,7 +296,10 @@ pub fn run(args: &Args) -> CliResult<u8> {
         checksum: config.sync.checksum,
         extra: &extra,
     };
-    let state = sync::local_state(&ctx.repo_root, &opts).map_err(build_error)?;
+    let watch = crate::commands::watch::settings(&ctx);
+    let (state, fingerprint_source) =
+        crabbox_remote::watch::local_state(&ctx.repo_root, &opts, watch.as_ref())
+            .map_err(build_error)?;
     let fingerprint_ms = started.elapsed().as_millis() as u64;
     let started = Instant::now();
     let manifest = sync::build_manifest(&ctx.repo_root, &scope).map_err(build_error)?;
@@ -301,6 +310,7 @@ pub fn run(args: &Args) -> CliResult<u8> {
         state,
         manifest,
         fingerprint_ms,
+        fingerprint_source,
         manifest_ms,
     };
     let plan = plan(&ctx.repo_root, config, &measured, args.limit);
@@ -395,8 +405,13 @@ fn print_human(plan: &SyncPlan, scope: &sync::ManifestOptions) {
             row.files.unwrap_or_default()
         ));
     }
+    let source = if plan.fingerprint_source == Source::Watcher.as_str() {
+        " (file watcher: nothing changed)"
+    } else {
+        ""
+    };
     output::out(format!(
-        "fingerprint: {} ms, manifest: {} ms",
+        "fingerprint: {} ms{source}, manifest: {} ms",
         plan.fingerprint_ms, plan.manifest_ms
     ));
 }

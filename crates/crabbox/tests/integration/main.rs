@@ -7,6 +7,7 @@ mod run;
 mod static_ssh;
 mod sync;
 mod sync_plan;
+mod watch;
 
 use crabbox_test_support::Sandbox;
 
