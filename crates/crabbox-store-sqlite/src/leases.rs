@@ -191,16 +191,7 @@ pub(crate) fn list(db: &Connections, q: &LeaseQuery) -> Result<Vec<Lease>, Store
         params.push(t.millis().into());
     }
     params.push(codec::sql_limit(q.limit).into());
-    let rows: Vec<(String, String)> = db
-        .reader()?
-        .prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.query_map(params_from_iter(params), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect()
-        })
-        .map_err(backend)?;
+    let rows = crate::text_pairs(db, &sql, params)?;
     rows.iter()
         .map(|(id, doc)| codec::decode(&key(id), doc))
         .collect()

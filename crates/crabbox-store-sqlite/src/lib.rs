@@ -140,3 +140,20 @@ fn opening(path: &Path, e: &rusqlite::Error) -> StoreError {
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("sqlite: {e}"))
 }
+
+/// Runs a filtered list query on a reader: the first two columns of every row, as text.
+pub(crate) fn text_pairs(
+    db: &Connections,
+    sql: &str,
+    params: Vec<rusqlite::types::ToSqlOutput<'_>>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    db.reader()?
+        .prepare_cached(sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(rusqlite::params_from_iter(params), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect()
+        })
+        .map_err(backend)
+}

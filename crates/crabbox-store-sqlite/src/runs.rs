@@ -5,7 +5,7 @@ use crabbox_api::coord::{Run, RunEvent, Timestamp};
 use crabbox_store::codec;
 use crabbox_store::{RunQuery, StoreError, Versioned};
 use rusqlite::types::ToSqlOutput;
-use rusqlite::{OptionalExtension as _, ffi, params_from_iter};
+use rusqlite::{OptionalExtension as _, ffi};
 
 use crate::backend;
 use crate::conn::Connections;
@@ -159,16 +159,7 @@ pub(crate) fn list(db: &Connections, q: &RunQuery) -> Result<Vec<Run>, StoreErro
         params.push(id.as_str().into());
     }
     params.push(codec::sql_limit(q.limit).into());
-    let rows: Vec<(String, String)> = db
-        .reader()?
-        .prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.query_map(params_from_iter(params), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect()
-        })
-        .map_err(backend)?;
+    let rows = crate::text_pairs(db, &sql, params)?;
     rows.iter()
         .map(|(id, doc)| codec::decode(&key(id), doc))
         .collect()
