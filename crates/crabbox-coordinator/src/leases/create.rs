@@ -1,0 +1,698 @@
+//! Creating leases: `POST /v1/leases`, the fixed-id `PUT`, create-attempt tokens and
+//! cancel-create (spec coordinator §4.1–4.3): the record is stored as `provisioning` first, the
+//! provider is called outside any lock, and the result is committed with a compare-and-swap.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use crabbox_api::LeaseId;
+use crabbox_api::coord::{
+    CreateAttempt, Lease, LeaseRequest, LeaseState, ReleaseRequest, Timestamp,
+};
+use crabbox_store::StoreError;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CAS_ATTEMPTS, apply_release, lease_body, modify, shape};
+use crate::access::Caller;
+use crate::error::{Failure, Result};
+use crate::lifecycle::{self, DEFAULT_IDLE_SECS, DEFAULT_TTL_SECS, clamp_lifetime};
+use crate::providers;
+use crate::request::parse_json;
+use crate::state::{AppState, random_hex};
+
+// ---- create --------------------------------------------------------------------------------
+
+/// `POST /v1/leases`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let req: LeaseRequest = parse_json(&body)?;
+    create_managed(&state, &caller, req, None).await
+}
+
+/// `PUT /v1/leases/{id}`: fixed-id idempotent create.
+pub async fn put_fixed(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let req: LeaseRequest = parse_json(&body)?;
+    if !LeaseId::is_canonical(&id) {
+        return Err(Failure::bad_request(
+            "invalid_lease_id",
+            format!("{id:?} is not a lease id (cbx_ + 12 hex)"),
+        ));
+    }
+    if req.lease_id.as_deref().is_some_and(|b| b != id) {
+        return Err(Failure::bad_request(
+            "lease_id_mismatch",
+            "body leaseID differs from the path",
+        ));
+    }
+    if req.create_attempt_id.is_some() {
+        return Err(Failure::bad_request(
+            "create_attempt_not_allowed",
+            "fixed-id creates are idempotent by themselves; drop createAttemptID",
+        ));
+    }
+    let hash = fixed_intent_hash(&req);
+    if let Some(existing) = state.store.get_lease(&id).await? {
+        return fixed_replay(&state, &caller, existing.value, &hash);
+    }
+    create_managed(&state, &caller, req, Some((id, hash))).await
+}
+
+fn fixed_replay(state: &AppState, caller: &Caller, lease: Lease, hash: &str) -> Result<Response> {
+    let same_owner = lease.owner == caller.owner && lease.org == caller.org_key;
+    if same_owner && lease.is_live() && lease.fixed_create_intent_hash.as_deref() == Some(hash) {
+        let status = if lease.state == LeaseState::Active {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        return Ok(lease_body(status, shape(state, caller, lease)));
+    }
+    Err(Failure::conflict(
+        "lease_id_conflict",
+        "lease id is bound to another create intent",
+    ))
+}
+
+/// SHA-256 of the create intent: slug, keep and the request minus secrets, keys sorted.
+fn fixed_intent_hash(req: &LeaseRequest) -> String {
+    use sha2::Digest;
+    let mut config = serde_json::to_value(req).unwrap_or_default();
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("leaseID");
+        obj.remove("slug");
+        obj.remove("requestedSlug");
+        obj.remove("keep");
+        if let Some(key) = obj.remove("sshPublicKey") {
+            let digest = sha2::Sha256::digest(key.as_str().unwrap_or_default().as_bytes());
+            obj.insert("sshPublicKey".into(), json!(hex::encode(digest)));
+        }
+    }
+    let intent = json!({
+        "requestedSlug": req.requested_slug.clone().or_else(|| req.slug.clone()),
+        "lifecycle": {"keep": req.keep.unwrap_or(false)},
+        "config": config,
+    });
+    // serde_json maps are ordered (BTreeMap), so this serialization is canonical.
+    let mut h = sha2::Sha256::new();
+    h.update(b"crabbox-fixed-lease-create-v2\0");
+    h.update(intent.to_string().as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn valid_attempt_token(token: &str) -> bool {
+    token.len() == 36
+        && token.starts_with("cat_")
+        && token[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+struct Plan {
+    provider_name: String,
+    provider: std::sync::Arc<dyn crabbox_providers::Provider>,
+    public_key: String,
+    lease: Lease,
+}
+
+fn plan(
+    state: &AppState,
+    caller: &Caller,
+    req: &LeaseRequest,
+    id: String,
+    now: Timestamp,
+) -> Result<Plan> {
+    let provider_name = match req.provider.as_deref().map(str::trim) {
+        None | Some("") => state.settings.default_provider.clone(),
+        Some(p) => providers::canonical_name(p),
+    };
+    let Some(provider) = state.provider(&provider_name).cloned() else {
+        if providers::is_known(&provider_name) {
+            return Err(
+                Failure::new(StatusCode::FAILED_DEPENDENCY, "provider_not_configured")
+                    .with("provider", &provider_name)
+                    .with("missing", providers::missing_settings(&provider_name))
+                    .message(format!(
+                        "provider {provider_name} is not configured on this coordinator"
+                    )),
+            );
+        }
+        return Err(Failure::bad_request(
+            "unsupported_provider",
+            format!(
+                "unsupported provider: {provider_name} (this coordinator offers: {})",
+                state
+                    .providers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    };
+    let target = req
+        .target
+        .clone()
+        .or_else(|| req.target_os.clone())
+        .unwrap_or_else(|| "linux".into())
+        .to_ascii_lowercase();
+    if target != "linux" && target != "macos" && target != "windows" {
+        return Err(Failure::bad_request(
+            "invalid_target",
+            format!("target {target:?} is not linux, macos or windows"),
+        ));
+    }
+    if target != "linux" {
+        return Err(Failure::bad_request(
+            "unsupported_target",
+            format!("provider {provider_name} offers linux runners only"),
+        ));
+    }
+    let public_key = req.ssh_public_key.clone().unwrap_or_default();
+    if public_key.trim().is_empty() {
+        return Err(Failure::bad_request(
+            "invalid_request",
+            "sshPublicKey is required",
+        ));
+    }
+    if !public_key.trim_start().starts_with("ssh-")
+        && !public_key.trim_start().starts_with("ecdsa-")
+    {
+        return Err(Failure::bad_request(
+            "invalid_request",
+            "sshPublicKey must be an OpenSSH public key line (ssh-ed25519 AAAA…)",
+        ));
+    }
+    let ttl = clamp_lifetime(req.ttl_seconds, DEFAULT_TTL_SECS);
+    let idle = clamp_lifetime(req.idle_timeout_seconds, DEFAULT_IDLE_SECS);
+    let class = req
+        .class
+        .clone()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "beast".into());
+    let server_type = req
+        .server_type
+        .clone()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| provider_name.clone());
+    let rate = lifecycle::hourly_rate(&provider_name, &server_type, &state.settings.cost_rates);
+    let pond = req
+        .pond
+        .as_deref()
+        .map(crabbox_core::slug::normalize_slug)
+        .unwrap_or_default();
+    let exposed_ports = req
+        .exposed_ports
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut lease = Lease {
+        id,
+        provider: provider_name.clone(),
+        owner: caller.owner.clone(),
+        provider_owner: Some(caller.owner.clone()),
+        org: caller.org_key.clone(),
+        target,
+        os: String::new(),
+        profile: req.profile.clone().unwrap_or_else(|| "default".into()),
+        class,
+        server_type: server_type.clone(),
+        requested_server_type: server_type,
+        pond,
+        exposed_ports,
+        keep: req.keep.unwrap_or(false),
+        ttl_seconds: ttl,
+        idle_timeout_seconds: idle,
+        state: LeaseState::Provisioning,
+        created_at: now,
+        updated_at: now,
+        last_touched_at: now,
+        estimated_hourly_usd: rate,
+        max_estimated_usd: lifecycle::max_estimated_usd(ttl, rate),
+        provisioning_request_started_at: Some(now),
+        provisioning_coordinator_version: Some(state.generation.clone()),
+        ..Lease::default()
+    };
+    lease.expires_at = lifecycle::expires_at(&lease);
+    Ok(Plan {
+        provider_name,
+        provider,
+        public_key,
+        lease,
+    })
+}
+
+async fn create_managed(
+    state: &AppState,
+    caller: &Caller,
+    req: LeaseRequest,
+    fixed: Option<(String, String)>,
+) -> Result<Response> {
+    let now = state.now();
+    // 1. Validate.
+    let attempt_token = req.create_attempt_id.clone();
+    let id = match (&fixed, &req.lease_id, &attempt_token) {
+        (Some((id, _)), _, _) => id.clone(),
+        (None, Some(id), _) if LeaseId::is_canonical(id) => id.clone(),
+        (None, Some(id), Some(_)) => {
+            return Err(Failure::bad_request(
+                "invalid_lease_id",
+                format!("{id:?} is not a lease id (cbx_ + 12 hex)"),
+            ));
+        }
+        (None, None, Some(_)) => {
+            return Err(Failure::bad_request(
+                "invalid_lease_id",
+                "createAttemptID needs a client-minted leaseID",
+            ));
+        }
+        _ => LeaseId::generate().as_str().to_owned(),
+    };
+    if let Some(token) = &attempt_token
+        && !valid_attempt_token(token)
+    {
+        return Err(Failure::bad_request(
+            "invalid_create_attempt_id",
+            "createAttemptID must be cat_ + 32 hex",
+        ));
+    }
+    let requested_slug = match req.requested_slug.as_deref().or(req.slug.as_deref()) {
+        Some(raw) if !raw.trim().is_empty() => Some(
+            crabbox_core::slug::requested_slug(raw)
+                .map_err(|e| Failure::bad_request("invalid_slug", e.to_string()))?,
+        ),
+        Some(raw) if !raw.is_empty() => {
+            return Err(Failure::bad_request("invalid_slug", "slug is blank"));
+        }
+        _ => None,
+    };
+    let Plan {
+        provider_name,
+        provider,
+        public_key,
+        mut lease,
+    } = plan(state, caller, &req, id.clone(), now)?;
+    if let Some((_, hash)) = &fixed {
+        lease.fixed_create_intent_version = Some(2);
+        lease.fixed_create_intent_hash = Some(hash.clone());
+    }
+
+    // 2. Idempotency: a create-attempt token binds this id to one create.
+    let mut attempt_version = None;
+    if let Some(token) = &attempt_token {
+        match join_attempt(state, caller, &id, token, now).await? {
+            AttemptOutcome::Proceed(version) => attempt_version = Some(version),
+            AttemptOutcome::Replay(response) => return Ok(response),
+        }
+        lease.create_attempt_id = Some(token.clone());
+        lease.create_attempt_generation = Some(random_hex(16));
+    }
+
+    // 3. Slug, caps, reservation.
+    let base = requested_slug.unwrap_or_else(|| crabbox_core::slug::slug_for_lease(&id));
+    lease.slug = allocate_slug(state, caller, &base, &id, now).await?;
+    crate::caps::admit(state, &lease, now).await?;
+    let index = lifecycle::index(&lease, state.settings.settle_secs);
+    match state.store.insert_lease(&lease, &index).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            if let Some((_, hash)) = &fixed
+                && let Some(existing) = state.store.get_lease(&id).await?
+            {
+                return fixed_replay(state, caller, existing.value, hash);
+            }
+            return Err(Failure::conflict(
+                "lease_id_conflict",
+                "lease id already exists",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let (Some(token), Some(version)) = (&attempt_token, attempt_version) {
+        bind_attempt(
+            state,
+            &id,
+            token,
+            version,
+            lease.create_attempt_generation.clone(),
+            now,
+        )
+        .await?;
+    }
+    state.metrics.lease_created(&provider_name);
+
+    // 4. The provider call, outside any lock or transaction.
+    let started = std::time::Instant::now();
+    let acquired = provider
+        .acquire(&providers::acquire_request(&lease, &public_key))
+        .await;
+    state.metrics.provision_ms(started.elapsed());
+    let record = match acquired {
+        Ok(record) => record,
+        Err(e) => {
+            let message = state.redact(&e.to_string());
+            tracing::warn!(lease = %id, provider = %provider_name, error = %message, "provider create failed");
+            let failed_at = state.now();
+            let _ = modify(state, &id, |l| {
+                l.state = LeaseState::Failed;
+                l.ended_at = Some(failed_at);
+                l.updated_at = failed_at;
+                l.failure_error = Some(message.clone());
+                l.cleanup_error = Some(message.clone());
+                l.cleanup_failed_at = Some(failed_at);
+                l.provisioning_request_settled_at = Some(failed_at);
+                Ok(())
+            })
+            .await;
+            let status = providers::status_for(&e);
+            return Err(Failure::new(status, providers::code_for(&e)).message(message));
+        }
+    };
+
+    // 5. Finalize, unless the lease was released or canceled meanwhile.
+    let done = state.now();
+    let mut lost = false;
+    let finalized = modify(state, &id, |l| {
+        lost = false;
+        if l.state != LeaseState::Provisioning {
+            lost = true;
+            return Ok(());
+        }
+        providers::apply_record(l, &record);
+        l.state = LeaseState::Active;
+        l.updated_at = done;
+        l.provisioning_request_started_at = None;
+        l.provisioning_request_settled_at = None;
+        l.provisioning_coordinator_version = None;
+        l.provisioning_recovery_observed_at = None;
+        l.provisioning_recovery_missing_since = None;
+        let rate = lifecycle::hourly_rate(&l.provider, &l.server_type, &state.settings.cost_rates);
+        l.estimated_hourly_usd = rate;
+        l.max_estimated_usd = lifecycle::max_estimated_usd(l.ttl_seconds, rate);
+        Ok(())
+    })
+    .await;
+    match finalized {
+        Ok(lease) if !lost => Ok(lease_body(StatusCode::CREATED, shape(state, caller, lease))),
+        other => {
+            // Released (or gone) while provisioning: delete what was just made.
+            if let Err(e) = provider.release(&record_for_cleanup(&id, &record)).await {
+                tracing::warn!(lease = %id, error = %e, "could not delete a runner created for a released lease");
+            }
+            let current = match other {
+                Ok(l) => Some(l),
+                Err(_) => state
+                    .store
+                    .get_lease(&id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|v| v.value),
+            };
+            let mut failure = Failure::conflict(
+                "lease_state_changed",
+                "the lease was released while it was being provisioned",
+            );
+            if let Some(l) = current {
+                failure = failure.with("lease", shape(state, caller, l));
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// The first slug candidate no live, unexpired lease of the same owner and org uses.
+async fn allocate_slug(
+    state: &AppState,
+    caller: &Caller,
+    base: &str,
+    id: &str,
+    now: Timestamp,
+) -> Result<String> {
+    let mut candidates = Vec::new();
+    let _ = crabbox_core::slug::allocate_slug(base, id, |s| {
+        candidates.push(s.to_owned());
+        true
+    });
+    for candidate in candidates {
+        let taken = state
+            .store
+            .live_leases_by_slug(&candidate)
+            .await?
+            .iter()
+            .any(|l| {
+                l.value.owner == caller.owner
+                    && l.value.org == caller.org_key
+                    && l.value.expires_at > now
+            });
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(Failure::conflict(
+        "slug_unavailable",
+        format!("could not allocate a unique slug from {base:?}; pick another"),
+    ))
+}
+
+fn record_for_cleanup(
+    id: &str,
+    record: &crabbox_providers::LeaseRecord,
+) -> crabbox_providers::LeaseRecord {
+    let mut r = record.clone();
+    id.clone_into(&mut r.lease_id);
+    r
+}
+
+enum AttemptOutcome {
+    Proceed(i64),
+    Replay(Response),
+}
+
+async fn join_attempt(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    token: &str,
+    now: Timestamp,
+) -> Result<AttemptOutcome> {
+    for _ in 0..CAS_ATTEMPTS {
+        match state.store.get_attempt(id).await? {
+            None => {
+                let attempt = CreateAttempt {
+                    version: 1,
+                    requested_lease_id: id.to_owned(),
+                    token: token.to_owned(),
+                    owner: caller.owner.clone(),
+                    org: caller.org_key.clone(),
+                    state: "pending".into(),
+                    canonical_lease_id: None,
+                    cloud_id: None,
+                    generation: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                match state.store.put_attempt(&attempt, None).await {
+                    Ok(v) => return Ok(AttemptOutcome::Proceed(v)),
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(found) => {
+                let a = found.value;
+                let same = a.token == token && a.owner == caller.owner && a.org == caller.org_key;
+                if !same {
+                    if a.state == "canceled" && a.canonical_lease_id.is_none() && a.token != token {
+                        // An unbound tombstone only blocks its own token.
+                        let mut fresh = a.clone();
+                        fresh.token = token.to_owned();
+                        fresh.owner = caller.owner.clone();
+                        fresh.org = caller.org_key.clone();
+                        fresh.state = "pending".into();
+                        fresh.updated_at = now;
+                        match state.store.put_attempt(&fresh, Some(found.version)).await {
+                            Ok(v) => return Ok(AttemptOutcome::Proceed(v)),
+                            Err(StoreError::Conflict(_)) => continue,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    return Err(Failure::conflict(
+                        "create_attempt_conflict",
+                        "lease id is already reserved by another create attempt",
+                    ));
+                }
+                if a.state == "canceled" {
+                    return Err(Failure::conflict(
+                        "create_canceled",
+                        "this create was canceled",
+                    ));
+                }
+                match &a.canonical_lease_id {
+                    None => return Ok(AttemptOutcome::Proceed(found.version)),
+                    Some(lease_id) => {
+                        let lease = state.store.get_lease(lease_id).await?;
+                        return match lease {
+                            Some(l) if l.value.is_live() => Ok(AttemptOutcome::Replay(lease_body(
+                                StatusCode::OK,
+                                shape(state, caller, l.value),
+                            ))),
+                            Some(l) => Err(Failure::conflict(
+                                "lease_state_changed",
+                                format!(
+                                    "the lease of this create attempt is {}",
+                                    l.value.state.as_str()
+                                ),
+                            )
+                            .with("lease", shape(state, caller, l.value))),
+                            None => Err(Failure::conflict(
+                                "create_attempt_binding_conflict",
+                                "the create attempt is bound to a lease that no longer exists",
+                            )),
+                        };
+                    }
+                }
+            }
+        }
+    }
+    Err(Failure::conflict(
+        "create_attempt_conflict",
+        "create attempt kept changing; retry",
+    ))
+}
+
+async fn bind_attempt(
+    state: &AppState,
+    id: &str,
+    token: &str,
+    version: i64,
+    generation: Option<String>,
+    now: Timestamp,
+) -> Result<()> {
+    let Some(found) = state.store.get_attempt(id).await? else {
+        return Ok(());
+    };
+    let mut a = found.value;
+    if a.token != token || found.version != version {
+        return Err(Failure::conflict(
+            "create_attempt_binding_conflict",
+            "the create attempt changed while this create reserved its lease",
+        ));
+    }
+    a.canonical_lease_id = Some(id.to_owned());
+    a.generation = generation;
+    a.updated_at = now;
+    state.store.put_attempt(&a, Some(version)).await?;
+    Ok(())
+}
+
+// ---- cancel-create -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelRequest {
+    #[serde(rename = "createAttemptID")]
+    create_attempt_id: String,
+}
+
+pub async fn cancel_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let req: CancelRequest = parse_json(&body)?;
+    if !LeaseId::is_canonical(&id) {
+        return Err(Failure::bad_request("invalid_lease_id", "not a lease id"));
+    }
+    if !valid_attempt_token(&req.create_attempt_id) {
+        return Err(Failure::bad_request(
+            "invalid_create_attempt_id",
+            "createAttemptID must be cat_ + 32 hex",
+        ));
+    }
+    let now = state.now();
+    let token = req.create_attempt_id;
+    let mut bound = None;
+    for attempt in 0..=CAS_ATTEMPTS {
+        if attempt == CAS_ATTEMPTS {
+            return Err(Failure::conflict("create_attempt_conflict", "retry"));
+        }
+        let existing = state.store.get_attempt(&id).await?;
+        let (mut record, expected) = match existing {
+            Some(found) => {
+                let a = &found.value;
+                if !caller.admin && (a.owner != caller.owner || a.org != caller.org_key) {
+                    return Err(Failure::not_found());
+                }
+                if a.token != token {
+                    return Err(Failure::conflict(
+                        "create_attempt_conflict",
+                        "lease id is reserved by another create attempt",
+                    ));
+                }
+                (found.value.clone(), Some(found.version))
+            }
+            None => (
+                CreateAttempt {
+                    version: 1,
+                    requested_lease_id: id.clone(),
+                    token: token.clone(),
+                    owner: caller.owner.clone(),
+                    org: caller.org_key.clone(),
+                    state: "canceled".into(),
+                    canonical_lease_id: None,
+                    cloud_id: None,
+                    generation: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+                None,
+            ),
+        };
+        record.state = "canceled".into();
+        record.updated_at = now;
+        match state.store.put_attempt(&record, expected).await {
+            Ok(_) => {
+                bound = record
+                    .canonical_lease_id
+                    .clone()
+                    .zip(record.generation.clone());
+                break;
+            }
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut body = json!({"canceledCreate": {
+        "version": 1, "requestedLeaseID": id, "createAttemptID": token, "state": "canceled"}});
+    if let Some((lease_id, generation)) = bound
+        && let Some(l) = state.store.get_lease(&lease_id).await?
+        && l.value.create_attempt_generation.as_deref() == Some(generation.as_str())
+    {
+        let released = apply_release(
+            &state,
+            &Caller::system(),
+            &lease_id,
+            None,
+            &ReleaseRequest {
+                expected_provider: None,
+                delete: Some(true),
+            },
+        )
+        .await?;
+        body["lease"] = serde_json::to_value(shape(&state, &caller, released)).unwrap_or_default();
+    }
+    Ok(Json(body).into_response())
+}
