@@ -27,3 +27,14 @@ pub fn warm(sb: &Sandbox, dir: &std::path::Path) -> String {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("warmup --json");
     v["lease"]["id"].as_str().expect("lease id").to_owned()
 }
+
+/// The `--timing-json` object a run printed last on stderr.
+pub fn timing(out: &std::process::Output) -> serde_json::Value {
+    let line = crabbox_test_support::stderr(out)
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .expect("timing json line");
+    serde_json::from_str(&line).unwrap()
+}

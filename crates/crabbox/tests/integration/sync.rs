@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use crabbox_test_support::{code, git, git_repo, stderr, stdout, write};
 
-use crate::{sandbox, warm};
+use crate::{sandbox, timing, warm};
 
 /// Lists the remote tree (files, modes, link targets, content hashes), excluding `.git`.
 const TREE: &str = "find . -path ./.git -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort | while IFS= read -r f; do if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; else echo \"$f $(stat -c %a \"$f\") $(sha256sum < \"$f\" | cut -c1-12)\"; fi; done";
@@ -166,16 +166,6 @@ fn warm_loop_skips_sync_until_something_changes_locally_or_remotely() {
 fn wait_restored(sb: &crabbox_test_support::Sandbox, repo: &std::path::Path, id: &str) -> String {
     let out = sb.run(repo, &["run", "--id", id, "--", "cat", "a.txt"]);
     stdout(&out)
-}
-
-fn timing(out: &std::process::Output) -> serde_json::Value {
-    let line = stderr(out)
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .map(str::to_owned)
-        .expect("timing json line");
-    serde_json::from_str(&line).unwrap()
 }
 
 #[test]

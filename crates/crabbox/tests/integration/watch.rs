@@ -3,17 +3,7 @@
 
 use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout, write};
 
-use crate::{sandbox, warm};
-
-fn timing(out: &std::process::Output) -> serde_json::Value {
-    let line = stderr(out)
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .map(str::to_owned)
-        .expect("timing json line");
-    serde_json::from_str(&line).unwrap()
-}
+use crate::{sandbox, timing, warm};
 
 /// `run --timing-json -- cat a.txt`: (stdout, sync skipped, fingerprint served by the watcher).
 fn cat(sb: &Sandbox, repo: &std::path::Path, id: &str) -> (String, bool, bool) {
