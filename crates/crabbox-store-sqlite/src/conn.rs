@@ -1,11 +1,12 @@
 //! The store's connections: one writer and a few read-only connections, each behind a plain
 //! mutex and used inline on the calling thread.
 //!
-//! A statement takes microseconds, so a caller runs it directly, even from an async task,
+//! A statement takes microseconds, so a caller runs a read directly, even from an async task,
 //! instead of handing it to another thread and waiting: that hand-off (two context switches
 //! per statement) cost more than the statement itself. A guard is held only for the
 //! statements of one store call and never across an `.await` (the store's functions that
-//! take a [`Conn`] are not async).
+//! take a [`Conn`] are not async). Writes go through [`Connections::write`]: inline when the
+//! writer is idle, else committed in a batch by the writer thread (`writer`).
 
 use std::ops::Deref;
 use std::path::Path;
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 use crabbox_store::StoreError;
 use rusqlite::{Connection, OpenFlags};
+
+use crate::writer::Writer;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +30,7 @@ type Slot = Mutex<Option<Connection>>;
 
 #[derive(Debug)]
 pub(crate) struct Connections {
-    writer: Slot,
+    writer: Writer,
     /// Empty for an in-memory database, which exists only on the writer's connection.
     readers: Vec<Slot>,
     /// Which reader a caller waits for when all are busy.
@@ -58,17 +61,28 @@ impl<'a> Conn<'a> {
 }
 
 impl Connections {
-    pub(crate) fn new(writer: Connection, readers: Vec<Connection>) -> Self {
-        Self {
-            writer: Mutex::new(Some(writer)),
+    pub(crate) fn new(writer: Connection, readers: Vec<Connection>) -> Result<Self, StoreError> {
+        Ok(Self {
+            writer: Writer::start(writer)?,
             readers: readers.into_iter().map(|c| Mutex::new(Some(c))).collect(),
             next: AtomicUsize::new(0),
-        }
+        })
     }
 
-    /// The writer, once the write before has finished.
+    /// Runs `job`, a write, on the writer connection and returns its result once committed
+    /// (see `writer`). `job` must make at most one change (one effective statement).
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.write(job).await
+    }
+
+    /// The writer connection itself, once the write before has finished: held, it keeps
+    /// every write waiting.
     pub(crate) fn writer(&self) -> Result<Conn<'_>, StoreError> {
-        Conn::new(lock(&self.writer))
+        Conn::new(lock(self.writer.slot()))
     }
 
     /// For a lookup by primary key: the writer if it is idle, else a reader. A reader's page
@@ -76,7 +90,7 @@ impl Connections {
     /// lookup on a reader fetches its pages again; the writer's cache stays warm. Only point
     /// lookups take the writer (they hold it for microseconds); scans stay on the readers.
     pub(crate) fn point_reader(&self) -> Result<Conn<'_>, StoreError> {
-        match self.writer.try_lock() {
+        match self.writer.slot().try_lock() {
             Ok(guard) => Conn::new(guard),
             Err(TryLockError::Poisoned(poisoned)) => Conn::new(poisoned.into_inner()),
             Err(TryLockError::WouldBlock) => self.reader(),
@@ -102,14 +116,14 @@ impl Connections {
 
     /// Every connection, writer first, for a health check.
     pub(crate) fn each(&self) -> impl Iterator<Item = Result<Conn<'_>, StoreError>> {
-        std::iter::once(&self.writer)
+        std::iter::once(self.writer.slot())
             .chain(&self.readers)
             .map(|slot| Conn::new(lock(slot)))
     }
 
     /// Closes every connection once its current call is done; later calls fail.
     pub(crate) fn close(&self) {
-        for slot in self.readers.iter().chain([&self.writer]) {
+        for slot in self.readers.iter().chain([self.writer.slot()]) {
             drop(lock(slot).take());
         }
     }

@@ -46,36 +46,37 @@ const KV: Table = Table {
 };
 
 /// Inserts (`expected` `None`) or compares and swaps the document `doc` under `id`.
-fn put(
+async fn put(
     db: &Connections,
-    table: &Table,
-    key: &str,
-    id: &str,
-    doc: &str,
+    table: &'static Table,
+    key: String,
+    id: String,
+    doc: String,
     expected: Option<i64>,
 ) -> Result<i64, StoreError> {
-    let conn = db.writer()?;
-    let Some(expected) = expected else {
-        let inserted = conn
-            .prepare_cached(table.insert)
-            .and_then(|mut stmt| stmt.execute((id, doc)))
-            .map_err(backend)?;
-        return if inserted == 1 {
-            Ok(1)
-        } else {
-            Err(StoreError::Conflict(format!("{key} exists")))
+    db.write(move |conn| {
+        let Some(expected) = expected else {
+            let inserted = conn
+                .prepare_cached(table.insert)
+                .and_then(|mut stmt| stmt.execute((&id, &doc)))
+                .map_err(backend)?;
+            return if inserted == 1 {
+                Ok(1)
+            } else {
+                Err(StoreError::Conflict(format!("{key} exists")))
+            };
         };
-    };
-    let updated = conn
-        .prepare_cached(table.update)
-        .and_then(|mut stmt| stmt.execute((id, doc, expected)))
-        .map_err(backend)?;
-    if updated == 1 {
-        return Ok(expected + 1);
-    }
-    let current = version_of(&conn, table.version, id)?;
-    drop(conn);
-    Err(cas_failure(key, current, expected))
+        let updated = conn
+            .prepare_cached(table.update)
+            .and_then(|mut stmt| stmt.execute((&id, &doc, expected)))
+            .map_err(backend)?;
+        if updated == 1 {
+            return Ok(expected + 1);
+        }
+        let current = version_of(conn, table.version, &id)?;
+        Err(cas_failure(&key, current, expected))
+    })
+    .await
 }
 
 pub(crate) fn get_attempt(
@@ -89,15 +90,15 @@ pub(crate) fn get_attempt(
     Ok(Some(Versioned { value, version }))
 }
 
-pub(crate) fn put_attempt(
+pub(crate) async fn put_attempt(
     db: &Connections,
     attempt: &CreateAttempt,
     expected: Option<i64>,
 ) -> Result<i64, StoreError> {
-    let id = attempt.requested_lease_id.as_str();
+    let id = attempt.requested_lease_id.clone();
     let key = format!("create attempt {id}");
     let doc = codec::encode(&key, attempt)?;
-    put(db, &ATTEMPTS, &key, id, &doc, expected)
+    put(db, &ATTEMPTS, key, id, doc, expected).await
 }
 
 pub(crate) fn get(db: &Connections, key: &str) -> Result<Option<Versioned<Value>>, StoreError> {
@@ -108,32 +109,37 @@ pub(crate) fn get(db: &Connections, key: &str) -> Result<Option<Versioned<Value>
     Ok(Some(Versioned { value, version }))
 }
 
-pub(crate) fn put_value(
+pub(crate) async fn put_value(
     db: &Connections,
     key: &str,
     value: &Value,
     expected: Option<i64>,
 ) -> Result<i64, StoreError> {
     let doc = codec::encode(key, value)?;
-    put(db, &KV, key, key, &doc, expected)
+    put(db, &KV, key.to_owned(), key.to_owned(), doc, expected).await
 }
 
-pub(crate) fn take(db: &Connections, key: &str) -> Result<Option<Value>, StoreError> {
+pub(crate) async fn take(db: &Connections, key: &str) -> Result<Option<Value>, StoreError> {
+    let owned = key.to_owned();
     let doc: Option<String> = db
-        .writer()?
-        .prepare_cached("DELETE FROM kv WHERE key = ?1 RETURNING doc")
-        .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
-        .map_err(backend)?;
+        .write(move |conn| {
+            conn.prepare_cached("DELETE FROM kv WHERE key = ?1 RETURNING doc")
+                .and_then(|mut stmt| stmt.query_row([owned], |row| row.get(0)).optional())
+                .map_err(backend)
+        })
+        .await?;
     doc.map(|doc| codec::decode(key, &doc)).transpose()
 }
 
-pub(crate) fn delete(db: &Connections, key: &str) -> Result<bool, StoreError> {
-    let deleted = db
-        .writer()?
-        .prepare_cached("DELETE FROM kv WHERE key = ?1")
-        .and_then(|mut stmt| stmt.execute([key]))
-        .map_err(backend)?;
-    Ok(deleted > 0)
+pub(crate) async fn delete(db: &Connections, key: &str) -> Result<bool, StoreError> {
+    let key = key.to_owned();
+    db.write(move |conn| {
+        conn.prepare_cached("DELETE FROM kv WHERE key = ?1")
+            .and_then(|mut stmt| stmt.execute([key]))
+            .map(|deleted| deleted > 0)
+            .map_err(backend)
+    })
+    .await
 }
 
 pub(crate) fn list(

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crabbox_api::coord::{Lease, LeaseState, Timestamp};
 use crabbox_store::codec::{self, LeaseColumns};
 use crabbox_store::{Admission, LeaseIndex, LeaseQuery, StoreError, Versioned};
-use rusqlite::types::ToSqlOutput;
+use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{OptionalExtension as _, params_from_iter};
 
 use crate::backend;
@@ -56,28 +56,26 @@ fn key(id: &str) -> String {
     format!("lease {id}")
 }
 
-/// `?1`–`?13` of [`INSERT`] and [`UPDATE`].
-fn columns<'a>(lease: &'a Lease, index: &LeaseIndex, doc: &'a str) -> [ToSqlOutput<'a>; 13] {
+/// `?1`–`?13` of [`INSERT`] and [`UPDATE`], owned so that a queued write can carry them.
+fn columns(lease: &Lease, index: &LeaseIndex, doc: String) -> Vec<Value> {
     let c = LeaseColumns::of(lease);
-    [
-        c.id.into(),
-        c.slug.into(),
-        c.owner.into(),
-        c.org.into(),
-        c.state.into(),
-        c.provider.into(),
-        c.registered.into(),
-        c.created_at.into(),
-        c.created_month.into(),
+    let text = |s: &str| Value::Text(s.to_owned());
+    let optional = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+    vec![
+        text(c.id),
+        text(c.slug),
+        text(c.owner),
+        text(c.org),
+        text(c.state),
+        text(c.provider),
+        Value::Integer(c.registered.into()),
+        Value::Integer(c.created_at),
+        Value::Integer(c.created_month),
         optional(c.ended_at),
         optional(index.next_check_at.map(Timestamp::millis)),
-        c.max_estimated_usd.into(),
-        doc.into(),
+        Value::Real(c.max_estimated_usd),
+        Value::Text(doc),
     ]
-}
-
-fn optional<'a>(value: Option<i64>) -> ToSqlOutput<'a> {
-    value.map_or(ToSqlOutput::Owned(rusqlite::types::Value::Null), Into::into)
 }
 
 /// `(id, version, doc)` as read, before decoding.
@@ -92,21 +90,24 @@ fn versioned((id, version, doc): Raw) -> Result<Versioned<Lease>, StoreError> {
     Ok(Versioned { value, version })
 }
 
-pub(crate) fn insert(
+pub(crate) async fn insert(
     db: &Connections,
     lease: &Lease,
     index: &LeaseIndex,
 ) -> Result<i64, StoreError> {
-    let doc = codec::encode(&key(&lease.id), lease)?;
-    let inserted = db
-        .writer()?
-        .prepare_cached(INSERT)
-        .and_then(|mut stmt| stmt.execute(columns(lease, index, &doc)))
-        .map_err(backend)?;
-    if inserted == 0 {
-        return Err(StoreError::Conflict(format!("{} exists", key(&lease.id))));
-    }
-    Ok(1)
+    let key = key(&lease.id);
+    let params = columns(lease, index, codec::encode(&key, lease)?);
+    db.write(move |conn| {
+        let inserted = conn
+            .prepare_cached(INSERT)
+            .and_then(|mut stmt| stmt.execute(params_from_iter(params)))
+            .map_err(backend)?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("{key} exists")));
+        }
+        Ok(1)
+    })
+    .await
 }
 
 pub(crate) fn get(db: &Connections, id: &str) -> Result<Option<Versioned<Lease>>, StoreError> {
@@ -118,30 +119,29 @@ pub(crate) fn get(db: &Connections, id: &str) -> Result<Option<Versioned<Lease>>
     row.map(versioned).transpose()
 }
 
-pub(crate) fn update(
+pub(crate) async fn update(
     db: &Connections,
     lease: &Lease,
     index: &LeaseIndex,
     expected: i64,
 ) -> Result<i64, StoreError> {
-    let doc = codec::encode(&key(&lease.id), lease)?;
-    let current = {
-        let conn = db.writer()?;
+    let (id, key) = (lease.id.clone(), key(&lease.id));
+    let mut params = columns(lease, index, codec::encode(&key, lease)?);
+    params.push(Value::Integer(expected));
+    db.write(move |conn| {
         for sql in [UPDATE_UNINDEXED, UPDATE] {
             let updated = conn
                 .prepare_cached(sql)
-                .and_then(|mut stmt| {
-                    let params = columns(lease, index, &doc).into_iter();
-                    stmt.execute(params_from_iter(params.chain([expected.into()])))
-                })
+                .and_then(|mut stmt| stmt.execute(params_from_iter(&params)))
                 .map_err(backend)?;
             if updated == 1 {
                 return Ok(expected + 1);
             }
         }
-        version_of(&conn, "SELECT version FROM leases WHERE id = ?1", &lease.id)?
-    };
-    Err(cas_failure(&key(&lease.id), current, expected))
+        let current = version_of(conn, "SELECT version FROM leases WHERE id = ?1", &id)?;
+        Err(cas_failure(&key, current, expected))
+    })
+    .await
 }
 
 /// The version of the row `sql` finds by `id`, after a compare-and-swap wrote nothing.
@@ -288,19 +288,25 @@ pub(crate) fn admission_from(sums: [i64; 6]) -> Admission {
     }
 }
 
-pub(crate) fn prune(db: &Connections, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
+pub(crate) async fn prune(
+    db: &Connections,
+    before: Timestamp,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let params = (before.millis(), codec::sql_limit(limit));
     // `+state` keeps SQLite from walking the state index over every terminal lease: the
     // partial ended_at index finds exactly the old ones.
-    let deleted = db
-        .writer()?
-        .prepare_cached(
+    db.write(move |conn| {
+        conn.prepare_cached(
             "DELETE FROM leases WHERE id IN (SELECT id FROM leases \
              WHERE ended_at < ?1 AND +state IN ('released', 'expired', 'failed') \
              ORDER BY ended_at LIMIT ?2)",
         )
-        .and_then(|mut stmt| stmt.execute((before.millis(), codec::sql_limit(limit))))
-        .map_err(backend)?;
-    Ok(deleted as u64)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map(|deleted| deleted as u64)
+        .map_err(backend)
+    })
+    .await
 }
 
 pub(crate) fn counts(db: &Connections) -> Result<Vec<(LeaseState, u64)>, StoreError> {

@@ -4,12 +4,13 @@
 //! reconciler's leader lock (an exclusive file lock on `<database>.leader`). It does not own the
 //! record types or their rules (`crabbox-api`, `crabbox-store`).
 //!
-//! Every call runs SQLite inline on the calling thread through `rusqlite` (see `conn`): one
-//! writer connection, so writers queue on a mutex for a few microseconds instead of spinning
-//! on `SQLITE_BUSY`, and a few read-only connections, which WAL lets run alongside the writer.
-//! Every write is one statement, and so one implicit transaction (a run with its events and log
-//! goes through a view's `INSTEAD OF` trigger); a read lock is never upgraded to a write lock.
-//! Other processes on the same file wait up to five seconds for the write lock.
+//! Reads run SQLite inline on the calling thread through `rusqlite` (see `conn`) on a few
+//! read-only connections, which WAL lets run alongside the writer. There is one writer
+//! connection, so writers never spin on `SQLITE_BUSY`: a write runs inline when the writer is
+//! idle, and otherwise queues for the writer thread, which commits what is queued together
+//! (group commit, see `writer`). Every write is one effective statement (a run with its events
+//! and log goes through a view's `INSTEAD OF` trigger); a read lock is never upgraded to a
+//! write lock. Other processes on the same file wait up to five seconds for the write lock.
 
 mod checkpoint;
 mod conn;
@@ -19,6 +20,7 @@ mod leases;
 mod migrate;
 mod runs;
 mod store;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -70,7 +72,7 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| conn::open_reader(&path).map_err(|e| opening(&path, &e)))
             .collect::<Result<_, _>>()?;
-        let db = Arc::new(Connections::new(writer, readers));
+        let db = Arc::new(Connections::new(writer, readers)?);
         let checkpointer = checkpoint::Checkpointer::start(&path, Arc::clone(&db))?;
         Ok(Self {
             db,
@@ -90,7 +92,7 @@ impl SqliteStore {
         let mut conn = conn::open_memory().map_err(|e| opening(Path::new(":memory:"), &e))?;
         migrate::run(&mut conn)?;
         Ok(Self {
-            db: Arc::new(Connections::new(conn, Vec::new())),
+            db: Arc::new(Connections::new(conn, Vec::new())?),
             checkpointer: Mutex::new(None),
             leader: leader::LeaderLock::Memory(Arc::new(AtomicBool::new(false))),
             path: None,

@@ -50,7 +50,7 @@ fn log_cuts(log: &str) -> Result<String, StoreError> {
     codec::encode("run log", &cuts)
 }
 
-fn write(
+async fn write(
     db: &Connections,
     run: &Run,
     expected: Option<i64>,
@@ -60,26 +60,28 @@ fn write(
     let cuts = log.map(log_cuts).transpose()?;
     let doc = codec::encode(&key(&run.id), run)?;
     let events = events_json(&run.id, events)?;
-    db.writer()?
-        .prepare_cached(WRITE)
-        .and_then(|mut stmt| {
-            stmt.execute((
-                run.id.as_str(),
-                run.lease_id.as_str(),
-                run.owner.as_str(),
-                run.org.as_str(),
-                run.state.as_str(),
-                run.started_at.millis(),
-                codec::run_ended_at(run),
-                doc,
-                expected,
-                events,
-                log.map(str::as_bytes),
-                cuts,
-            ))
-        })
-        .map(|_| ())
-        .map_err(|e| write_error(&run.id, expected, e))
+    let id = run.id.clone();
+    let params = (
+        run.id.clone(),
+        run.lease_id.clone(),
+        run.owner.clone(),
+        run.org.clone(),
+        run.state.as_str(),
+        run.started_at.millis(),
+        codec::run_ended_at(run),
+        doc,
+        expected,
+        events,
+        log.map(|log| log.as_bytes().to_vec()),
+        cuts,
+    );
+    db.write(move |conn| {
+        conn.prepare_cached(WRITE)
+            .and_then(|mut stmt| stmt.execute(params))
+            .map(|_| ())
+            .map_err(|e| write_error(&id, expected, e))
+    })
+    .await
 }
 
 fn write_error(run_id: &str, expected: Option<i64>, e: rusqlite::Error) -> StoreError {
@@ -102,18 +104,24 @@ fn write_error(run_id: &str, expected: Option<i64>, e: rusqlite::Error) -> Store
     backend(e)
 }
 
-pub(crate) fn insert(db: &Connections, run: &Run, events: &[RunEvent]) -> Result<i64, StoreError> {
-    write(db, run, None, events, None).map(|()| 1)
+pub(crate) async fn insert(
+    db: &Connections,
+    run: &Run,
+    events: &[RunEvent],
+) -> Result<i64, StoreError> {
+    write(db, run, None, events, None).await.map(|()| 1)
 }
 
-pub(crate) fn update(
+pub(crate) async fn update(
     db: &Connections,
     run: &Run,
     expected: i64,
     events: &[RunEvent],
     log: Option<&str>,
 ) -> Result<i64, StoreError> {
-    write(db, run, Some(expected), events, log).map(|()| expected + 1)
+    write(db, run, Some(expected), events, log)
+        .await
+        .map(|()| expected + 1)
 }
 
 pub(crate) fn get(db: &Connections, id: &str) -> Result<Option<Versioned<Run>>, StoreError> {
@@ -199,15 +207,21 @@ pub(crate) fn log(db: &Connections, run_id: &str) -> Result<String, StoreError> 
     codec::join_log(run_id, &pieces)
 }
 
-pub(crate) fn prune(db: &Connections, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
+pub(crate) async fn prune(
+    db: &Connections,
+    before: Timestamp,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let params = (before.millis(), codec::sql_limit(limit));
     // Events and log pieces go with their run (ON DELETE CASCADE).
-    let deleted = db
-        .writer()?
-        .prepare_cached(
+    db.write(move |conn| {
+        conn.prepare_cached(
             "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
              WHERE ended_at < ?1 AND state <> 'running' ORDER BY ended_at LIMIT ?2)",
         )
-        .and_then(|mut stmt| stmt.execute((before.millis(), codec::sql_limit(limit))))
-        .map_err(backend)?;
-    Ok(deleted as u64)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map(|deleted| deleted as u64)
+        .map_err(backend)
+    })
+    .await
 }

@@ -1,5 +1,5 @@
-//! [`Store`] for [`SqliteStore`]: writes on the writer connection, reads on the readers, each
-//! call run inline (nothing here awaits).
+//! [`Store`] for [`SqliteStore`]: reads inline on the readers, writes on the writer connection
+//! (inline when it is idle, else batched by the writer thread).
 
 use async_trait::async_trait;
 use crabbox_api::coord::{CreateAttempt, Lease, LeaseState, Run, RunEvent, Timestamp};
@@ -13,7 +13,7 @@ use crate::{SqliteStore, backend, kv, leases, runs};
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_lease(&self, lease: &Lease, index: &LeaseIndex) -> Result<i64, StoreError> {
-        leases::insert(&self.db, lease, index)
+        leases::insert(&self.db, lease, index).await
     }
 
     async fn get_lease(&self, id: &str) -> Result<Option<Versioned<Lease>>, StoreError> {
@@ -26,7 +26,7 @@ impl Store for SqliteStore {
         index: &LeaseIndex,
         expected: i64,
     ) -> Result<i64, StoreError> {
-        leases::update(&self.db, lease, index, expected)
+        leases::update(&self.db, lease, index, expected).await
     }
 
     async fn list_leases(&self, query: &LeaseQuery) -> Result<Vec<Lease>, StoreError> {
@@ -59,7 +59,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_leases(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        leases::prune(&self.db, before, limit)
+        leases::prune(&self.db, before, limit).await
     }
 
     async fn get_attempt(
@@ -74,11 +74,11 @@ impl Store for SqliteStore {
         attempt: &CreateAttempt,
         expected: Option<i64>,
     ) -> Result<i64, StoreError> {
-        kv::put_attempt(&self.db, attempt, expected)
+        kv::put_attempt(&self.db, attempt, expected).await
     }
 
     async fn insert_run(&self, run: &Run, events: &[RunEvent]) -> Result<i64, StoreError> {
-        runs::insert(&self.db, run, events)
+        runs::insert(&self.db, run, events).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<Versioned<Run>>, StoreError> {
@@ -92,7 +92,7 @@ impl Store for SqliteStore {
         events: &[RunEvent],
         log: Option<&str>,
     ) -> Result<i64, StoreError> {
-        runs::update(&self.db, run, expected, events, log)
+        runs::update(&self.db, run, expected, events, log).await
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>, StoreError> {
@@ -113,7 +113,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_runs(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        runs::prune(&self.db, before, limit)
+        runs::prune(&self.db, before, limit).await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Versioned<Value>>, StoreError> {
@@ -126,15 +126,15 @@ impl Store for SqliteStore {
         value: &Value,
         expected: Option<i64>,
     ) -> Result<i64, StoreError> {
-        kv::put_value(&self.db, key, value, expected)
+        kv::put_value(&self.db, key, value, expected).await
     }
 
     async fn kv_take(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        kv::take(&self.db, key)
+        kv::take(&self.db, key).await
     }
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError> {
-        kv::delete(&self.db, key)
+        kv::delete(&self.db, key).await
     }
 
     async fn kv_list(

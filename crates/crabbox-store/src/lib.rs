@@ -28,7 +28,7 @@ pub struct Versioned<T> {
     pub version: i64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The record changed since it was read (CAS lost) or an insert hit an existing key.
     #[error("conflict: {0}")]
