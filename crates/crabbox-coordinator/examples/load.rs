@@ -17,6 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+
+const REGISTER: &str = r#"{"provider":"ssh","target":"linux","host":"10.0.0.1"}"#;
+const HEARTBEAT: &str = r#"{"telemetry":{"load1":0.5,"memoryPercent":40.0}}"#;
+const FINISH: &str = r#"{"exitCode":0,"log":"ok\n"}"#;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -26,26 +32,82 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-async fn send(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: serde_json::Value,
-) -> Result<serde_json::Value, String> {
-    let resp = http
-        .request(method, &url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let value: serde_json::Value = resp.json().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(value)
-    } else {
-        Err(format!("{url}: {status} {value}"))
+/// One keep-alive HTTP/1.1 connection speaking just what the bench needs: a lean client, so
+/// that the load generator, which shares the machine's cores with the coordinator, takes as
+/// little of them as it can (reqwest with JSON parsing of every answer cost it about a third
+/// of the machine).
+struct Conn {
+    host: String,
+    stream: BufReader<TcpStream>,
+    token: String,
+}
+
+impl Conn {
+    async fn open(base: &str, token: &str) -> Result<Self, String> {
+        let host = base
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{base}: only http:// is supported"))?
+            .to_owned();
+        let stream = TcpStream::connect(&host)
+            .await
+            .map_err(|e| format!("{host}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(Self {
+            host,
+            stream: BufReader::new(stream),
+            token: token.to_owned(),
+        })
+    }
+
+    /// Sends one request and returns the answer's body; an error for a non-2xx status.
+    async fn send(&mut self, method: &str, path: &str, body: &str) -> Result<Vec<u8>, String> {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            self.token,
+            body.len()
+        );
+        let io = |e: std::io::Error| format!("{path}: {e}");
+        self.stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .map_err(io)?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.map_err(io)?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{path}: bad status line {line:?}"))?;
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.map_err(io)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{path}: {header}"))?;
+            }
+        }
+        let mut answer = vec![0; length];
+        self.stream.read_exact(&mut answer).await.map_err(io)?;
+        if (200..300).contains(&status) {
+            Ok(answer)
+        } else {
+            Err(format!(
+                "{method} {path}: {status} {}",
+                String::from_utf8_lossy(&answer)
+            ))
+        }
     }
 }
 
@@ -60,10 +122,6 @@ async fn main() {
     let token = args.get(2).expect("token").clone();
     let concurrency: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let seconds: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("client");
     let prefix = format!(
         "bench-{}-{}",
         std::process::id(),
@@ -75,30 +133,19 @@ async fn main() {
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..concurrency.max(1) {
-            let (http, base, token, next, prefix) = (
-                http.clone(),
-                base.clone(),
-                token.clone(),
-                next.clone(),
-                prefix.clone(),
-            );
+            let (base, token, next, prefix) =
+                (base.clone(), token.clone(), next.clone(), prefix.clone());
             tasks.push(tokio::spawn(async move {
+                let mut http = Conn::open(&base, &token).await.expect("connect");
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n as u64 {
                         return;
                     }
                     let id = format!("{prefix}-fill-{i}");
-                    let body = json!({"provider": "ssh", "target": "linux", "host": "10.0.0.1"});
-                    send(
-                        &http,
-                        reqwest::Method::PUT,
-                        format!("{base}/v1/leases/{id}/registration"),
-                        &token,
-                        body,
-                    )
-                    .await
-                    .expect("register");
+                    http.send("PUT", &format!("/v1/leases/{id}/registration"), REGISTER)
+                        .await
+                        .expect("register");
                 }
             }));
         }
@@ -115,8 +162,7 @@ async fn main() {
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
-        let (http, base, token, counter, errors, prefix) = (
-            http.clone(),
+        let (base, token, counter, errors, prefix) = (
             base.clone(),
             token.clone(),
             counter.clone(),
@@ -124,6 +170,7 @@ async fn main() {
             prefix.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            let mut http = Conn::open(&base, &token).await.expect("connect");
             let mut cycles = Vec::new();
             let mut heartbeats = Vec::new();
             let mut n = 0u64;
@@ -132,52 +179,23 @@ async fn main() {
                 let id = format!("{prefix}-{worker}-{n}");
                 let t0 = Instant::now();
                 let result: Result<(), String> = async {
-                    let lease = format!("{base}/v1/leases/{id}");
-                    send(
-                        &http,
-                        reqwest::Method::PUT,
-                        format!("{lease}/registration"),
-                        &token,
-                        json!({"provider": "ssh", "target": "linux", "host": "10.0.0.1"}),
-                    )
-                    .await?;
+                    let lease = format!("/v1/leases/{id}");
+                    http.send("PUT", &format!("{lease}/registration"), REGISTER)
+                        .await?;
                     for _ in 0..3 {
                         let h = Instant::now();
-                        send(
-                            &http,
-                            reqwest::Method::POST,
-                            format!("{lease}/heartbeat"),
-                            &token,
-                            json!({"telemetry": {"load1": 0.5, "memoryPercent": 40.0}}),
-                        )
-                        .await?;
+                        http.send("POST", &format!("{lease}/heartbeat"), HEARTBEAT)
+                            .await?;
                         heartbeats.push(h.elapsed().as_secs_f64() * 1000.0);
                     }
-                    let run = send(
-                        &http,
-                        reqwest::Method::POST,
-                        format!("{base}/v1/runs"),
-                        &token,
-                        json!({"leaseID": id, "command": ["true"]}),
-                    )
-                    .await?;
+                    let body = json!({"leaseID": id, "command": ["true"]}).to_string();
+                    let run = http.send("POST", "/v1/runs", &body).await?;
+                    let run: serde_json::Value =
+                        serde_json::from_slice(&run).map_err(|e| e.to_string())?;
                     let run_id = run["run"]["id"].as_str().unwrap_or_default().to_owned();
-                    send(
-                        &http,
-                        reqwest::Method::POST,
-                        format!("{base}/v1/runs/{run_id}/finish"),
-                        &token,
-                        json!({"exitCode": 0, "log": "ok\n"}),
-                    )
-                    .await?;
-                    send(
-                        &http,
-                        reqwest::Method::POST,
-                        format!("{lease}/release"),
-                        &token,
-                        json!({}),
-                    )
-                    .await?;
+                    http.send("POST", &format!("/v1/runs/{run_id}/finish"), FINISH)
+                        .await?;
+                    http.send("POST", &format!("{lease}/release"), "{}").await?;
                     Ok(())
                 }
                 .await;
