@@ -145,7 +145,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, rusqlite::Error> {
     )?;
     // Set first, so that a second process opening the same new file waits for the first.
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "journal_mode", "wal")?;
+    enter_wal(&conn)?;
     // In WAL mode, NORMAL syncs at checkpoints only: a power loss may undo the last commits
     // but never corrupts the file.
     conn.pragma_update(None, "synchronous", "normal")?;
@@ -157,6 +157,34 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, rusqlite::Error> {
     )?;
     configure(&conn)?;
     Ok(conn)
+}
+
+/// Switches the database to WAL mode (a no-op when it is already). The switch takes the file's
+/// exclusive lock without SQLite's busy handler, so while another connection opening the same
+/// new file holds a lock it fails at once with `SQLITE_BUSY` (or leaves the mode unchanged):
+/// retried here until the busy timeout.
+fn enter_wal(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let mode = conn.pragma_update_and_check(None, "journal_mode", "wal", |row| {
+            row.get::<_, String>(0)
+        });
+        let busy = match &mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) => true,
+            Err(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy),
+        };
+        if !busy || started.elapsed() >= BUSY_TIMEOUT {
+            return match mode {
+                Ok(mode) => Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some(format!("could not switch the database to WAL mode (it stays {mode})")),
+                )),
+                Err(e) => Err(e),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Opens a read-only connection on the (existing, migrated) database at `path`.
