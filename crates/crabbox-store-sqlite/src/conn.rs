@@ -166,9 +166,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, rusqlite::Error> {
 fn enter_wal(conn: &Connection) -> Result<(), rusqlite::Error> {
     let started = std::time::Instant::now();
     loop {
-        let mode = conn.pragma_update_and_check(None, "journal_mode", "wal", |row| {
-            row.get::<_, String>(0)
-        });
+        let mode = conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0));
         let busy = match &mode {
             Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
             Ok(_) => true,
@@ -178,7 +177,9 @@ fn enter_wal(conn: &Connection) -> Result<(), rusqlite::Error> {
             return match mode {
                 Ok(mode) => Err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                    Some(format!("could not switch the database to WAL mode (it stays {mode})")),
+                    Some(format!(
+                        "could not switch the database to WAL mode (it stays {mode})"
+                    )),
                 )),
                 Err(e) => Err(e),
             };
