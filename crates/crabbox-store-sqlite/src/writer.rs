@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 
 use crabbox_store::StoreError;
@@ -92,7 +92,7 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         if lock(&self.shared.queue).is_empty()
-            && let Ok(guard) = self.shared.conn.try_lock()
+            && let Some(guard) = try_lock(&self.shared.conn)
         {
             // Idle: run it here, in its own (implicit) transaction.
             let conn = guard.as_ref().ok_or_else(closed)?;
@@ -220,8 +220,19 @@ fn closed() -> StoreError {
     StoreError::Backend("sqlite: the store is closed".to_owned())
 }
 
+/// A panic while a guard was held leaves the data usable (SQLite rolls back an unfinished
+/// statement; rusqlite resets statements when they are dropped).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`] if nobody holds it.
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 #[cfg(test)]
@@ -400,6 +411,32 @@ mod tests {
         );
         assert!(matches!(results[2], Ok(true)), "{results:?}");
         assert_eq!(keys(&look), ["a", "b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_panicked_inline_leaves_the_writer_usable_inline() {
+        let (_dir, writer, look) = open();
+        let panicked = tokio::spawn({
+            let writer = Arc::clone(&writer);
+            async move {
+                writer
+                    .write(|_: &Connection| -> Result<(), StoreError> { panic!("a bug") })
+                    .await
+            }
+        })
+        .await;
+        assert!(panicked.is_err_and(|e| e.is_panic()));
+        // The writer's mutex is poisoned now; an idle writer still runs the next write on the
+        // caller's thread, not on the writer thread.
+        let thread = writer
+            .write(|conn: &Connection| {
+                insert("b")(conn)?;
+                Ok(std::thread::current().name().map(str::to_owned))
+            })
+            .await
+            .unwrap();
+        assert_ne!(thread.as_deref(), Some("sqlite-writer"));
+        assert_eq!(keys(&look), ["b"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
