@@ -288,26 +288,12 @@ pub(crate) fn admission_from(sums: [i64; 6]) -> Admission {
     }
 }
 
-pub(crate) async fn prune(
-    db: &Connections,
-    before: Timestamp,
-    limit: usize,
-) -> Result<u64, StoreError> {
-    let params = (before.millis(), codec::sql_limit(limit));
-    // `+state` keeps SQLite from walking the state index over every terminal lease: the
-    // partial ended_at index finds exactly the old ones.
-    db.write(move |conn| {
-        conn.prepare_cached(
-            "DELETE FROM leases WHERE id IN (SELECT id FROM leases \
-             WHERE ended_at < ?1 AND +state IN ('released', 'expired', 'failed') \
-             ORDER BY ended_at LIMIT ?2)",
-        )
-        .and_then(|mut stmt| stmt.execute(params))
-        .map(|deleted| deleted as u64)
-        .map_err(backend)
-    })
-    .await
-}
+/// Deletes up to `?2` terminal leases that ended before `?1` (see [`crate::prune`]). `+state`
+/// keeps SQLite from walking the state index over every terminal lease: the partial `ended_at`
+/// index finds exactly the old ones.
+pub(crate) const PRUNE: &str = "DELETE FROM leases WHERE id IN (SELECT id FROM leases \
+     WHERE ended_at < ?1 AND +state IN ('released', 'expired', 'failed') \
+     ORDER BY ended_at LIMIT ?2)";
 
 pub(crate) fn counts(db: &Connections) -> Result<Vec<(LeaseState, u64)>, StoreError> {
     let rows: Vec<(String, i64)> = db

@@ -159,3 +159,20 @@ pub(crate) fn text_pairs(
         })
         .map_err(backend)
 }
+
+/// Runs `sql`, a `DELETE` of at most `?2` rows that ended before `?1`; the number deleted.
+pub(crate) async fn prune(
+    db: &Connections,
+    sql: &'static str,
+    before: crabbox_api::coord::Timestamp,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let params = (before.millis(), crabbox_store::codec::sql_limit(limit));
+    db.write(move |conn| {
+        conn.prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(params))
+            .map(|deleted| deleted as u64)
+            .map_err(backend)
+    })
+    .await
+}

@@ -1,7 +1,7 @@
 //! Run rows with their events and chunked logs. A run and the events and log written with it
 //! commit together or not at all.
 
-use crabbox_api::coord::{Run, RunEvent, Timestamp};
+use crabbox_api::coord::{Run, RunEvent};
 use crabbox_store::codec;
 use crabbox_store::{RunQuery, StoreError, Versioned};
 use rusqlite::types::ToSqlOutput;
@@ -207,21 +207,7 @@ pub(crate) fn log(db: &Connections, run_id: &str) -> Result<String, StoreError> 
     codec::join_log(run_id, &pieces)
 }
 
-pub(crate) async fn prune(
-    db: &Connections,
-    before: Timestamp,
-    limit: usize,
-) -> Result<u64, StoreError> {
-    let params = (before.millis(), codec::sql_limit(limit));
-    // Events and log pieces go with their run (ON DELETE CASCADE).
-    db.write(move |conn| {
-        conn.prepare_cached(
-            "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
-             WHERE ended_at < ?1 AND state <> 'running' ORDER BY ended_at LIMIT ?2)",
-        )
-        .and_then(|mut stmt| stmt.execute(params))
-        .map(|deleted| deleted as u64)
-        .map_err(backend)
-    })
-    .await
-}
+/// Deletes up to `?2` finished runs that ended before `?1` (see [`crate::prune`]); their
+/// events and log pieces go with them (ON DELETE CASCADE).
+pub(crate) const PRUNE: &str = "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
+     WHERE ended_at < ?1 AND state <> 'running' ORDER BY ended_at LIMIT ?2)";

@@ -59,7 +59,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_leases(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        leases::prune(&self.db, before, limit).await
+        crate::prune(&self.db, leases::PRUNE, before, limit).await
     }
 
     async fn get_attempt(
@@ -113,7 +113,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_runs(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        runs::prune(&self.db, before, limit).await
+        crate::prune(&self.db, runs::PRUNE, before, limit).await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Versioned<Value>>, StoreError> {

@@ -317,22 +317,23 @@ mod tests {
         assert_eq!(keys(&look), ["a", "alone", "b", "c"]);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_write_leaves_the_rest_of_its_batch() {
+    /// A batch of `a`, `middle`, `b`: `middle` fails with `message`, `a` and `b` commit.
+    async fn the_middle_write_fails_alone(middle: TestJob, message: &str) {
         let (_dir, writer, look) = open();
-        let jobs: Vec<TestJob> = vec![
-            Box::new(insert("a")),
-            Box::new(insert("a")),
-            Box::new(insert("b")),
-        ];
+        let jobs: Vec<TestJob> = vec![Box::new(insert("a")), middle, Box::new(insert("b"))];
         let results = batch_of(&writer, jobs).await;
         assert!(matches!(results[0], Ok(true)), "{results:?}");
         assert!(
-            matches!(&results[1], Err(StoreError::Backend(m)) if m.contains("UNIQUE")),
+            matches!(&results[1], Err(StoreError::Backend(m)) if m.contains(message)),
             "{results:?}"
         );
         assert!(matches!(results[2], Ok(true)), "{results:?}");
         assert_eq!(keys(&look), ["a", "b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_leaves_the_rest_of_its_batch() {
+        the_middle_write_fails_alone(Box::new(insert("a")), "UNIQUE").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,20 +398,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_write_fails_alone() {
-        let (_dir, writer, look) = open();
-        let jobs: Vec<TestJob> = vec![
-            Box::new(insert("a")),
+        the_middle_write_fails_alone(
             Box::new(|_: &Connection| panic!("a bug in a write")),
-            Box::new(insert("b")),
-        ];
-        let results = batch_of(&writer, jobs).await;
-        assert!(matches!(results[0], Ok(true)), "{results:?}");
-        assert!(
-            matches!(&results[1], Err(StoreError::Backend(m)) if m.contains("did not run")),
-            "{results:?}"
-        );
-        assert!(matches!(results[2], Ok(true)), "{results:?}");
-        assert_eq!(keys(&look), ["a", "b"]);
+            "did not run",
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
