@@ -11,13 +11,13 @@
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crabbox_store::StoreError;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::writer::Writer;
+use crate::writer::{Writer, lock, try_lock};
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,10 +90,9 @@ impl Connections {
     /// lookup on a reader fetches its pages again; the writer's cache stays warm. Only point
     /// lookups take the writer (they hold it for microseconds); scans stay on the readers.
     pub(crate) fn point_reader(&self) -> Result<Conn<'_>, StoreError> {
-        match self.writer.slot().try_lock() {
-            Ok(guard) => Conn::new(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Conn::new(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => self.reader(),
+        match try_lock(self.writer.slot()) {
+            Some(guard) => Conn::new(guard),
+            None => self.reader(),
         }
     }
 
@@ -102,11 +101,7 @@ impl Connections {
         if self.readers.is_empty() {
             return self.writer();
         }
-        let idle = self.readers.iter().find_map(|slot| match slot.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        });
+        let idle = self.readers.iter().find_map(try_lock);
         let guard = idle.unwrap_or_else(|| {
             let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
             lock(&self.readers[turn])
@@ -127,12 +122,6 @@ impl Connections {
             drop(lock(slot).take());
         }
     }
-}
-
-/// A panic while a connection was held leaves it usable: SQLite rolls back an unfinished
-/// statement, and rusqlite resets statements when they are dropped.
-fn lock(slot: &Slot) -> MutexGuard<'_, Option<Connection>> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Opens the writer connection on `path`, creating the file if missing, in WAL mode.
