@@ -24,7 +24,17 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts a request. Methods outside the standard set count as `other`: the label must
+    /// not take whatever token an unauthenticated client sends (one series each, forever).
     pub fn request(&self, method: &str, route: &str, status: u16) {
+        const KNOWN: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+        ];
+        let method = KNOWN
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
         let mut map = self.requests.lock().expect("metrics lock");
         *map.entry((method.to_owned(), route.to_owned(), status))
             .or_default() += 1;
@@ -72,8 +82,9 @@ impl Metrics {
         self.runs_finished.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Renders every metric; `lease_states` comes from the store.
-    pub fn render(&self, lease_states: &[(String, u64)], leader: bool) -> String {
+    /// Renders every metric; `lease_states` comes from the store, `None` when it could not be
+    /// read (the in-memory metrics still render, and `crabbox_store_up` says 0).
+    pub fn render(&self, lease_states: Option<&[(String, u64)]>, leader: bool) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -114,16 +125,13 @@ impl Metrics {
             "Compare-and-swap writes retried after a concurrent change.",
             load(&self.cas_retries),
         );
-        counter(
-            &mut out,
-            "crabbox_provision_milliseconds_sum",
-            "Time spent in provider creates.",
-            load(&self.provision_ms_sum),
-        );
-        counter(
-            &mut out,
-            "crabbox_provision_count",
-            "Provider creates attempted.",
+        let _ = writeln!(
+            out,
+            "# HELP crabbox_provision_seconds Time spent in provider creates.\n\
+             # TYPE crabbox_provision_seconds summary\n\
+             crabbox_provision_seconds_sum {}\n\
+             crabbox_provision_seconds_count {}",
+            Seconds(load(&self.provision_ms_sum)),
             load(&self.provision_count),
         );
         counter(
@@ -159,14 +167,80 @@ impl Metrics {
         out.push_str(
             "# HELP crabbox_leases Stored leases by state.\n# TYPE crabbox_leases gauge\n",
         );
-        for (state, n) in lease_states {
+        for (state, n) in lease_states.unwrap_or_default() {
             let _ = writeln!(out, "crabbox_leases{{state=\"{state}\"}} {n}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP crabbox_store_up Whether the store answered this scrape's queries.\n# TYPE crabbox_store_up gauge\ncrabbox_store_up {}",
+            u8::from(lease_states.is_some())
+        );
         let _ = writeln!(
             out,
             "# HELP crabbox_reconciler_leader Whether this replica runs the reconciler.\n# TYPE crabbox_reconciler_leader gauge\ncrabbox_reconciler_leader {}",
             u8::from(leader)
         );
         out
+    }
+}
+
+/// Milliseconds shown as seconds with millisecond precision, without going through a float.
+struct Seconds(u64);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_series() {
+        let m = Metrics::default();
+        for i in 0..100 {
+            m.request(&format!("M{i:05}"), "unmatched", 405);
+        }
+        m.request("GET", "/v1/health", 200);
+        let text = m.render(Some(&[]), false);
+        assert!(
+            text.contains(
+                "crabbox_http_requests_total{method=\"other\",route=\"unmatched\",status=\"405\"} 100"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("crabbox_http_requests_total{").count(),
+            2,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_store_that_cannot_answer_leaves_the_counters() {
+        let m = Metrics::default();
+        m.request("POST", "/v1/leases", 503);
+        m.provision_ms(Duration::from_millis(1_250));
+        let text = m.render(None, true);
+        assert!(text.contains("crabbox_store_up 0"), "{text}");
+        assert!(!text.contains("crabbox_leases{"), "{text}");
+        assert!(text.contains("status=\"503\"} 1"), "{text}");
+        assert!(
+            text.contains("# TYPE crabbox_provision_seconds summary"),
+            "{text}"
+        );
+        assert!(
+            text.contains("crabbox_provision_seconds_sum 1.250\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("crabbox_provision_seconds_count 1\n"),
+            "{text}"
+        );
+        let up = m.render(Some(&[("active".to_owned(), 2)]), true);
+        assert!(up.contains("crabbox_store_up 1"), "{up}");
+        assert!(up.contains("crabbox_leases{state=\"active\"} 2"), "{up}");
     }
 }

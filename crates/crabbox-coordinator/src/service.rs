@@ -73,15 +73,23 @@ pub async fn pool(State(state): State<AppState>, caller: Caller) -> Result<Respo
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
-    let counts = state.store.lease_counts().await.map_err(Failure::from)?;
-    let counts: Vec<(String, u64)> = LeaseState::ALL
-        .iter()
-        .map(|s| {
-            let n = counts.iter().find(|(st, _)| st == s).map_or(0, |(_, n)| *n);
-            (s.as_str().to_owned(), n)
-        })
-        .collect();
-    let body = state.metrics.render(&counts, state.is_leader());
+    // A store that cannot answer must not hide the request counters (they say what failed).
+    let counts = match state.store.lease_counts().await {
+        Ok(counts) => Some(
+            LeaseState::ALL
+                .iter()
+                .map(|s| {
+                    let n = counts.iter().find(|(st, _)| st == s).map_or(0, |(_, n)| *n);
+                    (s.as_str().to_owned(), n)
+                })
+                .collect::<Vec<(String, u64)>>(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "/metrics could not read lease counts");
+            None
+        }
+    };
+    let body = state.metrics.render(counts.as_deref(), state.is_leader());
     Ok((
         [(
             header::CONTENT_TYPE,
