@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use crabbox_api::coord::{LeaseState, Whoami};
 use crabbox_store::LeaseQuery;
 use serde_json::json;
@@ -17,8 +17,10 @@ pub async fn health() -> Response {
     Json(json!({"ok": true, "service": "crabbox-coordinator"})).into_response()
 }
 
-pub async fn root() -> Redirect {
-    Redirect::to("/portal")
+/// `GET /` → `302 Location: /portal`, as the entry answers it (spec §2.1, §5.1). axum's
+/// `Redirect` offers only 303/307/308, so the response is built by hand.
+pub async fn root() -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, "/portal")]).into_response()
 }
 
 pub async fn ready(State(state): State<AppState>) -> Response {

@@ -165,3 +165,16 @@ async fn the_openapi_schemas_describe_every_field_the_server_returns() {
     assert!(props("ApiError").contains("error"));
     c.stop().await;
 }
+
+#[tokio::test]
+async fn the_root_redirects_to_the_portal_with_302() {
+    let c = Coord::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(format!("{}/", c.base)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    assert_eq!(resp.headers()["location"], "/portal");
+    c.stop().await;
+}
