@@ -253,8 +253,9 @@ pub async fn create(
         }
         if let Some(found) = state.store.get_lease(lease_id).await? {
             let lease = found.value;
-            // Visibility uses non-admin rules even for admins (spec §12).
-            if !access::can_see_lease(&caller.without_admin(), &lease) && !caller.admin {
+            // Visibility uses non-admin rules even for admins (spec §2.3, §12): an admin
+            // records runs only on leases it could see without its admin rights.
+            if !access::can_see_lease(&caller.without_admin(), &lease) {
                 return Err(Failure::not_found());
             }
             run.provider.clone_from(&lease.provider);

@@ -199,3 +199,48 @@ async fn logs_keep_the_last_eight_mebibytes() {
     assert!(text.bytes().all(|b| b == b'B'));
     c.stop().await;
 }
+
+#[tokio::test]
+async fn run_create_checks_the_lease_with_non_admin_rules_even_for_admins() {
+    let c = Coord::start().await;
+    let (_, lease) = c.create(ALICE, json!({})).await;
+    let lease_id = lease["lease"]["id"].as_str().unwrap().to_owned();
+    // The admin can read Alice's lease, but a run on it would be attributed to the admin,
+    // so the create sees the lease as a non-admin would: not visible, 404.
+    let (status, _) = c
+        .call("GET", &format!("/v1/leases/{lease_id}"), Who::Admin, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = c
+        .call(
+            "POST",
+            "/v1/runs",
+            Who::Admin,
+            Some(json!({"leaseID": lease_id, "command": ["true"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, _) = c
+        .call(
+            "POST",
+            "/v1/runs",
+            BOB,
+            Some(json!({"leaseID": lease_id, "command": ["true"]})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, run) = c
+        .call(
+            "POST",
+            "/v1/runs",
+            ALICE,
+            Some(json!({"leaseID": lease_id, "command": ["true"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    c.stop().await;
+}
