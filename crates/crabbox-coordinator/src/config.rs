@@ -19,17 +19,27 @@ Authentication (environment only; secrets never on the command line):
   CRABBOX_PUBLIC_URL              public origin for GitHub login callbacks
   CRABBOX_GITHUB_CLIENT_ID / CRABBOX_GITHUB_CLIENT_SECRET   GitHub OAuth app
   CRABBOX_GITHUB_ALLOWED_ORGS / CRABBOX_GITHUB_ALLOWED_TEAMS / CRABBOX_GITHUB_ADMIN_OWNERS
+                                  (CRABBOX_GITHUB_ALLOWED_ORG / _TEAM are read as aliases)
   CRABBOX_GITHUB_REVOKED_USERS    github:<id> entries denied immediately
   CRABBOX_GITHUB_MEMBERSHIP_CACHE_SECONDS   membership revalidation cache (default 300)
   CRABBOX_GITHUB_URL / CRABBOX_GITHUB_API_URL   GitHub endpoints (default github.com)
   CRABBOX_TRUSTED_PROXY_CIDRS     peers allowed to assert identity with a header
   CRABBOX_TRUSTED_USER_HEADER / CRABBOX_TRUSTED_USER_ORG / CRABBOX_TRUSTED_PROXY_SECRET
+  CRABBOX_ACCESS_TEAM_DOMAIN / CRABBOX_ACCESS_AUD   Cloudflare Access: accepted, but this
+                                  coordinator does not verify Access JWTs (a warning at start)
+  Misconfigurations that still start (the admin token equal to the shared token, GitHub login
+  without a usable public URL, …) are logged as warnings when the coordinator starts.
 
 Caps (0 or unset = off):
   CRABBOX_MAX_ACTIVE_LEASES, CRABBOX_MAX_ACTIVE_LEASES_PER_OWNER, CRABBOX_MAX_ACTIVE_LEASES_PER_ORG,
   CRABBOX_CAPACITY_ADMIN_OWNERS, CRABBOX_MAX_ACTIVE_LEASES_PER_CAPACITY_ADMIN,
   CRABBOX_MAX_MONTHLY_USD, CRABBOX_MAX_MONTHLY_USD_PER_OWNER, CRABBOX_MAX_MONTHLY_USD_PER_ORG,
-  CRABBOX_COST_RATES_JSON ({\"<provider>:<serverType>\": usd_per_hour})";
+  CRABBOX_COST_RATES_JSON ({\"<provider>:<serverType>\": usd_per_hour})
+
+Logging and the local provider:
+  CRABBOX_LOG                     log filter (default info), e.g. debug or crabbox=debug,tower_http=warn
+  CRABBOX_SSHD                    absolute path of the sshd for local runners (default: /usr/sbin/sshd,
+                                  /usr/local/sbin/sshd, /opt/homebrew/sbin/sshd, then PATH)";
 
 /// Flags of `crabbox coordinator serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,9 +60,21 @@ pub struct ServeArgs {
     #[arg(long, env = "CRABBOX_DATABASE_SCHEMA", default_value = "crabbox")]
     pub database_schema: String,
     /// PostgreSQL connection pool size.
-    #[arg(long, env = "CRABBOX_DATABASE_POOL_SIZE", default_value_t = 10)]
+    #[arg(long, env = "CRABBOX_DATABASE_POOL_SIZE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool_size: u32,
-    /// Where the coordinator keeps its SQLite file and local runners.
+    /// How long connecting to PostgreSQL (and waiting for a pooled connection) may take, in
+    /// milliseconds.
+    #[arg(long, env = "CRABBOX_DATABASE_CONNECT_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub database_connect_timeout_ms: u64,
+    #[expect(
+        clippy::doc_markdown,
+        reason = "this doc comment is the --help text, shown verbatim"
+    )]
+    /// Where the coordinator keeps its SQLite file and local runners (created private to
+    /// this user). Default: $XDG_STATE_HOME/crabbox/coordinator, else
+    /// ~/.local/state/crabbox/coordinator.
     #[arg(long, env = "CRABBOX_COORDINATOR_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Providers this coordinator offers (comma-separated): local, ssh.

@@ -76,7 +76,7 @@ async fn open_postgres(url: &str, args: &ServeArgs) -> anyhow::Result<Arc<dyn St
         crabbox_store_postgres::PgOptions {
             schema: args.database_schema.clone(),
             max_connections: args.database_pool_size,
-            ..crabbox_store_postgres::PgOptions::default()
+            acquire_timeout: Duration::from_millis(args.database_connect_timeout_ms),
         },
     )
     .await
@@ -113,6 +113,14 @@ fn build_providers(
                     !hosts.is_empty(),
                     "provider ssh needs pool hosts: --ssh-pool user@host[:port],… (CRABBOX_SSH_POOL)"
                 );
+                if let Some(key) = &args.ssh_pool_key {
+                    std::fs::File::open(key).with_context(|| {
+                        format!(
+                            "--ssh-pool-key {} (CRABBOX_SSH_POOL_KEY) cannot be read",
+                            key.display()
+                        )
+                    })?;
+                }
                 out.insert(
                     name,
                     Arc::new(ssh_pool::SshPoolProvider {
@@ -141,12 +149,22 @@ pub async fn build_state<S: std::hash::BuildHasher>(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<AppState> {
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("could not create {}", state_dir.display()))?;
+    // Private to this user: it holds the database (run logs, login records) and runner keys.
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir)
+            .with_context(|| format!("could not create {}", state_dir.display()))?;
+    }
     let lookup = |k: &str| env.get(k).cloned();
     let (limits, cost_rates) = config::limits_from_env(&lookup).map_err(anyhow::Error::msg)?;
     let auth_config =
         crabbox_auth::AuthConfig::from_env(env.iter()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for warning in &auth_config.warnings {
+        tracing::warn!("{warning}");
+    }
     let secrets = auth_config
         .secrets()
         .into_iter()
@@ -252,37 +270,46 @@ pub fn spawn(
     })
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRABBOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr, filtered by `CRABBOX_LOG` (default `info`); colours only on a terminal.
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let filter = match std::env::var("CRABBOX_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&spec)
+            .with_context(|| {
+                format!(
+                    "CRABBOX_LOG={spec:?} is not a log filter (try info, debug or crabbox=debug)"
+                )
+            })?,
+        _ => tracing_subscriber::EnvFilter::new("info"),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
+    Ok(())
 }
 
 /// `crabbox coordinator serve`: runs until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
+    init_logging(&args.log_format)?;
     let env: HashMap<String, String> = std::env::vars().collect();
     let state = build_state(&args, &env, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
     let running = spawn(state, listener, true)?;
-    tracing::info!(addr = %running.addr, providers = ?args.providers, "crabbox coordinator listening");
-    // Printed for scripts and tests that start the server on port 0.
-    {
+    let url = format!("http://{}", running.addr);
+    tracing::info!(%url, providers = %args.providers.join(","), "crabbox coordinator listening");
+    // For scripts and tests that start the server on port 0 (in JSON, the line above has it).
+    if args.log_format != "json" {
         use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "crabbox coordinator listening on http://{}",
-            running.addr
-        );
+        let _ = writeln!(std::io::stderr(), "crabbox coordinator listening on {url}");
     }
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests and the reconciler");

@@ -29,8 +29,8 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use crabbox_store::StoreError;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool};
 
 /// The `application_name` every connection reports (visible in `pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "crabbox-coordinator";
@@ -43,7 +43,8 @@ pub struct PgOptions {
     pub schema: String,
     /// Most pooled connections (the leader lock uses one more, outside the pool).
     pub max_connections: u32,
-    /// How long a call waits for a pooled connection (and a new connection for its server).
+    /// How long a call waits for a pooled connection (and a new connection for its server),
+    /// and how long the first connection may take.
     pub acquire_timeout: Duration,
 }
 
@@ -90,6 +91,21 @@ impl PgStore {
             })?
             .application_name(APPLICATION_NAME)
             .options([("search_path", options.schema.as_str())]);
+        // A pool retries a failing connect until its timeout and then says only that it timed
+        // out; one connection first says why (refused, unknown host, wrong password).
+        let unreachable = |why: String| {
+            StoreError::Backend(format!("could not connect to {}: {why}", redact::url(url)))
+        };
+        match tokio::time::timeout(options.acquire_timeout, connect.connect()).await {
+            Ok(Ok(conn)) => drop(conn.close().await),
+            Ok(Err(e)) => return Err(unreachable(redact::message(url, &e.to_string()))),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} ms (--database-connect-timeout-ms)",
+                    options.acquire_timeout.as_millis()
+                )));
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)

@@ -21,15 +21,19 @@ pub(crate) enum LeaderLock {
 }
 
 impl LeaderLock {
+    /// Fails when the lock file cannot be opened for writing, so that a coordinator that could
+    /// never run the reconciler says so when it starts instead of warning every pass.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Self::File(path) => open(path).map(drop).map_err(|e| lock_error(path, &e)),
+            Self::Memory(_) => Ok(()),
+        }
+    }
+
     pub(crate) fn try_acquire(&self) -> Result<Option<Box<dyn LeaderGuard>>, StoreError> {
         match self {
             Self::File(path) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| lock_error(path, &e))?;
+                let file = open(path).map_err(|e| lock_error(path, &e))?;
                 match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                     Ok(()) => Ok(Some(Box::new(FileGuard { _file: file }))),
                     Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
@@ -42,6 +46,14 @@ impl LeaderLock {
                 .then(|| Box::new(FlagGuard(Arc::clone(flag))) as Box<dyn LeaderGuard>)),
         }
     }
+}
+
+fn open(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
 }
 
 fn lock_error(path: &std::path::Path, e: &io::Error) -> StoreError {

@@ -67,8 +67,23 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+        create_private(&path)?;
         let mut writer = conn::open_writer(&path).map_err(|e| opening(&path, &e))?;
+        // SQLite opens a file it may not write read-only without a word; the first write
+        // would fail much later, on a request.
+        if writer
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| opening(&path, &e))?
+        {
+            return Err(StoreError::Backend(format!(
+                "the sqlite database {} is read-only for this process: the coordinator writes it \
+                 (check the file's owner and mode, and its directory's)",
+                path.display()
+            )));
+        }
         migrate::run(&mut writer)?;
+        let leader = leader::LeaderLock::File(leader_path(&path));
+        leader.check()?;
         let readers = (0..READERS)
             .map(|_| conn::open_reader(&path).map_err(|e| opening(&path, &e)))
             .collect::<Result<_, _>>()?;
@@ -77,7 +92,7 @@ impl SqliteStore {
         Ok(Self {
             db,
             checkpointer: Mutex::new(Some(checkpointer)),
-            leader: leader::LeaderLock::File(leader_path(&path)),
+            leader,
             path: Some(path),
         })
     }
@@ -175,4 +190,24 @@ pub(crate) async fn prune(
             .map_err(backend)
     })
     .await
+}
+
+/// Creates the database file, readable by its owner only, when it does not exist yet: it
+/// holds run logs and login records. SQLite gives the `-wal` and `-shm` files it creates the
+/// database file's mode. An existing file keeps its mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!(
+            "could not create the sqlite database {}: {e}",
+            path.display()
+        ))),
+    }
 }
