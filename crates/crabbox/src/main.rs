@@ -11,6 +11,7 @@ mod paths;
 mod settings;
 mod syncprep;
 mod syncstate;
+mod user_config;
 
 use std::process::ExitCode;
 

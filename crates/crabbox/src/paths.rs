@@ -24,9 +24,15 @@ pub fn config_dir() -> PathBuf {
     home().join(".config/crabbox")
 }
 
-/// The user config file (`CRABBOX_CONFIG` replaces the whole search).
+/// The user config file: `CRABBOX_CONFIG` when set (it replaces the whole search, and
+/// `login`/`logout` write there too, spec §3.1), else `<config dir>/config.yaml`. Reads and
+/// writes share `config_files` so they can never pick different files.
 pub fn user_config_file() -> PathBuf {
-    config_dir().join("config.yaml")
+    let explicit = nonempty_env("CRABBOX_CONFIG");
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    crabbox_core::config::config_files(explicit.as_deref(), Some(&config_home()), &cwd)
+        .user
+        .unwrap_or_else(|| config_dir().join("config.yaml"))
 }
 
 /// The state directory.

@@ -3,10 +3,10 @@
 //! `login --token-stdin` stores a shared token; without it the GitHub browser flow runs: the
 //! coordinator returns an authorize URL, the browser comes back to a one-time listener on
 //! 127.0.0.1, and the CLI polls with its private secret until the token is released. The
-//! token is written to the user config (dir 0700, file 0600, atomic rename) and nowhere else.
+//! token is written to the user config (`CRABBOX_CONFIG` when set; dir 0700, file 0600, atomic
+//! rename) and nowhere else.
 
 use std::io::Read as _;
-use std::path::Path;
 use std::time::Duration;
 
 use crabbox_api::ExitStatus;
@@ -16,7 +16,7 @@ use sha2::Digest as _;
 
 use crate::broker;
 use crate::error::{CliError, CliResult, WithStatus};
-use crate::{lease, output, paths};
+use crate::{lease, output, paths, user_config};
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -42,78 +42,6 @@ pub struct JsonArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Reads the user config as a YAML mapping (empty when absent).
-fn read_user_config(path: &Path) -> CliResult<serde_yaml::Mapping> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if text.trim().is_empty() => Ok(serde_yaml::Mapping::new()),
-        Ok(text) => serde_yaml::from_str::<serde_yaml::Mapping>(&text).map_err(|e| {
-            CliError::msg(
-                ExitStatus::Usage,
-                format!("{} is not a YAML mapping: {e}", path.display()),
-            )
-            .hint("fix or remove the file, then log in again")
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_yaml::Mapping::new()),
-        Err(e) => Err(CliError::msg(
-            ExitStatus::Usage,
-            format!("could not read {}: {e}", path.display()),
-        )),
-    }
-}
-
-/// Writes the user config atomically with private permissions.
-fn write_user_config(path: &Path, map: &serde_yaml::Mapping) -> CliResult<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).status(ExitStatus::Failure)?;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    let text = serde_yaml::to_string(map).status(ExitStatus::Failure)?;
-    let tmp = dir.join(format!(".config.yaml.{}.tmp", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .status(ExitStatus::Failure)?;
-    file.write_all(text.as_bytes())
-        .status(ExitStatus::Failure)?;
-    file.sync_all().status(ExitStatus::Failure)?;
-    std::fs::rename(&tmp, path).status(ExitStatus::Failure)?;
-    Ok(())
-}
-
-fn key(s: &str) -> serde_yaml::Value {
-    serde_yaml::Value::String(s.to_owned())
-}
-
-/// Sets `broker.<field>` (removing the legacy top-level spelling so one value wins).
-fn set_broker(map: &mut serde_yaml::Mapping, field: &str, value: Option<&str>) {
-    let legacy = match field {
-        "url" => "coordinator",
-        "token" => "coordinatorToken",
-        _ => "",
-    };
-    if !legacy.is_empty() {
-        map.remove(key(legacy));
-    }
-    let broker = map
-        .entry(key("broker"))
-        .or_insert_with(|| serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
-    if !broker.is_mapping() {
-        *broker = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
-    }
-    let broker = broker.as_mapping_mut().expect("mapping");
-    match value {
-        Some(v) => {
-            broker.insert(key(field), key(v));
-        }
-        None => {
-            broker.remove(key(field));
-        }
-    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -265,13 +193,13 @@ pub async fn login(args: LoginArgs) -> CliResult<u8> {
         .await
         .map_err(|e| broker::cli_error(e, "the coordinator did not accept the credential"))?;
     let path = paths::user_config_file();
-    let mut map = read_user_config(&path)?;
-    set_broker(&mut map, "url", Some(client.base_url()));
-    set_broker(&mut map, "token", Some(&token));
+    let mut map = user_config::read(&path)?;
+    user_config::set_broker(&mut map, "url", Some(args.url.trim().trim_end_matches('/')));
+    user_config::set_broker(&mut map, "token", Some(&token));
     if let Some(p) = &args.provider {
-        set_broker(&mut map, "provider", Some(p));
+        user_config::set_broker(&mut map, "provider", Some(p));
     }
-    write_user_config(&path, &map)?;
+    user_config::write(&path, &map)?;
     if args.json {
         output::json(
             &json!({"broker": client.base_url(), "provider": args.provider, "user": me.owner, "org": me.org, "auth": me.auth, "config": path}),
@@ -291,9 +219,9 @@ pub async fn login(args: LoginArgs) -> CliResult<u8> {
 
 pub fn logout(args: &JsonArgs) -> CliResult<u8> {
     let path = paths::user_config_file();
-    let mut map = read_user_config(&path)?;
-    set_broker(&mut map, "token", None);
-    write_user_config(&path, &map)?;
+    let mut map = user_config::read(&path)?;
+    user_config::set_broker(&mut map, "token", None);
+    user_config::write(&path, &map)?;
     if args.json {
         output::json(&json!({"config": path, "brokerAuth": "missing"}));
     } else {

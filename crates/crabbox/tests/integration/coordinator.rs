@@ -12,13 +12,13 @@ use serde_json::Value;
 
 use crate::sandbox;
 
-const SHARED: &str = "shared-token-0123456789abcdef";
-const ADMIN: &str = "admin-token-0123456789abcdef";
+pub(crate) const SHARED: &str = "shared-token-0123456789abcdef";
+pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
 
 /// A coordinator process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -28,7 +28,12 @@ impl Drop for Server {
     }
 }
 
-fn serve(sb: &Sandbox, state_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+pub(crate) fn serve(
+    sb: &Sandbox,
+    state_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let mut cmd: Command = sb.crabbox(sb.path(), &["coordinator", "serve"]);
     if !extra.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
@@ -81,7 +86,7 @@ fn cli(sb: &Sandbox, dir: &Path, server: &Server, args: &[&str]) -> std::process
         .expect("crabbox runs")
 }
 
-fn json(out: &std::process::Output) -> Value {
+pub(crate) fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
 }
@@ -101,7 +106,7 @@ fn live_sshds(state_dir: &Path) -> usize {
         .count()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");

@@ -2,6 +2,7 @@
 
 mod config;
 mod coordinator;
+mod coordinator_client;
 mod lease;
 mod run;
 mod static_ssh;
