@@ -188,6 +188,44 @@ pub struct ListQuery {
     limit: Option<String>,
 }
 
+/// Which stored org an `org`/`orgKind` query selects (the old coordinator's `orgFilterKey`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgFilter {
+    /// No org filter.
+    Any,
+    /// Exactly this stored org value (a current key, `~0`, or a legacy label).
+    Key(String),
+    /// A filter no record can match: an invalid label, an unknown `orgKind`, or `legacy`
+    /// without a legacy label. Answered with an empty list, not an error.
+    Nothing,
+}
+
+impl OrgFilter {
+    /// `orgKind=missing` selects records without an org (no `org` may be given with it);
+    /// `orgKind=legacy&org=<label>` selects records still holding that plain pre-key label;
+    /// otherwise `org` is a display label turned into its key.
+    pub fn parse(org: Option<&str>, kind: Option<&str>) -> Self {
+        match kind {
+            Some("missing") if org.is_none_or(str::is_empty) => {
+                Self::Key(crabbox_auth::org::MISSING_ORG_KEY.to_owned())
+            }
+            Some("legacy") => match org {
+                Some(label) if crabbox_auth::org::is_legacy_key(label) => {
+                    Self::Key(label.to_owned())
+                }
+                _ => Self::Nothing,
+            },
+            Some(_) => Self::Nothing,
+            None => match org.filter(|s| !s.is_empty()) {
+                None => Self::Any,
+                Some(label) => {
+                    crabbox_auth::org::key_for_label(label).map_or(Self::Nothing, Self::Key)
+                }
+            },
+        }
+    }
+}
+
 pub fn clamp_limit(raw: Option<&str>, default: usize) -> usize {
     match raw.and_then(|s| s.trim().parse::<f64>().ok()) {
         Some(v) if v.is_finite() && v >= 1.0 => (v.trunc() as usize).min(500),
@@ -227,13 +265,10 @@ pub async fn list_for(state: &AppState, caller: &Caller, q: &ListQuery) -> Resul
             }
         }
     }
-    if q.org_kind.as_deref() == Some("missing") {
-        query.org = Some(crabbox_auth::org::MISSING_ORG_KEY.to_owned());
-    } else if let Some(label) = q.org.as_deref().filter(|s| !s.is_empty()) {
-        match crabbox_auth::org::key_for_label(label) {
-            Some(key) => query.org = Some(key),
-            None => return Ok(Vec::new()),
-        }
+    match OrgFilter::parse(q.org.as_deref(), q.org_kind.as_deref()) {
+        OrgFilter::Any => {}
+        OrgFilter::Key(key) => query.org = Some(key),
+        OrgFilter::Nothing => return Ok(Vec::new()),
     }
     let leases = state.store.list_leases(&query).await?;
     Ok(leases

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::access::{self, Caller};
 use crate::error::{Failure, Result};
-use crate::leases::clamp_limit;
+use crate::leases::{OrgFilter, clamp_limit};
 use crate::request::parse_json;
 use crate::state::AppState;
 
@@ -317,13 +317,10 @@ pub async fn list(
             )
         })?);
     }
-    if q.org_kind.as_deref() == Some("missing") {
-        query.org = Some(crabbox_auth::org::MISSING_ORG_KEY.to_owned());
-    } else if let Some(label) = q.org.as_deref().filter(|s| !s.is_empty()) {
-        match crabbox_auth::org::key_for_label(label) {
-            Some(key) => query.org = Some(key),
-            None => return Ok(Json(json!({"runs": []})).into_response()),
-        }
+    match OrgFilter::parse(q.org.as_deref(), q.org_kind.as_deref()) {
+        OrgFilter::Any => {}
+        OrgFilter::Key(key) => query.org = Some(key),
+        OrgFilter::Nothing => return Ok(Json(json!({"runs": []})).into_response()),
     }
     if !caller.admin && query.lease_id.is_none() {
         // Non-admins only ever see their own runs or runs on their leases; narrowing the

@@ -1,5 +1,7 @@
 //! Health, whoami, metrics and the OpenAPI document.
 
+use serde_json::json;
+
 use crate::harness::{ALICE, Coord, Who};
 
 #[tokio::test]
@@ -176,5 +178,100 @@ async fn the_root_redirects_to_the_portal_with_302() {
     let resp = http.get(format!("{}/", c.base)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 302);
     assert_eq!(resp.headers()["location"], "/portal");
+    c.stop().await;
+}
+
+/// Rewrites a stored record's org to a plain pre-key label, as records written before org
+/// keys existed still hold.
+async fn make_legacy(c: &Coord, lease_id: &str, run_id: &str, label: &str) {
+    let store = &c.state().store;
+    let found = store.get_lease(lease_id).await.unwrap().unwrap();
+    let mut lease = found.value;
+    lease.org = label.to_owned();
+    let index = crabbox_coordinator::lifecycle::index(&lease, 60);
+    store
+        .update_lease(&lease, &index, found.version)
+        .await
+        .unwrap();
+    let found = store.get_run(run_id).await.unwrap().unwrap();
+    let mut run = found.value;
+    run.org = label.to_owned();
+    store
+        .update_run(&run, found.version, &[], None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn list_filters_select_legacy_and_missing_orgs_by_org_kind() {
+    let c = Coord::start().await;
+    let ids = async |who| {
+        let (_, lease) = c.create(who, json!({})).await;
+        let lease_id = lease["lease"]["id"].as_str().unwrap().to_owned();
+        let (_, run) = c
+            .call("POST", "/v1/runs", who, Some(json!({"leaseID": lease_id})))
+            .await;
+        (lease_id, run["run"]["id"].as_str().unwrap().to_owned())
+    };
+    let (legacy_lease, legacy_run) = ids(ALICE).await;
+    let (current_lease, current_run) = ids(ALICE).await;
+    make_legacy(&c, &legacy_lease, &legacy_run, "legacy-team").await;
+    let leases = async |query: &str| -> Vec<String> {
+        let (status, body) = c
+            .call("GET", &format!("/v1/leases{query}"), Who::Admin, None)
+            .await;
+        assert_eq!(status, 200, "{query}: {body}");
+        body["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let runs = async |query: &str| -> Vec<String> {
+        let (status, body) = c
+            .call("GET", &format!("/v1/runs{query}"), Who::Admin, None)
+            .await;
+        assert_eq!(status, 200, "{query}: {body}");
+        body["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(leases("").await.len(), 2);
+    // `legacy` selects the records still holding that exact plain label...
+    let q = "?orgKind=legacy&org=legacy-team";
+    assert_eq!(leases(q).await, vec![legacy_lease.clone()]);
+    assert_eq!(runs(q).await, vec![legacy_run.clone()]);
+    // ...while the same label without orgKind means the current org key of that label.
+    assert!(leases("?org=legacy-team").await.is_empty());
+    assert_eq!(
+        leases("?org=example-org").await,
+        vec![current_lease.clone()]
+    );
+    assert_eq!(runs("?org=example-org").await, vec![current_run]);
+    // `legacy` needs a legacy label; unknown kinds and `missing` with an org match nothing.
+    for q in [
+        "?orgKind=legacy",
+        "?orgKind=legacy&org=not%20legacy",
+        "?orgKind=current&org=example-org",
+        "?orgKind=missing&org=example-org",
+    ] {
+        assert!(leases(q).await.is_empty(), "{q}");
+        assert!(runs(q).await.is_empty(), "{q}");
+    }
+    assert!(leases("?orgKind=missing").await.is_empty());
+    // Legacy orgs never authorize a non-admin, not even the record's owner.
+    let (_, mine) = c
+        .call(
+            "GET",
+            "/v1/leases?orgKind=legacy&org=legacy-team",
+            ALICE,
+            None,
+        )
+        .await;
+    assert!(mine["leases"].as_array().unwrap().is_empty(), "{mine}");
     c.stop().await;
 }
