@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -74,6 +74,22 @@ async fn limit_public(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// JSON responses say `application/json; charset=utf-8` (spec §1). axum's `Json` writes a bare
+/// `application/json`; rewriting that one header here covers every handler, error bodies
+/// included, for a byte comparison and a static header value per response.
+fn declare_utf8_json(response: &mut Response) {
+    let headers = response.headers_mut();
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json")
+    {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+}
+
 /// Counts every request by route template and status and logs it.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -92,6 +108,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     {
         response = Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").into_response();
     }
+    declare_utf8_json(&mut response);
     state
         .metrics
         .request(method.as_str(), &route, status.as_u16());

@@ -275,3 +275,51 @@ async fn list_filters_select_legacy_and_missing_orgs_by_org_kind() {
     assert!(mine["leases"].as_array().unwrap().is_empty(), "{mine}");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn every_json_response_declares_utf8() {
+    let c = Coord::start().await;
+    let (_, lease) = c.create(ALICE, json!({})).await;
+    let id = lease["lease"]["id"].as_str().unwrap().to_owned();
+    let json_calls = [
+        ("GET", "/v1/health".to_owned(), Who::Anonymous, None),
+        ("GET", "/v1/ready".to_owned(), Who::Anonymous, None),
+        ("GET", "/v1/openapi.json".to_owned(), Who::Anonymous, None),
+        ("GET", "/v1/whoami".to_owned(), ALICE, None),
+        ("GET", "/v1/leases".to_owned(), ALICE, None),
+        ("GET", format!("/v1/leases/{id}"), ALICE, None),
+        ("POST", "/v1/leases".to_owned(), ALICE, Some("{")),
+        ("GET", "/v1/whoami".to_owned(), Who::Anonymous, None),
+        ("GET", format!("/v1/leases/{id}"), crate::harness::BOB, None),
+        ("GET", "/v1/pool".to_owned(), ALICE, None),
+        ("GET", "/v1/nothing-here".to_owned(), ALICE, None),
+    ];
+    for (method, path, who, body) in json_calls {
+        let mut req = c.request(method.parse().unwrap(), &path, who);
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/json; charset=utf-8",
+            "{method} {path} ({status})"
+        );
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(body.is_object(), "{method} {path}: {body}");
+    }
+    // Text stays text.
+    let resp = c
+        .request(reqwest::Method::GET, "/metrics", Who::Anonymous)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+    );
+    c.stop().await;
+}
