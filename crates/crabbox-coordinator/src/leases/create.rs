@@ -320,23 +320,42 @@ async fn create_managed(
         lease.create_attempt_generation = Some(random_hex(16));
     }
 
-    // 3. Slug, caps, reservation.
+    // 3. Slug, caps, reservation. Retries of a pending attempt race each other to the insert;
+    // every one that finds the lease already stored joins it instead of creating anything.
+    if let Some(token) = &attempt_token
+        && let Some(existing) = state.store.get_lease(&id).await?
+    {
+        return attempt_replay(state, caller, existing.value, token);
+    }
     let base = requested_slug.unwrap_or_else(|| crabbox_core::slug::slug_for_lease(&id));
     lease.slug = allocate_slug(state, caller, &base, &id, now).await?;
-    crate::caps::admit(state, &lease, now).await?;
+    if let Err(refused) = crate::caps::admit(state, &lease, now).await {
+        // A joiner admitted after its own attempt's lease was stored counts that lease
+        // against the caps: it is a replay, not a second lease.
+        if let Some(token) = &attempt_token
+            && let Some(existing) = state.store.get_lease(&id).await?
+        {
+            return attempt_replay(state, caller, existing.value, token);
+        }
+        return Err(refused);
+    }
     let index = lifecycle::index(&lease, state.settings.settle_secs);
     match state.store.insert_lease(&lease, &index).await {
         Ok(_) => {}
         Err(StoreError::Conflict(_)) => {
-            if let Some((_, hash)) = &fixed
-                && let Some(existing) = state.store.get_lease(&id).await?
-            {
-                return fixed_replay(state, caller, existing.value, hash);
-            }
-            return Err(Failure::conflict(
-                "lease_id_conflict",
-                "lease id already exists",
-            ));
+            let existing = state.store.get_lease(&id).await?;
+            return match (existing, &fixed, &attempt_token) {
+                (Some(existing), Some((_, hash)), _) => {
+                    fixed_replay(state, caller, existing.value, hash)
+                }
+                (Some(existing), None, Some(token)) => {
+                    attempt_replay(state, caller, existing.value, token)
+                }
+                _ => Err(Failure::conflict(
+                    "lease_id_conflict",
+                    "lease id already exists",
+                )),
+            };
         }
         Err(e) => return Err(e.into()),
     }
@@ -542,20 +561,9 @@ async fn join_attempt(
                 match &a.canonical_lease_id {
                     None => return Ok(AttemptOutcome::Proceed(found.version)),
                     Some(lease_id) => {
-                        let lease = state.store.get_lease(lease_id).await?;
-                        return match lease {
-                            Some(l) if l.value.is_live() => Ok(AttemptOutcome::Replay(lease_body(
-                                StatusCode::OK,
-                                shape(state, caller, l.value),
-                            ))),
-                            Some(l) => Err(Failure::conflict(
-                                "lease_state_changed",
-                                format!(
-                                    "the lease of this create attempt is {}",
-                                    l.value.state.as_str()
-                                ),
-                            )
-                            .with("lease", shape(state, caller, l.value))),
+                        return match state.store.get_lease(lease_id).await? {
+                            Some(l) => attempt_replay(state, caller, l.value, token)
+                                .map(AttemptOutcome::Replay),
                             None => Err(Failure::conflict(
                                 "create_attempt_binding_conflict",
                                 "the create attempt is bound to a lease that no longer exists",
@@ -570,6 +578,38 @@ async fn join_attempt(
         "create_attempt_conflict",
         "create attempt kept changing; retry",
     ))
+}
+
+/// The answer to a retry of create attempt `token` that found `lease` stored under its id:
+/// the lease itself when that attempt made it and it is live (`200`, possibly still
+/// `provisioning`: the first request is finishing it), `409 lease_state_changed` when it has
+/// ended, and `409 lease_id_conflict` when someone else's create made it.
+fn attempt_replay(
+    state: &AppState,
+    caller: &Caller,
+    lease: Lease,
+    token: &str,
+) -> Result<Response> {
+    let ours = lease.create_attempt_id.as_deref() == Some(token)
+        && lease.owner == caller.owner
+        && lease.org == caller.org_key;
+    if !ours {
+        return Err(Failure::conflict(
+            "lease_id_conflict",
+            "lease id already exists",
+        ));
+    }
+    if lease.is_live() {
+        return Ok(lease_body(StatusCode::OK, shape(state, caller, lease)));
+    }
+    Err(Failure::conflict(
+        "lease_state_changed",
+        format!(
+            "the lease of this create attempt is {}",
+            lease.state.as_str()
+        ),
+    )
+    .with("lease", shape(state, caller, lease)))
 }
 
 async fn bind_attempt(

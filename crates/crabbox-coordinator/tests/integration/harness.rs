@@ -24,8 +24,55 @@ pub struct Coord {
     pub running: Option<Running>,
     pub clock: ManualClock,
     pub base: String,
-    pub dir: tempfile::TempDir,
+    /// The temp dir holding the state dir; `None` for a replica sharing another's.
+    pub dir: Option<Arc<tempfile::TempDir>>,
+    state_dir: PathBuf,
     pub http: reqwest::Client,
+    env: HashMap<String, String>,
+    flags: Vec<String>,
+    /// The PostgreSQL schema this coordinator (and its replicas) use, dropped with the last.
+    pg: Option<Arc<PgSchema>>,
+}
+
+/// The PostgreSQL server tests use (127.0.0.1:5432, trust auth), overridable like the store
+/// crate's tests.
+pub fn database_url() -> String {
+    std::env::var("CRABBOX_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A schema of its own on the test PostgreSQL server, dropped when the last coordinator using
+/// it is.
+#[derive(Debug)]
+pub struct PgSchema(pub String);
+
+impl PgSchema {
+    fn fresh() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Self(format!(
+            "cbx_coord_t_{:x}_{nanos:x}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ))
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // The name came from `fresh`: plain lowercase identifier characters.
+        let _ = std::process::Command::new("psql")
+            .args([
+                database_url().as_str(),
+                "-q",
+                "-c",
+                &format!("drop schema if exists {} cascade", self.0),
+            ])
+            .output();
+    }
 }
 
 /// A caller: a proxy-asserted user, the admin token, the shared token or nobody.
@@ -70,7 +117,48 @@ impl Coord {
             .prefix("cbx-coord")
             .tempdir()
             .unwrap();
-        let state_dir = dir.path().join("state");
+        let flags: Vec<String> = flags.iter().map(|s| (*s).to_owned()).collect();
+        Self::launch(env, flags, Some(Arc::new(dir)), None, None).await
+    }
+
+    /// A coordinator on its own fresh schema of the test PostgreSQL server.
+    pub async fn start_postgres(env: HashMap<String, String>, flags: &[&str]) -> Self {
+        let schema = Arc::new(PgSchema::fresh());
+        let dir = tempfile::Builder::new()
+            .prefix("cbx-coord")
+            .tempdir()
+            .unwrap();
+        let mut all = vec![
+            "--database-url".to_owned(),
+            database_url(),
+            "--database-schema".to_owned(),
+            schema.0.clone(),
+        ];
+        all.extend(flags.iter().map(|s| (*s).to_owned()));
+        Self::launch(env, all, Some(Arc::new(dir)), None, Some(schema)).await
+    }
+
+    /// A second replica: same database, settings and state dir (so `local` runners are
+    /// shared), its own process generation, HTTP listener and clock.
+    pub async fn replica(&self) -> Self {
+        Self::launch(
+            self.env.clone(),
+            self.flags.clone(),
+            self.dir.clone(),
+            Some(self.state_dir.clone()),
+            self.pg.clone(),
+        )
+        .await
+    }
+
+    async fn launch(
+        env: HashMap<String, String>,
+        flags: Vec<String>,
+        dir: Option<Arc<tempfile::TempDir>>,
+        state_dir: Option<PathBuf>,
+        pg: Option<Arc<PgSchema>>,
+    ) -> Self {
+        let state_dir = state_dir.unwrap_or_else(|| dir.as_ref().unwrap().path().join("state"));
         let mut argv = vec![
             "serve".to_owned(),
             "--state-dir".to_owned(),
@@ -78,7 +166,7 @@ impl Coord {
             "--provisioning-settle-seconds".to_owned(),
             "60".to_owned(),
         ];
-        argv.extend(flags.iter().map(|s| (*s).to_owned()));
+        argv.extend(flags.iter().cloned());
         let serve_args = Wrapper::try_parse_from(argv).unwrap().args;
         let clock = ManualClock::new(Timestamp::now());
         let state = crabbox_coordinator::build_state(&serve_args, &env, Arc::new(clock.clone()))
@@ -93,7 +181,11 @@ impl Coord {
             clock,
             base,
             dir,
+            state_dir,
             http: reqwest::Client::new(),
+            env,
+            flags,
+            pg,
         }
     }
 
@@ -102,7 +194,7 @@ impl Coord {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.state_dir.clone()
     }
 
     /// Number of local runner directories (one per live sshd the provider made).
@@ -179,7 +271,10 @@ impl Coord {
                 .await
                 .unwrap();
         }
-        // Kill any sshd a failing test left behind.
+        // Kill any sshd a failing test left behind (once the last replica sharing them stops).
+        if self.dir.as_ref().is_some_and(|d| Arc::strong_count(d) > 1) {
+            return;
+        }
         if let Ok(entries) = std::fs::read_dir(self.state_dir().join("local")) {
             for e in entries.flatten() {
                 crabbox_remote::sshd::stop(&e.path().join("sshd")).await;

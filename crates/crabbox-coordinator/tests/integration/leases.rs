@@ -756,3 +756,61 @@ async fn a_failed_runner_delete_is_kept_on_record_and_retried_later() {
     assert_eq!(got["lease"]["cleanupAttempts"], 2);
     c.stop().await;
 }
+
+fn one_lease_each() -> std::collections::HashMap<String, String> {
+    let mut env = crate::harness::base_env();
+    env.insert("CRABBOX_MAX_ACTIVE_LEASES_PER_OWNER".into(), "1".into());
+    env
+}
+
+/// Fires `n` identical create requests at once (alternating between `coords`) and returns
+/// every answer.
+async fn concurrent_creates(
+    coords: &[&Coord],
+    who: Who<'static>,
+    body: &serde_json::Value,
+    n: usize,
+) -> Vec<(u16, serde_json::Value)> {
+    let requests = (0..n).map(|i| coords[i % coords.len()].create(who, body.clone()));
+    futures_util::future::join_all(requests).await
+}
+
+/// Every retry of one create attempt (same id, token and owner) joins it: one 201, the rest
+/// 200 with the same lease, never 409 and never 429 (the coordinators cap alice at one lease,
+/// which the joined lease already is), and a single runner.
+async fn assert_same_token_retries_join(coords: &[&Coord], id: &str) {
+    let token = format!("cat_{}", "5a".repeat(16));
+    let body = json!({"leaseID": id, "createAttemptID": token});
+    let results = concurrent_creates(coords, ALICE, &body, 60).await;
+    let created = results.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, 1, "{results:?}");
+    for (status, b) in &results {
+        assert!(matches!(status, 200 | 201), "{status} {b}");
+        assert_eq!(b["lease"]["id"], id, "{b}");
+        assert_eq!(b["lease"]["owner"], "alice@example.com", "{b}");
+    }
+    assert_eq!(coords[0].runner_dirs(), 1, "a lease was provisioned twice");
+    let (status, got) = coords[0]
+        .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+        .await;
+    assert_eq!(
+        (status, got["lease"]["state"].as_str()),
+        (200, Some("active"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_of_one_create_attempt_join_it_on_sqlite() {
+    let c = Coord::start_with(one_lease_each(), &[]).await;
+    assert_same_token_retries_join(&[&c], "cbx_00000000d001").await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_of_one_create_attempt_join_it_across_postgres_replicas() {
+    let a = Coord::start_postgres(one_lease_each(), &[]).await;
+    let b = a.replica().await;
+    assert_same_token_retries_join(&[&a, &b], "cbx_00000000d002").await;
+    b.stop().await;
+    a.stop().await;
+}
