@@ -1,7 +1,7 @@
 //! Service routes: health, readiness, whoami, pool, metrics and the OpenAPI document.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crabbox_api::coord::{LeaseState, Whoami};
@@ -106,8 +106,24 @@ pub async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }
 
-pub async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+/// Unknown routes. The entry authenticates before the fleet routes (spec §5.1), so an
+/// anonymous caller gets `401` and learns nothing about which paths exist; authenticated
+/// callers get `404 not_found`. Like the entry, `/v1/internal/*` (never served from outside)
+/// and `/v1/auth/*` (the login flow, before any credential exists) answer `404` unauthenticated.
+pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let path = parts.uri.path();
+    let unauthenticated = path == "/v1/internal"
+        || path.starts_with("/v1/internal/")
+        || path.starts_with("/v1/auth/");
+    if !unauthenticated && let Err(refused) = Caller::from_request_parts(&mut parts, &state).await {
+        return refused;
+    }
     Failure::not_found()
-        .message(format!("no route for {method} {}", uri.path()))
+        .message(format!(
+            "no route for {} {}",
+            parts.method,
+            parts.uri.path()
+        ))
         .into_response()
 }

@@ -323,3 +323,57 @@ async fn every_json_response_declares_utf8() {
     );
     c.stop().await;
 }
+
+#[tokio::test]
+async fn unknown_routes_authenticate_first() {
+    let c = Coord::start().await;
+    let cases = [
+        // Anonymous callers learn nothing about which paths exist.
+        (
+            "GET",
+            "/v1/nothing-here",
+            Who::Anonymous,
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/v1/leases/cbx_000000000000/nothing",
+            Who::Anonymous,
+            401,
+            "unauthorized",
+        ),
+        ("GET", "/portal", Who::Anonymous, 401, "unauthorized"),
+        ("GET", "/v1/nothing-here", ALICE, 404, "not_found"),
+        ("GET", "/v1/nothing-here", Who::Admin, 404, "not_found"),
+        // Internal routes are never served from outside; login routes need no credential.
+        (
+            "POST",
+            "/v1/internal/scheduled",
+            Who::Anonymous,
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/auth/github/nothing",
+            Who::Anonymous,
+            404,
+            "not_found",
+        ),
+    ];
+    for (method, path, who, status, code) in cases {
+        let (got, body) = c.call(method, path, who, None).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {body}"
+        );
+    }
+    // The public routes stay public.
+    for path in ["/v1/health", "/v1/ready", "/v1/openapi.json", "/metrics"] {
+        let (status, _) = c.call("GET", path, Who::Anonymous, None).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    c.stop().await;
+}
