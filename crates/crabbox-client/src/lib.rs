@@ -1,8 +1,13 @@
 //! Typed HTTP client for the Crabbox coordinator's `/v1` API. Errors keep the coordinator's
 //! stable error body so callers can map codes (`cost_limit_exceeded`, `not_found`, …) to exit
 //! codes and hints without parsing messages. The bearer token is never logged or formatted.
+//! Credentials can be looked up per request through [`Credentials`] (a token command, the
+//! caller's e-mail); the caller implements that, so this crate never spawns processes.
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crabbox_api::coord::{
@@ -26,6 +31,10 @@ pub enum ClientError {
     /// An answer that is not the expected JSON.
     #[error("unexpected answer from the coordinator: {0}")]
     Decode(String),
+    /// The credentials for the request could not be had (a token command failed); nothing
+    /// was sent.
+    #[error("could not get the coordinator credentials: {0}")]
+    Credentials(String),
 }
 
 impl ClientError {
@@ -48,8 +57,50 @@ impl ClientError {
         match self {
             Self::Transport { .. } => true,
             Self::Api { status, .. } => *status >= 500,
-            Self::Decode(_) => false,
+            Self::Decode(_) | Self::Credentials(_) => false,
         }
+    }
+}
+
+/// What one request carries to say who sends it (spec coordinator §5.2).
+#[derive(Clone, Default)]
+pub struct AuthHeaders {
+    /// `Authorization: Bearer …`.
+    pub bearer: Option<String>,
+    /// `X-Crabbox-Owner`: honoured by the coordinator for its admin token only.
+    pub owner: Option<String>,
+    /// `X-Crabbox-Org`: likewise.
+    pub org: Option<String>,
+}
+
+impl std::fmt::Debug for AuthHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthHeaders")
+            .field("bearer", &self.bearer.as_ref().map(|_| "[redacted]"))
+            .field("owner", &self.owner)
+            .field("org", &self.org)
+            .finish()
+    }
+}
+
+/// The future [`Credentials::headers`] returns.
+pub type CredentialsFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<AuthHeaders, String>> + Send + 'a>>;
+
+/// Supplies each request's [`AuthHeaders`]. The error is a message for the user that must not
+/// contain the credential.
+pub trait Credentials: Send + Sync + std::fmt::Debug {
+    fn headers(&self) -> CredentialsFuture<'_>;
+}
+
+/// Headers fixed when the client is built.
+#[derive(Debug)]
+struct Fixed(AuthHeaders);
+
+impl Credentials for Fixed {
+    fn headers(&self) -> CredentialsFuture<'_> {
+        let headers = self.0.clone();
+        Box::pin(async move { Ok(headers) })
     }
 }
 
@@ -57,9 +108,7 @@ impl ClientError {
 #[derive(Clone)]
 pub struct Client {
     base: String,
-    token: Option<String>,
-    owner: Option<String>,
-    org: Option<String>,
+    credentials: Arc<dyn Credentials>,
     http: reqwest::Client,
 }
 
@@ -67,7 +116,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("base", &self.base)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -122,20 +171,21 @@ impl Client {
                 url: base.clone(),
                 message: e.to_string(),
             })?;
+        let fixed = AuthHeaders {
+            bearer: token.filter(|t| !t.trim().is_empty()),
+            ..AuthHeaders::default()
+        };
         Ok(Self {
             base,
-            token: token.filter(|t| !t.trim().is_empty()),
-            owner: None,
-            org: None,
+            credentials: Arc::new(Fixed(fixed)),
             http,
         })
     }
 
-    /// Identity headers an admin token may assert (`X-Crabbox-Owner`, `X-Crabbox-Org`).
+    /// The same endpoint with other credentials (replacing the token given to [`Client::new`]).
     #[must_use]
-    pub fn with_identity(mut self, owner: Option<String>, org: Option<String>) -> Self {
-        self.owner = owner;
-        self.org = org;
+    pub fn with_credentials(mut self, credentials: Arc<dyn Credentials>) -> Self {
+        self.credentials = credentials;
         self
     }
 
@@ -151,15 +201,26 @@ impl Client {
         timeout: Duration,
     ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);
+        let auth = self
+            .credentials
+            .headers()
+            .await
+            .map_err(ClientError::Credentials)?;
         let mut req = self.http.request(method, &url).timeout(timeout);
-        if let Some(token) = &self.token {
+        if let Some(token) = &auth.bearer {
             req = req.bearer_auth(token);
         }
-        if let Some(owner) = &self.owner {
-            req = req.header("x-crabbox-owner", owner);
-        }
-        if let Some(org) = &self.org {
-            req = req.header("x-crabbox-org", org);
+        for (name, value) in [
+            ("x-crabbox-owner", &auth.owner),
+            ("x-crabbox-org", &auth.org),
+        ] {
+            let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                ClientError::Credentials(format!("{name} {value:?} is not a valid header value"))
+            })?;
+            req = req.header(name, value);
         }
         if let Some(body) = body {
             req = req.json(body);

@@ -18,18 +18,20 @@ use crate::settings::Settings;
 /// The label that marks a claim as brokered (value: the coordinator URL).
 pub const BROKER_LABEL: &str = "broker";
 
-/// The configured coordinator client, if any (`broker.mode: registered` is direct mode).
+/// The configured coordinator client, if any (`broker.mode: registered` is direct mode). It
+/// sends the configured token (or the token command's) and the identity headers.
 pub fn client(settings: &Settings) -> CliResult<Option<Client>> {
     let coord = &settings.config().coordinator;
     let Some(url) = coord.url.clone().filter(|u| !u.trim().is_empty()) else {
         return Ok(None);
     };
-    let token = coord.token.as_ref().map(|t| t.expose().to_owned());
-    Client::new(&url, token).map(Some).map_err(|e| {
+    let client = Client::new(&url, None).map_err(|e| {
         CliError::new(ExitStatus::Usage, e).hint(
             "set coordinator: https://… in ~/.config/crabbox/config.yaml or CRABBOX_COORDINATOR",
         )
-    })
+    })?;
+    let credentials = crate::credentials::CliCredentials::configured(coord);
+    Ok(Some(client.with_credentials(credentials)))
 }
 
 /// The coordinator client, or exit 2 saying one is needed.
@@ -43,7 +45,9 @@ pub fn require(settings: &Settings, what: &str) -> CliResult<Client> {
     })
 }
 
-/// The admin client (`broker.adminToken` / `CRABBOX_COORDINATOR_ADMIN_TOKEN`).
+/// The admin client (`broker.adminToken` / `CRABBOX_COORDINATOR_ADMIN_TOKEN`), with the
+/// identity headers (an admin token acts for the owner they name). The token command is not
+/// used for admin calls.
 pub fn require_admin(settings: &Settings) -> CliResult<Client> {
     let base = require(settings, "an admin command")?;
     let Some(token) = settings.config().coordinator.admin_token.as_ref() else {
@@ -52,8 +56,8 @@ pub fn require_admin(settings: &Settings) -> CliResult<Client> {
             "admin command requires broker.adminToken or CRABBOX_COORDINATOR_ADMIN_TOKEN",
         ));
     };
-    Client::new(base.base_url(), Some(token.expose().to_owned()))
-        .map_err(|e| CliError::new(ExitStatus::Usage, e))
+    let credentials = crate::credentials::CliCredentials::token(Some(token.clone()));
+    Ok(base.with_credentials(credentials))
 }
 
 /// Maps a coordinator failure to the exit-code contract with a hint.

@@ -4,6 +4,7 @@ mod broker;
 mod cli;
 mod commands;
 mod compat;
+mod credentials;
 mod error;
 mod lease;
 mod output;

@@ -61,6 +61,10 @@ pub enum ValueError {
         value: String,
         allowed: &'static str,
     },
+    #[error(
+        "it must be a JSON array of the program and its arguments, like [\"op\", \"read\", \"op://vault/crabbox/token\"]"
+    )]
+    NotArgv,
     #[error("expected {expected}, found {found}")]
     WrongType {
         expected: &'static str,

@@ -13,6 +13,7 @@ mod resolve;
 mod secret;
 mod show;
 mod starter;
+mod token_command;
 mod value;
 
 pub use error::{ConfigError, ValueError};
@@ -25,3 +26,4 @@ pub use resolve::{ConfigInputs, FlagValue, Resolved, resolve};
 pub use secret::Secret;
 pub use show::{render_show, show_json};
 pub use starter::starter_repo_config;
+pub use token_command::TOKEN_COMMAND_ENV;

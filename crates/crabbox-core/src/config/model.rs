@@ -79,6 +79,9 @@ pub struct CoordinatorConfig {
     /// Withheld (`None`) when the URL came from repo config but the token did not.
     pub token: Option<Secret>,
     pub admin_token: Option<Secret>,
+    /// `CRABBOX_COORDINATOR_TOKEN_COMMAND`: a program (argv) whose stdout is the token; when
+    /// set it is used instead of `token`. Environment only; withheld like `token`.
+    pub token_command: Option<Vec<String>>,
     pub mode: BrokerMode,
 }
 
@@ -259,6 +262,7 @@ impl Config {
                 url: read.optional("coordinator"),
                 token: read.secret("coordinatorToken"),
                 admin_token: read.secret("broker.adminToken"),
+                token_command: None,
                 mode,
             },
         }

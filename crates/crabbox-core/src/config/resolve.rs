@@ -10,6 +10,7 @@ use super::error::ConfigError;
 use super::keys::{self, KEYS};
 use super::layer;
 use super::model::Config;
+use super::token_command;
 use super::value::Value;
 
 /// One configuration value given on the command line.
@@ -142,6 +143,7 @@ pub fn resolve(inputs: &ConfigInputs) -> Result<Resolved, ConfigError> {
         )?);
     }
     layers.push(layer::env(&inputs.env, &mut warnings)?);
+    let mut token_command = token_command::from_env(&inputs.env)?;
     layers.push(layer::flags(&inputs.flags)?);
     for setting in layers.into_iter().flatten() {
         entries.insert(
@@ -153,12 +155,30 @@ pub fn resolve(inputs: &ConfigInputs) -> Result<Resolved, ConfigError> {
         );
     }
     withhold_untrusted_credentials(&mut entries, &mut warnings);
-    let config = Config::from_entries(&entries);
+    if token_command.is_some()
+        && let Some(destination) = repo_destination(&entries)
+    {
+        token_command = None;
+        warnings.push(format!(
+            "not running {} because the coordinator comes from {destination}; \
+             set CRABBOX_COORDINATOR or pass the coordinator flag to trust it",
+            token_command::TOKEN_COMMAND_ENV
+        ));
+    }
+    let mut config = Config::from_entries(&entries);
+    config.coordinator.token_command = token_command;
     Ok(Resolved {
         config,
         entries,
         warnings,
     })
+}
+
+/// Where the coordinator URL came from, when that is a repository's config file.
+fn repo_destination(entries: &BTreeMap<&'static str, Entry>) -> Option<Origin> {
+    let destination = &entries["coordinator"];
+    let set = !matches!(&destination.value, Value::Text(url) if url.is_empty());
+    (set && matches!(destination.origin, Origin::Repo(_))).then(|| destination.origin.clone())
 }
 
 /// Repo config is untrusted as a credential destination: a cloned repository must not be able
@@ -168,14 +188,9 @@ fn withhold_untrusted_credentials(
     entries: &mut BTreeMap<&'static str, Entry>,
     warnings: &mut Vec<String>,
 ) {
-    let destination = &entries["coordinator"];
-    let Origin::Repo(_) = &destination.origin else {
+    let Some(destination_origin) = repo_destination(entries) else {
         return;
     };
-    if matches!(&destination.value, Value::Text(url) if url.is_empty()) {
-        return;
-    }
-    let destination_origin = destination.origin.clone();
     for key in ["coordinatorToken", "broker.adminToken"] {
         let entry = entries.get_mut(key).expect("token keys are in KEYS");
         if matches!(entry.value, Value::Secret(Some(_))) && !matches!(entry.origin, Origin::Repo(_))
@@ -589,6 +604,26 @@ mod tests {
             ..ConfigInputs::default()
         };
         assert!(resolve(&own).unwrap().config().coordinator.token.is_some());
+
+        // Nor may it have the user's token command run for it.
+        let mut command = inputs.clone();
+        command.env.insert(
+            "CRABBOX_COORDINATOR_TOKEN_COMMAND".into(),
+            r#"["print-token"]"#.into(),
+        );
+        let resolved = resolve(&command).unwrap();
+        assert_eq!(resolved.config().coordinator.token_command, None);
+        assert!(
+            resolved.warnings()[2].starts_with("not running CRABBOX_COORDINATOR_TOKEN_COMMAND")
+        );
+        command
+            .env
+            .insert("CRABBOX_COORDINATOR".into(), "https://evil.example".into());
+        let resolved = resolve(&command).unwrap();
+        assert_eq!(
+            resolved.config().coordinator.token_command.as_deref(),
+            Some(&["print-token".to_owned()][..])
+        );
     }
 
     #[test]

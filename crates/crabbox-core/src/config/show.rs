@@ -38,7 +38,9 @@ pub fn show_json(resolved: &Resolved) -> Json {
         "warnings": resolved.warnings(),
         "providerSelected": config.provider,
         "providerSource": resolved.origin("provider").map(ToString::to_string),
-        "brokerAuth": secret_status(config.coordinator.token.is_some()),
+        "brokerAuth": secret_status(
+            config.coordinator.token.is_some() || config.coordinator.token_command.is_some()
+        ),
         "brokerAdminAuth": secret_status(config.coordinator.admin_token.is_some()),
     })
 }

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use crabbox_api::ExitStatus;
 use crabbox_client::Client;
+use crabbox_core::config::Secret;
 use serde_json::json;
 use sha2::Digest as _;
 
 use crate::broker;
+use crate::credentials::CliCredentials;
 use crate::error::{CliError, CliResult, WithStatus};
 use crate::{lease, output, paths, user_config};
 
@@ -186,8 +188,11 @@ pub async fn login(args: LoginArgs) -> CliResult<u8> {
             Client::new(&args.url, None).map_err(|e| CliError::new(ExitStatus::Usage, e))?;
         github_login(&anonymous, args.provider.as_deref(), args.no_browser).await?
     };
-    let client = Client::new(&args.url, Some(token.clone()))
-        .map_err(|e| CliError::new(ExitStatus::Usage, e))?;
+    // The check sends what later commands will: this token and the identity headers.
+    let credentials = CliCredentials::token(Some(Secret::new(token.clone())));
+    let client = Client::new(&args.url, None)
+        .map_err(|e| CliError::new(ExitStatus::Usage, e))?
+        .with_credentials(credentials);
     let me = client
         .whoami()
         .await

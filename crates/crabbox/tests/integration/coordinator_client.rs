@@ -6,9 +6,9 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use crabbox_test_support::{Sandbox, code, stderr, stdout};
+use crabbox_test_support::{Sandbox, code, git, git_repo, stderr, stdout};
 
-use crate::coordinator::{SHARED, Server, json, serve};
+use crate::coordinator::{ADMIN, SHARED, Server, json, serve};
 use crate::sandbox;
 
 /// `crabbox login --url <server> --token-stdin [extra]` fed `token`, in `dir`.
@@ -98,4 +98,131 @@ fn crabbox_config_is_the_file_login_and_logout_write() {
         "logged out, whoami must be refused: {}",
         stderr(&out)
     );
+}
+
+/// `crabbox <args>` against `server` with `env`, and without the caller's own e-mail variables.
+fn against(
+    sb: &Sandbox,
+    dir: &Path,
+    server: &Server,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut cmd = sb.crabbox(dir, args);
+    cmd.env("CRABBOX_COORDINATOR", &server.url)
+        .env_remove("GIT_AUTHOR_EMAIL")
+        .env_remove("GIT_COMMITTER_EMAIL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn script(sb: &Sandbox, name: &str, body: &str) -> String {
+    let path = sb.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    serde_json::json!([path]).to_string()
+}
+
+#[test]
+fn identity_headers_and_the_token_command_reach_the_coordinator() {
+    let sb = sandbox();
+    let server = serve(&sb, &sb.path().join("coord"), &[], &[]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n")]);
+    git(&repo, &["config", "user.email", "dana@example.com"]);
+    let whoami = |env: &[(&str, &str)]| {
+        let out = against(&sb, &repo, &server, &["whoami", "--json"], env);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        json(&out)
+    };
+
+    // The admin token acts for the owner and org the CLI names.
+    let me = whoami(&[
+        ("CRABBOX_COORDINATOR_TOKEN", ADMIN),
+        ("CRABBOX_OWNER", "carol@example.com"),
+        ("CRABBOX_ORG", "acme"),
+    ]);
+    assert_eq!(
+        (&me["owner"], &me["org"], &me["admin"]),
+        (&"carol@example.com".into(), &"acme".into(), &true.into()),
+        "{me}"
+    );
+    // Without CRABBOX_OWNER the owner is the git e-mail (here the repository's own).
+    let me = whoami(&[("CRABBOX_COORDINATOR_TOKEN", ADMIN)]);
+    assert_eq!(me["owner"], "dana@example.com", "{me}");
+    let me = whoami(&[
+        ("CRABBOX_COORDINATOR_TOKEN", ADMIN),
+        ("GIT_AUTHOR_EMAIL", "erin@example.com"),
+    ]);
+    assert_eq!(me["owner"], "erin@example.com", "{me}");
+    // The shared token's identity is the coordinator's to set; the headers change nothing.
+    let me = whoami(&[
+        ("CRABBOX_COORDINATOR_TOKEN", SHARED),
+        ("CRABBOX_OWNER", "carol@example.com"),
+    ]);
+    assert_eq!(
+        (&me["owner"], &me["admin"]),
+        (&"dev@example.com".into(), &false.into()),
+        "{me}"
+    );
+
+    // The token command's stdout is the token; it wins over CRABBOX_COORDINATOR_TOKEN.
+    let command = script(&sb, "token.sh", &format!("echo {ADMIN}"));
+    let me = whoami(&[
+        ("CRABBOX_COORDINATOR_TOKEN_COMMAND", command.as_str()),
+        ("CRABBOX_COORDINATOR_TOKEN", "not-a-token"),
+        ("CRABBOX_OWNER", "carol@example.com"),
+    ]);
+    assert_eq!(
+        (&me["owner"], &me["admin"]),
+        (&"carol@example.com".into(), &true.into()),
+        "{me}"
+    );
+
+    // A token command that fails is reported by name, and what it printed is never shown.
+    for (name, body, says) in [
+        (
+            "two-lines.sh",
+            "echo secret-one; echo secret-two".to_owned(),
+            "must print exactly one line",
+        ),
+        (
+            "fails.sh",
+            "echo secret-one; echo secret-err >&2; exit 9".to_owned(),
+            "failed with exit code 9",
+        ),
+        (
+            "huge.sh",
+            "head -c 20000 /dev/zero | tr '\\0' s; echo secret-one".to_owned(),
+            "more than 16 KiB",
+        ),
+        ("empty.sh", "true".to_owned(), "printed no token"),
+    ] {
+        let command = script(&sb, name, &body);
+        let out = against(
+            &sb,
+            &repo,
+            &server,
+            &["whoami"],
+            &[("CRABBOX_COORDINATOR_TOKEN_COMMAND", command.as_str())],
+        );
+        assert_eq!(code(&out), 1, "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(name) && err.contains(says), "{name}: {err}");
+        assert!(
+            !err.contains("secret-") && !stdout(&out).contains("secret-"),
+            "{name}: {err}"
+        );
+    }
+    let out = against(
+        &sb,
+        &repo,
+        &server,
+        &["whoami"],
+        &[("CRABBOX_COORDINATOR_TOKEN_COMMAND", "print-token --now")],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("JSON array"), "{}", stderr(&out));
 }
