@@ -22,9 +22,13 @@ use crate::state::AppState;
 /// How often a compare-and-swap is retried before the request gives up with 409.
 const CAS_ATTEMPTS: usize = 16;
 
+mod attempts;
 mod create;
+mod fixed;
 
-pub use create::{cancel_create, create, put_fixed};
+pub use attempts::cancel_create;
+pub use create::create;
+pub use fixed::put_fixed;
 
 fn lease_body(status: StatusCode, lease: Lease) -> Response {
     /// `{"lease": …}`, serialized straight from the record (no intermediate `Value` tree).

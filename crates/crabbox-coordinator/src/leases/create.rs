@@ -1,28 +1,25 @@
-//! Creating leases: `POST /v1/leases`, the fixed-id `PUT`, create-attempt tokens and
-//! cancel-create (spec coordinator §4.1–4.3): the record is stored as `provisioning` first, the
-//! provider is called outside any lock, and the result is committed with a compare-and-swap.
+//! Creating leases: `POST /v1/leases` and the create behind the fixed-id `PUT` (spec
+//! coordinator §4.1–4.2): the record is stored as `provisioning` first, the provider is called
+//! outside any lock, and the result is committed with a compare-and-swap.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use crabbox_api::LeaseId;
-use crabbox_api::coord::{
-    CreateAttempt, Lease, LeaseRequest, LeaseState, ReleaseRequest, Timestamp,
-};
+use crabbox_api::coord::{Lease, LeaseRequest, LeaseState, Timestamp};
 use crabbox_store::StoreError;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::{CAS_ATTEMPTS, apply_release, lease_body, modify, shape};
+use super::attempts::{
+    AttemptOutcome, attempt_replay, bind_attempt, join_attempt, valid_attempt_token,
+};
+use super::fixed::fixed_replay;
+use super::{lease_body, modify, shape};
 use crate::access::Caller;
 use crate::error::{Failure, Result};
 use crate::lifecycle::{self, DEFAULT_IDLE_SECS, DEFAULT_TTL_SECS, clamp_lifetime};
 use crate::providers;
 use crate::request::parse_json;
 use crate::state::{AppState, random_hex};
-
-// ---- create --------------------------------------------------------------------------------
 
 /// `POST /v1/leases`.
 pub async fn create(
@@ -32,89 +29,6 @@ pub async fn create(
 ) -> Result<Response> {
     let req: LeaseRequest = parse_json(&body)?;
     create_managed(&state, &caller, req, None).await
-}
-
-/// `PUT /v1/leases/{id}`: fixed-id idempotent create.
-pub async fn put_fixed(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response> {
-    let req: LeaseRequest = parse_json(&body)?;
-    if !LeaseId::is_canonical(&id) {
-        return Err(Failure::bad_request(
-            "invalid_lease_id",
-            format!("{id:?} is not a lease id (cbx_ + 12 hex)"),
-        ));
-    }
-    if req.lease_id.as_deref().is_some_and(|b| b != id) {
-        return Err(Failure::bad_request(
-            "lease_id_mismatch",
-            "body leaseID differs from the path",
-        ));
-    }
-    if req.create_attempt_id.is_some() {
-        return Err(Failure::bad_request(
-            "create_attempt_not_allowed",
-            "fixed-id creates are idempotent by themselves; drop createAttemptID",
-        ));
-    }
-    let hash = fixed_intent_hash(&req);
-    if let Some(existing) = state.store.get_lease(&id).await? {
-        return fixed_replay(&state, &caller, existing.value, &hash);
-    }
-    create_managed(&state, &caller, req, Some((id, hash))).await
-}
-
-fn fixed_replay(state: &AppState, caller: &Caller, lease: Lease, hash: &str) -> Result<Response> {
-    let same_owner = lease.owner == caller.owner && lease.org == caller.org_key;
-    if same_owner && lease.is_live() && lease.fixed_create_intent_hash.as_deref() == Some(hash) {
-        let status = if lease.state == LeaseState::Active {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        };
-        return Ok(lease_body(status, shape(state, caller, lease)));
-    }
-    Err(Failure::conflict(
-        "lease_id_conflict",
-        "lease id is bound to another create intent",
-    ))
-}
-
-/// SHA-256 of the create intent: slug, keep and the request minus secrets, keys sorted.
-fn fixed_intent_hash(req: &LeaseRequest) -> String {
-    use sha2::Digest;
-    let mut config = serde_json::to_value(req).unwrap_or_default();
-    if let Some(obj) = config.as_object_mut() {
-        obj.remove("leaseID");
-        obj.remove("slug");
-        obj.remove("requestedSlug");
-        obj.remove("keep");
-        if let Some(key) = obj.remove("sshPublicKey") {
-            let digest = sha2::Sha256::digest(key.as_str().unwrap_or_default().as_bytes());
-            obj.insert("sshPublicKey".into(), json!(hex::encode(digest)));
-        }
-    }
-    let intent = json!({
-        "requestedSlug": req.requested_slug.clone().or_else(|| req.slug.clone()),
-        "lifecycle": {"keep": req.keep.unwrap_or(false)},
-        "config": config,
-    });
-    // serde_json maps are ordered (BTreeMap), so this serialization is canonical.
-    let mut h = sha2::Sha256::new();
-    h.update(b"crabbox-fixed-lease-create-v2\0");
-    h.update(intent.to_string().as_bytes());
-    hex::encode(h.finalize())
-}
-
-fn valid_attempt_token(token: &str) -> bool {
-    token.len() == 36
-        && token.starts_with("cat_")
-        && token[4..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 struct Plan {
@@ -254,7 +168,7 @@ fn plan(
     })
 }
 
-async fn create_managed(
+pub(super) async fn create_managed(
     state: &AppState,
     caller: &Caller,
     req: LeaseRequest,
@@ -493,246 +407,4 @@ fn record_for_cleanup(
     let mut r = record.clone();
     id.clone_into(&mut r.lease_id);
     r
-}
-
-enum AttemptOutcome {
-    Proceed(i64),
-    Replay(Response),
-}
-
-async fn join_attempt(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    token: &str,
-    now: Timestamp,
-) -> Result<AttemptOutcome> {
-    for _ in 0..CAS_ATTEMPTS {
-        match state.store.get_attempt(id).await? {
-            None => {
-                let attempt = CreateAttempt {
-                    version: 1,
-                    requested_lease_id: id.to_owned(),
-                    token: token.to_owned(),
-                    owner: caller.owner.clone(),
-                    org: caller.org_key.clone(),
-                    state: "pending".into(),
-                    canonical_lease_id: None,
-                    cloud_id: None,
-                    generation: None,
-                    created_at: now,
-                    updated_at: now,
-                };
-                match state.store.put_attempt(&attempt, None).await {
-                    Ok(v) => return Ok(AttemptOutcome::Proceed(v)),
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Some(found) => {
-                let a = found.value;
-                let same = a.token == token && a.owner == caller.owner && a.org == caller.org_key;
-                if !same {
-                    if a.state == "canceled" && a.canonical_lease_id.is_none() && a.token != token {
-                        // An unbound tombstone only blocks its own token.
-                        let mut fresh = a.clone();
-                        fresh.token = token.to_owned();
-                        fresh.owner = caller.owner.clone();
-                        fresh.org = caller.org_key.clone();
-                        fresh.state = "pending".into();
-                        fresh.updated_at = now;
-                        match state.store.put_attempt(&fresh, Some(found.version)).await {
-                            Ok(v) => return Ok(AttemptOutcome::Proceed(v)),
-                            Err(StoreError::Conflict(_)) => continue,
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    return Err(Failure::conflict(
-                        "create_attempt_conflict",
-                        "lease id is already reserved by another create attempt",
-                    ));
-                }
-                if a.state == "canceled" {
-                    return Err(Failure::conflict(
-                        "create_canceled",
-                        "this create was canceled",
-                    ));
-                }
-                match &a.canonical_lease_id {
-                    None => return Ok(AttemptOutcome::Proceed(found.version)),
-                    Some(lease_id) => {
-                        return match state.store.get_lease(lease_id).await? {
-                            Some(l) => attempt_replay(state, caller, l.value, token)
-                                .map(AttemptOutcome::Replay),
-                            None => Err(Failure::conflict(
-                                "create_attempt_binding_conflict",
-                                "the create attempt is bound to a lease that no longer exists",
-                            )),
-                        };
-                    }
-                }
-            }
-        }
-    }
-    Err(Failure::conflict(
-        "create_attempt_conflict",
-        "create attempt kept changing; retry",
-    ))
-}
-
-/// The answer to a retry of create attempt `token` that found `lease` stored under its id:
-/// the lease itself when that attempt made it and it is live (`200`, possibly still
-/// `provisioning`: the first request is finishing it), `409 lease_state_changed` when it has
-/// ended, and `409 lease_id_conflict` when someone else's create made it.
-fn attempt_replay(
-    state: &AppState,
-    caller: &Caller,
-    lease: Lease,
-    token: &str,
-) -> Result<Response> {
-    let ours = lease.create_attempt_id.as_deref() == Some(token)
-        && lease.owner == caller.owner
-        && lease.org == caller.org_key;
-    if !ours {
-        return Err(Failure::conflict(
-            "lease_id_conflict",
-            "lease id already exists",
-        ));
-    }
-    if lease.is_live() {
-        return Ok(lease_body(StatusCode::OK, shape(state, caller, lease)));
-    }
-    Err(Failure::conflict(
-        "lease_state_changed",
-        format!(
-            "the lease of this create attempt is {}",
-            lease.state.as_str()
-        ),
-    )
-    .with("lease", shape(state, caller, lease)))
-}
-
-async fn bind_attempt(
-    state: &AppState,
-    id: &str,
-    token: &str,
-    version: i64,
-    generation: Option<String>,
-    now: Timestamp,
-) -> Result<()> {
-    let Some(found) = state.store.get_attempt(id).await? else {
-        return Ok(());
-    };
-    let mut a = found.value;
-    if a.token != token || found.version != version {
-        return Err(Failure::conflict(
-            "create_attempt_binding_conflict",
-            "the create attempt changed while this create reserved its lease",
-        ));
-    }
-    a.canonical_lease_id = Some(id.to_owned());
-    a.generation = generation;
-    a.updated_at = now;
-    state.store.put_attempt(&a, Some(version)).await?;
-    Ok(())
-}
-
-// ---- cancel-create -------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CancelRequest {
-    #[serde(rename = "createAttemptID")]
-    create_attempt_id: String,
-}
-
-pub async fn cancel_create(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response> {
-    let req: CancelRequest = parse_json(&body)?;
-    if !LeaseId::is_canonical(&id) {
-        return Err(Failure::bad_request("invalid_lease_id", "not a lease id"));
-    }
-    if !valid_attempt_token(&req.create_attempt_id) {
-        return Err(Failure::bad_request(
-            "invalid_create_attempt_id",
-            "createAttemptID must be cat_ + 32 hex",
-        ));
-    }
-    let now = state.now();
-    let token = req.create_attempt_id;
-    let mut bound = None;
-    for attempt in 0..=CAS_ATTEMPTS {
-        if attempt == CAS_ATTEMPTS {
-            return Err(Failure::conflict("create_attempt_conflict", "retry"));
-        }
-        let existing = state.store.get_attempt(&id).await?;
-        let (mut record, expected) = match existing {
-            Some(found) => {
-                let a = &found.value;
-                if !caller.admin && (a.owner != caller.owner || a.org != caller.org_key) {
-                    return Err(Failure::not_found());
-                }
-                if a.token != token {
-                    return Err(Failure::conflict(
-                        "create_attempt_conflict",
-                        "lease id is reserved by another create attempt",
-                    ));
-                }
-                (found.value.clone(), Some(found.version))
-            }
-            None => (
-                CreateAttempt {
-                    version: 1,
-                    requested_lease_id: id.clone(),
-                    token: token.clone(),
-                    owner: caller.owner.clone(),
-                    org: caller.org_key.clone(),
-                    state: "canceled".into(),
-                    canonical_lease_id: None,
-                    cloud_id: None,
-                    generation: None,
-                    created_at: now,
-                    updated_at: now,
-                },
-                None,
-            ),
-        };
-        record.state = "canceled".into();
-        record.updated_at = now;
-        match state.store.put_attempt(&record, expected).await {
-            Ok(_) => {
-                bound = record
-                    .canonical_lease_id
-                    .clone()
-                    .zip(record.generation.clone());
-                break;
-            }
-            Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let mut body = json!({"canceledCreate": {
-        "version": 1, "requestedLeaseID": id, "createAttemptID": token, "state": "canceled"}});
-    if let Some((lease_id, generation)) = bound
-        && let Some(l) = state.store.get_lease(&lease_id).await?
-        && l.value.create_attempt_generation.as_deref() == Some(generation.as_str())
-    {
-        let released = apply_release(
-            &state,
-            &Caller::system(),
-            &lease_id,
-            None,
-            &ReleaseRequest {
-                expected_provider: None,
-                delete: Some(true),
-            },
-        )
-        .await?;
-        body["lease"] = serde_json::to_value(shape(&state, &caller, released)).unwrap_or_default();
-    }
-    Ok(Json(body).into_response())
 }
