@@ -111,8 +111,11 @@ const fn aliased(
 pub(crate) const KEYS: &[KeySpec] = &[
     // The architecture's embedded default: with nothing configured, leases are local `sshd`s.
     // This deliberately differs from the old tool, which had no actionable default provider.
-    key(
+    // `broker.provider` is where `login --provider` records the provider (spec §3.1 lists it
+    // among the ways to select one); like the old tool, login writes both spellings.
+    aliased(
         "provider",
+        &["broker.provider"],
         Kind::Text,
         Preset::Text("local"),
         &["CRABBOX_PROVIDER"],
@@ -363,7 +366,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "broker.access",
     "broker.autoWebVNC",
     "broker.loginRedirectOrigins",
-    "broker.provider",
     "browser",
     "cache",
     "capacity",

@@ -113,19 +113,22 @@ impl FileWalk<'_> {
     }
 
     /// Keeps one setting per key. When a file spells a key two ways (`ttl` and `lease.ttl`),
-    /// the canonical spelling wins, else the later one, and the user is told.
+    /// the canonical spelling wins, else the later one, and the user is told unless both
+    /// spellings hold the same value (`login` writes `provider` and `broker.provider`).
     fn record(&mut self, spec: &'static KeySpec, spelling: String, value: Value) {
         let setting = Setting {
             spec,
             value,
             origin: self.origin.clone(),
         };
-        if let Some((previous, _)) = self.found.get(spec.key) {
+        if let Some((previous, kept)) = self.found.get(spec.key) {
             let path = self.path.display();
             if *previous == spelling {
                 self.warnings.push(format!(
                     "{spelling:?} is set twice in {path}; using the last"
                 ));
+            } else if kept.value == setting.value {
+                return;
             } else {
                 let keep_previous = previous == spec.key;
                 let winner = if keep_previous { previous } else { &spelling };

@@ -556,6 +556,37 @@ mod tests {
     }
 
     #[test]
+    fn broker_provider_selects_the_provider_below_env_and_flags() {
+        let login = "provider: ssh\nbroker:\n  url: https://cbx.example\n  provider: ssh\n";
+        let inputs = ConfigInputs {
+            user: Some(user(login)),
+            ..ConfigInputs::default()
+        };
+        let resolved = resolve(&inputs).unwrap();
+        assert_eq!(resolved.config().provider, "ssh");
+        assert_eq!(
+            resolved.origin("provider"),
+            Some(&Origin::User(USER.into()))
+        );
+        assert!(resolved.warnings().is_empty(), "{:?}", resolved.warnings());
+        let alone = ConfigInputs {
+            user: Some(user("broker:\n  provider: ssh\n")),
+            ..ConfigInputs::default()
+        };
+        assert_eq!(resolve(&alone).unwrap().config().provider, "ssh");
+        // A repo's provider, then env, then flags override it.
+        let mut layered = alone.clone();
+        layered.repo = repo("provider: local\n");
+        assert_eq!(resolve(&layered).unwrap().config().provider, "local");
+        let mut layered = alone.clone();
+        layered.env = env(&[("CRABBOX_PROVIDER", "local")]);
+        assert_eq!(resolve(&layered).unwrap().config().provider, "local");
+        layered.env = BTreeMap::new();
+        layered.flags = vec![FlagValue::new("provider", "--provider", "local")];
+        assert_eq!(resolve(&layered).unwrap().config().provider, "local");
+    }
+
+    #[test]
     fn canonical_spelling_wins_within_a_file() {
         let text = "lease:\n  ttl: 2h\nttl: 3h\nsync:\n  exclude: [a]\n  excludes: [b]\n";
         let resolved = resolve(&ConfigInputs {

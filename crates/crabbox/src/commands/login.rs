@@ -202,7 +202,10 @@ pub async fn login(args: LoginArgs) -> CliResult<u8> {
     user_config::set_broker(&mut map, "url", Some(args.url.trim().trim_end_matches('/')));
     user_config::set_broker(&mut map, "token", Some(&token));
     if let Some(p) = &args.provider {
+        // Both spellings, as the old tool writes them: a top-level `provider` left in the file
+        // would otherwise win over `broker.provider`.
         user_config::set_broker(&mut map, "provider", Some(p));
+        map.insert("provider".into(), p.as_str().into());
     }
     user_config::write(&path, &map)?;
     if args.json {

@@ -226,3 +226,65 @@ fn identity_headers_and_the_token_command_reach_the_coordinator() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("JSON array"), "{}", stderr(&out));
 }
+
+#[test]
+fn login_provider_is_the_provider_brokered_leases_ask_for() {
+    let sb = sandbox();
+    let server = serve(&sb, &sb.path().join("coord"), &[], &[]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n")]);
+    let config = sb.path().join("config/crabbox/config.yaml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "provider: local\nclass: fast\n").unwrap();
+
+    let mut login = sb
+        .crabbox(
+            &repo,
+            &[
+                "login",
+                "--url",
+                &server.url,
+                "--provider",
+                "ssh",
+                "--token-stdin",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(SHARED.as_bytes())
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("provider=ssh"), "{}", stdout(&out));
+    let show = sb.run(&repo, &["config", "show"]);
+    assert!(
+        stdout(&show).contains(&format!("provider=ssh origin=user:{}", config.display())),
+        "{}",
+        stdout(&show)
+    );
+    assert!(stderr(&show).is_empty(), "no warnings: {}", stderr(&show));
+
+    // The coordinator is asked for ssh, which this one does not offer.
+    let out = sb.run(&repo, &["warmup"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("provider ssh is not configured"),
+        "{}",
+        stderr(&out)
+    );
+    // A flag (or CRABBOX_PROVIDER) still wins over the logged-in default.
+    let out = sb.run(&repo, &["warmup", "--provider", "local", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lease = json(&out);
+    assert_eq!(lease["lease"]["provider"], "local", "{lease}");
+    let id = lease["lease"]["id"].as_str().unwrap().to_owned();
+    let out = sb.run(&repo, &["stop", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
