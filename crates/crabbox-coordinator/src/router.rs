@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -29,7 +29,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(service::root))
         .route("/v1/health", get(service::health))
-        .route("/v1/ready", get(service::ready).head(service::ready))
+        .route(
+            "/v1/ready",
+            get(service::ready)
+                .head(service::ready)
+                .fallback(service::ready_method_not_allowed),
+        )
         .route("/v1/openapi.json", get(service::openapi))
         .route("/metrics", get(service::metrics))
         .route("/v1/whoami", get(service::whoami))
@@ -57,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .merge(finish)
         .merge(auth_routes)
         .fallback(service::fallback)
+        // After every route is added: a known path with a method it does not serve.
+        .method_not_allowed_fallback(service::wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -69,9 +76,37 @@ async fn limit_public(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > PUBLIC_BODY_LIMIT) {
-        return Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").into_response();
+        return Failure::too_large().into_response();
     }
     next.run(req).await
+}
+
+/// Refusals the framework makes before a handler runs (path, query and body-limit rejections)
+/// come as `text/plain`; they get the stable JSON error body (spec §1) instead. Handler errors
+/// are JSON already, HTML login pages stay HTML, and successes pass after one status check.
+async fn stable_error_body(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are a line or two; anything longer is not one of them.
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut stable =
+        Failure::from_framework(status, String::from_utf8_lossy(&text).trim()).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        stable.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    stable
 }
 
 /// JSON responses say `application/json; charset=utf-8` (spec §1). axum's `Json` writes a bare
@@ -98,16 +133,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
-    let mut response = next.run(req).await;
+    let mut response = stable_error_body(next.run(req).await).await;
     let status = response.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_none_or(|v| !v.as_bytes().starts_with(b"application/json"))
-    {
-        response = Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").into_response();
-    }
     declare_utf8_json(&mut response);
     state
         .metrics

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crabbox_api::coord::{LeaseState, Whoami};
 use crabbox_store::LeaseQuery;
@@ -106,24 +106,48 @@ pub async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }
 
+/// `/v1/ready` with another method: `405 method_not_allowed` with `allow: GET, HEAD`, without
+/// authentication, as the Node server answers it (spec §2.1).
+pub async fn ready_method_not_allowed() -> Response {
+    let mut response = Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        .message("/v1/ready answers GET and HEAD")
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+/// A known path with a method it does not serve. Routes are method and path together
+/// (spec §2), so this is an unknown route like any other (see [`fallback`]); the router adds
+/// the `allow` header listing the methods the path does serve.
+pub async fn wrong_method(State(state): State<AppState>, req: Request) -> Response {
+    unknown_route(&state, req, true).await
+}
+
 /// Unknown routes. The entry authenticates before the fleet routes (spec §5.1), so an
 /// anonymous caller gets `401` and learns nothing about which paths exist; authenticated
-/// callers get `404 not_found`. Like the entry, `/v1/internal/*` (never served from outside)
-/// and `/v1/auth/*` (the login flow, before any credential exists) answer `404` unauthenticated.
+/// callers get `404 not_found` (spec §1). Like the entry, `/v1/internal/*` (never served from
+/// outside) and `/v1/auth/*` (the login flow, before any credential exists) answer `404`
+/// unauthenticated.
 pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    unknown_route(&state, req, false).await
+}
+
+async fn unknown_route(state: &AppState, req: Request, path_is_known: bool) -> Response {
     let (mut parts, _) = req.into_parts();
     let path = parts.uri.path();
     let unauthenticated = path == "/v1/internal"
         || path.starts_with("/v1/internal/")
         || path.starts_with("/v1/auth/");
-    if !unauthenticated && let Err(refused) = Caller::from_request_parts(&mut parts, &state).await {
+    if !unauthenticated && let Err(refused) = Caller::from_request_parts(&mut parts, state).await {
         return refused;
     }
-    Failure::not_found()
-        .message(format!(
-            "no route for {} {}",
-            parts.method,
-            parts.uri.path()
-        ))
-        .into_response()
+    let (method, path) = (&parts.method, parts.uri.path());
+    let message = if path_is_known {
+        format!("{method} is not served on {path}; the allow header lists the methods that are")
+    } else {
+        format!("no route for {method} {path}")
+    };
+    Failure::not_found().message(message).into_response()
 }

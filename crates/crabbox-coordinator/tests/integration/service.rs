@@ -377,3 +377,134 @@ async fn unknown_routes_authenticate_first() {
     }
     c.stop().await;
 }
+
+/// Sends a raw request and returns status, headers and the parsed JSON body (asserting the
+/// body is JSON in the stable error shape when the status is an error).
+async fn raw(
+    c: &Coord,
+    method: &str,
+    path: &str,
+    who: Who<'_>,
+    body: Option<Vec<u8>>,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut req = c.request(method.parse().unwrap(), path, who);
+    if let Some(body) = body {
+        req = req.header("content-type", "application/json").body(body);
+    }
+    let resp = req.send().await.unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        headers.get("content-type").map(|v| v.to_str().unwrap()),
+        Some("application/json; charset=utf-8"),
+        "{method} {path} ({status}): {text}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {path} ({status}) is not JSON ({e}): {text}"));
+    if status >= 400 {
+        assert!(body["error"].is_string(), "{method} {path}: {body}");
+    }
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn framework_refusals_get_the_stable_error_body() {
+    let c = Coord::start().await;
+    let id = "cbx_000000000000";
+    // A known path with a method it does not serve is an unknown route: 404 not_found after
+    // authentication, with the allow header naming what the path serves.
+    let (status, headers, body) = raw(&c, "DELETE", &format!("/v1/leases/{id}"), ALICE, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let allow = headers["allow"].to_str().unwrap();
+    assert!(allow.contains("GET") && allow.contains("PUT"), "{allow}");
+    let (status, headers, body) = raw(&c, "GET", "/v1/runs/x/finish", ALICE, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    assert_eq!(headers["allow"], "POST");
+    let (status, _, body) = raw(
+        &c,
+        "DELETE",
+        &format!("/v1/leases/{id}"),
+        Who::Anonymous,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let (status, _, body) = raw(&c, "GET", "/v1/auth/github/start", Who::Anonymous, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    // /v1/ready is the one path the spec answers 405, unauthenticated.
+    let (status, headers, body) = raw(&c, "POST", "/v1/ready", Who::Anonymous, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(headers["allow"], "GET, HEAD");
+
+    // Path and query rejections name the part of the request that was wrong.
+    let (status, _, body) = raw(&c, "GET", "/v1/leases/%FF", ALICE, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_path")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("UTF-8"),
+        "{body}"
+    );
+    for path in [
+        "/v1/leases?limit=1&limit=2",
+        "/v1/usage?month=a&month=b",
+        "/v1/runs?state=a&state=b",
+    ] {
+        let (status, _, body) = raw(&c, "GET", path, ALICE, None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_query")),
+            "{path}: {body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("duplicate field"), "{path}: {message}");
+    }
+
+    // Bodies over the limit: the declared length on login routes, the read body elsewhere.
+    let (status, headers, body) = raw(
+        &c,
+        "POST",
+        "/v1/auth/github/poll",
+        Who::Anonymous,
+        Some(vec![b' '; 2 * 1024 * 1024]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("request_too_large")),
+        "{body}"
+    );
+    assert_eq!(headers["connection"], "close");
+    let mut big = b"{\"label\":\"".to_vec();
+    big.resize(17 * 1024 * 1024, b'x');
+    big.extend_from_slice(b"\"}");
+    let (status, _, body) = raw(&c, "POST", "/v1/runs", ALICE, Some(big)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("request_too_large")),
+        "{body}"
+    );
+    c.stop().await;
+}
