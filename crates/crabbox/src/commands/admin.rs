@@ -1,10 +1,16 @@
-//! `crabbox admin leases|release|delete` (coordinator admin token required).
+//! `crabbox admin leases|release|delete` (coordinator admin token required), with the flags,
+//! defaults and output of spec/cli-dataplane.md §1.20: `release` keeps the runner unless
+//! `--delete`, and `delete` does nothing without `--force`.
 
-use crabbox_api::coord::ReleaseRequest;
+use std::time::Duration;
+
+use crabbox_api::ExitStatus;
+use crabbox_api::coord::{Lease, ReleaseRequest};
 use crabbox_client::query;
+use crabbox_core::duration::format_duration;
 
 use crate::broker;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::{lease, output};
 
 #[derive(Debug, clap::Subcommand)]
@@ -14,59 +20,92 @@ pub enum AdminCommand {
         /// provisioning, active, released, expired, failed or live.
         #[arg(long)]
         state: Option<String>,
+        /// Only this owner's leases.
         #[arg(long)]
         owner: Option<String>,
+        /// Only this org's leases.
+        #[arg(long)]
+        org: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
         #[arg(long)]
         json: bool,
     },
-    /// Release any lease (its runner is deleted unless --keep-server).
+    /// Release any lease; its runner is kept unless --delete.
     Release {
-        id: String,
-        #[arg(long = "keep-server")]
-        keep_server: bool,
+        #[command(flatten)]
+        id: LeaseId,
+        /// Delete the runner while releasing.
+        #[arg(long)]
+        delete: bool,
         #[arg(long)]
         json: bool,
     },
-    /// Delete a lease's runner now and wait for the provider.
+    /// Delete a lease's runner now and wait for the provider (requires --force).
     Delete {
-        id: String,
+        #[command(flatten)]
+        id: LeaseId,
+        /// Confirm the deletion.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
     },
 }
 
-fn lease_line(l: &crabbox_api::coord::Lease) -> String {
+/// A lease id or slug, as the argument or `--id` (the old tool accepts both).
+#[derive(Debug, clap::Args)]
+pub struct LeaseId {
+    /// Lease id or slug.
+    #[arg(value_name = "ID", conflicts_with = "flag")]
+    positional: Option<String>,
+    /// Lease id or slug.
+    #[arg(long = "id", value_name = "ID")]
+    flag: Option<String>,
+}
+
+impl LeaseId {
+    fn get(self, usage: &str) -> CliResult<String> {
+        self.flag
+            .or(self.positional)
+            .filter(|id| !id.trim().is_empty())
+            .ok_or_else(|| CliError::msg(ExitStatus::Usage, format!("usage: {usage}")))
+    }
+}
+
+fn blank(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
+}
+
+/// One `admin leases` row, in the old tool's columns.
+fn lease_line(l: &Lease) -> String {
+    let idle = match l.idle_timeout_seconds {
+        0 => String::new(),
+        secs => format_duration(Duration::from_secs(secs)),
+    };
+    let expires = l.expires_at.to_string();
     format!(
-        "{:<16} {:<24} {:<12} {:<8} owner={} org={} host={}:{} expires={}",
+        "{:<16} {:<16} {:<8} {:<10} {:<14} {:<24} owner={} org={} idle={} expires={}",
         l.id,
-        l.slug,
-        l.state.as_str(),
+        blank(&l.slug),
         l.provider,
+        l.state.as_str(),
+        l.server_type,
+        l.host,
         l.owner,
         l.org,
-        l.host,
-        l.ssh_port,
-        l.expires_at
+        idle,
+        blank(&expires)
     )
 }
 
 pub async fn run(cmd: AdminCommand) -> CliResult<u8> {
+    // Check the arguments before anything touches the network.
+    let cmd = Checked::new(cmd)?;
     let ctx = lease::context(Vec::new())?;
     let client = broker::require_admin(&ctx.settings)?;
     match cmd {
-        AdminCommand::Leases {
-            state,
-            owner,
-            limit,
-            json,
-        } => {
-            let q = query(&[
-                ("state", state),
-                ("owner", owner),
-                ("limit", Some(limit.to_string())),
-            ]);
+        Checked::Leases { query: q, json } => {
             let leases = client
                 .admin_leases(&q)
                 .await
@@ -79,33 +118,27 @@ pub async fn run(cmd: AdminCommand) -> CliResult<u8> {
                 }
             }
         }
-        AdminCommand::Release {
-            id,
-            keep_server,
-            json,
-        } => {
+        Checked::Release { id, delete, json } => {
+            let req = ReleaseRequest {
+                expected_provider: None,
+                delete: Some(delete),
+            };
             let lease = client
-                .admin_release(
-                    &id,
-                    &ReleaseRequest {
-                        expected_provider: None,
-                        delete: Some(!keep_server),
-                    },
-                )
+                .admin_release(&id, &req)
                 .await
                 .map_err(|e| broker::cli_error(e, &format!("could not release {id}")))?;
             if json {
                 output::json(&lease);
             } else {
                 output::out(format!(
-                    "released {} slug={} state={}",
+                    "released {} slug={} state={} delete={delete}",
                     lease.id,
-                    lease.slug,
+                    blank(&lease.slug),
                     lease.state.as_str()
                 ));
             }
         }
-        AdminCommand::Delete { id, json } => {
+        Checked::Delete { id, json } => {
             let lease = client
                 .admin_delete(&id)
                 .await
@@ -114,13 +147,74 @@ pub async fn run(cmd: AdminCommand) -> CliResult<u8> {
                 output::json(&lease);
             } else {
                 output::out(format!(
-                    "deleted runner of {} slug={} state={}",
+                    "deleted {} slug={} state={}",
                     lease.id,
-                    lease.slug,
+                    blank(&lease.slug),
                     lease.state.as_str()
                 ));
             }
         }
     }
     Ok(0)
+}
+
+/// A command whose arguments passed the checks the coordinator cannot make.
+enum Checked {
+    Leases {
+        query: String,
+        json: bool,
+    },
+    Release {
+        id: String,
+        delete: bool,
+        json: bool,
+    },
+    Delete {
+        id: String,
+        json: bool,
+    },
+}
+
+impl Checked {
+    fn new(cmd: AdminCommand) -> CliResult<Self> {
+        Ok(match cmd {
+            AdminCommand::Leases {
+                state,
+                owner,
+                org,
+                limit,
+                json,
+            } => Self::Leases {
+                query: query(&[
+                    ("state", state),
+                    ("owner", owner),
+                    ("org", org),
+                    (
+                        "limit",
+                        Some(limit).filter(|l| *l > 0).map(|l| l.to_string()),
+                    ),
+                ]),
+                json,
+            },
+            AdminCommand::Release { id, delete, json } => Self::Release {
+                id: id.get("crabbox admin release <lease-id-or-slug> [--delete] [--json]")?,
+                delete,
+                json,
+            },
+            AdminCommand::Delete { id, force, json } => {
+                let id = id.get("crabbox admin delete <lease-id-or-slug> --force [--json]")?;
+                if !force {
+                    return Err(
+                        CliError::msg(ExitStatus::Usage, "admin delete requires --force").hint(
+                            format!(
+                                "`crabbox admin delete {id} --force` deletes its runner now; \
+                                 `crabbox admin release {id}` only ends the lease"
+                            ),
+                        ),
+                    );
+                }
+                Self::Delete { id, json }
+            }
+        })
+    }
 }

@@ -326,7 +326,12 @@ fn a_coordinator_killed_mid_create_leaks_nothing_after_restart() {
         // The create finished before the kill: releasing it must still clean up.
         let id = leases[0]["id"].as_str().unwrap().to_owned();
         assert_eq!(
-            code(&cli(&sb, &repo, &server, &["admin", "delete", &id])),
+            code(&cli(
+                &sb,
+                &repo,
+                &server,
+                &["admin", "delete", &id, "--force"]
+            )),
             0
         );
     } else {

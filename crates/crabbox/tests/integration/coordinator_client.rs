@@ -288,3 +288,106 @@ fn login_provider_is_the_provider_brokered_leases_ask_for() {
     let out = sb.run(&repo, &["stop", &id]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+#[test]
+fn admin_commands_take_the_spec_flags_and_delete_needs_force() {
+    let sb = sandbox();
+    let state = sb.path().join("coord");
+    let server = serve(&sb, &state, &[], &[]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n")]);
+    let admin = [("CRABBOX_COORDINATOR_ADMIN_TOKEN", ADMIN)];
+    let run = |args: &[&str], env: &[(&str, &str)]| against(&sb, &repo, &server, args, env);
+    let warm = |env: &[(&str, &str)]| {
+        let out = run(&["warmup", "--json"], env);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        json(&out)["lease"]["id"].as_str().unwrap().to_owned()
+    };
+    // One lease an admin token made for carol in acme, one made with the shared token.
+    let carol = warm(&[
+        ("CRABBOX_COORDINATOR_TOKEN", ADMIN),
+        ("CRABBOX_OWNER", "carol@example.com"),
+        ("CRABBOX_ORG", "acme"),
+    ]);
+    let dev = warm(&[("CRABBOX_COORDINATOR_TOKEN", SHARED)]);
+    let runner = |id: &str| state.join("local").join(id).exists();
+    assert!(runner(&carol) && runner(&dev));
+    let ids = |args: &[&str]| -> Vec<String> {
+        let out = run(args, &admin);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        json(&out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&["admin", "leases", "--org", "acme", "--json"]),
+        std::slice::from_ref(&carol)
+    );
+    assert_eq!(
+        ids(&["admin", "leases", "--owner", "dev@example.com", "--json"]),
+        std::slice::from_ref(&dev)
+    );
+    let out = run(&["admin", "leases", "--state", "active"], &admin);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with(&carol))
+        .map_or_else(|| panic!("{}", stdout(&out)), str::to_owned);
+    assert!(
+        line.contains(" local ")
+            && line.contains("owner=carol@example.com")
+            && line.contains(" idle=30m0s expires="),
+        "{line}"
+    );
+
+    // release ends the lease and keeps the runner unless --delete.
+    let out = run(&["admin", "release", &carol], &admin);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("released {carol} slug="))
+            && stdout(&out)
+                .trim_end()
+                .ends_with("state=released delete=false"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(runner(&carol), "release without --delete keeps the runner");
+
+    // delete refuses without --force and changes nothing.
+    let out = run(&["admin", "delete", &dev], &admin);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("admin delete requires --force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        ids(&["admin", "leases", "--state", "active", "--json"]),
+        std::slice::from_ref(&dev)
+    );
+    assert!(runner(&dev));
+
+    let out = run(
+        &["admin", "release", "--delete", "--id", &dev, "--json"],
+        &admin,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(json(&out)["state"], "released");
+    crate::coordinator::wait_until(
+        "the runner to be deleted",
+        std::time::Duration::from_secs(20),
+        || !runner(&dev),
+    );
+
+    let out = run(&["admin", "delete", &carol, "--force"], &admin);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("deleted {carol} slug="))
+            && stdout(&out).contains("state=released"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!runner(&carol), "delete waits for the provider");
+}
