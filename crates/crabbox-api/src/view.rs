@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::coord::Telemetry;
+
 /// A lease as `list`, `status`, `inspect` and `warmup` report it (`statusView` in the spec).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -13,7 +15,10 @@ pub struct LeaseView {
     pub slug: String,
     pub provider: String,
     pub target: String,
-    /// `ready`, `running`, `stopped` (its runner is gone), `expired`.
+    /// Direct leases: `ready`, `running`, `stopped` (its runner is gone), `expired`. Brokered
+    /// leases: the coordinator's state (`provisioning`, `active`, `released`, `expired`,
+    /// `failed`), `stopped` when the coordinator no longer knows it, `unknown` when the lease
+    /// belongs to a coordinator other than the configured one.
     pub state: String,
     pub server_id: String,
     pub server_type: String,
@@ -36,6 +41,15 @@ pub struct LeaseView {
     pub has_host: bool,
     pub ready: bool,
     pub labels: BTreeMap<String, String>,
+    /// Brokered leases: the host key the coordinator vouches for (`algo base64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<String>,
+    /// Brokered leases: the runner's latest telemetry sample, as the coordinator keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+    /// Brokered leases: the coordinator's recent samples, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telemetry_history: Vec<Telemetry>,
 }
 
 /// One measured sync step.

@@ -62,17 +62,43 @@ pub fn require_admin(settings: &Settings) -> CliResult<Client> {
 
 /// Maps a coordinator failure to the exit-code contract with a hint.
 pub fn cli_error(e: ClientError, doing: &str) -> CliError {
+    error_at(e, doing, None)
+}
+
+/// [`cli_error`] for a known coordinator: hints name its URL.
+pub fn error_at(e: ClientError, doing: &str, url: Option<&str>) -> CliError {
+    let at = url.unwrap_or("<coordinator>");
     let status = match e.status() {
-        Some(401) => ExitStatus::Auth,
+        Some(401 | 403) => ExitStatus::Auth,
         Some(404) => ExitStatus::NotFound,
         Some(400 | 409 | 424) => ExitStatus::Usage,
         _ => ExitStatus::Failure,
     };
     let hint = match (e.status(), e.code()) {
-        (Some(401), _) => Some("run `crabbox login --url <coordinator>` (or check CRABBOX_COORDINATOR_TOKEN)".to_owned()),
-        (_, Some("cost_limit_exceeded")) => Some("release a lease (`crabbox list`, `crabbox stop <id>`) or ask an admin to raise the cap".to_owned()),
-        (_, Some("provider_not_configured")) => Some("pick a provider this coordinator offers with --provider".to_owned()),
-        (None, _) => Some("is the coordinator running? `crabbox doctor` checks it".to_owned()),
+        (Some(401), _) => Some(format!(
+            "run `crabbox login --url {at}` (or check CRABBOX_COORDINATOR_TOKEN)"
+        )),
+        (Some(403), _) => Some(
+            "this login may not change that lease; its owner can share it with manage access"
+                .to_owned(),
+        ),
+        (Some(404), _) => Some(format!(
+            "`crabbox list` shows your leases on {at}; other users' leases are not visible to you"
+        )),
+        (Some(429), _) | (_, Some("cost_limit_exceeded")) => Some(
+            "release a lease (`crabbox list`, `crabbox stop <id>`) or ask an admin to raise the \
+             cap; `crabbox usage` shows the limits"
+                .to_owned(),
+        ),
+        (_, Some("provider_not_configured")) => Some(
+            "pick a provider this coordinator offers with --provider, or ask its admin to \
+             configure this one"
+                .to_owned(),
+        ),
+        (None, _) if matches!(e, ClientError::Transport { .. }) => Some(format!(
+            "is the coordinator at {at} running and reachable? `crabbox whoami` or \
+             `crabbox doctor` checks it"
+        )),
         _ => None,
     };
     let mut err = CliError::new(status, anyhow::Error::new(e).context(doing.to_owned()));
@@ -94,6 +120,114 @@ impl BrokerProvider {
     pub fn new(client: Client, provider: Option<String>) -> Self {
         Self { client, provider }
     }
+
+    /// Creates a lease on the coordinator. Failures keep the coordinator's answer, mapped to
+    /// the exit-code contract with a hint (cap, provider not configured, unreachable).
+    pub async fn create(&self, req: &AcquireRequest) -> CliResult<LeaseRecord> {
+        let url = self.client.base_url();
+        let token = format!("cat_{}", random_hex(16));
+        let body = LeaseRequest {
+            lease_id: Some(req.lease_id.clone()),
+            create_attempt_id: Some(token.clone()),
+            slug: Some(req.slug.clone()),
+            provider: self.provider.clone(),
+            class: Some(req.class.clone()).filter(|c| !c.is_empty()),
+            ttl_seconds: Some(req.ttl_secs as f64),
+            idle_timeout_seconds: Some(req.idle_timeout_secs as f64),
+            keep: Some(req.keep),
+            ssh_public_key: Some(req.public_key.clone()),
+            ..LeaseRequest::default()
+        };
+        // An uncertain answer (5xx, a dropped connection) is retried with the same attempt
+        // token for up to 90 s: the coordinator joins or replays the create, never doubles it.
+        // A coordinator that accepts no connection at all is given a few seconds only: waiting
+        // 90 s in silence for a server that is not running helps nobody.
+        let started = std::time::Instant::now();
+        let (mut attempt, mut unreachable) = (0, 0);
+        let lease = loop {
+            attempt += 1;
+            let e = match self.client.create_lease(&body).await {
+                Ok(lease) => break lease,
+                Err(e) if e.is_uncertain() => e,
+                Err(e) => return Err(error_at(e, "the coordinator refused the lease", Some(url))),
+            };
+            if reachable(url).await {
+                unreachable = 0;
+            } else {
+                unreachable += 1;
+            }
+            let elapsed = started.elapsed();
+            if unreachable >= CREATE_UNREACHABLE_TRIES || elapsed >= CREATE_RETRY_WINDOW {
+                return Err(error_at(e, "could not create a lease", Some(url)));
+            }
+            crate::output::warn(format!(
+                "{e}; retrying the same create in {}s (attempt {attempt})",
+                CREATE_RETRY_PAUSE.as_secs()
+            ));
+            tokio::time::sleep(CREATE_RETRY_PAUSE).await;
+        };
+        let mut lease = lease;
+        // A replay of a create still provisioning: poll until it is active.
+        while lease.state == crabbox_api::coord::LeaseState::Provisioning {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            lease = self.client.get_lease(&lease.id).await.map_err(|e| {
+                error_at(e, "could not follow the lease being provisioned", Some(url))
+            })?;
+        }
+        if !lease.is_live() {
+            return Err(CliError::msg(
+                ExitStatus::Failure,
+                format!(
+                    "the coordinator's lease {} is {}",
+                    lease.id,
+                    lease.state.as_str()
+                ),
+            ));
+        }
+        Ok(record_from(&lease, url))
+    }
+}
+
+/// How long an uncertain create is retried, and how often.
+const CREATE_RETRY_WINDOW: Duration = Duration::from_secs(90);
+const CREATE_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Consecutive failed creates, with the coordinator's port closed, before giving up.
+const CREATE_UNREACHABLE_TRIES: u32 = 3;
+
+/// Whether the coordinator's host accepts a TCP connection now (within 3 s).
+async fn reachable(url: &str) -> bool {
+    let Some(authority) = host_port(url) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(authority.as_str())
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// `host:port` of an `http(s)://` URL (default ports 80 and 443).
+fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = match authority.rfind(']') {
+        Some(close) => authority[close..].contains(':'),
+        None => authority.contains(':'),
+    };
+    Some(if has_port {
+        authority.to_owned()
+    } else if scheme == "https" {
+        format!("{authority}:443")
+    } else {
+        format!("{authority}:80")
+    })
 }
 
 fn provider_error(e: &ClientError) -> ProviderError {
@@ -132,49 +266,16 @@ impl Provider for BrokerProvider {
     }
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
-        let token = format!("cat_{}", random_hex(16));
-        let body = LeaseRequest {
-            lease_id: Some(req.lease_id.clone()),
-            create_attempt_id: Some(token.clone()),
-            slug: Some(req.slug.clone()),
-            provider: self.provider.clone(),
-            class: Some(req.class.clone()).filter(|c| !c.is_empty()),
-            ttl_seconds: Some(req.ttl_secs as f64),
-            idle_timeout_seconds: Some(req.idle_timeout_secs as f64),
-            keep: Some(req.keep),
-            ssh_public_key: Some(req.public_key.clone()),
-            ..LeaseRequest::default()
-        };
-        // An uncertain answer (transport error, 5xx) is retried with the same attempt token
-        // for up to 90 s: the coordinator joins or replays the create, never doubles it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        let lease = loop {
-            match self.client.create_lease(&body).await {
-                Ok(lease) => break lease,
-                Err(e) if e.is_uncertain() && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                }
-                Err(e) => return Err(provider_error(&e)),
+        self.create(req).await.map_err(|e| {
+            let message = format!("{:#}", e.error);
+            if e.code == ExitStatus::Usage.code() {
+                ProviderError::InvalidSpec(message)
+            } else if e.code == ExitStatus::Auth.code() {
+                ProviderError::Auth(message)
+            } else {
+                ProviderError::Transient(message)
             }
-        };
-        let mut lease = lease;
-        // A replay of a create still provisioning: poll until it is active.
-        while lease.state == crabbox_api::coord::LeaseState::Provisioning {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            lease = self
-                .client
-                .get_lease(&lease.id)
-                .await
-                .map_err(|e| provider_error(&e))?;
-        }
-        if !lease.is_live() {
-            return Err(ProviderError::Transient(format!(
-                "the coordinator's lease {} is {}",
-                lease.id,
-                lease.state.as_str()
-            )));
-        }
-        Ok(record_from(&lease, self.client.base_url()))
+        })
     }
 
     async fn health(&self, lease: &LeaseRecord) -> Health {
@@ -193,11 +294,13 @@ impl Provider for BrokerProvider {
             expected_provider: None,
             delete: Some(true),
         };
-        match self.client.release(&lease.lease_id, &req).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.status() == Some(404) => Ok(()),
-            Err(e) => Err(provider_error(&e)),
-        }
+        // A 404 is not success: the lease may live on another coordinator, or under another
+        // login. The CLI's own release (`crate::brokered::release`) decides what a 404 means.
+        self.client
+            .release(&lease.lease_id, &req)
+            .await
+            .map(drop)
+            .map_err(|e| provider_error(&e))
     }
 }
 

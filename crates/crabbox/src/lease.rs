@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crabbox_api::coord::Lease;
 use crabbox_api::view::LeaseView;
 use crabbox_api::{ExitStatus, LeaseId};
 use crabbox_core::slug;
@@ -15,6 +16,7 @@ use crabbox_providers::{
 use crabbox_remote::ssh::{HostKeyPolicy, SshTarget, wait_ready};
 use crabbox_remote::{keys, sync};
 
+use crate::brokered;
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult, WithStatus};
 use crate::output::{self, Progress};
@@ -125,30 +127,19 @@ impl Ctx {
     /// direct provider.
     pub fn provider(&self) -> CliResult<Arc<dyn Provider>> {
         if let Some(client) = &self.broker {
-            let explicit = (self.settings.origin("provider") != "default")
-                .then(|| self.settings.config().provider.clone());
             return Ok(Arc::new(crate::broker::BrokerProvider::new(
                 client.clone(),
-                explicit,
+                explicit_provider(self),
             )));
         }
         self.provider_named(&self.settings.config().provider.clone())
     }
 
-    /// The provider that owns an existing lease (the coordinator for brokered ones).
+    /// The provider that owns an existing lease. A brokered lease is served by the coordinator
+    /// that created it, and only when that is the configured one (see [`brokered::client_for`]).
     pub fn provider_for(&self, record: &LeaseRecord) -> CliResult<Arc<dyn Provider>> {
         if crate::broker::is_brokered(record) {
-            let client = match &self.broker {
-                Some(c) => c.clone(),
-                None => crabbox_client::Client::new(
-                    record
-                        .labels
-                        .get(crate::broker::BROKER_LABEL)
-                        .map_or("", String::as_str),
-                    None,
-                )
-                .map_err(|e| CliError::new(ExitStatus::Usage, e))?,
-            };
+            let client = brokered::client_for(self, record)?;
             return Ok(Arc::new(crate::broker::BrokerProvider::new(client, None)));
         }
         self.provider_named(&record.provider)
@@ -163,6 +154,12 @@ impl Ctx {
             self.repo_name
         )
     }
+}
+
+/// The provider to ask the coordinator for: the one named by flag, env or config, else `None`
+/// (the coordinator's default).
+fn explicit_provider(ctx: &Ctx) -> Option<String> {
+    (ctx.settings.origin("provider") != "default").then(|| ctx.settings.config().provider.clone())
 }
 
 fn expand_home(path: &str) -> String {
@@ -238,13 +235,22 @@ pub async fn acquire(
         idle_timeout_secs: ctx.settings.config().idle_timeout.as_secs(),
         keep,
     };
-    let mut record = provider.acquire(&req).await.map_err(|e| {
+    let acquired = match &ctx.broker {
+        Some(client) => {
+            crate::broker::BrokerProvider::new(client.clone(), explicit_provider(ctx))
+                .create(&req)
+                .await
+        }
+        None => provider.acquire(&req).await.map_err(|e| {
+            let status = match e {
+                crabbox_providers::ProviderError::InvalidSpec(_) => ExitStatus::Usage,
+                _ => ExitStatus::Failure,
+            };
+            CliError::new(status, e)
+        }),
+    };
+    let mut record = acquired.inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&key_dir);
-        let status = match e {
-            crabbox_providers::ProviderError::InvalidSpec(_) => ExitStatus::Usage,
-            _ => ExitStatus::Failure,
-        };
-        CliError::new(status, e)
     })?;
     let lease_time = start.elapsed();
     record.repo_root = Some(ctx.repo_root.display().to_string());
@@ -305,20 +311,53 @@ pub async fn acquire(
     Ok((record, lease_time, ready_start.elapsed()))
 }
 
+/// `lease "<id>" not found` (exit 4) for a lease neither a claim nor a coordinator knows.
+pub fn not_found(id: &str) -> CliError {
+    CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
+        .hint("`crabbox list` shows the leases on this machine")
+}
+
 /// Resolves `--id` (lease id or slug) to a live lease.
 pub async fn resolve(ctx: &Ctx, id: &str) -> CliResult<LeaseRecord> {
-    let record = match ctx.claims.resolve(id).status(ExitStatus::Usage)? {
-        Some(record) => record,
+    let claim = ctx.claims.resolve(id).status(ExitStatus::Usage)?;
+    let (mut record, lease, url) = match claim {
+        Some(record) if !crate::broker::is_brokered(&record) => {
+            return resolve_direct(ctx, record).await;
+        }
+        Some(record) => {
+            let client = brokered::client_for(ctx, &record)?;
+            let lease = brokered::fetch(&client, &record.lease_id, Some(&record)).await?;
+            (record, lease, client.base_url().to_owned())
+        }
         None => match &ctx.broker {
-            Some(client) => adopt_brokered(ctx, client, id).await?,
-            None => {
-                return Err(
-                    CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
-                        .hint("`crabbox list` shows the leases on this machine"),
-                );
+            Some(client) => {
+                let (record, lease) = adopt_brokered(ctx, client, id).await?;
+                (record, lease, client.base_url().to_owned())
             }
+            None => return Err(not_found(id)),
         },
     };
+    if !lease.is_live() {
+        return Err(CliError::msg(
+            ExitStatus::NotFound,
+            format!(
+                "lease {} ({}) is gone: coordinator {url} reports it {}",
+                record.lease_id,
+                record.slug,
+                lease.state.as_str()
+            ),
+        )
+        .hint(format!(
+            "run `crabbox stop {}` to forget it, then `crabbox warmup` for a new one",
+            record.lease_id
+        )));
+    }
+    brokered::refresh(&mut record, &lease);
+    Ok(record)
+}
+
+/// A direct lease: its provider says whether the runner is still there.
+async fn resolve_direct(ctx: &Ctx, record: LeaseRecord) -> CliResult<LeaseRecord> {
     let provider = ctx.provider_for(&record)?;
     if let Health::Gone(reason) = provider.health(&record).await {
         return Err(CliError::msg(
@@ -348,11 +387,8 @@ async fn adopt_brokered(
     ctx: &Ctx,
     client: &crabbox_client::Client,
     id: &str,
-) -> CliResult<LeaseRecord> {
-    let lease = client
-        .get_lease(id)
-        .await
-        .map_err(|e| crate::broker::cli_error(e, &format!("lease {id:?} not found")))?;
+) -> CliResult<(LeaseRecord, Lease)> {
+    let lease = brokered::fetch(client, id, None).await?;
     let key_dir = paths::lease_key_dir(&lease.id);
     if !key_dir.join("id_ed25519").is_file() {
         return Err(CliError::msg(
@@ -370,8 +406,10 @@ async fn adopt_brokered(
         let line = format!("[{}]:{} {host_key}\n", record.ssh_host, record.ssh_port);
         std::fs::write(key_dir.join("known_hosts"), line).status(ExitStatus::Failure)?;
     }
-    ctx.claims.write(&record).status(ExitStatus::Failure)?;
-    Ok(record)
+    if lease.is_live() {
+        ctx.claims.write(&record).status(ExitStatus::Failure)?;
+    }
+    Ok((record, lease))
 }
 
 /// Marks a lease used now (refreshes the idle timer).
@@ -382,35 +420,74 @@ pub fn touch(ctx: &Ctx, record: &mut LeaseRecord) {
     let _ = ctx.claims.with_lock(&id, || ctx.claims.write(&updated));
 }
 
+/// What [`release_lease`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// A direct lease: its runner was deleted.
+    Deleted,
+    /// A brokered lease: the coordinator released it.
+    Brokered(brokered::Released),
+}
+
 /// Releases a lease: closes its SSH master, deletes the runner, forgets the claim and keys.
 pub async fn release(ctx: &Ctx, record: &LeaseRecord) -> CliResult<()> {
-    ssh_target(record).close_master().await;
-    let provider = ctx.provider_for(record)?;
-    provider.release(record).await.status(ExitStatus::Remote)?;
+    release_lease(ctx, record).await.map(drop)
+}
+
+/// [`release`], saying what happened. A brokered lease is released through the coordinator
+/// that created it; the claim is forgotten only once that coordinator confirmed the release
+/// or answered that it no longer has the lease.
+pub async fn release_lease(ctx: &Ctx, record: &LeaseRecord) -> CliResult<Released> {
+    let outcome = if crate::broker::is_brokered(record) {
+        let client = brokered::client_for(ctx, record)?;
+        ssh_target(record).close_master().await;
+        Released::Brokered(brokered::release(&client, record).await?)
+    } else {
+        ssh_target(record).close_master().await;
+        let provider = ctx.provider_for(record)?;
+        provider.release(record).await.status(ExitStatus::Remote)?;
+        Released::Deleted
+    };
     ctx.claims
         .remove(&record.lease_id)
         .status(ExitStatus::Failure)?;
     let _ = std::fs::remove_dir_all(paths::lease_key_dir(&record.lease_id));
     crate::syncstate::forget(&ctx.state_dir, &record.lease_id);
-    Ok(())
+    Ok(outcome)
 }
 
 fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
-/// The JSON/human view of a lease.
+/// The JSON/human view of a lease. A brokered lease shows the coordinator's record when its
+/// coordinator is the configured one, else its claim with state `unknown`.
 pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
-    let now = now_secs();
+    if crate::broker::is_brokered(record) {
+        let Some(client) = brokered::own_client(ctx, record) else {
+            return claim_view(record, "unknown".to_owned());
+        };
+        return match client.get_lease(&record.lease_id).await {
+            Ok(lease) => brokered::view(&lease, client.base_url(), Some(record)),
+            Err(e) if e.status() == Some(404) => claim_view(record, "stopped".to_owned()),
+            Err(_) => claim_view(record, "unknown".to_owned()),
+        };
+    }
     let health = match ctx.provider_for(record) {
         Ok(p) => p.health(record).await,
         Err(_) => Health::Unknown,
     };
-    let state = match (&health, now >= record.expires_at()) {
+    let state = match (&health, now_secs() >= record.expires_at()) {
         (Health::Gone(_), _) => "stopped".to_owned(),
         (_, true) => "expired".to_owned(),
         _ => record.state.clone(),
     };
+    claim_view(record, state)
+}
+
+/// The view of a local claim with `state` decided by the caller.
+pub fn claim_view(record: &LeaseRecord, state: String) -> LeaseView {
+    let now = now_secs();
     let key = ssh_target(record)
         .key
         .map(|k| k.display().to_string())
@@ -445,6 +522,9 @@ pub async fn view(ctx: &Ctx, record: &LeaseRecord) -> LeaseView {
         expires_at: rfc3339(record.expires_at()),
         has_host: !record.ssh_host.is_empty(),
         labels: record.labels.clone(),
+        ssh_host_key: None,
+        telemetry: None,
+        telemetry_history: Vec::new(),
     }
 }
 

@@ -2,8 +2,9 @@
 
 use crabbox_api::ExitStatus;
 
+use crate::brokered::{self, Released as Brokered};
 use crate::error::{CliError, CliResult, WithStatus};
-use crate::lease;
+use crate::lease::{self, Released};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -28,24 +29,33 @@ pub async fn run(args: Args) -> CliResult<u8> {
         None => match &ctx.broker {
             // A coordinator lease without a claim here: release it there.
             Some(client) => {
-                let lease = client
-                    .get_lease(&id)
-                    .await
-                    .map_err(|e| crate::broker::cli_error(e, &format!("lease {id:?} not found")))?;
+                let lease = brokered::fetch(client, &id, None).await?;
                 crate::broker::record_from(&lease, client.base_url())
             }
-            None => {
-                return Err(
-                    CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
-                        .hint("`crabbox list` shows the leases on this machine"),
-                );
-            }
+            None => return Err(lease::not_found(&id)),
         },
     };
-    lease::release(&ctx, &record).await?;
-    output::err(format!(
-        "deleted lease={} server={} name={}",
-        record.lease_id, record.server_id, record.slug
-    ));
+    match lease::release_lease(&ctx, &record).await? {
+        Released::Deleted => output::err(format!(
+            "deleted lease={} server={} name={}",
+            record.lease_id, record.server_id, record.slug
+        )),
+        Released::Brokered(Brokered::Released) => output::err(format!(
+            "released lease={} server={}",
+            record.lease_id, record.server_id
+        )),
+        Released::Brokered(Brokered::Gone) => {
+            output::err(format!(
+                "note: coordinator {} no longer has lease {} (it ended and was pruned, or this \
+                 login cannot see it); forgot its local claim and SSH key",
+                brokered::claim_url(&record),
+                record.lease_id
+            ));
+            output::err(format!(
+                "forgot lease={} server={}",
+                record.lease_id, record.server_id
+            ));
+        }
+    }
     Ok(0)
 }

@@ -1,0 +1,309 @@
+//! Brokered leases as the CLI handles them: which coordinator a local claim belongs to, the
+//! coordinator's own record for `status`, `list` and `run --id`, and release through the
+//! coordinator that created the lease.
+//!
+//! A claim is only ever acted on through the coordinator that created it. With another
+//! coordinator configured (or none) the command is refused and the claim and its SSH key are
+//! kept: releasing "elsewhere" would report success while the lease kept running.
+
+use std::time::Duration;
+
+use crabbox_api::ExitStatus;
+use crabbox_api::coord::{Lease, LeaseState, ReleaseRequest, Telemetry, Timestamp};
+use crabbox_api::view::LeaseView;
+use crabbox_client::{Client, ClientError};
+use crabbox_core::duration::format_duration;
+use crabbox_providers::LeaseRecord;
+
+use crate::broker::{self, BROKER_LABEL};
+use crate::error::{CliError, CliResult};
+use crate::lease::{self, Ctx};
+
+/// The coordinator URL a brokered claim was created through (empty when unrecorded).
+pub fn claim_url(record: &LeaseRecord) -> &str {
+    record.labels.get(BROKER_LABEL).map_or("", String::as_str)
+}
+
+/// Whether two coordinator URLs name the same coordinator.
+pub fn same_coordinator(a: &str, b: &str) -> bool {
+    let norm = |u: &str| u.trim().trim_end_matches('/').to_ascii_lowercase();
+    !a.trim().is_empty() && norm(a) == norm(b)
+}
+
+/// The configured coordinator's client when that coordinator created this claim.
+pub fn own_client<'a>(ctx: &'a Ctx, record: &LeaseRecord) -> Option<&'a Client> {
+    ctx.broker
+        .as_ref()
+        .filter(|c| same_coordinator(claim_url(record), c.base_url()))
+}
+
+/// The client for a brokered claim, or an error (exit 2) that leaves the claim alone.
+pub fn client_for(ctx: &Ctx, record: &LeaseRecord) -> CliResult<Client> {
+    if let Some(client) = own_client(ctx, record) {
+        return Ok(client.clone());
+    }
+    let url = claim_url(record);
+    let configured = match &ctx.broker {
+        Some(c) => format!("the configured coordinator is {}", c.base_url()),
+        None => "no coordinator is configured".to_owned(),
+    };
+    Err(CliError::msg(
+        ExitStatus::Usage,
+        format!(
+            "lease {} was created through coordinator {url}, but {configured}",
+            record.lease_id
+        ),
+    )
+    .hint(format!(
+        "log in to that coordinator (`crabbox login --url {url}`, or set \
+         CRABBOX_COORDINATOR={url} with its token) to use or release this lease; its local \
+         claim and SSH key are kept"
+    )))
+}
+
+/// A note for `list`: a claim this coordinator cannot speak for.
+pub fn foreign_note(ctx: &Ctx, record: &LeaseRecord) -> String {
+    let configured = ctx
+        .broker
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |c| c.base_url().to_owned());
+    format!(
+        "lease {} belongs to coordinator {} (configured: {configured}); its state is unknown here",
+        record.lease_id,
+        claim_url(record)
+    )
+}
+
+/// `GET /v1/leases/{id-or-slug}`. A 404 is exit 4 naming the coordinator; `claim` (the local
+/// claim being looked up, if any) makes the hint say how to forget it.
+pub async fn fetch(client: &Client, id: &str, claim: Option<&LeaseRecord>) -> CliResult<Lease> {
+    client
+        .get_lease(id)
+        .await
+        .map_err(|e| lookup_error(e, id, client.base_url(), claim))
+}
+
+fn lookup_error(e: ClientError, id: &str, url: &str, claim: Option<&LeaseRecord>) -> CliError {
+    if e.status() != Some(404) {
+        return broker::error_at(
+            e,
+            &format!("could not look up lease {id:?} on coordinator {url}"),
+            Some(url),
+        );
+    }
+    let err = CliError::msg(
+        ExitStatus::NotFound,
+        format!("lease {id:?} not found on coordinator {url}"),
+    );
+    match claim {
+        Some(record) => err.hint(format!(
+            "it ended and was pruned, or this login cannot see it; `crabbox stop {}` forgets \
+             the local claim",
+            record.lease_id
+        )),
+        None => err.hint(format!(
+            "`crabbox list` shows your leases on {url}; other users' leases are not visible to you"
+        )),
+    }
+}
+
+/// What a release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The coordinator released the lease (and deletes its runner).
+    Released,
+    /// The coordinator that created the lease answered 404: the lease ended and was pruned,
+    /// or this login cannot see it. Either way there is nothing left to release from here.
+    Gone,
+}
+
+/// Attempts at a release whose outcome was uncertain (transport error, 5xx); releasing twice
+/// is harmless.
+const RELEASE_TRIES: u32 = 3;
+
+/// `POST /v1/leases/{id}/release {"delete": true}` on `client`, which must be the lease's own
+/// coordinator (see [`client_for`]).
+pub async fn release(client: &Client, record: &LeaseRecord) -> CliResult<Released> {
+    let url = client.base_url();
+    let req = ReleaseRequest {
+        expected_provider: Some(record.provider.clone()).filter(|p| !p.is_empty()),
+        delete: Some(true),
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client.release(&record.lease_id, &req).await {
+            Ok(_) => return Ok(Released::Released),
+            Err(e) if e.status() == Some(404) => return Ok(Released::Gone),
+            Err(e) if e.is_uncertain() && attempt < RELEASE_TRIES => {
+                let pause = Duration::from_secs(2 * u64::from(attempt));
+                crate::output::warn(format!(
+                    "{e}; retrying the release in {}s (attempt {attempt} of {RELEASE_TRIES})",
+                    pause.as_secs()
+                ));
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => {
+                return Err(broker::error_at(
+                    e,
+                    &format!(
+                        "could not release lease {} on coordinator {url}",
+                        record.lease_id
+                    ),
+                    Some(url),
+                ));
+            }
+        }
+    }
+}
+
+/// Copies the coordinator's clock fields into a claim record (heartbeats from other processes
+/// move them), so expiry warnings and later views start from the truth.
+pub fn refresh(record: &mut LeaseRecord, lease: &Lease) {
+    let fresh = LeaseRecord::from_coordinator(lease);
+    record.created_at = fresh.created_at;
+    record.last_touched_at = fresh.last_touched_at;
+    record.ttl_secs = fresh.ttl_secs;
+    record.idle_timeout_secs = fresh.idle_timeout_secs;
+}
+
+/// The view of a coordinator lease: its state, clock and telemetry as the coordinator reports
+/// them; `claim` adds what only this machine knows (the repo it is claimed for).
+pub fn view(lease: &Lease, url: &str, claim: Option<&LeaseRecord>) -> LeaseView {
+    let record = broker::record_from(lease, url);
+    let now = Timestamp::now().millis();
+    let idle_ms = now.saturating_sub(lease.last_touched_at.millis()).max(0);
+    let key = lease::ssh_target(&record)
+        .key
+        .map(|k| k.display().to_string())
+        .unwrap_or_default();
+    let mut labels = record.labels.clone();
+    for (k, v) in [("owner", &lease.owner), ("org", &lease.org)] {
+        if !v.is_empty() {
+            labels.insert(k.to_owned(), v.clone());
+        }
+    }
+    LeaseView {
+        id: lease.id.clone(),
+        slug: lease.slug.clone(),
+        provider: lease.provider.clone(),
+        target: if lease.target.is_empty() {
+            "linux".to_owned()
+        } else {
+            lease.target.clone()
+        },
+        state: lease.state.as_str().to_owned(),
+        server_id: record.server_id.clone(),
+        server_type: lease.server_type.clone(),
+        host: lease.host.clone(),
+        ssh_host: lease.host.clone(),
+        ssh_user: lease.ssh_user.clone(),
+        ssh_port: record.ssh_port,
+        ssh_fallback_ports: record.ssh_fallback_ports.clone(),
+        ssh_key: key,
+        work_root: lease.work_root.clone(),
+        keep: lease.keep,
+        repo_root: claim.and_then(|c| c.repo_root.clone()),
+        created_at: lease.created_at.to_string(),
+        last_touched_at: lease.last_touched_at.to_string(),
+        idle_for: format_duration(Duration::from_secs(
+            u64::try_from(idle_ms / 1000).unwrap_or_default(),
+        )),
+        idle_timeout: format_duration(Duration::from_secs(lease.idle_timeout_seconds)),
+        ttl: format_duration(Duration::from_secs(lease.ttl_seconds)),
+        expires_at: lease.expires_at.to_string(),
+        has_host: !lease.host.is_empty(),
+        ready: lease.state == LeaseState::Active && !lease.host.is_empty(),
+        labels,
+        ssh_host_key: lease.ssh_host_key.clone(),
+        telemetry: lease.telemetry.clone(),
+        telemetry_history: lease.telemetry_history.clone(),
+    }
+}
+
+/// ` load=… mem=used/total disk=used/total uptime=… telemetry=<age>` for `status`, or empty.
+pub fn telemetry_suffix(t: &Telemetry, now: Timestamp) -> String {
+    let mut parts = Vec::new();
+    if let Some(load) = t.load1 {
+        parts.push(format!("load={load:.2}"));
+    }
+    let pair = |used: Option<u64>, total: Option<u64>, percent: Option<f64>| match (used, total) {
+        (Some(u), Some(t)) => Some(format!("{}/{}", bytes(u), bytes(t))),
+        _ => percent.map(|p| format!("{p:.0}%")),
+    };
+    if let Some(mem) = pair(t.memory_used_bytes, t.memory_total_bytes, t.memory_percent) {
+        parts.push(format!("mem={mem}"));
+    }
+    if let Some(disk) = pair(t.disk_used_bytes, t.disk_total_bytes, t.disk_percent) {
+        parts.push(format!("disk={disk}"));
+    }
+    if let Some(up) = t.uptime_seconds {
+        parts.push(format!(
+            "uptime={}",
+            format_duration(Duration::from_secs(up))
+        ));
+    }
+    let age_ms = now.millis().saturating_sub(t.captured_at.millis()).max(0);
+    parts.push(format!(
+        "telemetry={}",
+        format_duration(Duration::from_secs(
+            u64::try_from(age_ms / 1000).unwrap_or_default()
+        ))
+    ));
+    parts.iter().fold(String::new(), |acc, p| acc + " " + p)
+}
+
+/// `1.5GiB`: binary units, one decimal, no space (it sits in a `key=value` record).
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_urls_compare_without_trailing_slash_or_case() {
+        assert!(same_coordinator(
+            "http://127.0.0.1:8080/",
+            "HTTP://127.0.0.1:8080"
+        ));
+        assert!(!same_coordinator(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8081"
+        ));
+        assert!(
+            !same_coordinator("", ""),
+            "an unrecorded coordinator is nobody's"
+        );
+    }
+
+    #[test]
+    fn telemetry_reads_as_key_values() {
+        let t = Telemetry {
+            captured_at: Timestamp::from_millis(1_000_000),
+            load1: Some(0.5),
+            memory_used_bytes: Some(512 * 1024 * 1024),
+            memory_total_bytes: Some(2 * 1024 * 1024 * 1024),
+            disk_percent: Some(41.6),
+            uptime_seconds: Some(90),
+            ..Telemetry::default()
+        };
+        assert_eq!(
+            telemetry_suffix(&t, Timestamp::from_millis(1_012_500)),
+            " load=0.50 mem=512.0MiB/2.0GiB disk=42% uptime=1m30s telemetry=12s"
+        );
+        assert_eq!(bytes(1023), "1023B");
+    }
+}
