@@ -5,6 +5,7 @@
 
 mod error;
 mod lease;
+pub mod number;
 mod run;
 mod telemetry;
 mod time;

@@ -206,7 +206,12 @@ pub struct RunEventRequest {
     pub class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Kept only when it is a finite number; any other value is dropped.
+    #[serde(
+        default,
+        deserialize_with = "super::number::number_or_absent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exit_code: Option<f64>,
 }
 
@@ -215,7 +220,12 @@ pub struct RunEventRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunFinishRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A missing or non-numeric exit code records the run as failed with exit code 1.
+    #[serde(
+        default,
+        deserialize_with = "super::number::number_or_absent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exit_code: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_ms: Option<f64>,

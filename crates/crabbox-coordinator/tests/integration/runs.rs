@@ -244,3 +244,55 @@ async fn run_create_checks_the_lease_with_non_admin_rules_even_for_admins() {
     assert_eq!(status, 201, "{run}");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_non_numeric_exit_code_is_absent_not_a_bad_request() {
+    let c = Coord::start().await;
+    let (_, run) = c
+        .call(
+            "POST",
+            "/v1/runs",
+            ALICE,
+            Some(json!({"command": ["true"]})),
+        )
+        .await;
+    let id = run["run"]["id"].as_str().unwrap().to_owned();
+    // An event keeps its exit code only when it is a number.
+    let (status, ev) = c
+        .call(
+            "POST",
+            &format!("/v1/runs/{id}/events"),
+            ALICE,
+            Some(json!({"type": "command.exit", "exitCode": "0"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{ev}");
+    assert!(ev["event"].get("exitCode").is_none(), "{ev}");
+    // A finish without a numeric exit code records exit code 1 (spec §2.3), like a missing one.
+    let (status, fin) = c
+        .call(
+            "POST",
+            &format!("/v1/runs/{id}/finish"),
+            ALICE,
+            Some(json!({"exitCode": "0", "log": "ok"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{fin}");
+    assert_eq!(fin["run"]["exitCode"], 1);
+    assert_eq!(fin["run"]["state"], "failed");
+    // Other fields keep their JSON types.
+    let (status, bad) = c
+        .call(
+            "POST",
+            &format!("/v1/runs/{id}/finish"),
+            ALICE,
+            Some(json!({"exitCode": 0, "logTruncated": "yes"})),
+        )
+        .await;
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (400, Some("invalid_json")),
+        "{bad}"
+    );
+    c.stop().await;
+}
