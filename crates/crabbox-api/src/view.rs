@@ -89,6 +89,9 @@ pub struct TimingReport {
     pub stop_command: String,
     pub idle_timeout: String,
     pub lease_stopped: bool,
+    /// Why releasing the lease after the run failed (the lease is still held).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub lease_stop_error: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub label: String,
 }

@@ -228,13 +228,11 @@ pub async fn run(args: Args) -> CliResult<u8> {
 
     let release = fresh && !args.keep;
     let mut stopped = false;
+    let mut stop_error = None;
     if release {
         match lease::release(&ctx, &record).await {
             Ok(()) => stopped = true,
-            Err(err) => output::warn(format!(
-                "could not release lease {}: {}",
-                record.lease_id, err.error
-            )),
+            Err(err) => stop_error = Some(err),
         }
     }
     let (outcome, result) = match outcome {
@@ -292,8 +290,33 @@ pub async fn run(args: Args) -> CliResult<u8> {
             record.idle_timeout_secs,
         )),
         lease_stopped: stopped,
+        lease_stop_error: stop_error
+            .as_ref()
+            .map(|e| format!("{:#}", e.error))
+            .unwrap_or_default(),
         label: args.label.clone().unwrap_or_default(),
     };
+    // A lease that could not be released is still held (and billed): say how to release it.
+    // The remote command's own failure still decides the exit code; a run that otherwise
+    // succeeded exits 7 (spec §4.12).
+    let stop_error = stop_error.map(|err| {
+        let hint = format!(
+            "the lease is still held; release it with `crabbox stop {}`{}",
+            record.lease_id,
+            err.hint
+                .as_ref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
+        );
+        (err, hint)
+    });
+    if let (Some((err, hint)), false) = (&stop_error, result.is_ok() && exit == 0) {
+        output::warn(format!(
+            "could not release lease {}: {:#}",
+            record.lease_id, err.error
+        ));
+        output::err(format!("hint: {hint}"));
+    }
     let ms = |v: u64| crabbox_core::duration::format_duration(std::time::Duration::from_millis(v));
     output::err(format!(
         "run summary lease={} bootstrap={} sync={} command={} total={} sync_skipped={} exit={exit}",
@@ -314,6 +337,16 @@ pub async fn run(args: Args) -> CliResult<u8> {
         output::err(serde_json::to_string(&report).expect("timing report serializes"));
     }
     result?;
+    if let (Some((err, hint)), 0) = (stop_error, exit) {
+        return Err(CliError::new(
+            ExitStatus::Remote,
+            err.error.context(format!(
+                "the command succeeded, but lease {} could not be released",
+                record.lease_id
+            )),
+        )
+        .hint(hint));
+    }
     Ok(u8::try_from(exit.clamp(0, 255)).unwrap_or(1))
 }
 

@@ -1,7 +1,7 @@
 //! Brokered leases against real `crabbox coordinator serve` processes and the `local`
 //! provider's real sshd: a claim is only acted on through the coordinator that created it,
-//! `status`/`list` read the coordinator, and coordinator errors carry the contract's exit
-//! codes and hints.
+//! `status`/`list` read the coordinator, a failed release after `run` is exit 7 with a
+//! `crabbox stop` hint, and coordinator errors carry the contract's exit codes and hints.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -70,6 +70,14 @@ fn claim_path(sb: &Sandbox, id: &str) -> PathBuf {
 
 fn key_dir(sb: &Sandbox, id: &str) -> PathBuf {
     sb.path().join(format!("config/crabbox/testboxes/{id}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn repo(sb: &Sandbox) -> PathBuf {
@@ -271,6 +279,73 @@ fn brokered_status_and_list_show_the_coordinator_record() {
         let out = at(&sb, &repo, url, &["stop", lease]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         assert!(!claim_path(&sb, lease).exists());
+    }
+}
+
+#[test]
+fn a_failed_release_after_a_brokered_run_exits_7_unless_the_command_failed() {
+    let sb = sandbox();
+    let state = sb.path().join("coord");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let start = || serve(&sb, &state, &["--listen", listen.as_str()], &[]);
+    let repo = repo(&sb);
+    let started = sb.path().join("started");
+    let go = sb.path().join("go");
+    let mut leases = Vec::new();
+    for want in [7, 3] {
+        let server = start();
+        let url = server.url.clone();
+        let _ = std::fs::remove_file(&started);
+        let _ = std::fs::remove_file(&go);
+        // The command waits until the test has stopped the coordinator, so the release after
+        // it fails.
+        let script = format!(
+            "touch {s}; while [ ! -e {g} ]; do sleep 0.1; done; exit {code}",
+            s = started.display(),
+            g = go.display(),
+            code = if want == 7 { 0 } else { want }
+        );
+        let child = sb
+            .crabbox(&repo, &["run", "--", "sh", "-c", &script])
+            .env("CRABBOX_COORDINATOR", &url)
+            .env("CRABBOX_COORDINATOR_TOKEN", SHARED)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("the command to start", Duration::from_mins(1), || {
+            started.exists()
+        });
+        drop(server);
+        std::fs::write(&go, "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), want, "{err}");
+        let id = err
+            .split("crabbox stop ")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or_else(|| panic!("no stop hint: {err}"))
+            .to_owned();
+        assert!(
+            err.contains(&format!("could not release lease {id}")),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "the lease is still held; release it with `crabbox stop {id}`"
+            )),
+            "{err}"
+        );
+        assert!(claim_path(&sb, &id).is_file(), "the claim is kept: {err}");
+        leases.push(id);
+    }
+    // The hint works once the coordinator is back.
+    let server = start();
+    for id in &leases {
+        let out = at(&sb, &repo, &server.url, &["stop", id]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(coordinator_lease(&server.url, id)["state"], "released");
     }
 }
 
