@@ -27,7 +27,7 @@ pub(super) fn valid_attempt_token(token: &str) -> bool {
 }
 
 pub(super) enum AttemptOutcome {
-    Proceed(i64),
+    Proceed,
     Replay(Response),
 }
 
@@ -55,7 +55,7 @@ pub(super) async fn join_attempt(
                     updated_at: now,
                 };
                 match state.store.put_attempt(&attempt, None).await {
-                    Ok(v) => return Ok(AttemptOutcome::Proceed(v)),
+                    Ok(_) => return Ok(AttemptOutcome::Proceed),
                     Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -73,7 +73,7 @@ pub(super) async fn join_attempt(
                         fresh.state = "pending".into();
                         fresh.updated_at = now;
                         match state.store.put_attempt(&fresh, Some(found.version)).await {
-                            Ok(v) => return Ok(AttemptOutcome::Proceed(v)),
+                            Ok(_) => return Ok(AttemptOutcome::Proceed),
                             Err(StoreError::Conflict(_)) => continue,
                             Err(e) => return Err(e.into()),
                         }
@@ -90,7 +90,7 @@ pub(super) async fn join_attempt(
                     ));
                 }
                 match &a.canonical_lease_id {
-                    None => return Ok(AttemptOutcome::Proceed(found.version)),
+                    None => return Ok(AttemptOutcome::Proceed),
                     Some(lease_id) => {
                         return match state.store.get_lease(lease_id).await? {
                             Some(l) => attempt_replay(state, caller, l.value, token)
@@ -143,29 +143,59 @@ pub(super) fn attempt_replay(
     .with("lease", shape(state, caller, lease)))
 }
 
+/// Binds the pending attempt `token` to the lease this create just stored (`generation`
+/// tells this create's lease from any later one). Refuses with `409 create_canceled` when a
+/// cancel got there first, and `409 create_attempt_binding_conflict` when the attempt now
+/// belongs to something else; the caller then ends its lease without provisioning.
 pub(super) async fn bind_attempt(
     state: &AppState,
     id: &str,
     token: &str,
-    version: i64,
     generation: Option<String>,
     now: Timestamp,
 ) -> Result<()> {
-    let Some(found) = state.store.get_attempt(id).await? else {
-        return Ok(());
-    };
-    let mut a = found.value;
-    if a.token != token || found.version != version {
-        return Err(Failure::conflict(
-            "create_attempt_binding_conflict",
-            "the create attempt changed while this create reserved its lease",
-        ));
+    for _ in 0..CAS_ATTEMPTS {
+        let Some(found) = state.store.get_attempt(id).await? else {
+            return Err(Failure::conflict(
+                "create_attempt_binding_conflict",
+                "the create attempt disappeared while this create reserved its lease",
+            ));
+        };
+        let mut a = found.value;
+        if a.token != token {
+            return Err(Failure::conflict(
+                "create_attempt_binding_conflict",
+                "the create attempt changed while this create reserved its lease",
+            ));
+        }
+        if a.state == "canceled" {
+            return Err(Failure::conflict(
+                "create_canceled",
+                "this create was canceled",
+            ));
+        }
+        if a.canonical_lease_id.is_some()
+            && (a.canonical_lease_id.as_deref() != Some(id) || a.generation != generation)
+        {
+            return Err(Failure::conflict(
+                "create_attempt_binding_conflict",
+                "the create attempt is bound to another create",
+            ));
+        }
+        a.canonical_lease_id = Some(id.to_owned());
+        a.generation.clone_from(&generation);
+        a.updated_at = now;
+        // A cancel may write between the read and this write: then read again and decide.
+        match state.store.put_attempt(&a, Some(found.version)).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict(_)) => state.metrics.cas_retry(),
+            Err(e) => return Err(e.into()),
+        }
     }
-    a.canonical_lease_id = Some(id.to_owned());
-    a.generation = generation;
-    a.updated_at = now;
-    state.store.put_attempt(&a, Some(version)).await?;
-    Ok(())
+    Err(Failure::conflict(
+        "create_attempt_conflict",
+        "the create attempt kept changing; retry",
+    ))
 }
 
 // ---- cancel-create -------------------------------------------------------------------------

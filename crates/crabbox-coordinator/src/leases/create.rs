@@ -224,144 +224,273 @@ pub(super) async fn create_managed(
     }
 
     // 2. Idempotency: a create-attempt token binds this id to one create.
-    let mut attempt_version = None;
     if let Some(token) = &attempt_token {
-        match join_attempt(state, caller, &id, token, now).await? {
-            AttemptOutcome::Proceed(version) => attempt_version = Some(version),
-            AttemptOutcome::Replay(response) => return Ok(response),
+        if let AttemptOutcome::Replay(response) =
+            join_attempt(state, caller, &id, token, now).await?
+        {
+            return Ok(response);
         }
         lease.create_attempt_id = Some(token.clone());
         lease.create_attempt_generation = Some(random_hex(16));
     }
-
-    // 3. Slug, caps, reservation. Retries of a pending attempt race each other to the insert;
-    // every one that finds the lease already stored joins it instead of creating anything.
-    if let Some(token) = &attempt_token
-        && let Some(existing) = state.store.get_lease(&id).await?
-    {
-        return attempt_replay(state, caller, existing.value, token);
+    let reservation = Reservation {
+        state: state.clone(),
+        caller: caller.clone(),
+        slug_base: requested_slug.unwrap_or_else(|| crabbox_core::slug::slug_for_lease(&id)),
+        lease,
+        fixed_hash: fixed.map(|(_, hash)| hash),
+        attempt_token,
+        provider_name,
+        provider,
+        public_key,
+    };
+    // From the reservation on the create runs as a task of its own: a client that hangs up
+    // (and retries with its token) must not strand a stored `provisioning` record or a runner.
+    match tokio::spawn(reservation.run()).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::error!(lease = %id, error = %e, "create task failed");
+            Err(Failure::internal("the create failed unexpectedly; retry"))
+        }
     }
-    let base = requested_slug.unwrap_or_else(|| crabbox_core::slug::slug_for_lease(&id));
-    lease.slug = allocate_slug(state, caller, &base, &id, now).await?;
-    if let Err(refused) = crate::caps::admit(state, &lease, now).await {
-        // A joiner admitted after its own attempt's lease was stored counts that lease
-        // against the caps: it is a replay, not a second lease.
-        if let Some(token) = &attempt_token
+}
+
+/// A validated create, ready to reserve its lease id and provision.
+struct Reservation {
+    state: AppState,
+    caller: Caller,
+    slug_base: String,
+    /// The record to store, `provisioning`.
+    lease: Lease,
+    fixed_hash: Option<String>,
+    attempt_token: Option<String>,
+    provider_name: String,
+    provider: std::sync::Arc<dyn crabbox_providers::Provider>,
+    public_key: String,
+}
+
+/// How a create that never made a runner ends its stored reservation.
+enum Ending<'a> {
+    /// Its create attempt was canceled first: `released`, like a canceled bound create.
+    Canceled,
+    /// Anything else that stopped it: `failed`, with the reason.
+    Failed(&'a str),
+}
+
+impl Reservation {
+    async fn run(mut self) -> Result<Response> {
+        let (state, caller) = (&self.state, &self.caller);
+        let id = self.lease.id.clone();
+        let now = self.lease.created_at;
+        // 3. Slug, caps, reservation. Retries of a pending attempt race each other to the
+        // insert; every one that finds the lease already stored joins it instead.
+        if let Some(token) = &self.attempt_token
             && let Some(existing) = state.store.get_lease(&id).await?
         {
             return attempt_replay(state, caller, existing.value, token);
         }
-        return Err(refused);
-    }
-    let index = lifecycle::index(&lease, state.settings.settle_secs);
-    match state.store.insert_lease(&lease, &index).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict(_)) => {
-            let existing = state.store.get_lease(&id).await?;
-            return match (existing, &fixed, &attempt_token) {
-                (Some(existing), Some((_, hash)), _) => {
-                    fixed_replay(state, caller, existing.value, hash)
-                }
-                (Some(existing), None, Some(token)) => {
-                    attempt_replay(state, caller, existing.value, token)
-                }
-                _ => Err(Failure::conflict(
-                    "lease_id_conflict",
-                    "lease id already exists",
-                )),
-            };
+        self.lease.slug = allocate_slug(state, caller, &self.slug_base, &id, now).await?;
+        if let Err(refused) = crate::caps::admit(state, &self.lease, now).await {
+            // A joiner admitted after its own attempt's lease was stored counts that lease
+            // against the caps: it is a replay, not a second lease.
+            if let Some(token) = &self.attempt_token
+                && let Some(existing) = state.store.get_lease(&id).await?
+            {
+                return attempt_replay(state, caller, existing.value, token);
+            }
+            return Err(refused);
         }
-        Err(e) => return Err(e.into()),
-    }
-    if let (Some(token), Some(version)) = (&attempt_token, attempt_version) {
-        bind_attempt(
-            state,
-            &id,
-            token,
-            version,
-            lease.create_attempt_generation.clone(),
-            now,
-        )
-        .await?;
-    }
-    state.metrics.lease_created(&provider_name);
+        let index = lifecycle::index(&self.lease, state.settings.settle_secs);
+        match state.store.insert_lease(&self.lease, &index).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                let existing = state.store.get_lease(&id).await?;
+                return match (existing, &self.fixed_hash, &self.attempt_token) {
+                    (Some(existing), Some(hash), _) => {
+                        fixed_replay(state, caller, existing.value, hash)
+                    }
+                    (Some(existing), None, Some(token)) => {
+                        attempt_replay(state, caller, existing.value, token)
+                    }
+                    _ => Err(Failure::conflict(
+                        "lease_id_conflict",
+                        "lease id already exists",
+                    )),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+        state.metrics.lease_created(&self.provider_name);
 
-    // 4. The provider call, outside any lock or transaction.
-    let started = std::time::Instant::now();
-    let acquired = provider
-        .acquire(&providers::acquire_request(&lease, &public_key))
-        .await;
-    state.metrics.provision_ms(started.elapsed());
-    let record = match acquired {
-        Ok(record) => record,
-        Err(e) => {
-            let message = state.redact(&e.to_string());
-            tracing::warn!(lease = %id, provider = %provider_name, error = %message, "provider create failed");
-            let failed_at = state.now();
-            let _ = modify(state, &id, |l| {
-                l.state = LeaseState::Failed;
-                l.ended_at = Some(failed_at);
-                l.updated_at = failed_at;
-                l.failure_error = Some(message.clone());
-                l.cleanup_error = Some(message.clone());
-                l.cleanup_failed_at = Some(failed_at);
-                l.provisioning_request_settled_at = Some(failed_at);
-                Ok(())
-            })
+        // The lease is stored: from here on every way out settles it.
+        let answer = self.provision().await;
+        if let Err(failure) = &answer {
+            let ending = if failure.body.error == "create_canceled" {
+                Ending::Canceled
+            } else {
+                Ending::Failed(
+                    failure
+                        .body
+                        .message
+                        .as_deref()
+                        .unwrap_or("the create failed"),
+                )
+            };
+            // A no-op when the lease already moved on (released, finalized, failed).
+            self.end(ending).await;
+        }
+        answer
+    }
+
+    /// Binds the create attempt, calls the provider and commits its result.
+    async fn provision(&self) -> Result<Response> {
+        let (state, caller) = (&self.state, &self.caller);
+        let id = &self.lease.id;
+        if let Some(token) = &self.attempt_token {
+            bind_attempt(
+                state,
+                id,
+                token,
+                self.lease.create_attempt_generation.clone(),
+                self.lease.created_at,
+            )
+            .await?;
+        }
+        // A cancel or release that landed since the reservation: provision nothing.
+        match state.store.get_lease(id).await? {
+            Some(current) if self.is_ours(&current.value) => {}
+            current => return Err(self.state_changed(current.map(|c| c.value))),
+        }
+
+        // 4. The provider call, outside any lock or transaction.
+        let started = std::time::Instant::now();
+        let acquired = self
+            .provider
+            .acquire(&providers::acquire_request(&self.lease, &self.public_key))
             .await;
-            let status = providers::status_for(&e);
-            return Err(Failure::new(status, providers::code_for(&e)).message(message));
-        }
-    };
+        state.metrics.provision_ms(started.elapsed());
+        let record = match acquired {
+            Ok(record) => record,
+            Err(e) => {
+                let message = state.redact(&e.to_string());
+                tracing::warn!(lease = %id, provider = %self.provider_name, error = %message, "provider create failed");
+                let failed_at = state.now();
+                let _ = modify(state, id, |l| {
+                    l.state = LeaseState::Failed;
+                    l.ended_at = Some(failed_at);
+                    l.updated_at = failed_at;
+                    l.failure_error = Some(message.clone());
+                    l.cleanup_error = Some(message.clone());
+                    l.cleanup_failed_at = Some(failed_at);
+                    l.provisioning_request_settled_at = Some(failed_at);
+                    Ok(())
+                })
+                .await;
+                let status = providers::status_for(&e);
+                return Err(Failure::new(status, providers::code_for(&e)).message(message));
+            }
+        };
 
-    // 5. Finalize, unless the lease was released or canceled meanwhile.
-    let done = state.now();
-    let mut lost = false;
-    let finalized = modify(state, &id, |l| {
-        lost = false;
-        if l.state != LeaseState::Provisioning {
-            lost = true;
-            return Ok(());
-        }
-        providers::apply_record(l, &record);
-        l.state = LeaseState::Active;
-        l.updated_at = done;
-        l.provisioning_request_started_at = None;
-        l.provisioning_request_settled_at = None;
-        l.provisioning_coordinator_version = None;
-        l.provisioning_recovery_observed_at = None;
-        l.provisioning_recovery_missing_since = None;
-        let rate = lifecycle::hourly_rate(&l.provider, &l.server_type, &state.settings.cost_rates);
-        l.estimated_hourly_usd = rate;
-        l.max_estimated_usd = lifecycle::max_estimated_usd(l.ttl_seconds, rate);
-        Ok(())
-    })
-    .await;
-    match finalized {
-        Ok(lease) if !lost => Ok(lease_body(StatusCode::CREATED, shape(state, caller, lease))),
-        other => {
-            // Released (or gone) while provisioning: delete what was just made.
-            if let Err(e) = provider.release(&record_for_cleanup(&id, &record)).await {
-                tracing::warn!(lease = %id, error = %e, "could not delete a runner created for a released lease");
+        // 5. Finalize, unless the lease was released or canceled meanwhile.
+        let done = state.now();
+        let mut lost = false;
+        let finalized = modify(state, id, |l| {
+            lost = !self.is_ours(l);
+            if lost {
+                return Ok(());
             }
-            let current = match other {
-                Ok(l) => Some(l),
-                Err(_) => state
-                    .store
-                    .get_lease(&id)
+            providers::apply_record(l, &record);
+            l.state = LeaseState::Active;
+            l.updated_at = done;
+            l.provisioning_request_started_at = None;
+            l.provisioning_request_settled_at = None;
+            l.provisioning_coordinator_version = None;
+            l.provisioning_recovery_observed_at = None;
+            l.provisioning_recovery_missing_since = None;
+            let rate =
+                lifecycle::hourly_rate(&l.provider, &l.server_type, &state.settings.cost_rates);
+            l.estimated_hourly_usd = rate;
+            l.max_estimated_usd = lifecycle::max_estimated_usd(l.ttl_seconds, rate);
+            Ok(())
+        })
+        .await;
+        match finalized {
+            Ok(lease) if !lost => Ok(lease_body(StatusCode::CREATED, shape(state, caller, lease))),
+            other => {
+                // Released (or gone) while provisioning: delete what was just made.
+                if let Err(e) = self
+                    .provider
+                    .release(&record_for_cleanup(id, &record))
                     .await
-                    .ok()
-                    .flatten()
-                    .map(|v| v.value),
-            };
-            let mut failure = Failure::conflict(
-                "lease_state_changed",
-                "the lease was released while it was being provisioned",
-            );
-            if let Some(l) = current {
-                failure = failure.with("lease", shape(state, caller, l));
+                {
+                    tracing::warn!(lease = %id, error = %e, "could not delete a runner created for a released lease");
+                }
+                let current = match other {
+                    Ok(l) => Some(l),
+                    Err(_) => state
+                        .store
+                        .get_lease(id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|v| v.value),
+                };
+                Err(self.state_changed(current))
             }
-            Err(failure)
+        }
+    }
+
+    /// Whether `stored` is still this create's reservation, waiting for its runner.
+    fn is_ours(&self, stored: &Lease) -> bool {
+        stored.state == LeaseState::Provisioning
+            && stored.owner == self.lease.owner
+            && stored.org == self.lease.org
+            && stored.created_at == self.lease.created_at
+            && stored.create_attempt_generation == self.lease.create_attempt_generation
+            && stored.provisioning_coordinator_version
+                == self.lease.provisioning_coordinator_version
+    }
+
+    fn state_changed(&self, current: Option<Lease>) -> Failure {
+        let mut failure = Failure::conflict(
+            "lease_state_changed",
+            "the lease was released or canceled while it was being provisioned",
+        );
+        if let Some(l) = current {
+            failure = failure.with("lease", shape(&self.state, &self.caller, l));
+        }
+        failure
+    }
+
+    /// Ends the stored reservation of a create that made no runner, unless it already moved on.
+    async fn end(&self, ending: Ending<'_>) {
+        match self.state.store.get_lease(&self.lease.id).await {
+            Ok(Some(stored)) if self.is_ours(&stored.value) => {}
+            _ => return,
+        }
+        let now = self.state.now();
+        let ended = modify(&self.state, &self.lease.id, |l| {
+            if !self.is_ours(l) {
+                return Ok(());
+            }
+            l.ended_at = Some(now);
+            l.updated_at = now;
+            l.provisioning_request_settled_at = Some(now);
+            match ending {
+                Ending::Canceled => {
+                    l.state = LeaseState::Released;
+                    l.released_at = Some(now);
+                }
+                Ending::Failed(why) => {
+                    l.state = LeaseState::Failed;
+                    l.failure_error = Some(why.to_owned());
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = ended {
+            tracing::warn!(lease = %self.lease.id, error = ?e.body, "could not end an abandoned create's lease");
         }
     }
 }

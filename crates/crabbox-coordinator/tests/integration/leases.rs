@@ -814,3 +814,70 @@ async fn concurrent_retries_of_one_create_attempt_join_it_across_postgres_replic
     b.stop().await;
     a.stop().await;
 }
+
+/// Creates racing their own cancel-create: each create either finishes first (then the cancel
+/// releases it), is refused cleanly (`409 create_canceled` or `lease_state_changed`), and
+/// nothing is left live or running afterwards. Never a 500, never an orphaned `provisioning`
+/// record.
+async fn create_and_cancel(
+    c: &Coord,
+    id: String,
+    i: u32,
+) -> (String, (u16, serde_json::Value), (u16, serde_json::Value)) {
+    let token = format!("cat_{:032x}", 0xca00 + i);
+    let create = c.create(ALICE, json!({"leaseID": id, "createAttemptID": token}));
+    let cancel = async {
+        // Spread the cancels over the create's phases.
+        tokio::time::sleep(std::time::Duration::from_micros(u64::from(i * 397 % 6000))).await;
+        c.call(
+            "POST",
+            &format!("/v1/leases/{id}/cancel-create"),
+            ALICE,
+            Some(json!({"createAttemptID": token})),
+        )
+        .await
+    };
+    let (created, canceled) = futures_util::future::join(create, cancel).await;
+    (id, created, canceled)
+}
+
+async fn assert_cancel_races_end_cleanly(c: &Coord, prefix: &str) {
+    let rounds = (0..24u32).map(|i| create_and_cancel(c, format!("{prefix}{i:04x}"), i));
+    for (id, (cs, cb), (xs, xb)) in futures_util::future::join_all(rounds).await {
+        assert_eq!(xs, 200, "{id}: cancel {xb}");
+        assert!(
+            cs == 201
+                || (cs == 409
+                    && matches!(
+                        cb["error"].as_str(),
+                        Some("create_canceled" | "lease_state_changed")
+                    )),
+            "{id}: create {cs} {cb}"
+        );
+        let (gs, got) = c
+            .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+            .await;
+        if gs == 200 {
+            let lease_state = got["lease"]["state"].as_str().unwrap();
+            assert!(matches!(lease_state, "released" | "failed"), "{id}: {got}");
+        } else {
+            assert_eq!(gs, 404, "{id}: {got}");
+        }
+    }
+    c.reconcile().await;
+    assert_eq!(c.runner_dirs(), 0, "a canceled create left a runner behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_racing_its_cancel_ends_cleanly_on_sqlite() {
+    let c = Coord::start().await;
+    assert_cancel_races_end_cleanly(&c, "cbx_0000000e").await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_racing_its_cancel_ends_cleanly_on_postgres() {
+    let c = Coord::start_postgres(crate::harness::base_env(), &[]).await;
+    assert_cancel_races_end_cleanly(&c, "cbx_0000000f").await;
+    c.stop().await;
+}
