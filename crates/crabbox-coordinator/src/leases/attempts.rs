@@ -26,6 +26,21 @@ pub(super) fn valid_attempt_token(token: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Refuses a create without a token (ordinary or fixed-id) of a lease id that a pending or
+/// bound create attempt holds: the attempt's owner may still be retrying it. An unbound canceled
+/// tombstone holds nothing.
+pub(super) async fn ensure_unreserved(state: &AppState, id: &str) -> Result<()> {
+    if let Some(found) = state.store.get_attempt(id).await?
+        && (found.value.state != "canceled" || found.value.canonical_lease_id.is_some())
+    {
+        return Err(Failure::conflict(
+            "lease_id_conflict",
+            "lease id is already reserved",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) enum AttemptOutcome {
     Proceed,
     Replay(Response),

@@ -10,7 +10,8 @@ use crabbox_api::coord::{Lease, LeaseRequest, LeaseState, Timestamp};
 use crabbox_store::StoreError;
 
 use super::attempts::{
-    AttemptOutcome, attempt_replay, bind_attempt, join_attempt, valid_attempt_token,
+    AttemptOutcome, attempt_replay, bind_attempt, ensure_unreserved, join_attempt,
+    valid_attempt_token,
 };
 use super::fixed::fixed_replay;
 use super::{lease_body, modify, shape};
@@ -223,7 +224,8 @@ pub(super) async fn create_managed(
         lease.fixed_create_intent_hash = Some(hash.clone());
     }
 
-    // 2. Idempotency: a create-attempt token binds this id to one create.
+    // 2. Idempotency: a create-attempt token binds this id to one create, and a pending or
+    // bound attempt keeps every other create off the id.
     if let Some(token) = &attempt_token {
         if let AttemptOutcome::Replay(response) =
             join_attempt(state, caller, &id, token, now).await?
@@ -232,6 +234,8 @@ pub(super) async fn create_managed(
         }
         lease.create_attempt_id = Some(token.clone());
         lease.create_attempt_generation = Some(random_hex(16));
+    } else {
+        ensure_unreserved(state, &id).await?;
     }
     let reservation = Reservation {
         state: state.clone(),

@@ -881,3 +881,91 @@ async fn a_create_racing_its_cancel_ends_cleanly_on_postgres() {
     assert_cancel_races_end_cleanly(&c, "cbx_0000000f").await;
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_pending_create_attempt_reserves_its_lease_id_against_other_creates() {
+    let c = Coord::start_with(one_lease_each(), &[]).await;
+    let (status, first) = c.create(ALICE, json!({})).await;
+    assert_eq!(status, 201, "{first}");
+    // Alice's create of X is refused by her cap and leaves its attempt pending.
+    let id = "cbx_00000000a0a0";
+    let token = format!("cat_{}", "a0".repeat(16));
+    let alice_x = json!({"leaseID": id, "createAttemptID": token});
+    let (status, refused) = c.create(ALICE, alice_x.clone()).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (429, Some("cost_limit_exceeded"))
+    );
+
+    // Nobody else can take X meanwhile: not tokenless, not by fixed id, not with a token.
+    let (status, b) = c.create(BOB, json!({"leaseID": id})).await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (409, Some("lease_id_conflict")),
+        "{b}"
+    );
+    assert_eq!(b["message"], "lease id is already reserved");
+    let (status, b) = c
+        .call(
+            "PUT",
+            &format!("/v1/leases/{id}"),
+            BOB,
+            Some(json!({"provider": "local", "sshPublicKey": public_key()})),
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (409, Some("lease_id_conflict")),
+        "{b}"
+    );
+    assert_eq!(b["message"], "lease id is already reserved");
+    let (status, b) = c
+        .create(
+            BOB,
+            json!({"leaseID": id, "createAttemptID": format!("cat_{}", "b0".repeat(16))}),
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (409, Some("create_attempt_conflict")),
+        "{b}"
+    );
+    let (status, b) = c.create(ALICE, json!({"leaseID": id})).await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (409, Some("lease_id_conflict")),
+        "{b}"
+    );
+    assert_eq!(c.runner_dirs(), 1);
+
+    // Once alice has room, her retry takes the id it reserved.
+    let first_id = first["lease"]["id"].as_str().unwrap();
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("/v1/leases/{first_id}/release"),
+            ALICE,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, created) = c.create(ALICE, alice_x).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["lease"]["owner"], "alice@example.com");
+
+    // An unbound canceled tombstone blocks only its own token, not other tenants.
+    let other = "cbx_00000000a0a1";
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("/v1/leases/{other}/cancel-create"),
+            ALICE,
+            Some(json!({"createAttemptID": token})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, b) = c.create(BOB, json!({"leaseID": other})).await;
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(b["lease"]["owner"], "bob@example.com");
+    c.stop().await;
+}
