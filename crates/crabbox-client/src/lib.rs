@@ -14,6 +14,7 @@ use crabbox_api::coord::{
     ApiError, CostLimits, HeartbeatRequest, Lease, LeaseRequest, ReleaseRequest, Run,
     RunCreateRequest, RunEvent, RunEventRequest, RunFinishRequest, UsageSummary, Whoami,
 };
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,8 @@ impl Credentials for Fixed {
 #[derive(Clone)]
 pub struct Client {
     base: String,
+    /// `base` without userinfo, query or fragment: the only form that is ever shown.
+    display: String,
     credentials: Arc<dyn Credentials>,
     http: reqwest::Client,
 }
@@ -115,7 +118,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("base", &self.base)
+            .field("base", &self.display)
             .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
@@ -157,9 +160,10 @@ impl Client {
     /// `base` like `https://crabbox.example.com` (a trailing `/` is fine).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
         let base = base.trim().trim_end_matches('/').to_owned();
+        let display = crabbox_core::redact::url(&base);
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::Transport {
-                url: base,
+                url: display,
                 message: "the coordinator URL must start with http:// or https://".into(),
             });
         }
@@ -168,8 +172,8 @@ impl Client {
             .user_agent(concat!("crabbox/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Transport {
-                url: base.clone(),
-                message: e.to_string(),
+                url: display.clone(),
+                message: describe(e),
             })?;
         let fixed = AuthHeaders {
             bearer: token.filter(|t| !t.trim().is_empty()),
@@ -177,6 +181,7 @@ impl Client {
         };
         Ok(Self {
             base,
+            display,
             credentials: Arc::new(Fixed(fixed)),
             http,
         })
@@ -189,8 +194,10 @@ impl Client {
         self
     }
 
+    /// The coordinator URL as it may be shown or recorded: without userinfo (a password in
+    /// the URL becomes `<redacted>`), query or fragment.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.display
     }
 
     async fn send<B: Serialize + ?Sized>(
@@ -200,15 +207,33 @@ impl Client {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<reqwest::Response, ClientError> {
-        let url = format!("{}{path}", self.base);
+        let shown = format!("{}{path}", self.display);
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: shown.clone(),
+            message: describe(e),
+        };
         let auth = self
             .credentials
             .headers()
             .await
             .map_err(ClientError::Credentials)?;
-        let mut req = self.http.request(method, &url).timeout(timeout);
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(timeout);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let mut request = req.build().map_err(transport)?;
+        let headers = request.headers_mut();
         if let Some(token) = &auth.bearer {
-            req = req.bearer_auth(token);
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ClientError::Credentials("the token is not a valid header value".into())
+            })?;
+            value.set_sensitive(true);
+            // Insert, not append: the bearer token replaces the basic auth that a user:password
+            // URL adds, as in the old tool.
+            headers.insert(AUTHORIZATION, value);
         }
         for (name, value) in [
             ("x-crabbox-owner", &auth.owner),
@@ -217,18 +242,12 @@ impl Client {
             let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
                 continue;
             };
-            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            let value = HeaderValue::from_str(value).map_err(|_| {
                 ClientError::Credentials(format!("{name} {value:?} is not a valid header value"))
             })?;
-            req = req.header(name, value);
+            headers.insert(name, value);
         }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            message: describe(&e),
-        })?;
+        let resp = self.http.execute(request).await.map_err(transport)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -259,7 +278,7 @@ impl Client {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
+            .map_err(|e| ClientError::Decode(describe(e)))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -421,7 +440,7 @@ impl Client {
             .await?;
         resp.text()
             .await
-            .map_err(|e| ClientError::Decode(e.to_string()))
+            .map_err(|e| ClientError::Decode(describe(e)))
     }
 
     pub async fn run_events(
@@ -555,7 +574,9 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
         .join("&")
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// The error without the request URL, which reqwest would print with any password in it.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     if e.is_timeout() {
         return "timed out".into();
     }
@@ -563,7 +584,7 @@ fn describe(e: &reqwest::Error) -> String {
         return "connection refused or unreachable".into();
     }
     let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
@@ -599,5 +620,19 @@ mod tests {
             "{dbg}"
         );
         assert_eq!(c.base_url(), "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        let c = Client::new("http://u:SECRETPW@127.0.0.1:1/", None).unwrap();
+        assert_eq!(c.base_url(), "http://<redacted>@127.0.0.1:1");
+        assert!(!format!("{c:?}").contains("SECRETPW"));
+        let err = Client::new("ftp://u:SECRETPW@host", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("SECRETPW") && err.contains("<redacted>@host"),
+            "{err}"
+        );
     }
 }

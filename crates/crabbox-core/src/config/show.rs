@@ -1,5 +1,6 @@
 //! `crabbox config show`: every resolved key with its value and origin, as text lines or JSON.
-//! Secrets only ever appear as `configured` or `missing`.
+//! Secrets only ever appear as `configured` or `missing`, and the coordinator URL without any
+//! credentials it holds.
 
 use std::fmt::Write as _;
 
@@ -15,7 +16,7 @@ use crate::duration::format_duration;
 pub fn render_show(resolved: &Resolved) -> String {
     let mut out = String::new();
     for (key, entry) in resolved.entries() {
-        let value = text(&entry.value);
+        let value = text(&displayed(key, &entry.value));
         let origin = entry.origin.to_string();
         let _ = writeln!(out, "{key}={} origin={}", quoted(&value), quoted(&origin));
     }
@@ -28,8 +29,10 @@ pub fn render_show(resolved: &Resolved) -> String {
 pub fn show_json(resolved: &Resolved) -> Json {
     let mut values = Map::new();
     for (key, entry) in resolved.entries() {
-        let value =
-            json!({ "value": json_value(&entry.value), "origin": entry.origin.to_string() });
+        let value = json!({
+            "value": json_value(&displayed(key, &entry.value)),
+            "origin": entry.origin.to_string(),
+        });
         values.insert((*key).to_owned(), value);
     }
     let config = resolved.config();
@@ -43,6 +46,14 @@ pub fn show_json(resolved: &Resolved) -> Json {
         ),
         "brokerAdminAuth": secret_status(config.coordinator.admin_token.is_some()),
     })
+}
+
+/// The value as shown: a URL that may carry a password loses it.
+fn displayed(key: &str, value: &Value) -> Value {
+    match value {
+        Value::Text(url) if key == "coordinator" => Value::Text(crate::redact::url(url)),
+        other => other.clone(),
+    }
 }
 
 fn text(value: &Value) -> String {
@@ -158,5 +169,27 @@ mod tests {
             json["warnings"],
             json!(["unknown config key \"bogus\" in /r/crabbox.yaml"])
         );
+    }
+
+    #[test]
+    fn the_coordinator_url_is_shown_without_its_password() {
+        let resolved = resolve(&ConfigInputs {
+            env: BTreeMap::from([(
+                "CRABBOX_COORDINATOR".to_owned(),
+                "http://u:SECRETPW@127.0.0.1:1".to_owned(),
+            )]),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        let text = render_show(&resolved);
+        let json = show_json(&resolved).to_string();
+        assert!(
+            text.contains(
+                "coordinator=http://<redacted>@127.0.0.1:1 origin=env:CRABBOX_COORDINATOR"
+            ),
+            "{text}"
+        );
+        assert!(json.contains("http://<redacted>@127.0.0.1:1"), "{json}");
+        assert!(!text.contains("SECRETPW") && !json.contains("SECRETPW"));
     }
 }

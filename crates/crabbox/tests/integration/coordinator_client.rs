@@ -391,3 +391,106 @@ fn admin_commands_take_the_spec_flags_and_delete_needs_force() {
     );
     assert!(!runner(&carol), "delete waits for the provider");
 }
+
+#[test]
+fn a_password_in_the_coordinator_url_is_never_printed() {
+    let sb = sandbox();
+    let server = serve(&sb, &sb.path().join("coord"), &[], &[]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n")]);
+    let clean = |out: &Output, what: &str| {
+        assert!(
+            !stdout(out).contains("SECRETPW") && !stderr(out).contains("SECRETPW"),
+            "{what} printed the password:\n{}\n{}",
+            stdout(out),
+            stderr(out)
+        );
+    };
+    let with_url = |url: &str, args: &[&str]| {
+        sb.crabbox(&repo, args)
+            .env("CRABBOX_COORDINATOR", url)
+            .env("CRABBOX_COORDINATOR_TOKEN", SHARED)
+            .output()
+            .unwrap()
+    };
+
+    // Unreachable: the errors and doctor name the coordinator without the password.
+    let down = "http://u:SECRETPW@127.0.0.1:1";
+    for args in [
+        &["whoami"][..],
+        &["whoami", "--json"],
+        &["doctor"],
+        &["doctor", "--json"],
+        &["config", "show"],
+        &["config", "show", "--json"],
+    ] {
+        let out = with_url(down, args);
+        clean(&out, &args.join(" "));
+    }
+    let out = with_url(down, &["whoami"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("http://<redacted>@127.0.0.1:1/v1/whoami"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with_url(down, &["doctor"]);
+    assert!(
+        stdout(&out).contains("failed coord ") && stdout(&out).contains("<redacted>@127.0.0.1:1"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Reachable: the bearer token is what authenticates (not the URL's basic auth), and every
+    // output that names the coordinator, lease labels included, shows it redacted.
+    let up = server.url.replacen("http://", "http://u:SECRETPW@", 1);
+    let shown = server.url.replacen("http://", "http://<redacted>@", 1);
+    let out = with_url(&up, &["whoami"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("broker={shown}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = with_url(&up, &["doctor"]);
+    clean(&out, "doctor");
+    assert!(
+        stdout(&out).contains(&format!("ok coord {shown}")),
+        "{}",
+        stdout(&out)
+    );
+    let cfg = sb.path().join("login.yaml");
+    let mut login = sb
+        .crabbox(&repo, &["login", "--url", &up, "--token-stdin", "--json"])
+        .env("CRABBOX_CONFIG", &cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(SHARED.as_bytes())
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    clean(&out, "login --json");
+    assert_eq!(json(&out)["broker"], shown.as_str());
+
+    let out = with_url(&up, &["warmup", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    clean(&out, "warmup --json");
+    let id = json(&out)["lease"]["id"].as_str().unwrap().to_owned();
+    for args in [
+        &["status", id.as_str(), "--json"][..],
+        &["list", "--json"],
+        &["inspect", id.as_str()],
+        &["stop", id.as_str()],
+    ] {
+        let out = with_url(&up, args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        clean(&out, &args.join(" "));
+    }
+}
