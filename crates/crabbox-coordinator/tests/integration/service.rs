@@ -1,8 +1,8 @@
 //! Health, whoami, metrics and the OpenAPI document.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::harness::{ALICE, Coord, Who};
+use crate::harness::{ALICE, BOB, Coord, Who, public_key};
 
 #[tokio::test]
 async fn health_ready_and_whoami_answer_per_principal() {
@@ -102,12 +102,461 @@ async fn the_openapi_document_lists_exactly_the_routed_paths() {
     c.stop().await;
 }
 
+/// Problems with `value` against `schema` (a JSON Schema subset: `$ref`, `type`, `required`,
+/// `properties`, `items`, `anyOf`/`oneOf`/`allOf`, `enum`, `const`), `at` naming the place.
+fn schema_problems(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        if target.is_null() {
+            return vec![format!("{at}: dangling {reference}")];
+        }
+        return schema_problems(doc, target, value, at);
+    }
+    let mut problems = Vec::new();
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let fits = |t: &str| match t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => true,
+        };
+        if !types.iter().any(|t| fits(t)) {
+            return vec![format!("{at}: {value} is not {types:?}")];
+        }
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(options) = schema[key].as_array()
+            && !options
+                .iter()
+                .any(|o| schema_problems(doc, o, value, at).is_empty())
+        {
+            problems.push(format!("{at}: {value} matches none of {key}"));
+        }
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        problems.extend(schema_problems(doc, part, value, at));
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        problems.push(format!("{at}: {value} is not one of {options:?}"));
+    }
+    if let Some(constant) = schema.get("const")
+        && constant != value
+    {
+        problems.push(format!("{at}: {value} is not {constant}"));
+    }
+    if let Some(object) = value.as_object() {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let required = required.as_str().unwrap();
+            if !object.contains_key(required) {
+                problems.push(format!("{at}: required field {required} is missing"));
+            }
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (key, field) in object {
+                if let Some(field_schema) = properties.get(key) {
+                    problems.extend(schema_problems(
+                        doc,
+                        field_schema,
+                        field,
+                        &format!("{at}.{key}"),
+                    ));
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            problems.extend(schema_problems(doc, items, item, &format!("{at}[{i}]")));
+        }
+    }
+    problems
+}
+
+/// Checks one real response against the document: the operation lists the status, and the
+/// body has a documented media type (JSON bodies valid against its schema).
+fn response_problems(
+    doc: &Value,
+    (method, template): (&str, &str),
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> Vec<String> {
+    let at = format!("{} {template} {status}", method.to_uppercase());
+    let mut operation = &doc["paths"][template][method];
+    if operation.is_null() && status == 405 {
+        // A method the path does not serve: the path's operations document the 405.
+        let operations = doc["paths"][template].as_object().into_iter().flatten();
+        if let Some((_, op)) = operations
+            .into_iter()
+            .find(|(_, op)| !op["responses"]["405"].is_null())
+        {
+            operation = op;
+        }
+    }
+    if operation.is_null() {
+        return vec![format!("{at}: operation not documented")];
+    }
+    let documented = &operation["responses"][status.to_string()];
+    if documented.is_null() {
+        let listed: Vec<&String> = operation["responses"].as_object().unwrap().keys().collect();
+        return vec![format!(
+            "{at}: status not documented (listed: {listed:?}): {body}"
+        )];
+    }
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if body.is_empty() && method != "head" {
+        return if documented.get("content").is_none() {
+            Vec::new()
+        } else {
+            vec![format!("{at}: empty body where content is documented")]
+        };
+    }
+    if method == "head" {
+        return Vec::new();
+    }
+    let Some(schema) = documented["content"].get(media).map(|c| &c["schema"]) else {
+        return vec![format!(
+            "{at}: {media} body not documented: {}",
+            documented["content"]
+        )];
+    };
+    if media != "application/json" {
+        return Vec::new();
+    }
+    let value: Value = serde_json::from_str(body).unwrap();
+    schema_problems(doc, schema, &value, &at)
+}
+
 #[tokio::test]
 async fn the_openapi_schemas_describe_every_field_the_server_returns() {
     let c = Coord::start().await;
     let (_, doc) = c
         .call("GET", "/v1/openapi.json", Who::Anonymous, None)
         .await;
+    let mut problems = Vec::new();
+    // Sends a request and checks its response against the documented operation.
+    let mut check = async |method: &str,
+                           template: &str,
+                           path: &str,
+                           who: Who<'_>,
+                           body: Option<Vec<u8>>|
+           -> (u16, Value) {
+        let mut req = c.request(method.parse().unwrap(), path, who);
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map_or("", |v| v.to_str().unwrap())
+            .to_owned();
+        let text = resp.text().await.unwrap();
+        problems.extend(response_problems(
+            &doc,
+            (&method.to_lowercase(), template),
+            status,
+            &content_type,
+            &text,
+        ));
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    };
+    let j = |v: Value| Some(serde_json::to_vec(&v).unwrap());
+    let create = |extra: Value| {
+        let mut body =
+            json!({"provider": "local", "sshPublicKey": public_key(), "ttlSeconds": 3600});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        j(body)
+    };
+
+    // Service routes.
+    check("GET", "/v1/health", "/v1/health", Who::Anonymous, None).await;
+    check("GET", "/v1/ready", "/v1/ready", Who::Anonymous, None).await;
+    check("HEAD", "/v1/ready", "/v1/ready", Who::Anonymous, None).await;
+    check("POST", "/v1/ready", "/v1/ready", Who::Anonymous, None).await;
+    check(
+        "GET",
+        "/v1/openapi.json",
+        "/v1/openapi.json",
+        Who::Anonymous,
+        None,
+    )
+    .await;
+    check("GET", "/metrics", "/metrics", Who::Anonymous, None).await;
+    check("GET", "/v1/whoami", "/v1/whoami", ALICE, None).await;
+    check("GET", "/v1/whoami", "/v1/whoami", Who::Anonymous, None).await;
+    check("GET", "/v1/pool", "/v1/pool", Who::Admin, None).await;
+    check("GET", "/v1/pool", "/v1/pool", ALICE, None).await;
+
+    // Leases: create, replay, alias, list, get.
+    let (attempt_id, token) = ("cbx_0123456789ab", format!("cat_{}", "a".repeat(32)));
+    let attempt = json!({"leaseID": attempt_id, "createAttemptID": token});
+    let (status, lease) = check(
+        "POST",
+        "/v1/leases",
+        "/v1/leases",
+        ALICE,
+        create(attempt.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{lease}");
+    let (status, _) = check("POST", "/v1/leases", "/v1/leases", ALICE, create(attempt)).await;
+    assert_eq!(status, 200, "a create-attempt replay answers 200");
+    let id = lease["lease"]["id"].as_str().unwrap().to_owned();
+    check(
+        "POST",
+        "/v1/leases",
+        "/v1/leases",
+        ALICE,
+        Some(b"{".to_vec()),
+    )
+    .await;
+    let mut big = b"{\"slug\":\"".to_vec();
+    big.resize(17 * 1024 * 1024, b'x');
+    big.extend_from_slice(b"\"}");
+    let (status, _) = check("POST", "/v1/leases", "/v1/leases", ALICE, Some(big)).await;
+    assert_eq!(status, 413);
+    let alias = "/v1/leases/capability-aware";
+    let (status, _) = check("POST", alias, alias, ALICE, create(json!({}))).await;
+    assert_eq!(status, 201);
+    check("GET", "/v1/leases", "/v1/leases", ALICE, None).await;
+    check("GET", "/v1/leases", "/v1/leases?state=bogus", ALICE, None).await;
+    check(
+        "GET",
+        "/v1/leases",
+        "/v1/leases?limit=1&limit=2",
+        ALICE,
+        None,
+    )
+    .await;
+    let one = "/v1/leases/{id}";
+    check("GET", one, &format!("/v1/leases/{id}"), ALICE, None).await;
+    check("GET", one, &format!("/v1/leases/{id}"), BOB, None).await;
+    check("GET", one, "/v1/leases/%FF", ALICE, None).await;
+
+    // Fixed-id PUT: create, identical replay, drift.
+    let fixed = "cbx_00000000f1ed";
+    let fixed_body = || create(json!({"leaseID": fixed, "slug": "fixed-doc"}));
+    let (status, _) = check(
+        "PUT",
+        one,
+        &format!("/v1/leases/{fixed}"),
+        ALICE,
+        fixed_body(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = check(
+        "PUT",
+        one,
+        &format!("/v1/leases/{fixed}"),
+        ALICE,
+        fixed_body(),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "an identical fixed-id PUT of an active lease answers 200"
+    );
+    let drift = create(json!({"leaseID": fixed, "slug": "other-slug"}));
+    let (status, _) = check("PUT", one, &format!("/v1/leases/{fixed}"), ALICE, drift).await;
+    assert_eq!(status, 409);
+
+    // Cancel-create, before any create arrived.
+    let cancel = "/v1/leases/{id}/cancel-create";
+    let cancel_path = "/v1/leases/cbx_0000000000cc/cancel-create";
+    let token2 = j(json!({"createAttemptID": format!("cat_{}", "b".repeat(32))}));
+    let (status, canceled) = check("POST", cancel, cancel_path, ALICE, token2).await;
+    assert_eq!(status, 200, "{canceled}");
+
+    // Registration: new, refresh, invalid.
+    let registration = "/v1/leases/{id}/registration";
+    let reg_path = "/v1/leases/my-box-1/registration";
+    let reg = || j(json!({"provider": "static", "target": "linux", "host": "192.0.2.7"}));
+    let (status, _) = check("PUT", registration, reg_path, ALICE, reg()).await;
+    assert_eq!(status, 201);
+    let (status, _) = check("PUT", registration, reg_path, ALICE, reg()).await;
+    assert_eq!(status, 200);
+    check(
+        "PUT",
+        registration,
+        reg_path,
+        ALICE,
+        j(json!({"provider": "static"})),
+    )
+    .await;
+
+    // Heartbeat and release.
+    let heartbeat = "/v1/leases/{id}/heartbeat";
+    let hb_path = format!("/v1/leases/{id}/heartbeat");
+    let telemetry = j(json!({"telemetry": {"load1": 1.0}}));
+    let (_, hb) = check("POST", heartbeat, &hb_path, ALICE, telemetry).await;
+    check("POST", heartbeat, &hb_path, BOB, j(json!({}))).await;
+
+    // Runs.
+    let (status, run) = check(
+        "POST",
+        "/v1/runs",
+        "/v1/runs",
+        ALICE,
+        j(json!({"leaseID": id, "command": ["x"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let run_id = run["run"]["id"].as_str().unwrap().to_owned();
+    check("GET", "/v1/runs", "/v1/runs", ALICE, None).await;
+    check(
+        "GET",
+        "/v1/runs/{id}",
+        &format!("/v1/runs/{run_id}"),
+        ALICE,
+        None,
+    )
+    .await;
+    check(
+        "GET",
+        "/v1/runs/{id}",
+        "/v1/runs/run_000000000000",
+        ALICE,
+        None,
+    )
+    .await;
+    let events = "/v1/runs/{id}/events";
+    let events_path = format!("/v1/runs/{run_id}/events");
+    check(
+        "POST",
+        events,
+        &events_path,
+        ALICE,
+        j(json!({"type": "sync.started"})),
+    )
+    .await;
+    check("GET", events, &events_path, ALICE, None).await;
+    let telemetry_path = format!("/v1/runs/{run_id}/telemetry");
+    check(
+        "POST",
+        "/v1/runs/{id}/telemetry",
+        &telemetry_path,
+        ALICE,
+        j(json!({"telemetry": {"load1": 1.0}})),
+    )
+    .await;
+    check(
+        "POST",
+        "/v1/runs/{id}/telemetry",
+        &telemetry_path,
+        ALICE,
+        j(json!({})),
+    )
+    .await;
+    let finish_path = format!("/v1/runs/{run_id}/finish");
+    let (_, fin) = check(
+        "POST",
+        "/v1/runs/{id}/finish",
+        &finish_path,
+        ALICE,
+        j(json!({"exitCode": 0, "log": "x"})),
+    )
+    .await;
+    check(
+        "GET",
+        "/v1/runs/{id}/logs",
+        &format!("/v1/runs/{run_id}/logs"),
+        ALICE,
+        None,
+    )
+    .await;
+    check("GET", "/v1/usage", "/v1/usage", ALICE, None).await;
+
+    // Admin routes.
+    check(
+        "GET",
+        "/v1/admin/leases",
+        "/v1/admin/leases",
+        Who::Admin,
+        None,
+    )
+    .await;
+    check("GET", "/v1/admin/leases", "/v1/admin/leases", ALICE, None).await;
+    let admin_release = "/v1/admin/leases/{id}/release";
+    check(
+        "POST",
+        admin_release,
+        &format!("/v1/admin/leases/{fixed}/release"),
+        Who::Admin,
+        None,
+    )
+    .await;
+    let admin_delete = "/v1/admin/leases/{id}/delete";
+    check(
+        "POST",
+        admin_delete,
+        &format!("/v1/admin/leases/{fixed}/delete"),
+        Who::Admin,
+        None,
+    )
+    .await;
+    let release = "/v1/leases/{id}/release";
+    check(
+        "POST",
+        release,
+        &format!("/v1/leases/{id}/release"),
+        ALICE,
+        None,
+    )
+    .await;
+    check(
+        "POST",
+        release,
+        &format!("/v1/leases/{id}/release"),
+        BOB,
+        None,
+    )
+    .await;
+
+    // Login routes (GitHub login is not configured here).
+    let start = "/v1/auth/github/start";
+    check("POST", start, start, Who::Anonymous, j(json!({}))).await;
+    let poll = "/v1/auth/github/poll";
+    check(
+        "POST",
+        poll,
+        poll,
+        Who::Anonymous,
+        Some(vec![b' '; 2 * 1024 * 1024]),
+    )
+    .await;
+    let callback = "/v1/auth/github/callback";
+    check(
+        "GET",
+        callback,
+        "/v1/auth/github/callback?code=x&state=y",
+        Who::Anonymous,
+        None,
+    )
+    .await;
+    assert!(
+        problems.is_empty(),
+        "responses the document does not describe:\n{}",
+        problems.join("\n")
+    );
+
+    // Every field the server returns is documented by name too.
     let schemas = &doc["components"]["schemas"];
     let props = |name: &str| -> std::collections::BTreeSet<String> {
         schemas[name]["properties"]
@@ -117,18 +566,6 @@ async fn the_openapi_schemas_describe_every_field_the_server_returns() {
             .cloned()
             .collect()
     };
-    let (_, lease) = c
-        .create(ALICE, serde_json::json!({"slug": "doc-check"}))
-        .await;
-    let id = lease["lease"]["id"].as_str().unwrap().to_owned();
-    let (_, hb) = c
-        .call(
-            "POST",
-            &format!("/v1/leases/{id}/heartbeat"),
-            ALICE,
-            Some(serde_json::json!({"telemetry": {"load1": 1.0}})),
-        )
-        .await;
     let lease_props = props("Lease");
     for key in hb["lease"].as_object().unwrap().keys() {
         assert!(
@@ -136,23 +573,6 @@ async fn the_openapi_schemas_describe_every_field_the_server_returns() {
             "lease field {key} is not documented"
         );
     }
-    let (_, run) = c
-        .call(
-            "POST",
-            "/v1/runs",
-            ALICE,
-            Some(serde_json::json!({"leaseID": id, "command": ["x"]})),
-        )
-        .await;
-    let run_id = run["run"]["id"].as_str().unwrap().to_owned();
-    let (_, fin) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{run_id}/finish"),
-            ALICE,
-            Some(serde_json::json!({"exitCode": 0, "log": "x"})),
-        )
-        .await;
     let run_props = props("Run");
     for key in fin["run"].as_object().unwrap().keys() {
         assert!(run_props.contains(key), "run field {key} is not documented");
@@ -165,6 +585,12 @@ async fn the_openapi_schemas_describe_every_field_the_server_returns() {
     );
     assert!(props("LeaseRequest").contains("sshPublicKey"));
     assert!(props("ApiError").contains("error"));
+    // A fixed-id PUT of a lease still provisioning answers 202 with the lease.
+    let accepted = &doc["paths"]["/v1/leases/{id}"]["put"]["responses"]["202"];
+    assert_eq!(
+        accepted["content"]["application/json"]["schema"]["required"],
+        json!(["lease"])
+    );
     c.stop().await;
 }
 
