@@ -356,26 +356,54 @@ impl Drop for Heartbeat {
     }
 }
 
+/// Samples the runner's telemetry for a heartbeat.
+pub type Sampler = Arc<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, Option<serde_json::Value>> + Send + Sync,
+>;
+
 impl Heartbeat {
-    pub fn start(
+    /// Touches the lease now and then heartbeats it in the background.
+    ///
+    /// With `idle_timeout` (`run --id X --idle-timeout D`, spec §4.5 step 5) that first
+    /// heartbeat sets the lease's idle timeout and is awaited: it prints
+    /// `updated idle_timeout=<D> expires=<t>` on stderr, updates `record`, and a refusal fails
+    /// the run. Every later heartbeat carries the same value, as the old tool's do.
+    pub async fn start(
         client: Client,
-        record: &LeaseRecord,
-        sample: Arc<
-            dyn Fn() -> futures_util::future::BoxFuture<'static, Option<serde_json::Value>>
-                + Send
-                + Sync,
-        >,
-    ) -> Self {
+        record: &mut LeaseRecord,
+        sample: Sampler,
+        idle_timeout: Option<Duration>,
+    ) -> CliResult<Self> {
         let id = record.lease_id.clone();
         let provider = record.provider.clone();
+        let idle_timeout_seconds = idle_timeout.map(|d| d.as_secs() as f64);
+        let first = HeartbeatRequest {
+            expected_provider: Some(provider.clone()),
+            idle_timeout_seconds,
+            telemetry: None,
+        };
+        let touched = if idle_timeout.is_some() {
+            let lease = client
+                .heartbeat(&id, &first)
+                .await
+                .map_err(|e| cli_error(e, &format!("could not update the idle timeout of {id}")))?;
+            record.idle_timeout_secs = lease.idle_timeout_seconds;
+            let expires = lease.expires_at.to_string();
+            crate::output::err(format!(
+                "updated idle_timeout={} expires={}",
+                crabbox_core::duration::format_duration(Duration::from_secs(
+                    lease.idle_timeout_seconds
+                )),
+                if expires.is_empty() { "-" } else { &expires }
+            ));
+            true
+        } else {
+            false
+        };
         let interval = Duration::from_secs((record.idle_timeout_secs / 3).clamp(5, 60));
         let task = tokio::spawn(async move {
             // Touch now (a short run still refreshes the idle timer), sample later.
-            let touch = HeartbeatRequest {
-                expected_provider: Some(provider.clone()),
-                ..HeartbeatRequest::default()
-            };
-            if let Err(e) = client.heartbeat(&id, &touch).await {
+            if !touched && let Err(e) = client.heartbeat(&id, &first).await {
                 crate::output::warn(format!("heartbeat for {id} failed: {e}"));
             }
             loop {
@@ -386,7 +414,7 @@ impl Heartbeat {
                     .flatten();
                 let req = HeartbeatRequest {
                     expected_provider: Some(provider.clone()),
-                    idle_timeout_seconds: None,
+                    idle_timeout_seconds,
                     telemetry,
                 };
                 if let Err(e) = client.heartbeat(&id, &req).await {
@@ -394,7 +422,7 @@ impl Heartbeat {
                 }
             }
         });
-        Self { task }
+        Ok(Self { task })
     }
 }
 

@@ -164,6 +164,17 @@ pub async fn run(args: Args) -> CliResult<u8> {
         .broker
         .clone()
         .filter(|_| crate::broker::is_brokered(&record));
+    let sampler = crate::broker::sampler(lease::ssh_target(&record));
+    // `run --id X --idle-timeout D` sets that lease's idle timeout (spec §4.5 step 5).
+    let idle_update = (args.id.is_some() && args.lease.idle_timeout.is_some())
+        .then(|| ctx.settings.config().idle_timeout);
+    let _heartbeat = match client.clone() {
+        Some(c) => {
+            let sample = sampler.clone();
+            Some(crate::broker::Heartbeat::start(c, &mut record, sample, idle_update).await?)
+        }
+        None => None,
+    };
     let recorder = match &client {
         Some(c) => {
             crate::broker::RunRecorder::start(
@@ -180,10 +191,6 @@ pub async fn run(args: Args) -> CliResult<u8> {
         .as_ref()
         .and_then(|r| RunId::parse(&r.run_id).ok())
         .unwrap_or_else(RunId::generate);
-    let sampler = crate::broker::sampler(lease::ssh_target(&record));
-    let _heartbeat = client
-        .clone()
-        .map(|c| crate::broker::Heartbeat::start(c, &record, sampler.clone()));
     let log = recorder.as_ref().map(|_| crate::broker::LogTail::default());
     let events = recorder.as_ref().map(crate::broker::RunRecorder::sink);
     if let (Some(events), true) = (&events, fresh) {

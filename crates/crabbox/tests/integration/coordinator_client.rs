@@ -494,3 +494,57 @@ fn a_password_in_the_coordinator_url_is_never_printed() {
         clean(&out, &args.join(" "));
     }
 }
+
+#[test]
+fn run_on_a_lease_with_idle_timeout_updates_the_coordinator_lease() {
+    let sb = sandbox();
+    let server = serve(&sb, &sb.path().join("coord"), &[], &[]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n")]);
+    let env = [
+        ("CRABBOX_COORDINATOR_TOKEN", SHARED),
+        ("CRABBOX_COORDINATOR_ADMIN_TOKEN", ADMIN),
+    ];
+    let run = |args: &[&str]| against(&sb, &repo, &server, args, &env);
+    let out = run(&["warmup", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = json(&out)["lease"]["id"].as_str().unwrap().to_owned();
+    let stored = || {
+        let out = run(&["admin", "leases", "--json"]);
+        json(&out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == id.as_str())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(stored()["idleTimeoutSeconds"], 1800);
+
+    let out = run(&["run", "--id", &id, "--idle-timeout", "10m", "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let line = stderr(&out)
+        .lines()
+        .find(|l| l.starts_with("updated idle_timeout="))
+        .map_or_else(|| panic!("no update line: {}", stderr(&out)), str::to_owned);
+    let lease = stored();
+    assert_eq!(lease["idleTimeoutSeconds"], 600, "{lease}");
+    assert_eq!(
+        line,
+        format!(
+            "updated idle_timeout=10m0s expires={}",
+            lease["expiresAt"].as_str().unwrap()
+        )
+    );
+
+    // Without --idle-timeout a reused lease keeps what it has.
+    let out = run(&["run", "--id", &id, "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("updated idle_timeout"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stored()["idleTimeoutSeconds"], 600);
+    assert_eq!(code(&run(&["stop", &id])), 0);
+}
