@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::access::Caller;
 use crate::error::{Failure, Result};
+use crate::leases::OrgFilter;
 use crate::lifecycle::round2;
 use crate::state::AppState;
 
@@ -173,19 +174,20 @@ pub async fn usage(
             .clone()
             .filter(|o| !o.is_empty())
             .unwrap_or_else(|| caller.owner.clone());
-        let org = if q.org_kind.as_deref() == Some("missing") {
-            Some(crabbox_auth::org::MISSING_ORG_KEY.to_owned())
-        } else if let Some(label) = q.org.as_deref().filter(|s| !s.is_empty()) {
-            Some(crabbox_auth::org::key_for_label(label).ok_or_else(|| {
-                Failure::bad_request(
+        let org = match OrgFilter::parse(q.org.as_deref(), q.org_kind.as_deref()) {
+            OrgFilter::Key(key) => Some(key),
+            OrgFilter::Any => (scope == "org").then(|| caller.org_key.clone()),
+            OrgFilter::Nothing => {
+                return Err(Failure::bad_request(
                     "invalid_org_identity",
-                    format!("org {label:?} is not a valid org label"),
-                )
-            })?)
-        } else if scope == "org" {
-            Some(caller.org_key.clone())
-        } else {
-            None
+                    format!(
+                        "org {:?} with orgKind {:?} names no valid org (orgKind: missing, or \
+                         legacy with a plain label)",
+                        q.org.as_deref().unwrap_or(""),
+                        q.org_kind.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
         };
         (owner, org)
     } else {

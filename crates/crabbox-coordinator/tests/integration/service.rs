@@ -699,6 +699,31 @@ async fn list_filters_select_legacy_and_missing_orgs_by_org_kind() {
         )
         .await;
     assert!(mine["leases"].as_array().unwrap().is_empty(), "{mine}");
+    // Usage takes the same filters (admin, scope=all): the legacy lease alone, or a 400.
+    let (status, usage) = c
+        .call(
+            "GET",
+            "/v1/usage?scope=all&orgKind=legacy&org=legacy-team",
+            Who::Admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["usage"]["leases"], 1, "{usage}");
+    assert_eq!(usage["usage"]["org"], "legacy-team", "{usage}");
+    let (_, all) = c.call("GET", "/v1/usage?scope=all", Who::Admin, None).await;
+    assert_eq!(all["usage"]["leases"], 2, "{all}");
+    for q in [
+        "orgKind=legacy",
+        "orgKind=bogus&org=example-org",
+        "org=%20bad",
+    ] {
+        let (status, body) = c
+            .call("GET", &format!("/v1/usage?scope=all&{q}"), Who::Admin, None)
+            .await;
+        assert_eq!(status, 400, "{q}: {body}");
+        assert_eq!(body["error"], "invalid_org_identity", "{q}: {body}");
+    }
     c.stop().await;
 }
 
