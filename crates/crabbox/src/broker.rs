@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use crabbox_api::ExitStatus;
-use crabbox_api::coord::{HeartbeatRequest, Lease, LeaseRequest, ReleaseRequest};
+use crabbox_api::coord::{HeartbeatRequest, Lease, ReleaseRequest};
 use crabbox_client::{Client, ClientError};
 use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
 
@@ -121,113 +121,10 @@ impl BrokerProvider {
         Self { client, provider }
     }
 
-    /// Creates a lease on the coordinator. Failures keep the coordinator's answer, mapped to
-    /// the exit-code contract with a hint (cap, provider not configured, unreachable).
+    /// Creates a lease on the coordinator (see [`crate::brokered::create`]).
     pub async fn create(&self, req: &AcquireRequest) -> CliResult<LeaseRecord> {
-        let url = self.client.base_url();
-        let token = format!("cat_{}", random_hex(16));
-        let body = LeaseRequest {
-            lease_id: Some(req.lease_id.clone()),
-            create_attempt_id: Some(token.clone()),
-            slug: Some(req.slug.clone()),
-            provider: self.provider.clone(),
-            class: Some(req.class.clone()).filter(|c| !c.is_empty()),
-            ttl_seconds: Some(req.ttl_secs as f64),
-            idle_timeout_seconds: Some(req.idle_timeout_secs as f64),
-            keep: Some(req.keep),
-            ssh_public_key: Some(req.public_key.clone()),
-            ..LeaseRequest::default()
-        };
-        // An uncertain answer (5xx, a dropped connection) is retried with the same attempt
-        // token for up to 90 s: the coordinator joins or replays the create, never doubles it.
-        // A coordinator that accepts no connection at all is given a few seconds only: waiting
-        // 90 s in silence for a server that is not running helps nobody.
-        let started = std::time::Instant::now();
-        let (mut attempt, mut unreachable) = (0, 0);
-        let lease = loop {
-            attempt += 1;
-            let e = match self.client.create_lease(&body).await {
-                Ok(lease) => break lease,
-                Err(e) if e.is_uncertain() => e,
-                Err(e) => return Err(error_at(e, "the coordinator refused the lease", Some(url))),
-            };
-            if reachable(url).await {
-                unreachable = 0;
-            } else {
-                unreachable += 1;
-            }
-            let elapsed = started.elapsed();
-            if unreachable >= CREATE_UNREACHABLE_TRIES || elapsed >= CREATE_RETRY_WINDOW {
-                return Err(error_at(e, "could not create a lease", Some(url)));
-            }
-            crate::output::warn(format!(
-                "{e}; retrying the same create in {}s (attempt {attempt})",
-                CREATE_RETRY_PAUSE.as_secs()
-            ));
-            tokio::time::sleep(CREATE_RETRY_PAUSE).await;
-        };
-        let mut lease = lease;
-        // A replay of a create still provisioning: poll until it is active.
-        while lease.state == crabbox_api::coord::LeaseState::Provisioning {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            lease = self.client.get_lease(&lease.id).await.map_err(|e| {
-                error_at(e, "could not follow the lease being provisioned", Some(url))
-            })?;
-        }
-        if !lease.is_live() {
-            return Err(CliError::msg(
-                ExitStatus::Failure,
-                format!(
-                    "the coordinator's lease {} is {}",
-                    lease.id,
-                    lease.state.as_str()
-                ),
-            ));
-        }
-        Ok(record_from(&lease, url))
+        crate::brokered::create(&self.client, self.provider.clone(), req).await
     }
-}
-
-/// How long an uncertain create is retried, and how often.
-const CREATE_RETRY_WINDOW: Duration = Duration::from_secs(90);
-const CREATE_RETRY_PAUSE: Duration = Duration::from_secs(5);
-/// Consecutive failed creates, with the coordinator's port closed, before giving up.
-const CREATE_UNREACHABLE_TRIES: u32 = 3;
-
-/// Whether the coordinator's host accepts a TCP connection now (within 3 s).
-async fn reachable(url: &str) -> bool {
-    let Some(authority) = host_port(url) else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio::net::TcpStream::connect(authority.as_str())
-        )
-        .await,
-        Ok(Ok(_))
-    )
-}
-
-/// `host:port` of an `http(s)://` URL (default ports 80 and 443).
-fn host_port(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if authority.is_empty() {
-        return None;
-    }
-    let has_port = match authority.rfind(']') {
-        Some(close) => authority[close..].contains(':'),
-        None => authority.contains(':'),
-    };
-    Some(if has_port {
-        authority.to_owned()
-    } else if scheme == "https" {
-        format!("{authority}:443")
-    } else {
-        format!("{authority}:80")
-    })
 }
 
 fn provider_error(e: &ClientError) -> ProviderError {
@@ -304,7 +201,7 @@ impl Provider for BrokerProvider {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
+pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the OS random source is unavailable");
     hex::encode(buf)

@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use crabbox_api::ExitStatus;
-use crabbox_api::coord::{Lease, LeaseState, ReleaseRequest, Telemetry, Timestamp};
+use crabbox_api::coord::{Lease, LeaseRequest, LeaseState, ReleaseRequest, Telemetry, Timestamp};
 use crabbox_api::view::LeaseView;
 use crabbox_client::{Client, ClientError};
 use crabbox_core::duration::format_duration;
-use crabbox_providers::LeaseRecord;
+use crabbox_providers::{AcquireRequest, LeaseRecord};
 
 use crate::broker::{self, BROKER_LABEL};
 use crate::error::{CliError, CliResult};
@@ -105,6 +105,124 @@ fn lookup_error(e: ClientError, id: &str, url: &str, claim: Option<&LeaseRecord>
             "`crabbox list` shows your leases on {url}; other users' leases are not visible to you"
         )),
     }
+}
+
+/// Creates a lease on the coordinator. Failures keep the coordinator's answer, mapped to
+/// the exit-code contract with a hint (cap, provider not configured, unreachable).
+pub async fn create(
+    client: &Client,
+    provider: Option<String>,
+    req: &AcquireRequest,
+) -> CliResult<LeaseRecord> {
+    let url = client.base_url();
+    let token = format!("cat_{}", broker::random_hex(16));
+    let body = LeaseRequest {
+        lease_id: Some(req.lease_id.clone()),
+        create_attempt_id: Some(token),
+        slug: Some(req.slug.clone()),
+        provider,
+        class: Some(req.class.clone()).filter(|c| !c.is_empty()),
+        ttl_seconds: Some(req.ttl_secs as f64),
+        idle_timeout_seconds: Some(req.idle_timeout_secs as f64),
+        keep: Some(req.keep),
+        ssh_public_key: Some(req.public_key.clone()),
+        ..LeaseRequest::default()
+    };
+    // An uncertain answer (5xx, a dropped connection) is retried with the same attempt
+    // token for up to 90 s: the coordinator joins or replays the create, never doubles it.
+    // A coordinator that accepts no connection at all is given a few seconds only: waiting
+    // 90 s in silence for a server that is not running helps nobody.
+    let started = std::time::Instant::now();
+    let (mut attempt, mut unreachable) = (0, 0);
+    let lease = loop {
+        attempt += 1;
+        let e = match client.create_lease(&body).await {
+            Ok(lease) => break lease,
+            Err(e) if e.is_uncertain() => e,
+            Err(e) => {
+                return Err(broker::error_at(
+                    e,
+                    "the coordinator refused the lease",
+                    Some(url),
+                ));
+            }
+        };
+        if reachable(url).await {
+            unreachable = 0;
+        } else {
+            unreachable += 1;
+        }
+        let elapsed = started.elapsed();
+        if unreachable >= CREATE_UNREACHABLE_TRIES || elapsed >= CREATE_RETRY_WINDOW {
+            return Err(broker::error_at(e, "could not create a lease", Some(url)));
+        }
+        crate::output::warn(format!(
+            "{e}; retrying the same create in {}s (attempt {attempt})",
+            CREATE_RETRY_PAUSE.as_secs()
+        ));
+        tokio::time::sleep(CREATE_RETRY_PAUSE).await;
+    };
+    let mut lease = lease;
+    // A replay of a create still provisioning: poll until it is active.
+    while lease.state == LeaseState::Provisioning {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        lease = client.get_lease(&lease.id).await.map_err(|e| {
+            broker::error_at(e, "could not follow the lease being provisioned", Some(url))
+        })?;
+    }
+    if !lease.is_live() {
+        return Err(CliError::msg(
+            ExitStatus::Failure,
+            format!(
+                "the coordinator's lease {} is {}",
+                lease.id,
+                lease.state.as_str()
+            ),
+        ));
+    }
+    Ok(broker::record_from(&lease, url))
+}
+
+/// How long an uncertain create is retried, and how often.
+const CREATE_RETRY_WINDOW: Duration = Duration::from_secs(90);
+const CREATE_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Consecutive failed creates, with the coordinator's port closed, before giving up.
+const CREATE_UNREACHABLE_TRIES: u32 = 3;
+
+/// Whether the coordinator's host accepts a TCP connection now (within 3 s).
+pub async fn reachable(url: &str) -> bool {
+    let Some(authority) = host_port(url) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(authority.as_str())
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// `host:port` of an `http(s)://` URL (default ports 80 and 443).
+fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = match authority.rfind(']') {
+        Some(close) => authority[close..].contains(':'),
+        None => authority.contains(':'),
+    };
+    Some(if has_port {
+        authority.to_owned()
+    } else if scheme == "https" {
+        format!("{authority}:443")
+    } else {
+        format!("{authority}:80")
+    })
 }
 
 /// What a release did.
@@ -305,5 +423,20 @@ mod tests {
             " load=0.50 mem=512.0MiB/2.0GiB disk=42% uptime=1m30s telemetry=12s"
         );
         assert_eq!(bytes(1023), "1023B");
+    }
+
+    #[test]
+    fn coordinator_urls_give_the_address_to_probe() {
+        assert_eq!(
+            host_port("http://127.0.0.1:8080/x").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host_port("https://u:p@crabbox.example.com").as_deref(),
+            Some("crabbox.example.com:443")
+        );
+        assert_eq!(host_port("http://[::1]").as_deref(), Some("[::1]:80"));
+        assert_eq!(host_port("http://[::1]:9").as_deref(), Some("[::1]:9"));
+        assert_eq!(host_port("nonsense"), None);
     }
 }

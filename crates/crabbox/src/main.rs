@@ -8,6 +8,7 @@ mod compat;
 mod credentials;
 mod error;
 mod lease;
+mod lease_view;
 mod output;
 mod paths;
 mod settings;
