@@ -379,7 +379,13 @@ impl Reservation {
                 let message = state.redact(&e.to_string());
                 tracing::warn!(lease = %id, provider = %self.provider_name, error = %message, "provider create failed");
                 let failed_at = state.now();
-                let _ = modify(state, id, |l| {
+                let mut lost = false;
+                let after = modify(state, id, |l| {
+                    // Released or canceled meanwhile: that ending stands.
+                    lost = !self.is_ours(l);
+                    if lost {
+                        return Ok(());
+                    }
                     l.state = LeaseState::Failed;
                     l.ended_at = Some(failed_at);
                     l.updated_at = failed_at;
@@ -390,6 +396,9 @@ impl Reservation {
                     Ok(())
                 })
                 .await;
+                if lost {
+                    return Err(self.state_changed(after.ok()));
+                }
                 let status = providers::status_for(&e);
                 return Err(Failure::new(status, providers::code_for(&e)).message(message));
             }
@@ -422,14 +431,7 @@ impl Reservation {
             Ok(lease) if !lost => Ok(lease_body(StatusCode::CREATED, shape(state, caller, lease))),
             other => {
                 // Released (or gone) while provisioning: delete what was just made.
-                if let Err(e) = self
-                    .provider
-                    .release(&record_for_cleanup(id, &record))
-                    .await
-                {
-                    tracing::warn!(lease = %id, error = %e, "could not delete a runner created for a released lease");
-                }
-                let current = match other {
+                let mut current = match other {
                     Ok(l) => Some(l),
                     Err(_) => state
                         .store
@@ -439,6 +441,15 @@ impl Reservation {
                         .flatten()
                         .map(|v| v.value),
                 };
+                if let Err(e) = self
+                    .provider
+                    .release(&record_for_cleanup(id, &record))
+                    .await
+                {
+                    let message = state.redact(&e.to_string());
+                    tracing::warn!(lease = %id, error = %message, "could not delete a runner created for a released lease; the reconciler retries");
+                    current = self.owe_delete(&record, &message).await.or(current);
+                }
                 Err(self.state_changed(current))
             }
         }
@@ -453,6 +464,37 @@ impl Reservation {
             && stored.create_attempt_generation == self.lease.create_attempt_generation
             && stored.provisioning_coordinator_version
                 == self.lease.provisioning_coordinator_version
+    }
+
+    /// Records the runner a lost create made on the ended lease, as a delete still owed, so
+    /// the reconciler retries it like any failed cleanup.
+    async fn owe_delete(
+        &self,
+        record: &crabbox_providers::LeaseRecord,
+        message: &str,
+    ) -> Option<Lease> {
+        let now = self.state.now();
+        let owed = modify(&self.state, &self.lease.id, |l| {
+            if l.is_live() || !l.cloud_id.is_empty() || l.created_at != self.lease.created_at {
+                return Ok(());
+            }
+            providers::apply_record(l, record);
+            l.updated_at = now;
+            l.release_deletes_server = Some(true);
+            l.cleanup_attempts += 1;
+            l.cleanup_error = Some(message.to_owned());
+            l.cleanup_failed_at = Some(now);
+            l.cleanup_retry_at = Some(now.plus_secs(lifecycle::CLEANUP_RETRY_SECS));
+            Ok(())
+        })
+        .await;
+        match owed {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                tracing::warn!(lease = %self.lease.id, error = ?e.body, "could not record a runner left to delete");
+                None
+            }
+        }
     }
 
     fn state_changed(&self, current: Option<Lease>) -> Failure {

@@ -282,3 +282,140 @@ impl Coord {
         }
     }
 }
+
+/// A real sshd standing in for one `ssh` pool host, with the coordinator's pool key, the
+/// authorized-keys file lease keys go to, and a work root.
+#[derive(Debug)]
+pub struct SshPool {
+    pub dir: tempfile::TempDir,
+    pub user: String,
+    pub sshd_port: u16,
+}
+
+impl SshPool {
+    pub async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cbx-pool")
+            .tempdir()
+            .unwrap();
+        let user = crabbox_providers::local::current_user();
+        let pool_key =
+            crabbox_remote::keys::ensure_ed25519(dir.path(), "pool_key", "pool").unwrap();
+        let sshd = crabbox_remote::sshd::start(
+            &dir.path().join("host"),
+            &user,
+            &pool_key.public_key().unwrap(),
+        )
+        .await
+        .unwrap();
+        Self {
+            dir,
+            user,
+            sshd_port: sshd.port,
+        }
+    }
+
+    /// `user@127.0.0.1:port`, a pool entry for a host listening on `port`.
+    pub fn entry(&self, port: u16) -> String {
+        format!("{}@127.0.0.1:{port}", self.user)
+    }
+
+    pub fn keys_file(&self) -> PathBuf {
+        self.dir.path().join("host/authorized_keys")
+    }
+
+    pub fn work_root(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Coordinator flags offering `local` and `ssh`, the pool being `entries`.
+    pub fn flags(&self, entries: &[String]) -> Vec<String> {
+        vec![
+            "--providers".into(),
+            "local,ssh".into(),
+            "--ssh-pool".into(),
+            entries.join(","),
+            "--ssh-pool-key".into(),
+            self.dir.path().join("pool_key").display().to_string(),
+            "--ssh-pool-authorized-keys".into(),
+            self.keys_file().display().to_string(),
+            "--ssh-pool-work-root".into(),
+            self.work_root().display().to_string(),
+        ]
+    }
+
+    pub async fn stop(&self) {
+        crabbox_remote::sshd::stop(&self.dir.path().join("host")).await;
+    }
+}
+
+/// What a [`Gate`] does with the next connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Pass {
+    /// Forward it to the real sshd.
+    Open,
+    /// Close it at once, as a host that dies mid-handshake.
+    Slam,
+}
+
+/// A TCP gate in front of a real sshd: every connection waits until the test decides, in
+/// arrival order, whether it goes through or is closed, so a test can act while a provider
+/// call is in flight.
+#[derive(Debug)]
+pub struct Gate {
+    pub port: u16,
+    arrivals: tokio::sync::mpsc::UnboundedReceiver<()>,
+    decisions: tokio::sync::mpsc::UnboundedSender<Pass>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    pub async fn start(target_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
+        let (decisions, queue) = tokio::sync::mpsc::unbounded_channel::<Pass>();
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let _ = arrived.send(());
+                let queue = queue.clone();
+                conns.spawn(async move {
+                    let decision = queue.lock().await.recv().await;
+                    if let Some(Pass::Open) = decision
+                        && let Ok(mut sshd) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut sshd).await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            arrivals,
+            decisions,
+            task,
+        }
+    }
+
+    /// Waits for the next connection to arrive.
+    pub async fn arrival(&mut self) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.arrivals.recv())
+            .await
+            .expect("no connection reached the gate")
+            .unwrap();
+    }
+
+    /// Decides the next waiting (or future) connection.
+    pub fn pass(&self, pass: Pass) {
+        self.decisions.send(pass).unwrap();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

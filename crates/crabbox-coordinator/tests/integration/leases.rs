@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{ALICE, BOB, Coord, Who, public_key};
+use crate::harness::{ALICE, BOB, Coord, Gate, Pass, SshPool, Who, public_key};
 
 #[tokio::test]
 async fn create_get_heartbeat_release_and_cleanup_a_local_lease() {
@@ -968,4 +968,154 @@ async fn a_pending_create_attempt_reserves_its_lease_id_against_other_creates() 
     assert_eq!(status, 201, "{b}");
     assert_eq!(b["lease"]["owner"], "bob@example.com");
     c.stop().await;
+}
+
+/// A coordinator whose only `ssh` pool host sits behind `gate`.
+async fn gated_pool() -> (SshPool, Gate, Coord) {
+    let pool = SshPool::start().await;
+    let gate = Gate::start(pool.sshd_port).await;
+    let flags = pool.flags(&[pool.entry(gate.port)]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let c = Coord::start_with(crate::harness::base_env(), &flags).await;
+    (pool, gate, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_released_while_its_provider_fails_stays_released() {
+    let (pool, mut gate, c) = gated_pool().await;
+    let id = "cbx_00000000f401";
+    let create = c.create(ALICE, json!({"provider": "ssh", "leaseID": id}));
+    let release_meanwhile = async {
+        gate.arrival().await; // the provider is reaching the host
+        let (status, rel) = c
+            .call(
+                "POST",
+                &format!("/v1/leases/{id}/release"),
+                ALICE,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            (status, rel["lease"]["state"].as_str()),
+            (200, Some("released")),
+            "{rel}"
+        );
+        gate.pass(Pass::Slam); // and now the host fails it
+    };
+    let ((status, body), ()) = futures_util::future::join(create, release_meanwhile).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("lease_state_changed")),
+        "{body}"
+    );
+    assert_eq!(body["lease"]["state"], "released", "{body}");
+    let (_, got) = c
+        .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+        .await;
+    assert_eq!(got["lease"]["state"], "released", "{got}");
+    assert!(got["lease"]["releasedAt"].is_string(), "{got}");
+    assert!(got["lease"].get("failureError").is_none(), "{got}");
+    // The failed attempt gave the host back.
+    gate.pass(Pass::Open);
+    let (status, again) = c.create(BOB, json!({"provider": "ssh"})).await;
+    assert_eq!(status, 201, "{again}");
+    c.stop().await;
+    pool.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_made_for_a_lease_released_meanwhile_is_deleted_not_activated() {
+    let (pool, mut gate, c) = gated_pool().await;
+    let id = "cbx_00000000f402";
+    let create = c.create(ALICE, json!({"provider": "ssh", "leaseID": id}));
+    let release_meanwhile = async {
+        gate.arrival().await;
+        let (status, _) = c
+            .call(
+                "POST",
+                &format!("/v1/leases/{id}/release"),
+                ALICE,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        gate.pass(Pass::Open); // the runner is made…
+        gate.arrival().await;
+        gate.pass(Pass::Slam); // …but the first delete of it fails
+    };
+    let ((status, body), ()) = futures_util::future::join(create, release_meanwhile).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("lease_state_changed")),
+        "{body}"
+    );
+    let (_, got) = c
+        .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+        .await;
+    let lease = &got["lease"];
+    assert_eq!(lease["state"], "released", "never resurrected: {lease}");
+    assert!(
+        lease["cleanupError"].is_string(),
+        "the failed delete is on record: {lease}"
+    );
+    let marker = format!("crabbox-lease:{id}");
+    assert!(
+        std::fs::read_to_string(pool.keys_file())
+            .unwrap()
+            .contains(&marker)
+    );
+
+    // The reconciler retries the delete like any other.
+    c.clock.advance_secs(301);
+    gate.pass(Pass::Open);
+    let report = c.reconcile().await;
+    assert_eq!(report.deleted, 1, "{report:?}");
+    assert!(
+        !std::fs::read_to_string(pool.keys_file())
+            .unwrap()
+            .contains(&marker)
+    );
+    let (_, got) = c
+        .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+        .await;
+    assert_eq!(got["lease"]["state"], "released", "{got}");
+    assert!(got["lease"].get("cleanupError").is_none(), "{got}");
+    c.stop().await;
+    pool.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_client_hangs_up_still_finishes_and_a_retry_gets_the_lease() {
+    let (pool, mut gate, c) = gated_pool().await;
+    let id = "cbx_00000000f403";
+    let body = json!({"provider": "ssh", "leaseID": id, "createAttemptID": format!("cat_{}", "f4".repeat(16)), "sshPublicKey": public_key()});
+    let hung_up = tokio::spawn(
+        c.request(reqwest::Method::POST, "/v1/leases", ALICE)
+            .json(&body)
+            .send(),
+    );
+    gate.arrival().await;
+    hung_up.abort();
+    let _ = hung_up.await;
+    // Let the server see the closed connection before the host answers.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    gate.pass(Pass::Open);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let state = loop {
+        let (_, got) = c
+            .call("GET", &format!("/v1/leases/{id}"), ALICE, None)
+            .await;
+        let state = got["lease"]["state"].as_str().unwrap().to_owned();
+        if state != "provisioning" || std::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(state, "active");
+    let (status, replay) = c.call("POST", "/v1/leases", ALICE, Some(body)).await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["lease"]["state"], "active");
+    assert_eq!(replay["lease"]["sshPort"], gate.port.to_string());
+    c.stop().await;
+    pool.stop().await;
 }
