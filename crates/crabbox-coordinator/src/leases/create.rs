@@ -13,7 +13,7 @@ use super::attempts::{
     AttemptOutcome, attempt_replay, bind_attempt, ensure_unreserved, join_attempt,
     valid_attempt_token,
 };
-use super::fixed::fixed_replay;
+use super::fixed::{fixed_intent_hash, fixed_replay};
 use super::{lease_body, modify, shape};
 use crate::access::Caller;
 use crate::error::{Failure, Result};
@@ -173,13 +173,13 @@ pub(super) async fn create_managed(
     state: &AppState,
     caller: &Caller,
     req: LeaseRequest,
-    fixed: Option<(String, String)>,
+    fixed_id: Option<String>,
 ) -> Result<Response> {
     let now = state.now();
     // 1. Validate.
     let attempt_token = req.create_attempt_id.clone();
-    let id = match (&fixed, &req.lease_id, &attempt_token) {
-        (Some((id, _)), _, _) => id.clone(),
+    let id = match (&fixed_id, &req.lease_id, &attempt_token) {
+        (Some(id), _, _) => id.clone(),
         (None, Some(id), _) if LeaseId::is_canonical(id) => id.clone(),
         (None, Some(id), Some(_)) => {
             return Err(Failure::bad_request(
@@ -219,7 +219,14 @@ pub(super) async fn create_managed(
         public_key,
         mut lease,
     } = plan(state, caller, &req, id.clone(), now)?;
-    if let Some((_, hash)) = &fixed {
+    let fixed_hash = fixed_id
+        .is_some()
+        .then(|| fixed_intent_hash(requested_slug.as_deref(), &lease, &public_key));
+    if let Some(hash) = &fixed_hash {
+        // The id itself is the idempotency key: a stored lease is a replay or a conflict.
+        if let Some(existing) = state.store.get_lease(&id).await? {
+            return fixed_replay(state, caller, existing.value, hash);
+        }
         lease.fixed_create_intent_version = Some(2);
         lease.fixed_create_intent_hash = Some(hash.clone());
     }
@@ -242,7 +249,7 @@ pub(super) async fn create_managed(
         caller: caller.clone(),
         slug_base: requested_slug.unwrap_or_else(|| crabbox_core::slug::slug_for_lease(&id)),
         lease,
-        fixed_hash: fixed.map(|(_, hash)| hash),
+        fixed_hash,
         attempt_token,
         provider_name,
         provider,

@@ -1,12 +1,14 @@
 //! The fixed-id idempotent create, `PUT /v1/leases/{id}` (spec coordinator §4.3): the lease
 //! id itself is the idempotency key, and a stored intent hash tells a replay from drift.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use crabbox_api::LeaseId;
 use crabbox_api::coord::{Lease, LeaseRequest, LeaseState};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::create::create_managed;
 use super::{lease_body, shape};
@@ -41,11 +43,7 @@ pub async fn put_fixed(
             "fixed-id creates are idempotent by themselves; drop createAttemptID",
         ));
     }
-    let hash = fixed_intent_hash(&req);
-    if let Some(existing) = state.store.get_lease(&id).await? {
-        return fixed_replay(&state, &caller, existing.value, &hash);
-    }
-    create_managed(&state, &caller, req, Some((id, hash))).await
+    create_managed(&state, &caller, req, Some(id)).await
 }
 
 pub(super) fn fixed_replay(
@@ -69,28 +67,46 @@ pub(super) fn fixed_replay(
     ))
 }
 
-/// SHA-256 of the create intent: slug, keep and the request minus secrets, keys sorted.
-fn fixed_intent_hash(req: &LeaseRequest) -> String {
+/// SHA-256 (hex) of a fixed-id create's intent (spec §4.3): the normalised requested slug,
+/// `keep`, and the config the create acts on after defaults and normalisation, with the public
+/// key replaced by its SHA-256. So a body that spells out a default, or writes the slug
+/// differently, is the same intent; a request field this coordinator ignores is not part of it.
+pub(super) fn fixed_intent_hash(
+    requested_slug: Option<&str>,
+    lease: &Lease,
+    public_key: &str,
+) -> String {
     use sha2::Digest;
-    let mut config = serde_json::to_value(req).unwrap_or_default();
-    if let Some(obj) = config.as_object_mut() {
-        obj.remove("leaseID");
-        obj.remove("slug");
-        obj.remove("requestedSlug");
-        obj.remove("keep");
-        if let Some(key) = obj.remove("sshPublicKey") {
-            let digest = sha2::Sha256::digest(key.as_str().unwrap_or_default().as_bytes());
-            obj.insert("sshPublicKey".into(), json!(hex::encode(digest)));
-        }
+    // BTreeMaps serialize with sorted keys whatever serde_json's map features are, so the
+    // text, and the hash, is canonical.
+    let config: BTreeMap<&str, Value> = BTreeMap::from([
+        ("class", json!(lease.class)),
+        ("exposedPorts", json!(lease.exposed_ports)),
+        ("idleTimeoutSeconds", json!(lease.idle_timeout_seconds)),
+        ("os", json!(lease.os)),
+        ("pond", json!(lease.pond)),
+        ("profile", json!(lease.profile)),
+        ("provider", json!(lease.provider)),
+        ("serverType", json!(lease.requested_server_type)),
+        (
+            "sshPublicKey",
+            json!(hex::encode(sha2::Sha256::digest(
+                public_key.trim().as_bytes()
+            ))),
+        ),
+        ("target", json!(lease.target)),
+        ("ttlSeconds", json!(lease.ttl_seconds)),
+    ]);
+    let mut intent: BTreeMap<&str, Value> = BTreeMap::from([
+        ("config", json!(config)),
+        ("lifecycle", json!({"keep": lease.keep})),
+    ]);
+    if let Some(slug) = requested_slug {
+        intent.insert("requestedSlug", json!(slug));
     }
-    let intent = json!({
-        "requestedSlug": req.requested_slug.clone().or_else(|| req.slug.clone()),
-        "lifecycle": {"keep": req.keep.unwrap_or(false)},
-        "config": config,
-    });
-    // serde_json maps are ordered (BTreeMap), so this serialization is canonical.
+    let text = serde_json::to_string(&intent).unwrap_or_default();
     let mut h = sha2::Sha256::new();
     h.update(b"crabbox-fixed-lease-create-v2\0");
-    h.update(intent.to_string().as_bytes());
+    h.update(text.as_bytes());
     hex::encode(h.finalize())
 }

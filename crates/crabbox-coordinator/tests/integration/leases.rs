@@ -1119,3 +1119,61 @@ async fn a_create_whose_client_hangs_up_still_finishes_and_a_retry_gets_the_leas
     c.stop().await;
     pool.stop().await;
 }
+
+#[tokio::test]
+async fn a_fixed_id_replay_is_judged_on_the_normalised_intent_not_the_raw_body() {
+    let c = Coord::start().await;
+    let put = |id: &'static str, body: serde_json::Value| {
+        let c = &c;
+        async move {
+            c.call("PUT", &format!("/v1/leases/{id}"), ALICE, Some(body))
+                .await
+        }
+    };
+    let (s1, b1) = put("cbx_00000000c101", json!({"sshPublicKey": public_key()})).await;
+    assert_eq!(s1, 201, "{b1}");
+    // Spelling out the defaults is the same intent.
+    let (s2, b2) = put(
+        "cbx_00000000c101",
+        json!({"sshPublicKey": public_key(), "ttlSeconds": 5400, "idleTimeoutSeconds": 1800,
+               "provider": "local", "class": "beast", "keep": false, "target": "linux"}),
+    )
+    .await;
+    assert_eq!(s2, 200, "{b2}");
+    assert_eq!(b2["lease"]["sshPort"], b1["lease"]["sshPort"]);
+
+    // So is the same slug written differently.
+    let (s3, b3) = put(
+        "cbx_00000000c102",
+        json!({"sshPublicKey": public_key(), "slug": "Fixed One"}),
+    )
+    .await;
+    assert_eq!(s3, 201, "{b3}");
+    assert_eq!(b3["lease"]["slug"], "fixed-one");
+    let (s4, b4) = put(
+        "cbx_00000000c102",
+        json!({"sshPublicKey": public_key(), "slug": "fixed one"}),
+    )
+    .await;
+    assert_eq!(s4, 200, "{b4}");
+
+    // Real drift still conflicts: another slug, lifetime or key.
+    for drift in [
+        json!({"sshPublicKey": public_key(), "slug": "fixed two"}),
+        json!({"sshPublicKey": public_key(), "slug": "fixed one", "ttlSeconds": 60}),
+        json!({"sshPublicKey": format!("{} other", public_key().rsplit_once(' ').unwrap().0), "slug": "fixed one"}),
+    ] {
+        let (status, b) = put("cbx_00000000c102", drift.clone()).await;
+        assert_eq!(
+            (status, b["error"].as_str(), b["message"].as_str()),
+            (
+                409,
+                Some("lease_id_conflict"),
+                Some("lease id is bound to another create intent")
+            ),
+            "{drift}: {b}"
+        );
+    }
+    assert_eq!(c.runner_dirs(), 2);
+    c.stop().await;
+}
