@@ -462,6 +462,52 @@ fn valid_registered_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
+/// Trimmed exposed ports, blanks dropped.
+pub(crate) fn normalize_ports(ports: Option<&[String]>) -> Vec<String> {
+    ports
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The runtime adapter a registration binds its lease to: `(adapter, workspace, registration)`
+/// ids, each 1–128 printable ASCII characters; a workspace or registration id needs its
+/// adapter id.
+fn runtime_adapter_binding(
+    req: &RegistrationRequest,
+) -> Result<(Option<String>, Option<String>, Option<String>)> {
+    let field = |name: &str, raw: Option<&str>| -> Result<Option<String>> {
+        let Some(value) = raw.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        if value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Failure::bad_request(
+                "invalid_runtime_adapter_binding",
+                format!("{name} must be 1-128 printable ASCII characters without spaces"),
+            ));
+        }
+        Ok(Some(value.to_owned()))
+    };
+    let adapter = field("runtimeAdapterID", req.runtime_adapter_id.as_deref())?;
+    let workspace = field(
+        "runtimeAdapterWorkspaceID",
+        req.runtime_adapter_workspace_id.as_deref(),
+    )?;
+    let registration = field(
+        "runtimeAdapterRegistrationID",
+        req.runtime_adapter_registration_id.as_deref(),
+    )?;
+    if adapter.is_none() && (workspace.is_some() || registration.is_some()) {
+        return Err(Failure::bad_request(
+            "invalid_runtime_adapter_binding",
+            "runtimeAdapterWorkspaceID and runtimeAdapterRegistrationID need runtimeAdapterID",
+        ));
+    }
+    Ok((adapter, workspace, registration))
+}
+
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -497,6 +543,7 @@ pub async fn register(
     if req.host.trim().is_empty() {
         return Err(Failure::bad_request("host_required", "host is required"));
     }
+    let adapter = runtime_adapter_binding(&req)?;
     let now = state.now();
     let ttl = clamp_lifetime(req.ttl_seconds, lifecycle::REGISTERED_DEFAULT_SECS);
     let idle = clamp_lifetime(req.idle_timeout_seconds, lifecycle::REGISTERED_DEFAULT_SECS);
@@ -504,6 +551,20 @@ pub async fn register(
         lease.target.clone_from(&target);
         req.host.trim().clone_into(&mut lease.host);
         lease.windows_mode = req.windows_mode.clone().unwrap_or_default();
+        lease.desktop = req.desktop.unwrap_or(false);
+        req.desktop_env
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .clone_into(&mut lease.desktop_env);
+        lease.browser = req.browser.unwrap_or(false);
+        lease.code = req.code.unwrap_or(false);
+        lease.exposed_ports = normalize_ports(req.exposed_ports.as_deref());
+        (
+            lease.runtime_adapter_id,
+            lease.runtime_adapter_workspace_id,
+            lease.runtime_adapter_registration_id,
+        ) = adapter.clone();
         lease.cloud_id = req.cloud_id.clone().unwrap_or_default();
         lease.server_id = req.server_id.unwrap_or(0);
         lease.server_name = req.server_name.clone().unwrap_or_default();

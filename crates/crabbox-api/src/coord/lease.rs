@@ -126,6 +126,9 @@ pub struct Lease {
     pub windows_mode: String,
     #[serde(default)]
     pub desktop: bool,
+    /// The desktop environment a registered lease's client asked for (`xfce`, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub desktop_env: String,
     #[serde(default)]
     pub browser: bool,
     #[serde(default)]
@@ -238,6 +241,26 @@ pub struct Lease {
     pub fixed_create_intent_version: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_create_intent_hash: Option<String>,
+
+    // Runtime adapter binding of a registered lease (spec §4.8).
+    #[serde(
+        rename = "runtimeAdapterID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runtime_adapter_id: Option<String>,
+    #[serde(
+        rename = "runtimeAdapterWorkspaceID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runtime_adapter_workspace_id: Option<String>,
+    #[serde(
+        rename = "runtimeAdapterRegistrationID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runtime_adapter_registration_id: Option<String>,
 
     /// Fields this port does not model, kept verbatim.
     #[serde(flatten)]
@@ -354,6 +377,14 @@ pub struct RegistrationRequest {
     pub host: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<bool>,
     #[serde(rename = "cloudID", default, skip_serializing_if = "Option::is_none")]
     pub cloud_id: Option<String>,
     #[serde(rename = "serverID", default, skip_serializing_if = "Option::is_none")]
@@ -377,9 +408,29 @@ pub struct RegistrationRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pond: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_seconds: Option<f64>,
+    #[serde(
+        rename = "runtimeAdapterID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runtime_adapter_id: Option<String>,
+    #[serde(
+        rename = "runtimeAdapterWorkspaceID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runtime_adapter_workspace_id: Option<String>,
+    #[serde(
+        rename = "runtimeAdapterRegistrationID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runtime_adapter_registration_id: Option<String>,
 }
 
 /// `create-attempt:<requestedLeaseID>` record (spec §3.6, §4.3).

@@ -125,14 +125,7 @@ fn plan(
         .as_deref()
         .map(crabbox_core::slug::normalize_slug)
         .unwrap_or_default();
-    let exposed_ports = req
-        .exposed_ports
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
+    let exposed_ports = super::normalize_ports(req.exposed_ports.as_deref());
     let mut lease = Lease {
         id,
         provider: provider_name.clone(),

@@ -1177,3 +1177,76 @@ async fn a_fixed_id_replay_is_judged_on_the_normalised_intent_not_the_raw_body()
     assert_eq!(c.runner_dirs(), 2);
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_registration_keeps_its_capabilities_ports_and_runtime_adapter_binding() {
+    let c = Coord::start().await;
+    let body = json!({
+        "provider": "devcontainer", "target": "linux", "host": "10.0.0.8",
+        "desktop": true, "desktopEnv": "xfce", "browser": true, "code": true,
+        "exposedPorts": ["8080", " 9090 ", ""],
+        "runtimeAdapterID": "adapter-1", "runtimeAdapterWorkspaceID": "ws-7",
+        "runtimeAdapterRegistrationID": "reg-42",
+    });
+    let (status, created) = c
+        .call(
+            "PUT",
+            "/v1/leases/box-8/registration",
+            ALICE,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    for got in [
+        created,
+        c.call("GET", "/v1/leases/box-8", ALICE, None).await.1,
+    ] {
+        let lease = &got["lease"];
+        assert_eq!(lease["desktop"], true, "{lease}");
+        assert_eq!(lease["desktopEnv"], "xfce", "{lease}");
+        assert_eq!(lease["browser"], true, "{lease}");
+        assert_eq!(lease["code"], true, "{lease}");
+        assert_eq!(lease["exposedPorts"], json!(["8080", "9090"]), "{lease}");
+        assert_eq!(lease["runtimeAdapterID"], "adapter-1", "{lease}");
+        assert_eq!(lease["runtimeAdapterWorkspaceID"], "ws-7", "{lease}");
+        assert_eq!(lease["runtimeAdapterRegistrationID"], "reg-42", "{lease}");
+    }
+
+    // A refresh states the registration anew: what it leaves out is off.
+    let (status, refreshed) = c
+        .call(
+            "PUT",
+            "/v1/leases/box-8/registration",
+            ALICE,
+            Some(json!({"provider": "devcontainer", "target": "linux", "host": "10.0.0.8", "browser": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let lease = &refreshed["lease"];
+    assert_eq!(
+        (lease["desktop"].as_bool(), lease["browser"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert!(lease.get("desktopEnv").is_none(), "{lease}");
+    assert!(lease.get("exposedPorts").is_none(), "{lease}");
+    assert!(lease.get("runtimeAdapterID").is_none(), "{lease}");
+
+    // A runtime-adapter binding names its adapter.
+    let (status, b) = c
+        .call(
+            "PUT",
+            "/v1/leases/box-9/registration",
+            ALICE,
+            Some(
+                json!({"provider": "devcontainer", "target": "linux", "host": "10.0.0.9",
+                        "runtimeAdapterWorkspaceID": "ws-7"}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (400, Some("invalid_runtime_adapter_binding")),
+        "{b}"
+    );
+    c.stop().await;
+}
