@@ -49,7 +49,13 @@ impl PoolHost {
     }
 
     fn key(&self) -> String {
-        format!("ssh-pool:{}@{}:{}", self.user, self.host, self.port)
+        format!("ssh-pool:{self}")
+    }
+}
+
+impl std::fmt::Display for PoolHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)
     }
 }
 
@@ -73,6 +79,16 @@ fn io(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> Provi
     }
 }
 
+/// A host's failure for a summary of several: the message without the variant's prefix,
+/// and with the cause of an IO error.
+fn failure_detail(e: &ProviderError) -> String {
+    match e {
+        ProviderError::Transient(message) => message.clone(),
+        ProviderError::Io { context, source } => format!("{context}: {source}"),
+        other => other.to_string(),
+    }
+}
+
 impl SshPoolProvider {
     fn target(&self, host: &PoolHost) -> SshTarget {
         SshTarget {
@@ -92,13 +108,12 @@ impl SshPoolProvider {
             .target(host)
             .capture(script)
             .await
-            .map_err(|e| io(&format!("could not reach pool host {}", host.host), e))?;
+            .map_err(|e| io(&format!("could not reach pool host {host}"), e))?;
         if out.code == 0 {
             Ok(())
         } else {
             Err(ProviderError::Transient(format!(
-                "pool host {} answered {}: {}",
-                host.host,
+                "pool host {host} answered {}: {}",
                 out.code,
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
@@ -134,23 +149,6 @@ impl Provider for SshPoolProvider {
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let claim = serde_json::json!({"leaseID": req.lease_id});
-        let mut chosen = None;
-        for host in &self.hosts {
-            match self.store.kv_put(&host.key(), &claim, None).await {
-                Ok(_) => {
-                    chosen = Some(host.clone());
-                    break;
-                }
-                Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(ProviderError::Transient(e.to_string())),
-            }
-        }
-        let Some(host) = chosen else {
-            return Err(ProviderError::Capacity(format!(
-                "all {} ssh pool hosts are leased",
-                self.hosts.len()
-            )));
-        };
         let line = format!("{} crabbox-lease:{}", req.public_key.trim(), req.lease_id);
         let keys = self.keys_path();
         let script = format!(
@@ -158,10 +156,40 @@ impl Provider for SshPoolProvider {
             root = sh_quote(&self.work_root),
             line = sh_quote(&line),
         );
-        if let Err(e) = self.exec(&host, &script).await {
-            let _ = self.store.kv_delete(&host.key()).await;
-            return Err(e);
+        // Free hosts in order: a host that cannot be set up gives its claim back and the next
+        // free one is tried, so one dead host does not stop the pool.
+        let mut failures = Vec::new();
+        let mut chosen = None;
+        for host in &self.hosts {
+            match self.store.kv_put(&host.key(), &claim, None).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(ProviderError::Transient(e.to_string())),
+            }
+            match self.exec(host, &script).await {
+                Ok(()) => {
+                    chosen = Some(host.clone());
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(host = %host, lease = %req.lease_id, error = %e, "pool host failed; trying the next free one");
+                    let _ = self.store.kv_delete(&host.key()).await;
+                    failures.push(failure_detail(&e));
+                }
+            }
         }
+        let Some(host) = chosen else {
+            if failures.is_empty() {
+                return Err(ProviderError::Capacity(format!(
+                    "all {} ssh pool hosts are leased",
+                    self.hosts.len()
+                )));
+            }
+            return Err(ProviderError::Transient(format!(
+                "no free ssh pool host could be set up: {}",
+                failures.join("; ")
+            )));
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

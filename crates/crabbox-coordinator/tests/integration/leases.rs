@@ -1250,3 +1250,53 @@ async fn a_registration_keeps_its_capabilities_ports_and_runtime_adapter_binding
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_pool_host_is_skipped_and_named_when_nothing_else_is_free() {
+    let pool = SshPool::start().await;
+    // A port nothing listens on: connections are refused.
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dead = pool.entry(dead_port);
+    let flags = pool.flags(&[dead.clone(), pool.entry(pool.sshd_port)]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let c = Coord::start_with(crate::harness::base_env(), &flags).await;
+
+    let (status, created) = c.create(ALICE, json!({"provider": "ssh"})).await;
+    assert_eq!(status, 201, "the live host serves the create: {created}");
+    assert_eq!(
+        created["lease"]["sshPort"],
+        pool.sshd_port.to_string(),
+        "{created}"
+    );
+
+    // The live host is taken now; the dead one fails, and the answer says which host it was.
+    let (status, refused) = c.create(BOB, json!({"provider": "ssh"})).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (503, Some("provider_unavailable")),
+        "{refused}"
+    );
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains(&dead), "{message}");
+    assert!(!message.contains(&pool.entry(pool.sshd_port)), "{message}");
+
+    // Its claim was given back: once the live host is free again, a create gets it.
+    let id = created["lease"]["id"].as_str().unwrap();
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("/v1/leases/{id}/release"),
+            ALICE,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(c.reconcile().await.deleted, 1);
+    let (status, again) = c.create(BOB, json!({"provider": "ssh"})).await;
+    assert_eq!(status, 201, "{again}");
+    c.stop().await;
+    pool.stop().await;
+}
