@@ -17,6 +17,7 @@ use crabbox_providers::{AcquireRequest, LeaseRecord};
 
 use crate::broker::{self, BROKER_LABEL};
 use crate::error::{CliError, CliResult};
+use crate::interrupt::Interrupt;
 use crate::lease::{self, Ctx};
 
 /// The coordinator URL a brokered claim was created through (empty when unrecorded).
@@ -109,16 +110,93 @@ fn lookup_error(e: ClientError, id: &str, url: &str, claim: Option<&LeaseRecord>
 
 /// Creates a lease on the coordinator. Failures keep the coordinator's answer, mapped to
 /// the exit-code contract with a hint (cap, provider not configured, unreachable).
+///
+/// A first Ctrl-C/SIGTERM while the create is in flight (or while a replayed create is still
+/// provisioning) abandons it and cancels the create attempt on the coordinator (spec §4.3): the
+/// coordinator then releases a lease it already made for this attempt, or deletes the runner
+/// when its provider call returns, so nothing is left running until the idle timeout.
+pub async fn create_or_cancel(
+    client: &Client,
+    provider: Option<String>,
+    req: &AcquireRequest,
+    interrupt: &Interrupt,
+) -> CliResult<LeaseRecord> {
+    let token = attempt_token();
+    tokio::select! {
+        // A create that answered in the same instant is still canceled: the user asked to stop,
+        // and cancel-create releases a lease already bound to this attempt.
+        biased;
+        () = interrupt.wait() => Err(cancel_create(client, req, &token).await),
+        created = create_attempt(client, provider, req, &token) => created,
+    }
+}
+
+/// [`create_or_cancel`] for callers that handle no signals.
 pub async fn create(
     client: &Client,
     provider: Option<String>,
     req: &AcquireRequest,
 ) -> CliResult<LeaseRecord> {
+    create_attempt(client, provider, req, &attempt_token()).await
+}
+
+/// A fresh create-attempt token (`createAttemptID`).
+fn attempt_token() -> String {
+    format!("cat_{}", broker::random_hex(16))
+}
+
+/// Cancels the create attempt `token` for `req` and says so; the error to exit with (130).
+async fn cancel_create(client: &Client, req: &AcquireRequest, token: &str) -> CliError {
     let url = client.base_url();
-    let token = format!("cat_{}", broker::random_hex(16));
+    let id = &req.lease_id;
+    let mut attempt = 0;
+    let answer = loop {
+        attempt += 1;
+        match client.cancel_create(id, token).await {
+            Err(e) if e.is_uncertain() && attempt < RELEASE_TRIES => {
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
+            answer => break answer,
+        }
+    };
+    match answer {
+        Ok(body) => {
+            // The coordinator returns the lease when it had already made one (now released).
+            let state = body["lease"]["state"]
+                .as_str()
+                .map(|s| format!(" state={s}"))
+                .unwrap_or_default();
+            crate::output::err(format!("canceled lease={id} slug={}{state}", req.slug));
+            CliError::msg(
+                ExitStatus::Interrupted,
+                format!("interrupted; the create of lease {id} was canceled"),
+            )
+        }
+        Err(e) => CliError::new(
+            ExitStatus::Interrupted,
+            anyhow::Error::new(e).context(format!(
+                "interrupted, and could not cancel the create of lease {id} on coordinator {url}"
+            )),
+        )
+        .hint(format!(
+            "the lease may still be created; check `crabbox list` and release it with \
+             `crabbox stop {id}`"
+        )),
+    }
+}
+
+/// One create attempt token's create, with its retries and the wait for a replay still
+/// provisioning.
+async fn create_attempt(
+    client: &Client,
+    provider: Option<String>,
+    req: &AcquireRequest,
+    token: &str,
+) -> CliResult<LeaseRecord> {
+    let url = client.base_url();
     let body = LeaseRequest {
         lease_id: Some(req.lease_id.clone()),
-        create_attempt_id: Some(token),
+        create_attempt_id: Some(token.to_owned()),
         slug: Some(req.slug.clone()),
         provider,
         class: Some(req.class.clone()).filter(|c| !c.is_empty()),

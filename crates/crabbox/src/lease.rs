@@ -19,6 +19,7 @@ use crabbox_remote::{keys, sync};
 use crate::brokered;
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult, WithStatus};
+use crate::interrupt::Interrupt;
 use crate::output::{self, Progress};
 use crate::paths;
 use crate::settings::Settings;
@@ -193,11 +194,16 @@ pub fn ssh_target(lease: &LeaseRecord) -> SshTarget {
 
 /// Acquires a new lease and waits until it is ready. The claim is written before waiting so a
 /// crash leaves something `list`/`cleanup` can see.
+///
+/// A first Ctrl-C/SIGTERM (`interrupt`) stops it with exit 130: a brokered create in flight is
+/// canceled on the coordinator; a lease already made is released (even with `keep`: nobody has
+/// it yet) and its claim and key forgotten.
 pub async fn acquire(
     ctx: &Ctx,
     flags: &LeaseFlags,
     keep: bool,
     progress: &Progress,
+    interrupt: &Interrupt,
 ) -> CliResult<(LeaseRecord, Duration, Duration)> {
     let provider = ctx.provider()?;
     let lease_id = LeaseId::generate().to_string();
@@ -238,7 +244,9 @@ pub async fn acquire(
         keep,
     };
     let acquired = match &ctx.broker {
-        Some(client) => brokered::create(client, explicit_provider(ctx), &req).await,
+        Some(client) => {
+            brokered::create_or_cancel(client, explicit_provider(ctx), &req, interrupt).await
+        }
         None => provider.acquire(&req).await.map_err(|e| {
             let status = match e {
                 crabbox_providers::ProviderError::InvalidSpec(_) => ExitStatus::Usage,
@@ -258,6 +266,11 @@ pub async fn acquire(
         std::fs::write(key_dir.join("known_hosts"), line).status(ExitStatus::Failure)?;
     }
     ctx.claims.write(&record).status(ExitStatus::Failure)?;
+    // A direct provider's acquire is not abandoned midway (it may be starting a process);
+    // a signal during it is acted on now that it returned.
+    if interrupt.requested() {
+        return Err(abandon(ctx, &record).await);
+    }
     let ready_start = Instant::now();
     progress.phase(format!(
         "waiting for ssh on {}:{}",
@@ -269,15 +282,18 @@ pub async fn acquire(
         None => Duration::from_mins(20),
     };
     let target = ssh_target(&record);
-    match wait_ready(
-        &target,
-        "bootstrap",
-        timeout,
-        provider.ready_check(),
-        |line| output::err(line),
-    )
-    .await
-    {
+    let ready = tokio::select! {
+        biased;
+        () = interrupt.wait() => return Err(abandon(ctx, &record).await),
+        ready = wait_ready(
+            &target,
+            "bootstrap",
+            timeout,
+            provider.ready_check(),
+            |line| output::err(line),
+        ) => ready,
+    };
+    match ready {
         Ok(port) => {
             if port != record.ssh_port {
                 output::err(format!(
@@ -307,6 +323,29 @@ pub async fn acquire(
         }
     }
     Ok((record, lease_time, ready_start.elapsed()))
+}
+
+/// Releases a lease made for an interrupted `acquire`, says so, and returns the error to exit
+/// with (130). A release that fails keeps the claim and says how to retry.
+async fn abandon(ctx: &Ctx, record: &LeaseRecord) -> CliError {
+    let id = &record.lease_id;
+    match release(ctx, record).await {
+        Ok(()) => {
+            output::err(format!("released lease={id} slug={}", record.slug));
+            CliError::msg(
+                ExitStatus::Interrupted,
+                format!("interrupted; lease {id} was released before it was ready"),
+            )
+        }
+        Err(err) => CliError::new(
+            ExitStatus::Interrupted,
+            err.error
+                .context(format!("interrupted, and could not release lease {id}")),
+        )
+        .hint(format!(
+            "the lease is still held; release it with `crabbox stop {id}`"
+        )),
+    }
 }
 
 /// `lease "<id>" not found` (exit 4) for a lease neither a claim nor a coordinator knows.

@@ -7,6 +7,7 @@ mod commands;
 mod compat;
 mod credentials;
 mod error;
+mod interrupt;
 mod lease;
 mod lease_view;
 mod output;

@@ -13,6 +13,7 @@ use crabbox_remote::watch::Source;
 
 use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
+use crate::interrupt::Interrupt;
 use crate::lease::{self, Ctx};
 use crate::output::{self, Progress};
 use crate::syncprep::SyncInputs;
@@ -146,11 +147,14 @@ pub async fn run(args: Args) -> CliResult<u8> {
         .map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))?;
     let ctx = lease::context(lease::lease_flag_values(&args.lease))?;
     let progress = Progress::start(false);
+    // One listener for the whole run: a signal while leasing cancels the lease, one during
+    // the session stops the command (and the run is recorded and released as usual).
+    let interrupt = Interrupt::listen();
     let (mut record, fresh, lease_ms, bootstrap_ms) = if let Some(id) = &args.id {
         (lease::resolve(&ctx, id).await?, false, 0, 0)
     } else {
         let (record, lease_time, ready) =
-            lease::acquire(&ctx, &args.lease, args.keep, &progress).await?;
+            lease::acquire(&ctx, &args.lease, args.keep, &progress, &interrupt).await?;
         (
             record,
             true,
@@ -211,6 +215,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
         log.clone(),
         events.clone(),
         &fingerprint_source,
+        interrupt.receiver(),
     )
     .await;
     progress.finish();
@@ -382,6 +387,7 @@ async fn execute(
     log: Option<crate::broker::LogTail>,
     events: Option<crate::broker::EventSink>,
     fingerprint_source: &Arc<OnceLock<Source>>,
+    cancel_rx: tokio::sync::watch::Receiver<bool>,
 ) -> CliResult<crabbox_remote::session::SessionOutcome> {
     let target = lease::ssh_target(record);
     let workdir = ctx.workdir(record);
@@ -480,16 +486,6 @@ async fn execute(
         fingerprint,
         prepare,
     };
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        let _ = cancel_tx.send(true);
-    });
     let progress_events = progress.clone();
     let on_event = move |event: SessionEvent| {
         if let Some(events) = &events {
@@ -525,7 +521,6 @@ async fn execute(
         cancel_rx,
     )
     .await;
-    signals.abort();
     progress.finish();
     match result {
         Ok(mut outcome) => {

@@ -6,6 +6,7 @@ use crabbox_api::view::WarmupView;
 
 use crate::cli::LeaseFlags;
 use crate::error::CliResult;
+use crate::interrupt::Interrupt;
 use crate::lease;
 use crate::output::{self, Progress};
 
@@ -25,7 +26,10 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let start = Instant::now();
     let ctx = lease::context(lease::lease_flag_values(&args.lease))?;
     let progress = Progress::start(args.json);
-    let (record, _, _) = lease::acquire(&ctx, &args.lease, true, &progress).await?;
+    // Kept to the end: once it is installed a first signal no longer kills the process, and a
+    // second still exits at once.
+    let interrupt = Interrupt::listen();
+    let (record, _, _) = lease::acquire(&ctx, &args.lease, true, &progress, &interrupt).await?;
     progress.finish();
     let view = lease::view(&ctx, &record).await;
     let total = start.elapsed();

@@ -91,13 +91,13 @@ pub(crate) fn json(out: &std::process::Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
 }
 
-fn runner_dirs(state_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn runner_dirs(state_dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(state_dir.join("local"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
 }
 
-fn live_sshds(state_dir: &Path) -> usize {
+pub(crate) fn live_sshds(state_dir: &Path) -> usize {
     runner_dirs(state_dir)
         .iter()
         .filter_map(|d| std::fs::read_to_string(d.join("sshd/sshd.pid")).ok())
@@ -347,7 +347,7 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-fn http(method: &str, url: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+pub(crate) fn http(method: &str, url: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
     let mut args = vec![
         "-sS".to_owned(),
         "-X".into(),
