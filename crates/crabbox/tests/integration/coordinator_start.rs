@@ -188,58 +188,44 @@ fn settings_it_cannot_use_are_named_when_it_starts() {
         "postgres://postgres@127.0.0.1:{}/test",
         silent.local_addr().unwrap().port()
     );
-    let out = refused(serve_cmd(
-        &[
-            "--state-dir",
-            state,
-            "--database-url",
-            &url,
-            "--database-connect-timeout-ms",
-            "500",
-        ],
-        &[],
-    ));
-    assert!(
-        stderr(&out).contains("no answer within 500 ms"),
-        "{}",
-        stderr(&out)
-    );
+    for (args, env, says) in [
+        (
+            vec![
+                "--database-url",
+                url.as_str(),
+                "--database-connect-timeout-ms",
+                "500",
+            ],
+            vec![],
+            "no answer within 500 ms",
+        ),
+        (
+            vec!["--database-pool-size", "0"],
+            vec![],
+            "--database-pool-size",
+        ),
+        (
+            vec![
+                "--providers",
+                "ssh",
+                "--ssh-pool",
+                "root@127.0.0.1:22",
+                "--ssh-pool-key",
+                "/nonexistent/pool-key",
+            ],
+            vec![],
+            "--ssh-pool-key /nonexistent/pool-key",
+        ),
+        (vec![], vec![("CRABBOX_LOG", "crabbox=[[")], "CRABBOX_LOG"),
+    ] {
+        let out = refused(serve_cmd(
+            &[&["--state-dir", state], &args[..]].concat(),
+            &env,
+        ));
+        assert_ne!(code(&out), 0, "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
     drop(silent);
-
-    let out = refused(serve_cmd(
-        &["--state-dir", state, "--database-pool-size", "0"],
-        &[],
-    ));
-    assert!(
-        stderr(&out).contains("--database-pool-size"),
-        "{}",
-        stderr(&out)
-    );
-
-    let out = refused(serve_cmd(
-        &[
-            "--state-dir",
-            state,
-            "--providers",
-            "ssh",
-            "--ssh-pool",
-            "root@127.0.0.1:22",
-            "--ssh-pool-key",
-            "/nonexistent/pool-key",
-        ],
-        &[],
-    ));
-    assert!(
-        stderr(&out).contains("--ssh-pool-key /nonexistent/pool-key"),
-        "{}",
-        stderr(&out)
-    );
-
-    let out = refused(serve_cmd(
-        &["--state-dir", state],
-        &[("CRABBOX_LOG", "crabbox=[[")],
-    ));
-    assert!(stderr(&out).contains("CRABBOX_LOG"), "{}", stderr(&out));
 }
 
 #[test]
