@@ -25,6 +25,7 @@ const CAS_ATTEMPTS: usize = 16;
 mod attempts;
 mod create;
 mod fixed;
+mod provision;
 
 pub use attempts::cancel_create;
 pub use create::create;
