@@ -316,9 +316,17 @@ pub struct LeaseRequest {
     pub class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::number::number_or_absent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl_seconds: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::number::number_or_absent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<bool>,
@@ -345,7 +353,11 @@ pub struct LeaseRequest {
 pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::number::number_or_absent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<Value>,
@@ -409,9 +421,17 @@ pub struct RegistrationRequest {
     pub pond: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::number::number_or_absent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl_seconds: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::number::number_or_absent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout_seconds: Option<f64>,
     #[serde(
         rename = "runtimeAdapterID",

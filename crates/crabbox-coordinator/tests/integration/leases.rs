@@ -1300,3 +1300,45 @@ async fn an_unreachable_pool_host_is_skipped_and_named_when_nothing_else_is_free
     c.stop().await;
     pool.stop().await;
 }
+
+/// Spec §2.2/§4.4: lifetimes the old coordinator read as `Number.isFinite(x) ? x : default`.
+/// A string is not a bad request: the create takes the defaults, a heartbeat keeps the stored
+/// idle timeout, a registration its default lifetime.
+#[tokio::test]
+async fn lifetimes_that_are_not_numbers_fall_back_instead_of_failing() {
+    let c = Coord::start().await;
+    let (status, created) = c
+        .create(
+            ALICE,
+            json!({"ttlSeconds": "3600", "idleTimeoutSeconds": "60"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["lease"]["ttlSeconds"], 5400, "{created}");
+    assert_eq!(created["lease"]["idleTimeoutSeconds"], 1800, "{created}");
+    let id = created["lease"]["id"].as_str().unwrap().to_owned();
+    let (status, beat) = c
+        .call(
+            "POST",
+            &format!("/v1/leases/{id}/heartbeat"),
+            ALICE,
+            Some(json!({"idleTimeoutSeconds": "60"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{beat}");
+    assert_eq!(beat["lease"]["idleTimeoutSeconds"], 1800, "{beat}");
+    let (status, registered) = c
+        .call(
+            "PUT",
+            "/v1/leases/box-9/registration",
+            ALICE,
+            Some(json!({"provider": "ssh", "target": "linux", "host": "10.0.0.9", "ttlSeconds": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    assert_eq!(registered["lease"]["ttlSeconds"], 86_400, "{registered}");
+    // Other fields keep their JSON types.
+    let (status, refused) = c.create(ALICE, json!({"keep": "yes"})).await;
+    assert_eq!(status, 400, "{refused}");
+    c.stop().await;
+}
