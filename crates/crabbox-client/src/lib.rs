@@ -26,9 +26,14 @@ pub enum ClientError {
     /// The coordinator answered with an error status and body.
     #[error("coordinator refused the request ({status}): {body}")]
     Api { status: u16, body: ApiError },
-    /// No answer: connection refused, timeout, TLS failure.
+    /// No answer: connection refused, timeout, TLS failure. `connect` says that no
+    /// connection was made at all (so the request never reached the coordinator).
     #[error("could not reach the coordinator at {url}: {message}")]
-    Transport { url: String, message: String },
+    Transport {
+        url: String,
+        message: String,
+        connect: bool,
+    },
     /// An answer that is not the expected JSON.
     #[error("unexpected answer from the coordinator: {0}")]
     Decode(String),
@@ -51,6 +56,12 @@ impl ClientError {
             Self::Api { body, .. } => Some(&body.error),
             _ => None,
         }
+    }
+
+    /// Whether the request failed before any connection was made (refused, no route, DNS):
+    /// the coordinator never saw it.
+    pub fn never_connected(&self) -> bool {
+        matches!(self, Self::Transport { connect: true, .. })
     }
 
     /// Whether repeating the same idempotent request may succeed.
@@ -165,6 +176,7 @@ impl Client {
             return Err(ClientError::Transport {
                 url: display,
                 message: "the coordinator URL must start with http:// or https://".into(),
+                connect: false,
             });
         }
         let http = reqwest::Client::builder()
@@ -174,6 +186,7 @@ impl Client {
             .map_err(|e| ClientError::Transport {
                 url: display.clone(),
                 message: describe(e),
+                connect: false,
             })?;
         let fixed = AuthHeaders {
             bearer: token.filter(|t| !t.trim().is_empty()),
@@ -210,6 +223,7 @@ impl Client {
         let shown = format!("{}{path}", self.display);
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: shown.clone(),
+            connect: e.is_connect(),
             message: describe(e),
         };
         let auth = self

@@ -225,10 +225,10 @@ async fn create_attempt(
                 ));
             }
         };
-        if reachable(url).await {
-            unreachable = 0;
-        } else {
+        if e.never_connected() {
             unreachable += 1;
+        } else {
+            unreachable = 0;
         }
         let elapsed = started.elapsed();
         if unreachable >= CREATE_UNREACHABLE_TRIES || elapsed >= CREATE_RETRY_WINDOW {
@@ -264,44 +264,8 @@ async fn create_attempt(
 /// How long an uncertain create is retried, and how often.
 const CREATE_RETRY_WINDOW: Duration = Duration::from_secs(90);
 const CREATE_RETRY_PAUSE: Duration = Duration::from_secs(5);
-/// Consecutive failed creates, with the coordinator's port closed, before giving up.
+/// Consecutive creates that could not connect to the coordinator at all before giving up.
 const CREATE_UNREACHABLE_TRIES: u32 = 3;
-
-/// Whether the coordinator's host accepts a TCP connection now (within 3 s).
-pub async fn reachable(url: &str) -> bool {
-    let Some(authority) = host_port(url) else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio::net::TcpStream::connect(authority.as_str())
-        )
-        .await,
-        Ok(Ok(_))
-    )
-}
-
-/// `host:port` of an `http(s)://` URL (default ports 80 and 443).
-fn host_port(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if authority.is_empty() {
-        return None;
-    }
-    let has_port = match authority.rfind(']') {
-        Some(close) => authority[close..].contains(':'),
-        None => authority.contains(':'),
-    };
-    Some(if has_port {
-        authority.to_owned()
-    } else if scheme == "https" {
-        format!("{authority}:443")
-    } else {
-        format!("{authority}:80")
-    })
-}
 
 /// What a release did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -501,20 +465,5 @@ mod tests {
             " load=0.50 mem=512.0MiB/2.0GiB disk=42% uptime=1m30s telemetry=12s"
         );
         assert_eq!(bytes(1023), "1023B");
-    }
-
-    #[test]
-    fn coordinator_urls_give_the_address_to_probe() {
-        assert_eq!(
-            host_port("http://127.0.0.1:8080/x").as_deref(),
-            Some("127.0.0.1:8080")
-        );
-        assert_eq!(
-            host_port("https://u:p@crabbox.example.com").as_deref(),
-            Some("crabbox.example.com:443")
-        );
-        assert_eq!(host_port("http://[::1]").as_deref(), Some("[::1]:80"));
-        assert_eq!(host_port("http://[::1]:9").as_deref(), Some("[::1]:9"));
-        assert_eq!(host_port("nonsense"), None);
     }
 }
