@@ -484,6 +484,15 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/pool` (admin): the runners behind live leases with their provider health, as
+    /// the coordinator reports them (`{"machines": [...]}`).
+    pub async fn pool(&self) -> Result<Vec<Value>, ClientError> {
+        let b: Value = self
+            .json(Method::GET, "/v1/pool", None::<&()>, Self::SHORT)
+            .await?;
+        Ok(b["machines"].as_array().cloned().unwrap_or_default())
+    }
+
     pub async fn admin_leases(&self, query: &str) -> Result<Vec<Lease>, ClientError> {
         let b: LeasesBody = self
             .json(

@@ -61,6 +61,8 @@ pub enum Command {
     Inspect(commands::inspect::Args),
     /// Print the ssh command line for a lease.
     Ssh(commands::ssh::Args),
+    /// Touch a lease once now (with the runner's telemetry) and print its new expiry.
+    Heartbeat(commands::heartbeat::Args),
     /// Release direct leases past their TTL or idle timeout.
     Cleanup(commands::cleanup::Args),
     /// Show what a sync of this directory would send (no lease needed).

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod config;
 pub mod coordinator;
 pub mod doctor;
+pub mod heartbeat;
 pub mod history;
 pub mod init;
 pub mod inspect;
@@ -33,6 +34,7 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Status(args) => status::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Ssh(args) => ssh::run(args).await,
+        Command::Heartbeat(args) => heartbeat::run(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::SyncPlan(args) => sync_plan::run(&args),
         Command::Doctor(args) => Ok(doctor::run(&args).await),

@@ -1,9 +1,13 @@
 //! `crabbox status <id>`: one line about a lease. A brokered lease is read from its
 //! coordinator (state, expiry after heartbeats, telemetry), never from the local claim alone.
+//! `--wait` polls until the lease is ready (exit 5 when it ends first or time runs out).
+
+use std::time::{Duration, Instant};
 
 use crabbox_api::ExitStatus;
 use crabbox_api::coord::Timestamp;
 use crabbox_api::view::LeaseView;
+use crabbox_core::duration::format_duration;
 
 use crate::brokered;
 use crate::error::{CliError, CliResult, WithStatus};
@@ -16,9 +20,58 @@ pub struct Args {
     pub lease: Option<String>,
     #[arg(long)]
     pub id: Option<String>,
+    /// Wait until the lease is ready (exit 5 if it ends first or the wait times out).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits, Go syntax (e.g. 90s, 10m).
+    #[arg(
+        long = "wait-timeout",
+        value_name = "DURATION",
+        default_value = "5m",
+        requires = "wait"
+    )]
+    pub wait_timeout: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How often `--wait` asks again (spec §1.5).
+const WAIT_POLL: Duration = Duration::from_secs(5);
+
+/// States from which a lease never becomes ready (spec §1.5).
+const TERMINAL: [&str; 6] = [
+    "expired",
+    "failed",
+    "released",
+    "stopped",
+    "stopped_with_code",
+    "terminated",
+];
+
+/// A provider name as the coordinator spells it (`google` is `gcp`, `static` is `ssh`).
+pub fn canonical_provider(raw: &str) -> String {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "google" => "gcp".to_owned(),
+        "static" | "static-ssh" => "ssh".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Refuses (exit 4) a lease of another provider than `--provider` names.
+pub fn check_provider(record: &crabbox_providers::LeaseRecord, wanted: &str) -> CliResult<()> {
+    let wanted = canonical_provider(wanted);
+    if canonical_provider(&record.provider) == wanted {
+        return Ok(());
+    }
+    Err(CliError::msg(
+        ExitStatus::NotFound,
+        format!(
+            "lease {} ({}) is a provider={} lease, not provider={wanted}; nothing was done",
+            record.lease_id, record.slug, record.provider
+        ),
+    )
+    .hint("`crabbox list` shows each lease's provider; drop --provider or fix it"))
 }
 
 /// The one lease named by a positional argument or `--id` (exit 2 for none or both).
@@ -53,21 +106,47 @@ pub async fn find(
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
     let id = one_id(args.lease, args.id)?;
-    let claim = ctx.claims.resolve(&id).status(ExitStatus::Usage)?;
-    let view = match (claim, &ctx.broker) {
-        (Some(record), _) if !crate::broker::is_brokered(&record) => {
-            lease::view(&ctx, &record).await
+    let timeout = crabbox_core::duration::parse_duration(&args.wait_timeout).map_err(|e| {
+        CliError::new(ExitStatus::Usage, e)
+            .hint("pass --wait-timeout in Go syntax, e.g. 90s or 10m")
+    })?;
+    let started = Instant::now();
+    let view = loop {
+        let view = current(&ctx, &id).await?;
+        if !args.wait || view.ready {
+            break view;
         }
-        (Some(record), _) => {
-            let client = brokered::client_for(&ctx, &record)?;
-            let lease = brokered::fetch(&client, &record.lease_id, Some(&record)).await?;
-            brokered::view(&lease, client.base_url(), Some(&record))
+        if TERMINAL.contains(&view.state.as_str()) {
+            return Err(CliError::msg(
+                ExitStatus::Readiness,
+                format!(
+                    "lease {} ({}) is {}; it will not become ready",
+                    view.id, view.slug, view.state
+                ),
+            )
+            .hint("`crabbox warmup` leases a new one"));
         }
-        (None, Some(client)) => {
-            let lease = brokered::fetch(client, &id, None).await?;
-            brokered::view(&lease, client.base_url(), None)
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(CliError::msg(
+                ExitStatus::Readiness,
+                format!(
+                    "lease {} ({}) is not ready after {} (state={})",
+                    view.id,
+                    view.slug,
+                    format_duration(timeout),
+                    view.state
+                ),
+            )
+            .hint("wait longer with --wait-timeout, or `crabbox inspect` it"));
         }
-        (None, None) => return Err(lease::not_found(&id)),
+        output::err(format!(
+            "waiting for lease {} state={} waited={}",
+            view.id,
+            view.state,
+            format_duration(Duration::from_secs(waited.as_secs()))
+        ));
+        tokio::time::sleep(WAIT_POLL.min(timeout.saturating_sub(waited))).await;
     };
     if args.json {
         output::json(&view);
@@ -75,6 +154,27 @@ pub async fn run(args: Args) -> CliResult<u8> {
         output::out(line(&view));
     }
     Ok(0)
+}
+
+/// The lease's view now: a direct claim as its provider sees it, a brokered lease as its
+/// coordinator reports it.
+async fn current(ctx: &Ctx, id: &str) -> CliResult<LeaseView> {
+    let claim = ctx.claims.resolve(id).status(ExitStatus::Usage)?;
+    Ok(match (claim, &ctx.broker) {
+        (Some(record), _) if !crate::broker::is_brokered(&record) => {
+            lease::view(ctx, &record).await
+        }
+        (Some(record), _) => {
+            let client = brokered::client_for(ctx, &record)?;
+            let lease = brokered::fetch(&client, &record.lease_id, Some(&record)).await?;
+            brokered::view(&lease, client.base_url(), Some(&record))
+        }
+        (None, Some(client)) => {
+            let lease = brokered::fetch(client, id, None).await?;
+            brokered::view(&lease, client.base_url(), None)
+        }
+        (None, None) => return Err(lease::not_found(id)),
+    })
 }
 
 /// The human status line; telemetry (brokered leases) is appended when the coordinator has it.

@@ -3,6 +3,7 @@
 mod config;
 mod coordinator;
 mod coordinator_client;
+mod coordinator_commands;
 mod coordinator_interrupt;
 mod coordinator_leases;
 mod coordinator_start;
