@@ -20,6 +20,9 @@ pub struct Args {
     pub lease: Option<String>,
     #[arg(long)]
     pub id: Option<String>,
+    /// The provider the lease must belong to (exit 4 otherwise).
+    #[arg(long)]
+    pub provider: Option<String>,
     /// Wait until the lease is ready (exit 5 if it ends first or the wait times out).
     #[arg(long)]
     pub wait: bool,
@@ -60,15 +63,19 @@ pub fn canonical_provider(raw: &str) -> String {
 
 /// Refuses (exit 4) a lease of another provider than `--provider` names.
 pub fn check_provider(record: &crabbox_providers::LeaseRecord, wanted: &str) -> CliResult<()> {
+    same_provider(&record.lease_id, &record.slug, &record.provider, wanted)
+}
+
+fn same_provider(id: &str, slug: &str, provider: &str, wanted: &str) -> CliResult<()> {
     let wanted = canonical_provider(wanted);
-    if canonical_provider(&record.provider) == wanted {
+    if canonical_provider(provider) == wanted {
         return Ok(());
     }
     Err(CliError::msg(
         ExitStatus::NotFound,
         format!(
-            "lease {} ({}) is a provider={} lease, not provider={wanted}; nothing was done",
-            record.lease_id, record.slug, record.provider
+            "lease {id} ({slug}) is a provider={provider} lease, not provider={wanted}; nothing \
+             was done"
         ),
     )
     .hint("`crabbox list` shows each lease's provider; drop --provider or fix it"))
@@ -113,6 +120,9 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let started = Instant::now();
     let view = loop {
         let view = current(&ctx, &id).await?;
+        if let Some(wanted) = &args.provider {
+            same_provider(&view.id, &view.slug, &view.provider, wanted)?;
+        }
         if !args.wait || view.ready {
             break view;
         }

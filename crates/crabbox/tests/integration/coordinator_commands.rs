@@ -277,8 +277,28 @@ fn status_wait_waits_for_a_lease_still_provisioning() {
     );
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 
+    // --provider naming another provider: exit 4 at once, even while waiting.
+    let out = at(
+        &sb,
+        &repo,
+        url,
+        &["status", "--wait", "--provider", "aws", &id],
+        &[],
+    );
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a provider=local lease, not provider=aws"),
+        "{}",
+        stderr(&out)
+    );
+
     // Waiting: progress on stderr, then the ready lease on stdout once the runner is up.
-    let waiting = spawn(&sb, &repo, url, &["status", "--wait", "--json", &id]);
+    let waiting = spawn(
+        &sb,
+        &repo,
+        url,
+        &["status", "--wait", "--provider", "local", "--json", &id],
+    );
     std::thread::sleep(Duration::from_secs(1));
     std::fs::write(&gate, "").unwrap();
     let out = finished(waiting);
