@@ -1,7 +1,8 @@
 //! Brokered mode: when a coordinator is configured (`coordinator` / `broker.url`), leases come
 //! from it. `BrokerProvider` implements the same `Provider` trait as the direct providers, so
 //! the data plane (keys, readiness, sync, run) is identical; the coordinator owns provisioning,
-//! expiry and cleanup. Also: the heartbeat loop with Linux telemetry and the run record.
+//! expiry and cleanup. Also: the heartbeat loop with Linux telemetry (the run record is
+//! `crate::run_record`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -253,7 +254,7 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Samples the runner's telemetry for a heartbeat.
+/// Samples the runner's telemetry (for heartbeats and the run record).
 pub type Sampler = Arc<
     dyn Fn() -> futures_util::future::BoxFuture<'static, Option<serde_json::Value>> + Send + Sync,
 >;
@@ -323,6 +324,17 @@ impl Heartbeat {
     }
 }
 
+/// Samples the runner's telemetry over its SSH master.
+pub fn sampler(target: crabbox_remote::ssh::SshTarget) -> Sampler {
+    Arc::new(move || {
+        let target = target.clone();
+        Box::pin(async move {
+            let out = target.capture(TELEMETRY_SCRIPT).await.ok()?;
+            parse_telemetry(&String::from_utf8_lossy(&out.stdout))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,193 +350,4 @@ mod tests {
         assert_eq!(v["source"], "ssh-linux");
         assert!(parse_telemetry("nothing here").is_none());
     }
-}
-
-/// The last 8 MiB of a run's output (stdout and stderr interleaved), for the run record.
-#[derive(Debug, Clone, Default)]
-pub struct LogTail {
-    inner: Arc<std::sync::Mutex<(Vec<u8>, u64)>>,
-}
-
-/// What the coordinator keeps of a log.
-pub const LOG_TAIL_BYTES: usize = 8 * 1024 * 1024;
-
-impl LogTail {
-    pub fn push(&self, bytes: &[u8]) {
-        let mut guard = self.inner.lock().expect("log tail lock");
-        let (buf, total) = &mut *guard;
-        *total += bytes.len() as u64;
-        buf.extend_from_slice(bytes);
-        if buf.len() > LOG_TAIL_BYTES * 2 {
-            let cut = buf.len() - LOG_TAIL_BYTES;
-            buf.drain(..cut);
-        }
-    }
-
-    /// `(text, truncated)`: the kept tail as UTF-8 (lossy at a cut boundary).
-    pub fn take(&self) -> (String, bool) {
-        let guard = self.inner.lock().expect("log tail lock");
-        let (buf, total) = &*guard;
-        let start = buf.len().saturating_sub(LOG_TAIL_BYTES);
-        (
-            String::from_utf8_lossy(&buf[start..]).into_owned(),
-            *total > LOG_TAIL_BYTES as u64,
-        )
-    }
-}
-
-/// Forwards writes to `inner` and keeps a copy in a [`LogTail`].
-#[derive(Debug)]
-pub struct Tee<W> {
-    inner: W,
-    tail: Option<LogTail>,
-}
-
-impl<W> Tee<W> {
-    pub fn new(inner: W, tail: Option<LogTail>) -> Self {
-        Self { inner, tail }
-    }
-}
-
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tee<W> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let (std::task::Poll::Ready(Ok(n)), Some(tail)) = (&poll, &self.tail) {
-            tail.push(&buf[..*n]);
-        }
-        poll
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A run recorded on the coordinator: events are posted in order in the background; a
-/// failure to record never fails the run (a warning says so).
-#[derive(Debug)]
-pub struct RunRecorder {
-    client: Client,
-    pub run_id: String,
-    events: tokio::sync::mpsc::UnboundedSender<crabbox_api::coord::RunEventRequest>,
-    poster: tokio::task::JoinHandle<()>,
-}
-
-impl RunRecorder {
-    pub async fn start(
-        client: Client,
-        record: &LeaseRecord,
-        command: &[String],
-        label: Option<&str>,
-    ) -> Option<Self> {
-        let req = crabbox_api::coord::RunCreateRequest {
-            lease_id: Some(record.lease_id.clone()),
-            provider: Some(record.provider.clone()),
-            target: Some("linux".into()),
-            class: record.labels.get("class").cloned(),
-            server_type: Some(record.server_type.clone()),
-            command: Some(command.to_vec()),
-            label: label.map(str::to_owned),
-            ..Default::default()
-        };
-        let run = match client.create_run(&req).await {
-            Ok(run) => run,
-            Err(e) => {
-                crate::output::warn(format!("could not record this run on the coordinator: {e}"));
-                return None;
-            }
-        };
-        crate::output::err(format!("recording run {}", run.id));
-        let (tx, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<crabbox_api::coord::RunEventRequest>();
-        let (poster_client, id) = (client.clone(), run.id.clone());
-        let poster = tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if let Err(e) = poster_client.run_event(&id, &event).await
-                    && e.status() == Some(404)
-                {
-                    return;
-                }
-            }
-        });
-        Some(Self {
-            client,
-            run_id: run.id,
-            events: tx,
-            poster,
-        })
-    }
-
-    /// A cheap handle for posting events from callbacks.
-    pub fn sink(&self) -> EventSink {
-        EventSink(self.events.clone())
-    }
-
-    /// Finishes the record: exit code, timings, the log tail and start/end telemetry.
-    pub async fn finish(
-        self,
-        exit_code: i32,
-        sync_ms: u64,
-        command_ms: u64,
-        log: &LogTail,
-        telemetry: serde_json::Value,
-    ) {
-        drop(self.events);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.poster).await;
-        let (text, truncated) = log.take();
-        let req = crabbox_api::coord::RunFinishRequest {
-            exit_code: Some(f64::from(exit_code)),
-            sync_ms: Some(sync_ms as f64),
-            command_ms: Some(command_ms as f64),
-            log: Some(text),
-            log_truncated: Some(truncated),
-            telemetry: Some(telemetry),
-            ..Default::default()
-        };
-        if let Err(e) = self.client.finish_run(&self.run_id, &req).await {
-            crate::output::warn(format!("could not finish run record {}: {e}", self.run_id));
-        }
-    }
-}
-
-/// Posts run events in order without waiting.
-#[derive(Debug, Clone)]
-pub struct EventSink(tokio::sync::mpsc::UnboundedSender<crabbox_api::coord::RunEventRequest>);
-
-impl EventSink {
-    pub fn send(&self, kind: &str) {
-        let _ = self.0.send(crabbox_api::coord::RunEventRequest {
-            kind: Some(kind.to_owned()),
-            ..Default::default()
-        });
-    }
-}
-
-/// Samples the runner's telemetry over its SSH master.
-pub fn sampler(
-    target: crabbox_remote::ssh::SshTarget,
-) -> Arc<
-    dyn Fn() -> futures_util::future::BoxFuture<'static, Option<serde_json::Value>> + Send + Sync,
-> {
-    Arc::new(move || {
-        let target = target.clone();
-        Box::pin(async move {
-            let out = target.capture(TELEMETRY_SCRIPT).await.ok()?;
-            parse_telemetry(&String::from_utf8_lossy(&out.stdout))
-        })
-    })
 }

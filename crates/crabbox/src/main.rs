@@ -12,6 +12,7 @@ mod lease;
 mod lease_view;
 mod output;
 mod paths;
+mod run_record;
 mod settings;
 mod syncprep;
 mod syncstate;

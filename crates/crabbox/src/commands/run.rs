@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crabbox_api::coord::RunCreateRequest;
 use crabbox_api::view::{SyncPhase, TimingReport};
 use crabbox_api::{ExitStatus, RunId};
 use std::sync::{Arc, OnceLock};
@@ -16,6 +17,7 @@ use crate::error::{CliError, CliResult};
 use crate::interrupt::Interrupt;
 use crate::lease::{self, Ctx};
 use crate::output::{self, Progress};
+use crate::run_record::{self, Finish, LogTail, Recording, RunRecorder, Tee};
 use crate::syncprep::SyncInputs;
 use crate::syncstate::{self, SyncRecord};
 
@@ -150,17 +152,36 @@ pub async fn run(args: Args) -> CliResult<u8> {
     // One listener for the whole run: a signal while leasing cancels the lease, one during
     // the session stops the command (and the run is recorded and released as usual).
     let interrupt = Interrupt::listen();
-    let (mut record, fresh, lease_ms, bootstrap_ms) = if let Some(id) = &args.id {
-        (lease::resolve(&ctx, id).await?, false, 0, 0)
+    // A fresh brokered lease: the run is recorded before leasing, so a lease that cannot be
+    // had still leaves a failed run saying why (spec §4.11 step 1); `--id` records it once the
+    // lease is resolved.
+    let mut recorder = match (&ctx.broker, &args.id) {
+        (Some(client), None) => {
+            let recorder = RunRecorder::create(client.clone(), create_request(&ctx, &args)).await;
+            if let Some(r) = &recorder {
+                r.send(run_record::event("leasing.started"));
+            }
+            recorder
+        }
+        _ => None,
+    };
+    let leased = if let Some(id) = &args.id {
+        lease::resolve(&ctx, id).await.map(|r| (r, false, 0, 0))
     } else {
-        let (record, lease_time, ready) =
-            lease::acquire(&ctx, &args.lease, args.keep, &progress, &interrupt).await?;
-        (
-            record,
-            true,
-            lease_time.as_millis() as u64,
-            ready.as_millis() as u64,
-        )
+        lease::acquire(&ctx, &args.lease, args.keep, &progress, &interrupt)
+            .await
+            .map(|(record, lease_time, ready)| {
+                (
+                    record,
+                    true,
+                    lease_time.as_millis() as u64,
+                    ready.as_millis() as u64,
+                )
+            })
+    };
+    let (mut record, fresh, lease_ms, bootstrap_ms) = match leased {
+        Ok(leased) => leased,
+        Err(err) => return Err(RunRecorder::abandon(recorder, err).await),
     };
     lease::touch(&ctx, &mut record);
     // Brokered leases: a run record on the coordinator, heartbeats with telemetry meanwhile.
@@ -175,35 +196,36 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let _heartbeat = match client.clone() {
         Some(c) => {
             let sample = sampler.clone();
-            Some(crate::broker::Heartbeat::start(c, &mut record, sample, idle_update).await?)
+            match crate::broker::Heartbeat::start(c, &mut record, sample, idle_update).await {
+                Ok(heartbeat) => Some(heartbeat),
+                Err(err) => return Err(RunRecorder::abandon(recorder, err).await),
+            }
         }
         None => None,
     };
-    let recorder = match &client {
-        Some(c) => {
-            crate::broker::RunRecorder::start(
-                c.clone(),
-                &record,
-                &args.command,
-                args.label.as_deref(),
-            )
-            .await
+    match (&client, &recorder) {
+        (Some(c), None) if !fresh => {
+            let mut req = create_request(&ctx, &args);
+            req.lease_id = Some(record.lease_id.clone());
+            req.provider = Some(record.provider.clone());
+            req.class = record.labels.get("class").cloned();
+            req.server_type = Some(record.server_type.clone());
+            recorder = RunRecorder::create(c.clone(), req).await;
         }
-        None => None,
-    };
+        (_, Some(r)) => r.send(run_record::lease_event("lease.created", &record)),
+        _ => {}
+    }
     let run_id = recorder
         .as_ref()
         .and_then(|r| RunId::parse(&r.run_id).ok())
         .unwrap_or_else(RunId::generate);
-    let log = recorder.as_ref().map(|_| crate::broker::LogTail::default());
-    let events = recorder.as_ref().map(crate::broker::RunRecorder::sink);
-    if let (Some(events), true) = (&events, fresh) {
-        events.send("lease.created");
+    let log = recorder.as_ref().map(|_| LogTail::default());
+    let events = recorder.as_ref().map(RunRecorder::sink);
+    if let Some(r) = &mut recorder {
+        r.send(run_record::event("bootstrap.waiting"));
+        r.start_telemetry(sampler.clone(), run_record::telemetry_interval())
+            .await;
     }
-    let start_sample = match &recorder {
-        Some(_) => sampler().await,
-        None => None,
-    };
     let fingerprint_source: Arc<OnceLock<Source>> = Arc::default();
     let outcome = execute(
         &ctx,
@@ -213,29 +235,27 @@ pub async fn run(args: Args) -> CliResult<u8> {
         lock_wait,
         &progress,
         log.clone(),
-        events.clone(),
+        events,
         &fingerprint_source,
         interrupt.receiver(),
     )
     .await;
     progress.finish();
-    // Every event sender must be gone for the recorder to flush and finish.
-    drop(events);
-    if let Some(recorder) = recorder {
-        let end_sample = sampler().await;
+    if let Some(r) = &mut recorder {
         let (exit, sync_ms, command_ms) = match &outcome {
             Ok(o) => (o.exit_code, o.sync_ms, o.command_ms),
-            Err(e) => (i32::from(e.code), 0, 0),
+            Err(e) => {
+                r.fail(e);
+                (i32::from(e.code), 0, 0)
+            }
         };
-        recorder
-            .finish(
-                exit,
-                sync_ms,
-                command_ms,
-                &log.unwrap_or_default(),
-                serde_json::json!({"start": start_sample, "end": end_sample}),
-            )
-            .await;
+        r.finish(Finish {
+            exit_code: exit,
+            sync_ms,
+            command_ms,
+            log: log.as_ref(),
+        })
+        .await;
     }
 
     let release = fresh && !args.keep;
@@ -246,6 +266,12 @@ pub async fn run(args: Args) -> CliResult<u8> {
             Ok(()) => stopped = true,
             Err(err) => stop_error = Some(err),
         }
+    }
+    if let Some(r) = recorder {
+        if stopped {
+            r.send(run_record::lease_event("lease.released", &record));
+        }
+        r.close().await;
     }
     let (outcome, result) = match outcome {
         Ok(o) => (o, Ok(())),
@@ -362,6 +388,20 @@ pub async fn run(args: Args) -> CliResult<u8> {
     Ok(u8::try_from(exit.clamp(0, 255)).unwrap_or(1))
 }
 
+/// The run record's create request before a lease is known: what this run asks for.
+fn create_request(ctx: &Ctx, args: &Args) -> RunCreateRequest {
+    let config = ctx.settings.config();
+    RunCreateRequest {
+        lease_id: Some(String::new()),
+        provider: (ctx.settings.origin("provider") != "default").then(|| config.provider.clone()),
+        target: Some("linux".into()),
+        class: Some(config.class.clone()).filter(|c| !c.is_empty()),
+        command: Some(args.command.clone()),
+        label: args.label.clone(),
+        ..RunCreateRequest::default()
+    }
+}
+
 /// The large-sync thresholds in force (`force` is `--force-sync-large`).
 pub fn sync_limits(config: &crabbox_core::config::Config, force: bool) -> sync::Limits {
     sync::Limits {
@@ -384,8 +424,8 @@ async fn execute(
     run_id: &RunId,
     lock_wait: std::time::Duration,
     progress: &Progress,
-    log: Option<crate::broker::LogTail>,
-    events: Option<crate::broker::EventSink>,
+    log: Option<LogTail>,
+    events: Option<run_record::EventSink>,
     fingerprint_source: &Arc<OnceLock<Source>>,
     cancel_rx: tokio::sync::watch::Receiver<bool>,
 ) -> CliResult<crabbox_remote::session::SessionOutcome> {
@@ -486,15 +526,15 @@ async fn execute(
         fingerprint,
         prepare,
     };
+    let output_copy = Recording {
+        log: log.clone(),
+        events: events.clone().map(|sink| (sink, "stdout")),
+    };
     let progress_events = progress.clone();
+    let mut session_events = events.map(run_record::SessionEvents::new);
     let on_event = move |event: SessionEvent| {
-        if let Some(events) = &events {
-            match &event {
-                SessionEvent::Syncing { .. } => events.send("sync.started"),
-                SessionEvent::Synced => events.send("sync.finished"),
-                SessionEvent::CommandStarted => events.send("command.started"),
-                SessionEvent::WaitingForLock | SessionEvent::Skipped(_) => {}
-            }
+        if let Some(recording) = &mut session_events {
+            recording.on(&event);
         }
         match event {
             SessionEvent::WaitingForLock => {
@@ -516,8 +556,14 @@ async fn execute(
         &plan,
         hooks,
         on_event,
-        crate::broker::Tee::new(tokio::io::stdout(), log.clone()),
-        crate::broker::Tee::new(tokio::io::stderr(), log),
+        Tee::new(tokio::io::stdout(), output_copy.clone()),
+        Tee::new(
+            tokio::io::stderr(),
+            Recording {
+                log,
+                events: output_copy.events.map(|(sink, _)| (sink, "stderr")),
+            },
+        ),
         cancel_rx,
     )
     .await;

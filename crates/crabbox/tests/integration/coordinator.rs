@@ -206,11 +206,12 @@ fn login_then_brokered_runs_leave_history_logs_and_usage() {
         .filter_map(|e| e["type"].as_str())
         .collect();
     assert!(
-        kinds.starts_with(&["run.started", "lease.created"]),
+        kinds.starts_with(&["run.started", "leasing.started", "lease.created"]),
         "{kinds:?}"
     );
     assert!(
-        kinds.contains(&"command.started") && kinds.ends_with(&["command.finished"]),
+        kinds.contains(&"command.started")
+            && kinds.ends_with(&["command.finished", "lease.released"]),
         "{kinds:?}"
     );
     // The fresh lease was released and the coordinator deletes its runner.

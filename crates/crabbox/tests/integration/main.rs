@@ -6,6 +6,7 @@ mod coordinator_client;
 mod coordinator_commands;
 mod coordinator_interrupt;
 mod coordinator_leases;
+mod coordinator_runs;
 mod coordinator_start;
 mod lease;
 mod run;
