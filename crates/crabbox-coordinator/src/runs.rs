@@ -106,19 +106,6 @@ where
     ))
 }
 
-fn phase_for(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "leasing.started" => "leasing",
-        "lease.created" => "leased",
-        "bootstrap.waiting" => "bootstrap",
-        "sync.started" => "sync",
-        "sync.finished" => "synced",
-        "command.started" | "stdout" | "stderr" | "command.stdout" | "command.stderr" => "command",
-        "lease.released" => "released",
-        _ => return None,
-    })
-}
-
 /// Appends one event to `run` (seq = eventCount + 1) and applies its side effects.
 fn append_event(run: &mut Run, req: &RunEventRequest, now: Timestamp) -> RunEvent {
     let kind = req
@@ -175,7 +162,7 @@ fn append_event(run: &mut Run, req: &RunEventRequest, now: Timestamp) -> RunEven
     if let Some(phase) = event
         .phase
         .clone()
-        .or_else(|| phase_for(&event.kind).map(str::to_owned))
+        .or_else(|| crabbox_api::coord::derived_phase(&event.kind).map(str::to_owned))
     {
         run.phase = phase;
     }

@@ -18,7 +18,7 @@ pub use lease::{
 };
 pub use run::{
     LeaseOwner, Run, RunCreateRequest, RunEvent, RunEventRequest, RunFinishRequest, RunState,
-    RunTelemetry,
+    RunTelemetry, derived_phase,
 };
 pub use telemetry::{TELEMETRY_HISTORY_LIMIT, Telemetry};
 pub use time::Timestamp;

@@ -117,6 +117,23 @@ pub struct Run {
     pub extra: Map<String, Value>,
 }
 
+/// The run phase an event of type `kind` moves its run to when the event names none (spec
+/// coordinator §2.3): the coordinator derives it, and the CLI sends it so that every event
+/// shows one. `run.failed` is not here: it also ends the run, which is the coordinator's to
+/// do; `command.stdout`/`command.stderr` are older names of `stdout`/`stderr`.
+pub fn derived_phase(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "leasing.started" => "leasing",
+        "lease.created" => "leased",
+        "bootstrap.waiting" => "bootstrap",
+        "sync.started" => "sync",
+        "sync.finished" => "synced",
+        "command.started" | "stdout" | "stderr" | "command.stdout" | "command.stderr" => "command",
+        "lease.released" => "released",
+        _ => return None,
+    })
+}
+
 /// A stored run event.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

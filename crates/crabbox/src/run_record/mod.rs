@@ -44,19 +44,13 @@ const SAMPLES_KEPT: usize = 60;
 /// Default interval of live run telemetry; `CRABBOX_RUN_TELEMETRY_INTERVAL` overrides it.
 pub const TELEMETRY_INTERVAL: Duration = Duration::from_secs(15);
 
-/// The run phase an event moves the record to (the coordinator derives the same from the type;
-/// the CLI sends it explicitly so every event shows one).
+/// The phase the CLI sends with an event of type `kind`: the one the coordinator would derive,
+/// and for the two types it derives none for, the phase they mean here.
 pub fn phase_for(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "leasing.started" => "leasing",
-        "lease.created" => "leased",
-        "bootstrap.waiting" => "bootstrap",
-        "sync.started" => "sync",
-        "sync.finished" => "synced",
-        "command.started" | "stdout" | "stderr" | "output.truncated" => "command",
-        "lease.released" => "released",
-        "run.failed" => "failed",
-        _ => return None,
+    crabbox_api::coord::derived_phase(kind).or(match kind {
+        "output.truncated" => Some("command"),
+        "run.failed" => Some("failed"),
+        _ => None,
     })
 }
 
