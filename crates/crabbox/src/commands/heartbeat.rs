@@ -19,11 +19,8 @@ use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Lease id or slug.
-    pub lease: Option<String>,
-    /// Lease id or slug (same as the positional argument).
-    #[arg(long)]
-    pub id: Option<String>,
+    #[command(flatten)]
+    pub target: super::status::LeaseArg,
     /// The provider the lease must belong to (exit 4 otherwise).
     #[arg(long)]
     pub provider: Option<String>,
@@ -72,7 +69,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
         .map(parse_idle_timeout)
         .transpose()?;
     let ctx = lease::context(Vec::new())?;
-    let mut record = status::find(&ctx, args.lease, args.id).await?;
+    let mut record = status::find(&ctx, args.target).await?;
     if let Some(wanted) = &args.provider {
         check_provider(&record, wanted)?;
     }

@@ -6,10 +6,8 @@ use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Lease id or slug.
-    pub lease: Option<String>,
-    #[arg(long)]
-    pub id: Option<String>,
+    #[command(flatten)]
+    pub target: super::status::LeaseArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -17,7 +15,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let record = super::status::find(&ctx, args.lease, args.id).await?;
+    let record = super::status::find(&ctx, args.target).await?;
     let v = lease::view(&ctx, &record).await;
     if args.json {
         output::json(&v);

@@ -9,15 +9,13 @@ use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Lease id or slug.
-    pub lease: Option<String>,
-    #[arg(long)]
-    pub id: Option<String>,
+    #[command(flatten)]
+    pub target: super::status::LeaseArg,
 }
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let found = super::status::find(&ctx, args.lease, args.id).await?;
+    let found = super::status::find(&ctx, args.target).await?;
     let mut record = lease::resolve(&ctx, &found.lease_id).await?;
     lease::touch(&ctx, &mut record);
     let target = lease::ssh_target(&record);

@@ -16,10 +16,8 @@ use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Lease id or slug.
-    pub lease: Option<String>,
-    #[arg(long)]
-    pub id: Option<String>,
+    #[command(flatten)]
+    pub target: LeaseArg,
     /// The provider the lease must belong to (exit 4 otherwise).
     #[arg(long)]
     pub provider: Option<String>,
@@ -82,24 +80,33 @@ fn same_provider(id: &str, slug: &str, provider: &str, wanted: &str) -> CliResul
 }
 
 /// The one lease named by a positional argument or `--id` (exit 2 for none or both).
-pub fn one_id(positional: Option<String>, flag: Option<String>) -> CliResult<String> {
-    match (positional, flag) {
-        (Some(id), None) | (None, Some(id)) => Ok(id),
-        _ => Err(CliError::msg(
-            ExitStatus::Usage,
-            "give exactly one lease id or slug",
-        )),
+/// The lease a command acts on: an id or slug, as the argument or as `--id`.
+#[derive(Debug, clap::Args)]
+pub struct LeaseArg {
+    /// Lease id or slug.
+    pub lease: Option<String>,
+    /// Lease id or slug (same as the positional argument).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+impl LeaseArg {
+    /// The one id or slug given (exit 2 for none or both).
+    pub fn one(self) -> CliResult<String> {
+        match (self.lease, self.id) {
+            (Some(id), None) | (None, Some(id)) => Ok(id),
+            _ => Err(CliError::msg(
+                ExitStatus::Usage,
+                "give exactly one lease id or slug",
+            )),
+        }
     }
 }
 
 /// Finds a lease by id or slug without checking its health: the local claims, then (brokered)
 /// the coordinator.
-pub async fn find(
-    ctx: &Ctx,
-    positional: Option<String>,
-    flag: Option<String>,
-) -> CliResult<crabbox_providers::LeaseRecord> {
-    let id = one_id(positional, flag)?;
+pub async fn find(ctx: &Ctx, target: LeaseArg) -> CliResult<crabbox_providers::LeaseRecord> {
+    let id = target.one()?;
     if let Some(record) = ctx.claims.resolve(&id).status(ExitStatus::Usage)? {
         return Ok(record);
     }
@@ -112,7 +119,7 @@ pub async fn find(
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let id = one_id(args.lease, args.id)?;
+    let id = args.target.one()?;
     let timeout = crabbox_core::duration::parse_duration(&args.wait_timeout).map_err(|e| {
         CliError::new(ExitStatus::Usage, e)
             .hint("pass --wait-timeout in Go syntax, e.g. 90s or 10m")

@@ -13,18 +13,15 @@ use crabbox_client::Client;
 use crabbox_providers::LeaseRecord;
 
 use crate::brokered::{self, Released as Brokered};
-use crate::commands::status::{check_provider, one_id};
+use crate::commands::status::check_provider;
 use crate::error::{CliError, CliResult, WithStatus};
 use crate::lease::{self, Ctx, Released};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Lease id or slug.
-    pub lease: Option<String>,
-    /// Lease id or slug (same as the positional argument).
-    #[arg(long)]
-    pub id: Option<String>,
+    #[command(flatten)]
+    pub target: super::status::LeaseArg,
     /// The provider the lease must belong to; a lease of another provider is not touched
     /// (exit 4).
     #[arg(long)]
@@ -37,7 +34,9 @@ const CLEANUP_WAIT: Duration = Duration::from_mins(5);
 const CLEANUP_POLL: Duration = Duration::from_secs(2);
 
 pub async fn run(args: Args) -> CliResult<u8> {
-    let id = one_id(args.lease, args.id)
+    let id = args
+        .target
+        .one()
         .map_err(|e| e.hint("give exactly one lease: `crabbox stop <id-or-slug>` or `--id`"))?;
     let ctx = lease::context(Vec::new())?;
     let record = match ctx.claims.resolve(&id).status(ExitStatus::Usage)? {
