@@ -204,6 +204,7 @@ pub async fn acquire(
     keep: bool,
     progress: &Progress,
     interrupt: &Interrupt,
+    on_created: &(dyn Fn(&LeaseRecord) + Sync),
 ) -> CliResult<(LeaseRecord, Duration, Duration)> {
     let provider = ctx.provider()?;
     let lease_id = LeaseId::generate().to_string();
@@ -266,6 +267,7 @@ pub async fn acquire(
         std::fs::write(key_dir.join("known_hosts"), line).status(ExitStatus::Failure)?;
     }
     ctx.claims.write(&record).status(ExitStatus::Failure)?;
+    on_created(&record);
     // A direct provider's acquire is not abandoned midway (it may be starting a process);
     // a signal during it is acted on now that it returned.
     if interrupt.requested() {

@@ -29,7 +29,8 @@ pub async fn run(args: Args) -> CliResult<u8> {
     // Kept to the end: once it is installed a first signal no longer kills the process, and a
     // second still exits at once.
     let interrupt = Interrupt::listen();
-    let (record, _, _) = lease::acquire(&ctx, &args.lease, true, &progress, &interrupt).await?;
+    let (record, _, _) =
+        lease::acquire(&ctx, &args.lease, true, &progress, &interrupt, &|_| {}).await?;
     progress.finish();
     let view = lease::view(&ctx, &record).await;
     let total = start.elapsed();

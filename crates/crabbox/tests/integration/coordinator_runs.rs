@@ -255,3 +255,60 @@ fn a_lease_that_cannot_be_had_still_leaves_a_failed_run_with_the_reason() {
     assert_eq!(history[0]["id"], id.as_str());
     assert_eq!(history[0]["state"], "failed");
 }
+
+/// `lease.created` is said when the lease exists, before the wait for its ssh: a runner that
+/// never answers still leaves a run that names the lease it got.
+#[test]
+fn a_lease_whose_runner_never_answers_ssh_is_named_in_the_failed_run() {
+    let sb = sandbox();
+    // Runners that refuse every login: the lease is created, ssh never becomes ready.
+    let wrapper = sb.path().join("sshd-wrapper");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec /usr/sbin/sshd \"$@\" -o PubkeyAuthentication=no\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let wrapper = wrapper.display().to_string();
+    let server = serve(
+        &sb,
+        &sb.path().join("coord"),
+        &[],
+        &[("CRABBOX_SSHD", &wrapper)],
+    );
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n")]);
+
+    let out = at(
+        &sb,
+        &repo,
+        &server.url,
+        &[("CRABBOX_READY_TIMEOUT", "2s")],
+        &["run", "--", "true"],
+    );
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    let id = run_id(&out);
+    let events = json(&at(
+        &sb,
+        &repo,
+        &server.url,
+        &[],
+        &["events", &id, "--json"],
+    ));
+    let kinds = kinds(&events);
+    assert_eq!(
+        kinds[..3],
+        ["run.started", "leasing.started", "lease.created"],
+        "{events}"
+    );
+    assert!(kinds.contains(&"run.failed"), "{events}");
+    let created = of_kind(&events, "lease.created")[0];
+    let lease = created["leaseID"].as_str().unwrap();
+    assert!(lease.starts_with("cbx_"), "{created}");
+    assert_eq!(created["phase"], "leased", "{created}");
+    assert_eq!(get_run(&server.url, &id)["leaseID"], lease);
+}

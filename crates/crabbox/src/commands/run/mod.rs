@@ -102,16 +102,29 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let leased = if let Some(id) = &args.id {
         lease::resolve(&ctx, id).await.map(|r| (r, false, 0, 0))
     } else {
-        lease::acquire(&ctx, &args.lease, args.keep, &progress, &interrupt)
-            .await
-            .map(|(record, lease_time, ready)| {
-                (
-                    record,
-                    true,
-                    lease_time.as_millis() as u64,
-                    ready.as_millis() as u64,
-                )
-            })
+        // The lease exists before its runner answers ssh: say so then, not after the wait.
+        let on_created = |record: &crabbox_providers::LeaseRecord| {
+            if let Some(r) = &recorder {
+                r.send(run_record::lease_event("lease.created", record));
+            }
+        };
+        lease::acquire(
+            &ctx,
+            &args.lease,
+            args.keep,
+            &progress,
+            &interrupt,
+            &on_created,
+        )
+        .await
+        .map(|(record, lease_time, ready)| {
+            (
+                record,
+                true,
+                lease_time.as_millis() as u64,
+                ready.as_millis() as u64,
+            )
+        })
     };
     let (mut record, fresh, lease_ms, bootstrap_ms) = match leased {
         Ok(leased) => leased,
@@ -146,7 +159,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
             req.server_type = Some(record.server_type.clone());
             recorder = RunRecorder::create(c.clone(), req).await;
         }
-        (_, Some(r)) => r.send(run_record::lease_event("lease.created", &record)),
+        // A fresh lease said `lease.created` as soon as it existed (before the ssh wait).
         _ => {}
     }
     let run_id = recorder
@@ -156,6 +169,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let log = recorder.as_ref().map(|_| LogTail::default());
     let events = recorder.as_ref().map(RunRecorder::sink);
     if let Some(r) = &mut recorder {
+        // Spec cli-dataplane §4.8 step 1: said before the sync, for every run.
         r.send(run_record::event("bootstrap.waiting"));
         r.start_telemetry(sampler.clone(), run_record::telemetry_interval())
             .await;
