@@ -161,7 +161,8 @@ impl Ctx {
 
 /// The provider to ask the coordinator for: the one named by flag, env or config, else `None`
 /// (the coordinator's default).
-fn explicit_provider(ctx: &Ctx) -> Option<String> {
+/// The provider a user chose (flag, environment or config file), not the built-in default.
+pub fn explicit_provider(ctx: &Ctx) -> Option<String> {
     (ctx.settings.origin("provider") != "default").then(|| ctx.settings.config().provider.clone())
 }
 

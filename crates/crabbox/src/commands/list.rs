@@ -58,7 +58,13 @@ impl Row {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let provider = args.provider.as_deref().map(canonical_provider);
+    // The selected provider (spec §1.4): `--provider`, else one chosen by CRABBOX_PROVIDER or a
+    // config file; with none chosen, every provider's leases.
+    let provider = args
+        .provider
+        .or_else(|| lease::explicit_provider(&ctx))
+        .as_deref()
+        .map(canonical_provider);
     let (mut claims, warnings) = ctx.claims.list();
     for w in warnings {
         output::warn(w);

@@ -186,6 +186,18 @@ fn list_all_shows_every_owners_leases_and_provider_filters_them() {
         WITH_ADMIN,
     );
     assert_eq!(ids(&json(&out)).len(), 2, "{}", stdout(&out));
+    // A provider chosen by the environment (or a config file) selects like --provider.
+    for (provider, want) in [("ssh", vec![]), ("local", vec![mine.as_str()])] {
+        let out = at(
+            &sb,
+            &repo,
+            url,
+            &["list", "--json"],
+            &[("CRABBOX_PROVIDER", provider)],
+        );
+        assert_eq!(code(&out), 0, "{provider}: {}", stderr(&out));
+        assert_eq!(ids(&json(&out)), want, "{provider}");
+    }
 }
 
 #[test]
