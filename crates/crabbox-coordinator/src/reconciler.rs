@@ -305,8 +305,8 @@ async fn settle(
 }
 
 /// Deletes runners that no lease record accounts for (a create whose record was pruned, or
-/// state copied from elsewhere). Runners of live leases, and of ended leases still owed a
-/// delete, are left to the lease lifecycle. Runs with the periodic prune, so at start-up too.
+/// state copied from elsewhere). Runners of live leases, of ended leases still owed a delete,
+/// and of leases released without delete are left to the lease lifecycle. Runs with the periodic prune, so at start-up too.
 async fn sweep_orphans(state: &AppState) -> u64 {
     let mut deleted = 0;
     for (name, provider) in &state.providers {
@@ -319,7 +319,12 @@ async fn sweep_orphans(state: &AppState) -> u64 {
         };
         for id in ids {
             let owned = match state.store.get_lease(&id).await {
-                Ok(Some(l)) => l.value.is_live() || lifecycle::cleanup_pending(&l.value),
+                // A runner released with `delete: false` is kept on purpose.
+                Ok(Some(l)) => {
+                    l.value.is_live()
+                        || lifecycle::cleanup_pending(&l.value)
+                        || l.value.release_deletes_server == Some(false)
+                }
                 Ok(None) => false,
                 Err(_) => true, // cannot tell: leave it
             };

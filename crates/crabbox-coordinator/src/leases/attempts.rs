@@ -79,8 +79,9 @@ pub(super) async fn join_attempt(
                 let a = found.value;
                 let same = a.token == token && a.owner == caller.owner && a.org == caller.org_key;
                 if !same {
-                    if a.state == "canceled" && a.canonical_lease_id.is_none() && a.token != token {
-                        // An unbound tombstone only blocks its own token.
+                    if a.state == "canceled" && a.canonical_lease_id.is_none() {
+                        // An unbound tombstone only blocks its own owner, org and token: another
+                        // tenant (whatever token it sends) or another token takes the id over.
                         let mut fresh = a.clone();
                         fresh.token = token.to_owned();
                         fresh.owner = caller.owner.clone();

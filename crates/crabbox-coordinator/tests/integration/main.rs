@@ -2,6 +2,7 @@
 //! in a temp dir, the real `local` provider (one sshd per lease) and a manual clock.
 
 mod harness;
+mod lease_checklist;
 mod leases;
 mod runs;
 mod service;
