@@ -315,25 +315,87 @@ pub async fn list(
         query.owner = Some(caller.owner.clone());
         query.org = Some(caller.org_key.clone());
     }
-    let runs: Vec<Run> = state
-        .store
-        .list_runs(&query)
-        .await?
-        .into_iter()
-        .filter(|r| access::can_read_run(&caller, r, None))
-        .map(shape)
-        .collect();
+    let mut runs = Vec::new();
+    for run in state.store.list_runs(&query).await? {
+        let run = attributed(&state, &caller, run).await?;
+        if access::can_read_run(&caller, &run, None) {
+            runs.push(shape(run));
+        }
+    }
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
-async fn readable(state: &AppState, caller: &Caller, id: &str) -> Result<Run> {
-    let run = load(state, id).await?.value;
-    let lease = if run.lease_owners.is_empty() && !run.lease_id.is_empty() {
-        state.store.get_lease(&run.lease_id).await?.map(|l| l.value)
+/// Events to read per page while rebuilding a legacy run's lease attribution.
+const ATTRIBUTION_PAGE: usize = 500;
+
+/// A run as `caller` may read it: a legacy run (recorded before `leaseOwners` existed) that the
+/// caller cannot write first gets its attribution rebuilt, so the owners of the leases it ran on
+/// keep their read-only audit access (spec §2.3).
+async fn attributed(state: &AppState, caller: &Caller, run: Run) -> Result<Run> {
+    if run.lease_owners.is_empty() && !access::can_write_run(caller, &run) {
+        attribute_legacy(state, run).await
     } else {
-        None
-    };
-    if access::can_read_run(caller, &run, lease.as_ref()) {
+        Ok(run)
+    }
+}
+
+/// Rebuilds `leaseIDs` and `leaseOwners` of a legacy run from the lease IDs its events name (in
+/// event order), then its `leaseID`, and stores them. A run whose leases are all gone stays as
+/// it is.
+async fn attribute_legacy(state: &AppState, run: Run) -> Result<Run> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = state
+            .store
+            .run_events(&run.id, after, ATTRIBUTION_PAGE)
+            .await?;
+        for id in page.iter().filter_map(|e| e.lease_id.as_ref()) {
+            if crabbox_api::LeaseId::is_canonical(id) && !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == ATTRIBUTION_PAGE => after = last.seq,
+            _ => break,
+        }
+    }
+    if crabbox_api::LeaseId::is_canonical(&run.lease_id) && !ids.contains(&run.lease_id) {
+        ids.push(run.lease_id.clone());
+    }
+    let mut owners: Vec<LeaseOwner> = Vec::new();
+    for id in &ids {
+        if let Some(lease) = state.store.get_lease(id).await? {
+            let owner = LeaseOwner {
+                owner: lease.value.owner,
+                org: lease.value.org,
+            };
+            if !owners.contains(&owner) {
+                owners.push(owner);
+            }
+        }
+    }
+    if owners.is_empty() {
+        return Ok(run);
+    }
+    let (run, _) = modify(state, &run.id, |r| {
+        if r.lease_owners.is_empty() {
+            for id in &ids {
+                if !r.lease_ids.contains(id) {
+                    r.lease_ids.push(id.clone());
+                }
+            }
+            r.lease_owners.clone_from(&owners);
+        }
+        Ok((Vec::new(), None))
+    })
+    .await?;
+    Ok(run)
+}
+
+async fn readable(state: &AppState, caller: &Caller, id: &str) -> Result<Run> {
+    let run = attributed(state, caller, load(state, id).await?.value).await?;
+    if access::can_read_run(caller, &run, None) {
         Ok(run)
     } else {
         Err(Failure::not_found())
@@ -483,31 +545,66 @@ fn classification(v: Option<&str>) -> Option<String> {
     ok.then(|| v.to_owned())
 }
 
-/// Bounds a `JUnit` results summary: 50 files, 100 failures, 4 KiB per string.
+const RESULT_FILES: usize = 50;
+const RESULT_FAILURES: usize = 100;
+const RESULT_STRING_BYTES: usize = 4096;
+const FAILURE_FIELDS: &[&str] = &[
+    "suite",
+    "name",
+    "kind",
+    "classname",
+    "file",
+    "message",
+    "type",
+];
+
+/// Bounds a `JUnit` results summary (spec §2.3): at most 50 `files` and 100 `failed` entries,
+/// 4 KiB per string. A Go client sends `null` for an empty slice; `files` and `failed` are
+/// always lists afterwards, so readers never see `null` there.
 fn bound_results(v: &Value) -> Value {
-    fn walk(v: &Value, depth: usize) -> Value {
+    fn walk(v: &Value) -> Value {
         match v {
-            Value::String(s) => Value::String(bounded(s, 4096)),
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .take(if depth == 1 { 100 } else { 50 })
-                    .map(|i| walk(i, depth + 1))
-                    .collect(),
-            ),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let limit_depth = if k == "failed" { 1 } else { depth + 1 };
-                        (k.clone(), walk(v, limit_depth))
-                    })
-                    .collect(),
-            ),
-            Value::Null => Value::Null,
+            Value::String(s) => Value::String(bounded(s, RESULT_STRING_BYTES)),
+            Value::Array(items) => Value::Array(items.iter().map(walk).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), walk(v))).collect())
+            }
             other => other.clone(),
         }
     }
-    walk(v, 0)
+    fn list<'a>(map: &'a serde_json::Map<String, Value>, key: &str) -> &'a [Value] {
+        map.get(key)
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+    let Value::Object(map) = v else {
+        return walk(v);
+    };
+    let files = list(map, "files")
+        .iter()
+        .filter(|f| f.is_string())
+        .take(RESULT_FILES)
+        .map(walk)
+        .collect();
+    let failed = list(map, "failed")
+        .iter()
+        .filter_map(Value::as_object)
+        .take(RESULT_FAILURES)
+        .map(|failure| {
+            Value::Object(
+                failure
+                    .iter()
+                    .filter(|(k, v)| FAILURE_FIELDS.contains(&k.as_str()) && v.is_string())
+                    .map(|(k, v)| (k.clone(), walk(v)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut out: serde_json::Map<String, Value> =
+        map.iter().map(|(k, v)| (k.clone(), walk(v))).collect();
+    out.insert("files".into(), Value::Array(files));
+    out.insert("failed".into(), Value::Array(failed));
+    Value::Object(out)
 }
 
 pub async fn finish(

@@ -4,5 +4,6 @@
 mod harness;
 mod lease_checklist;
 mod leases;
+mod run_checklist;
 mod runs;
 mod service;
