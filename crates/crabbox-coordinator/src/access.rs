@@ -132,3 +132,43 @@ impl FromRequestParts<AppState> for Caller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crabbox_api::coord::Timestamp;
+    use crabbox_auth::AuthKind;
+    use serde_json::json;
+
+    use super::*;
+
+    fn caller(auth: AuthKind, admin: bool, token_expires_at: Option<Timestamp>) -> Caller {
+        Caller::from_principal(Principal {
+            owner: "friend@example.com".into(),
+            org_key: crabbox_auth::org::key_for_label("openclaw").unwrap(),
+            org_label: "openclaw".into(),
+            auth,
+            admin,
+            login: None,
+            token_expires_at,
+            portal_session: false,
+            github_grant: None,
+        })
+    }
+
+    #[test]
+    fn whoami_echoes_the_principal_and_the_token_expiry_only_when_known() {
+        let plain = serde_json::to_value(caller(AuthKind::Bearer, false, None).whoami()).unwrap();
+        assert_eq!(
+            plain,
+            json!({"owner": "friend@example.com", "org": "openclaw", "auth": "bearer", "admin": false})
+        );
+        let expires = Timestamp::from_millis(1_796_428_800_000);
+        let github =
+            serde_json::to_value(caller(AuthKind::Github, true, Some(expires)).whoami()).unwrap();
+        assert_eq!(
+            github,
+            json!({"owner": "friend@example.com", "org": "openclaw", "auth": "github",
+                "admin": true, "tokenExpiresAt": "2026-12-05T00:00:00.000Z"})
+        );
+    }
+}

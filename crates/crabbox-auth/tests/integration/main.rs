@@ -2,6 +2,7 @@
 
 mod auth_matrix;
 mod github_client;
+mod login_checklist;
 mod login_flow;
 mod portal;
 mod support;
