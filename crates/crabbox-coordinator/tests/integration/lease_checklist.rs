@@ -513,13 +513,17 @@ async fn a_heartbeat_clears_cleanup_retry_metadata() {
     // As a failed recovery lookup (or an older coordinator's failed delete) leaves a live lease.
     rewrite(&c, &id, |l| {
         l.cleanup_attempts = 2;
-        l.cleanup_error = Some("provider said no".into());
+        l.cleanup_error = Some(format!("provider said no to {SHARED_TOKEN}"));
         l.cleanup_failed_at = Some(now);
         l.cleanup_retry_at = Some(now.plus_secs(300));
     })
     .await;
     let (_, before) = get(&c, &id).await;
     assert_eq!(before["lease"]["cleanupAttempts"], 2, "{before}");
+    // Stored errors are redacted again on the way out.
+    let shown = before["lease"]["cleanupError"].as_str().unwrap();
+    assert!(shown.starts_with("provider said no to "), "{shown}");
+    assert!(!shown.contains(SHARED_TOKEN), "{shown}");
     let (status, hb) = heartbeat(&c, &id, json!({})).await;
     assert_eq!(status, 200, "{hb}");
     for got in [&hb, &get(&c, &id).await.1] {
@@ -679,6 +683,130 @@ async fn a_create_in_flight_counts_toward_the_active_lease_cap() {
         "{b2}"
     );
     assert_eq!(c.runner_dirs(), 0, "the refused create provisioned");
+    c.stop().await;
+    pool.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_provisioning_backs_off_when_the_provider_fails_and_then_cleans_up() {
+    let (pool, mut gate, c) = gated(base_env(), None).await;
+    let create = c.create(ALICE, json!({"provider": "ssh"}));
+    let open = async {
+        gate.arrival().await;
+        gate.pass(Pass::Open);
+    };
+    let ((status, created), ()) = futures_util::future::join(create, open).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["lease"]["id"].as_str().unwrap().to_owned();
+    let marker = format!("crabbox-lease:{id}");
+    let keys = || std::fs::read_to_string(pool.keys_file()).unwrap();
+    assert!(keys().contains(&marker));
+    // The process that made it died before recording the host.
+    interrupt(&c, &id).await;
+    assert_eq!(c.reconcile().await.recovered, 0, "first sighting");
+    c.clock.advance_secs(61);
+
+    // The host cannot be reached: the lease stays provisioning with the error on record.
+    gate.pass(Pass::Slam);
+    assert_eq!(c.reconcile().await.recovered, 1);
+    let (_, got) = get(&c, &id).await;
+    assert_eq!(got["lease"]["state"], "provisioning", "{got}");
+    assert!(
+        got["lease"]["cleanupError"]
+            .as_str()
+            .unwrap()
+            .contains("pool host"),
+        "{got}"
+    );
+    assert!(keys().contains(&marker));
+    // It backs off for a settle window (a connection now would hang the pass: none is let in)…
+    c.clock.advance_secs(59);
+    assert_eq!(c.reconcile().await.recovered, 0);
+    // …then tries again, removes the lease's key from the host and frees it.
+    c.clock.advance_secs(2);
+    gate.pass(Pass::Open);
+    assert_eq!(c.reconcile().await.recovered, 1);
+    let (_, got) = get(&c, &id).await;
+    assert_eq!(got["lease"]["state"], "failed", "{got}");
+    assert!(!keys().contains(&marker), "{}", keys());
+    gate.pass(Pass::Open);
+    let (status, again) = c.create(BOB, json!({"provider": "ssh"})).await;
+    assert_eq!(status, 201, "the host was not given back: {again}");
+    c.stop().await;
+    pool.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_answered_while_the_reconciler_deletes_a_runner() {
+    let (pool, mut gate, c) = gated(base_env(), None).await;
+    let create = c.create(ALICE, json!({"provider": "ssh", "idleTimeoutSeconds": 60}));
+    let open = async {
+        gate.arrival().await;
+        gate.pass(Pass::Open);
+    };
+    let ((status, expiring), ()) = futures_util::future::join(create, open).await;
+    assert_eq!(status, 201, "{expiring}");
+    let expiring = expiring["lease"]["id"].as_str().unwrap().to_owned();
+    let (_, other) = c.create(ALICE, json!({"idleTimeoutSeconds": 600})).await;
+    let other = other["lease"]["id"].as_str().unwrap().to_owned();
+    c.clock.advance_secs(61);
+
+    let reconcile = c.reconcile();
+    let meanwhile = async {
+        gate.arrival().await; // the provider delete is in flight
+        let (status, hb) = heartbeat(&c, &other, json!({})).await;
+        assert_eq!(status, 200, "{hb}");
+        let (status, hb) = heartbeat(&c, &expiring, json!({})).await;
+        assert_eq!(
+            (status, hb["error"].as_str()),
+            (409, Some("cleanup_in_progress")),
+            "{hb}"
+        );
+        let (_, got) = get(&c, &expiring).await;
+        assert!(got["lease"]["cleanupStartedAt"].is_string(), "{got}");
+        gate.pass(Pass::Open);
+    };
+    let (report, ()) = futures_util::future::join(reconcile, meanwhile).await;
+    assert_eq!((report.expired, report.deleted), (1, 1), "{report:?}");
+    let (_, got) = get(&c, &expiring).await;
+    assert_eq!(got["lease"]["state"], "expired", "{got}");
+    for field in [
+        "cleanupStartedAt",
+        "cleanupClaimExpiresAt",
+        "cleanupError",
+        "cleanupRetryAt",
+    ] {
+        assert!(got["lease"].get(field).is_none(), "{field}: {got}");
+    }
+    assert_eq!(get(&c, &other).await.1["lease"]["state"], "active");
+    c.stop().await;
+    pool.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_processs_own_slow_create_is_not_taken_for_an_interrupted_one() {
+    let (pool, mut gate, c) = gated(base_env(), None).await;
+    let id = "cbx_00000000e701";
+    let create = c.create(
+        ALICE,
+        json!({"provider": "ssh", "leaseID": id, "idleTimeoutSeconds": 3600}),
+    );
+    let meanwhile = async {
+        gate.arrival().await;
+        // Far past the settle window, the provider call is still running here.
+        for _ in 0..3 {
+            c.clock.advance_secs(300);
+            assert_eq!(
+                c.reconcile().await,
+                crabbox_coordinator::reconciler::PassReport::default()
+            );
+            assert_eq!(get(&c, id).await.1["lease"]["state"], "provisioning");
+        }
+        gate.pass(Pass::Open);
+    };
+    let ((status, created), ()) = futures_util::future::join(create, meanwhile).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["lease"]["state"], "active", "{created}");
     c.stop().await;
     pool.stop().await;
 }
