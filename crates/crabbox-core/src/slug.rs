@@ -152,4 +152,31 @@ mod tests {
         assert_eq!(seen.len(), 21);
         assert_eq!(seen[20], with_suffix("blue-crab", "cbx_000000000001"));
     }
+
+    #[test]
+    fn go_golden_fixtures_and_provider_name_hash() {
+        assert_eq!(slug_for_lease("cbx_000000000001"), "tidal-lobster");
+        assert_eq!(slug_for_lease("cbx_abcdef123456"), "blue-prawn");
+        assert_eq!(slug_for_lease("cbx_deadbeefcafe"), "silver-crab");
+        // `crabbox-blue-lobster-c80c2195`, the old provider name of that lease.
+        assert_eq!(fnv1a32(b"cbx_abcdef123456"), 0xc80c_2195);
+    }
+
+    #[test]
+    fn collision_suffixes_stay_within_the_provider_name_bound() {
+        let suffixed = with_suffix(&"b".repeat(80), "cbx_abcdef123456");
+        let (base, suffix) = suffixed.rsplit_once('-').unwrap();
+        assert_eq!(base, "b".repeat(MAX_SLUG_LEN));
+        assert!(suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_hexdigit()));
+        // "crabbox-" + slug + "-" + 8 hex digits fits a 63-character DNS label.
+        assert!(8 + suffixed.len() + 1 + 8 <= 63);
+        assert_eq!(
+            requested_slug(&"a".repeat(MAX_SLUG_LEN)),
+            Ok("a".repeat(MAX_SLUG_LEN))
+        );
+        assert!(matches!(
+            requested_slug(&"A! ".repeat(MAX_SLUG_LEN)),
+            Err(SlugError::TooLong { .. })
+        ));
+    }
 }
