@@ -265,4 +265,40 @@ mod tests {
         assert_eq!(s.by_server_type[0].key, "ccx63");
         assert_eq!(s.by_org[0].key, "unknown");
     }
+
+    #[test]
+    fn groups_sort_by_reserved_cost_then_key_and_ended_leases_stop_at_their_end() {
+        let lease = |owner: &str, reserved: f64, state: LeaseState| Lease {
+            owner: owner.into(),
+            org: crabbox_auth::org::key_for_label("example-org").unwrap(),
+            provider: "hetzner".into(),
+            estimated_hourly_usd: 3.6,
+            max_estimated_usd: reserved,
+            state,
+            created_at: Timestamp(0),
+            ended_at: (state != LeaseState::Active).then_some(Timestamp(1_000_000)),
+            ..Lease::default()
+        };
+        let s = summarize(
+            &[
+                lease("zed", 5.0, LeaseState::Active),
+                lease("amy", 1.0, LeaseState::Released),
+                lease("bob", 1.0, LeaseState::Active),
+            ],
+            (1970, 1),
+            "all",
+            "admin",
+            None,
+            Timestamp(3_600_000),
+        );
+        let keys: Vec<&str> = s.by_owner.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, ["zed", "amy", "bob"]);
+        assert_eq!(s.active_leases, 2);
+        // 3600 s for each live lease, 1000 s for the ended one.
+        assert_eq!(s.runtime_seconds, 8200);
+        assert!((s.by_owner[1].estimated_usd - 1.0).abs() < 1e-9);
+        assert!((s.reserved_usd - 7.0).abs() < 1e-9);
+        assert_eq!(s.by_org[0].key, "example-org");
+        assert_eq!(s.by_org[0].leases, 3);
+    }
 }

@@ -568,3 +568,49 @@ async fn run_checklist_admin_routes_refuse_non_admins_with_403() {
     assert_eq!(status, 200);
     c.stop().await;
 }
+
+#[tokio::test]
+async fn run_checklist_capacity_admins_get_their_cap_and_registered_leases_count_for_nothing() {
+    let mut env = crate::harness::base_env();
+    env.insert("CRABBOX_MAX_ACTIVE_LEASES_PER_OWNER".into(), "1".into());
+    env.insert(
+        "CRABBOX_CAPACITY_ADMIN_OWNERS".into(),
+        "alice@example.com".into(),
+    );
+    env.insert(
+        "CRABBOX_MAX_ACTIVE_LEASES_PER_CAPACITY_ADMIN".into(),
+        "2".into(),
+    );
+    let c = Coord::start_with(env, &[]).await;
+    lease_id(&c, ALICE).await;
+    lease_id(&c, ALICE).await;
+    let (status, refused) = c.create(ALICE, json!({})).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (429, Some("cost_limit_exceeded")),
+        "{refused}"
+    );
+    // Bob keeps the ordinary cap; his registered inventory does not use it up.
+    let (status, registered) = c
+        .call(
+            "PUT",
+            "/v1/leases/bobs-box/registration",
+            BOB,
+            Some(json!({"provider": "ssh", "target": "linux", "host": "10.0.0.7"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    lease_id(&c, BOB).await;
+    let (status, _) = c.create(BOB, json!({})).await;
+    assert_eq!(status, 429);
+    let (_, usage) = c.call("GET", "/v1/usage", BOB, None).await;
+    assert_eq!(
+        usage["usage"]["leases"], 1,
+        "registered leases are not usage: {usage}"
+    );
+    assert_eq!(
+        usage["limits"]["capacityAdminOwners"],
+        json!(["alice@example.com"])
+    );
+    c.stop().await;
+}
