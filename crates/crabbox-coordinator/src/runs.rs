@@ -615,10 +615,14 @@ pub async fn finish(
 ) -> Result<Response> {
     let req: RunFinishRequest = parse_json(&body)?;
     let now = state.now();
-    let raw_log = match &req.log_chunks {
-        Some(chunks) if !chunks.is_empty() => chunks.concat(),
-        _ => req.log.clone().unwrap_or_default(),
-    };
+    // The chunks win when they hold any text; empty ones (`[]`, `[""]`) fall back to `log`.
+    let raw_log = req
+        .log_chunks
+        .as_deref()
+        .map(<[String]>::concat)
+        .filter(|joined| !joined.is_empty())
+        .or_else(|| req.log.clone())
+        .unwrap_or_default();
     let raw_bytes = raw_log.len();
     let kept = tail(&raw_log, LOG_TAIL_BYTES).to_owned();
     let exit_code = req

@@ -614,3 +614,36 @@ async fn run_checklist_capacity_admins_get_their_cap_and_registered_leases_count
     );
     c.stop().await;
 }
+
+#[tokio::test]
+async fn run_checklist_log_chunks_win_only_when_they_hold_text() {
+    let c = Coord::start().await;
+    for (chunks, log, expected) in [
+        (json!(["a", "", "b"]), json!("ignored"), "ab"),
+        (json!([]), json!("from log"), "from log"),
+        (json!(["", ""]), json!("from log"), "from log"),
+        (json!(null), json!("from log"), "from log"),
+    ] {
+        let id = new_run(&c, ALICE, json!({"command": ["true"]})).await;
+        let (status, fin) = c
+            .call(
+                "POST",
+                &format!("/v1/runs/{id}/finish"),
+                ALICE,
+                Some(json!({"exitCode": 0, "logChunks": chunks, "log": log})),
+            )
+            .await;
+        assert_eq!(status, 200, "{fin}");
+        assert_eq!(fin["run"]["logBytes"], expected.len(), "{chunks}");
+        let text = c
+            .request(reqwest::Method::GET, &format!("/v1/runs/{id}/logs"), ALICE)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text, expected, "logChunks {chunks}");
+    }
+    c.stop().await;
+}
