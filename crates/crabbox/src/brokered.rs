@@ -279,21 +279,40 @@ pub enum Released {
 
 /// Attempts at a release whose outcome was uncertain (transport error, 5xx); releasing twice
 /// is harmless.
-const RELEASE_TRIES: u32 = 3;
+const RELEASE_TRIES: u32 = 5;
 
 /// `POST /v1/leases/{id}/release {"delete": true}` on `client`, which must be the lease's own
-/// coordinator (see [`client_for`]).
-pub async fn release(client: &Client, record: &LeaseRecord) -> CliResult<Released> {
+/// coordinator (see [`client_for`]); uncertain answers are retried (spec §1.3: 5 attempts,
+/// 2 s × n apart). When the caller's own route answers 401 or 404 and an admin token is
+/// configured (`admin`, for the same coordinator), the release goes through the admin route.
+pub async fn release(
+    client: &Client,
+    record: &LeaseRecord,
+    admin: Option<&Client>,
+) -> CliResult<Released> {
     let url = client.base_url();
     let req = ReleaseRequest {
         expected_provider: Some(record.provider.clone()).filter(|p| !p.is_empty()),
         delete: Some(true),
     };
     let mut attempt = 0;
+    let mut via_admin = false;
     loop {
         attempt += 1;
-        match client.release(&record.lease_id, &req).await {
+        let answer = match (via_admin, admin) {
+            (true, Some(admin)) => admin.admin_release(&record.lease_id, &req).await,
+            _ => client.release(&record.lease_id, &req).await,
+        };
+        match answer {
             Ok(_) => return Ok(Released::Released),
+            Err(e) if !via_admin && admin.is_some() && matches!(e.status(), Some(401 | 404)) => {
+                crate::output::warn(format!(
+                    "{e}; releasing lease {} through the admin route",
+                    record.lease_id
+                ));
+                via_admin = true;
+                attempt = 0;
+            }
             Err(e) if e.status() == Some(404) => return Ok(Released::Gone),
             Err(e) if e.is_uncertain() && attempt < RELEASE_TRIES => {
                 let pause = Duration::from_secs(2 * u64::from(attempt));

@@ -481,7 +481,8 @@ pub async fn release_lease(ctx: &Ctx, record: &LeaseRecord) -> CliResult<Release
     let outcome = if crate::broker::is_brokered(record) {
         let client = brokered::client_for(ctx, record)?;
         ssh_target(record).close_master().await;
-        Released::Brokered(brokered::release(&client, record).await?)
+        let admin = crate::broker::require_admin(&ctx.settings).ok();
+        Released::Brokered(brokered::release(&client, record, admin.as_ref()).await?)
     } else {
         ssh_target(record).close_master().await;
         let provider = ctx.provider_for(record)?;

@@ -70,9 +70,12 @@ pub async fn run(args: Args) -> CliResult<u8> {
 async fn stop_brokered(ctx: &Ctx, record: &LeaseRecord) -> CliResult<u8> {
     let client = brokered::client_for(ctx, record)?;
     lease::ssh_target(record).close_master().await;
-    match brokered::release(&client, record).await? {
+    let admin = crate::broker::require_admin(&ctx.settings).ok();
+    match brokered::release(&client, record, admin.as_ref()).await? {
         Brokered::Released => {
-            confirm_cleanup(&client, record).await?;
+            // The admin sees every lease: a release that went through the admin route is only
+            // confirmed there (the member's own route answers 404 for it).
+            confirm_cleanup(admin.as_ref().unwrap_or(&client), record).await?;
             forget(ctx, record)?;
             output::err(format!(
                 "released lease={} server={}",

@@ -571,3 +571,38 @@ fn cleanup_forgets_claims_of_leases_the_coordinator_ended() {
     let listed = json(&at(&sb, &repo, url, &["list", "--json"], &[]));
     assert!(!ids(&listed).contains(&ended.as_str()), "{listed}");
 }
+
+/// Spec §1.3: a release the caller's own route refuses (401/404) goes through the admin route
+/// when an admin token is configured.
+#[test]
+fn stop_of_a_lease_this_login_cannot_see_goes_through_the_admin_route() {
+    let sb = sandbox();
+    let state = sb.path().join("coord");
+    let server = serve(&sb, &state, &[], &[]);
+    let url = server.url.as_str();
+    let repo = repo(&sb);
+    // Leased for alice (the admin token acts for the owner it names) on this machine.
+    let as_alice = [
+        ("CRABBOX_COORDINATOR_TOKEN", ADMIN),
+        ("CRABBOX_OWNER", "alice@example.com"),
+    ];
+    let id = id_of(&warm(&sb, &repo, url, &[], &as_alice));
+    assert_eq!(coordinator_lease(url, &id)["owner"], "alice@example.com");
+
+    // The shared-token member cannot see it (404); with the admin token, stop still releases.
+    let out = at(&sb, &repo, url, &["stop", &id], WITH_ADMIN);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("through the admin route"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!("released lease={id} server=")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(coordinator_lease(url, &id)["state"], "released");
+    assert!(runner_dirs(&state).is_empty(), "{:?}", runner_dirs(&state));
+    assert!(!claim_path(&sb, &id).exists());
+}
