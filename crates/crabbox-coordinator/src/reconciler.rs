@@ -24,6 +24,10 @@ use crate::state::AppState;
 pub const BATCH: usize = 16;
 /// Longest sleep between looks at the schedule (other replicas' writes do not wake us).
 const MAX_IDLE: Duration = Duration::from_secs(2);
+/// How often old records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_mins(1);
+/// Pause between prune batches while old records are left.
+const PRUNE_BACKLOG_PAUSE: Duration = Duration::from_secs(1);
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -40,7 +44,12 @@ pub struct PassReport {
 /// Runs until `shutdown` fires: acquires the leader role when free and runs passes when due.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let mut guard: Option<Box<dyn LeaderGuard>> = None;
-    let mut last_prune = Timestamp(0);
+    // Pruning is paced by the process's own clock: it is housekeeping, not lease time.
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    // A full batch pruned: more old records wait, so the next prune comes 1 s later instead of
+    // a minute (spec §4.10: the old coordinator re-armed its alarm 1 s out while a cursor was
+    // left), without holding up the lease work of the passes between.
+    let mut prune_backlog = false;
     loop {
         if guard.as_ref().is_none_or(|g| !g.is_held()) {
             guard = match state.store.try_leader().await {
@@ -57,10 +66,12 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         state.set_leader(guard.is_some());
         let mut sleep = MAX_IDLE;
         if guard.is_some() {
-            let now = state.now();
-            let prune = now.millis() - last_prune.millis() >= 60_000;
+            let prune = last_prune.is_none_or(|at| {
+                at.elapsed() >= PRUNE_EVERY
+                    || (prune_backlog && at.elapsed() >= PRUNE_BACKLOG_PAUSE)
+            });
             if prune {
-                last_prune = now;
+                last_prune = Some(tokio::time::Instant::now());
             }
             match pass(&state, prune).await {
                 Ok((report, more)) => {
@@ -69,6 +80,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                     }
                     if more {
                         sleep = Duration::ZERO;
+                    }
+                    if prune {
+                        prune_backlog = report.pruned_runs >= BATCH as u64
+                            || report.pruned_leases >= BATCH as u64;
+                    }
+                    if prune_backlog {
+                        sleep = sleep.min(PRUNE_BACKLOG_PAUSE);
                     }
                 }
                 Err(e) => tracing::warn!(error = ?e.body, "reconciler pass failed"),

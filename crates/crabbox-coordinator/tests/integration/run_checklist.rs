@@ -647,3 +647,51 @@ async fn run_checklist_log_chunks_win_only_when_they_hold_text() {
     }
     c.stop().await;
 }
+
+/// The reconciler loop drains a backlog of expired runs a batch a second, not a batch a
+/// minute (spec §4.10: the old coordinator re-armed its alarm 1 s out while a cursor was left).
+#[tokio::test]
+async fn run_checklist_a_backlog_of_expired_runs_drains_a_batch_a_second() {
+    let c = Coord::start().await;
+    let mut old = Vec::new();
+    for _ in 0..40 {
+        let id = new_run(&c, ALICE, json!({"command": ["true"]})).await;
+        let (status, _) = c
+            .call(
+                "POST",
+                &format!("/v1/runs/{id}/finish"),
+                ALICE,
+                Some(json!({"exitCode": 0})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        old.push(id);
+    }
+    c.clock.advance_secs(31 * 86_400);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reconciler = tokio::spawn(crabbox_coordinator::reconciler::run(
+        c.state().clone(),
+        stop.clone(),
+    ));
+    // Three batches of 16: within seconds, where one batch a minute would take three minutes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut left = 0;
+        for id in &old {
+            if !gone(&c, id).await {
+                left += 1;
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} of 40 expired runs still stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    reconciler.await.unwrap();
+    c.stop().await;
+}
