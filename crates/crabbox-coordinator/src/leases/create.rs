@@ -193,14 +193,13 @@ pub(super) async fn create_managed(
             "createAttemptID must be cat_ + 32 hex",
         ));
     }
-    let requested_slug = match req.requested_slug.as_deref().or(req.slug.as_deref()) {
+    // `slug ?? requestedSlug`, as the old coordinator read it; a blank one asks for no slug,
+    // one that normalises to nothing is refused (spec §2.2).
+    let requested_slug = match req.slug.as_deref().or(req.requested_slug.as_deref()) {
         Some(raw) if !raw.trim().is_empty() => Some(
             crabbox_core::slug::requested_slug(raw)
                 .map_err(|e| Failure::bad_request("invalid_slug", e.to_string()))?,
         ),
-        Some(raw) if !raw.is_empty() => {
-            return Err(Failure::bad_request("invalid_slug", "slug is blank"));
-        }
         _ => None,
     };
     let Plan {

@@ -1342,3 +1342,28 @@ async fn lifetimes_that_are_not_numbers_fall_back_instead_of_failing() {
     assert_eq!(status, 400, "{refused}");
     c.stop().await;
 }
+
+/// Spec §2.2: a blank slug asks for none (the default slug of the id), one that normalises to
+/// nothing is refused (`bad_requests_are_400_with_a_named_field_not_500`); `slug` wins over
+/// `requestedSlug`.
+#[tokio::test]
+async fn a_blank_slug_asks_for_the_default_and_slug_wins_over_requested_slug() {
+    let c = Coord::start().await;
+    let (status, b) = c.create(ALICE, json!({"slug": "   "})).await;
+    assert_eq!(status, 201, "{b}");
+    let id = b["lease"]["id"].as_str().unwrap();
+    assert_eq!(
+        b["lease"]["slug"],
+        crabbox_core::slug::slug_for_lease(id),
+        "{b}"
+    );
+    let (status, b) = c
+        .create(ALICE, json!({"slug": "Red Crab", "requestedSlug": "other"}))
+        .await;
+    assert_eq!(
+        (status, &b["lease"]["slug"]),
+        (201, &json!("red-crab")),
+        "{b}"
+    );
+    c.stop().await;
+}
