@@ -396,12 +396,12 @@ pub async fn resolve(ctx: &Ctx, id: &str) -> CliResult<LeaseRecord> {
     Ok(record)
 }
 
-/// A direct lease: its provider says whether the runner is still there.
-async fn resolve_direct(ctx: &Ctx, record: LeaseRecord) -> CliResult<LeaseRecord> {
-    let provider = ctx.provider_for(&record)?;
-    if let Health::Gone(reason) = provider.health(&record).await {
+/// Fails with `status` and a hint when the direct lease's provider says its runner is gone.
+pub async fn ensure_runner(ctx: &Ctx, record: &LeaseRecord, status: ExitStatus) -> CliResult<()> {
+    let provider = ctx.provider_for(record)?;
+    if let Health::Gone(reason) = provider.health(record).await {
         return Err(CliError::msg(
-            ExitStatus::Remote,
+            status,
             format!(
                 "lease {} ({}) is gone: {reason}",
                 record.lease_id, record.slug
@@ -412,6 +412,12 @@ async fn resolve_direct(ctx: &Ctx, record: LeaseRecord) -> CliResult<LeaseRecord
             record.lease_id
         )));
     }
+    Ok(())
+}
+
+/// A direct lease: its provider says whether the runner is still there.
+async fn resolve_direct(ctx: &Ctx, record: LeaseRecord) -> CliResult<LeaseRecord> {
+    ensure_runner(ctx, &record, ExitStatus::Remote).await?;
     if now_secs() >= record.expires_at() {
         output::warn(format!(
             "lease {} is past its TTL or idle timeout; `crabbox cleanup` would release it",

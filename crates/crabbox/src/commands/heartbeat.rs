@@ -8,7 +8,7 @@ use std::time::Duration;
 use crabbox_api::ExitStatus;
 use crabbox_api::coord::HeartbeatRequest;
 use crabbox_api::view::LeaseView;
-use crabbox_providers::{Health, LeaseRecord};
+use crabbox_providers::LeaseRecord;
 use serde::Serialize;
 
 use crate::brokered;
@@ -181,20 +181,7 @@ async fn beat_direct(
     record: &mut LeaseRecord,
     idle_timeout: Option<Duration>,
 ) -> CliResult<LeaseView> {
-    let provider = ctx.provider_for(record)?;
-    if let Health::Gone(reason) = provider.health(record).await {
-        return Err(CliError::msg(
-            ExitStatus::NotFound,
-            format!(
-                "lease {} ({}) is gone: {reason}",
-                record.lease_id, record.slug
-            ),
-        )
-        .hint(format!(
-            "run `crabbox stop {}` to forget it, then `crabbox warmup` for a new one",
-            record.lease_id
-        )));
-    }
+    lease::ensure_runner(ctx, record, ExitStatus::NotFound).await?;
     if let Some(d) = idle_timeout {
         record.idle_timeout_secs = d.as_secs();
     }
