@@ -207,6 +207,7 @@ pub async fn build_state<S: std::hash::BuildHasher>(
             reconcile_wake: tokio::sync::Notify::new(),
             metrics: metrics::Metrics::default(),
             leader: std::sync::atomic::AtomicBool::new(false),
+            creating: std::sync::Mutex::default(),
         }),
     })
 }

@@ -153,11 +153,13 @@ async fn triage(
     report: &mut PassReport,
 ) -> Result<Option<Lease>, Failure> {
     let settle = state.settings.settle_secs;
-    // Interrupted provisioning: started by another process generation, no resource recorded.
+    // Interrupted provisioning: no resource recorded, and no create task for it: started by
+    // another process generation (a crash, a restart), or by this one whose task is gone.
     if lease.state == LeaseState::Provisioning
         && lease.cloud_id.is_empty()
         && lease.provisioning_request_started_at.is_some()
-        && lease.provisioning_coordinator_version.as_deref() != Some(state.generation.as_str())
+        && (lease.provisioning_coordinator_version.as_deref() != Some(state.generation.as_str())
+            || !state.is_creating(&lease.id))
     {
         match lease.provisioning_recovery_observed_at {
             None => {

@@ -34,6 +34,11 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Whether this replica currently runs the reconciler.
     pub leader: std::sync::atomic::AtomicBool,
+    /// Lease ids with a create task running in this process, and how many (retries of one
+    /// create attempt may run side by side): a `provisioning` record of this generation that is
+    /// not here lost its task (a panic, a failed final write) and is cleaned like one left by
+    /// a crash.
+    pub creating: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -65,6 +70,46 @@ impl AppState {
 
     pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
         self.providers.get(name)
+    }
+
+    /// Marks a create of `id` as running in this process until the guard is dropped (also
+    /// when the task panics).
+    pub fn creating(&self, id: &str) -> CreatingGuard {
+        *self.creating_ids().entry(id.to_owned()).or_default() += 1;
+        CreatingGuard {
+            state: self.clone(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// Whether a create of `id` is running in this process.
+    pub fn is_creating(&self, id: &str) -> bool {
+        self.creating_ids().contains_key(id)
+    }
+
+    fn creating_ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.creating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// See [`AppState::creating`].
+#[derive(Debug)]
+pub struct CreatingGuard {
+    state: AppState,
+    id: String,
+}
+
+impl Drop for CreatingGuard {
+    fn drop(&mut self) {
+        let mut ids = self.state.creating_ids();
+        if let Some(n) = ids.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                ids.remove(&self.id);
+            }
+        }
     }
 }
 

@@ -41,6 +41,7 @@ enum Ending<'a> {
 
 impl Reservation {
     pub(super) async fn run(mut self) -> Result<Response> {
+        let _running = self.state.creating(&self.lease.id);
         let (state, caller) = (&self.state, &self.caller);
         let id = self.lease.id.clone();
         let now = self.lease.created_at;

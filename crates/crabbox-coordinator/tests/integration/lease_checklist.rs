@@ -810,3 +810,31 @@ async fn this_processs_own_slow_create_is_not_taken_for_an_interrupted_one() {
     c.stop().await;
     pool.stop().await;
 }
+
+/// A `provisioning` record of this very process whose create task is gone (it panicked, or
+/// its final write failed) is cleaned like one a crash left, after the settle window, instead
+/// of counting against caps until it expires.
+#[tokio::test]
+async fn a_provisioning_record_of_this_process_without_its_create_task_is_cleaned() {
+    let c = Coord::start().await;
+    let (_, made) = c.create(ALICE, json!({"idleTimeoutSeconds": 3600})).await;
+    let id = made["lease"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(c.runner_dirs(), 1);
+    // Back to provisioning, stamped by this process: the create task that wrote it is gone.
+    let generation = c.state().generation.clone();
+    let started = c.clock.now().plus_secs(-600);
+    rewrite(&c, &id, |l| {
+        l.state = LeaseState::Provisioning;
+        l.cloud_id.clear();
+        l.provisioning_request_started_at = Some(started);
+        l.provisioning_coordinator_version = Some(generation.clone());
+    })
+    .await;
+    assert_eq!(c.reconcile().await.recovered, 0, "first sighting");
+    c.clock.advance_secs(61);
+    assert_eq!(c.reconcile().await.recovered, 1);
+    let (_, got) = get(&c, &id).await;
+    assert_eq!(got["lease"]["state"], "failed", "{got}");
+    assert_eq!(c.runner_dirs(), 0, "its runner was left");
+    c.stop().await;
+}
