@@ -255,6 +255,12 @@ impl Coord {
         (status, value)
     }
 
+    /// `POST /v1/runs/{id}/finish` with `body`.
+    pub async fn finish(&self, who: Who<'_>, id: &str, body: Value) -> (u16, Value) {
+        self.call("POST", &format!("/v1/runs/{id}/finish"), who, Some(body))
+            .await
+    }
+
     pub async fn create(&self, who: Who<'_>, extra: Value) -> (u16, Value) {
         let mut body = json!({"provider": "local", "sshPublicKey": public_key(), "ttlSeconds": 3600, "idleTimeoutSeconds": 600});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {

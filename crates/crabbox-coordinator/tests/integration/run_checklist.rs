@@ -58,17 +58,16 @@ async fn run_checklist_live_telemetry_samples_survive_finish() {
         assert_eq!(status, 200, "{body}");
     }
     let (status, fin) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
+        .finish(
             ALICE,
-            Some(json!({"exitCode": 0, "log": "ok\n", "telemetry": {
+            &id,
+            json!({"exitCode": 0, "log": "ok\n", "telemetry": {
                 "end": {"capturedAt": "2026-05-01T00:00:40Z", "load1": 4.0},
                 "samples": [
                     {"capturedAt": "2026-05-01T00:00:30Z", "load1": 3.0},
                     {"capturedAt": "2026-05-01T00:00:20Z", "load1": 2.5}
                 ]
-            }})),
+            }}),
         )
         .await;
     assert_eq!(status, 200, "{fin}");
@@ -94,14 +93,13 @@ async fn run_checklist_go_nil_slices_in_results_read_back_as_empty_lists() {
     let c = Coord::start().await;
     let id = new_run(&c, ALICE, json!({"command": ["go", "test", "./..."]})).await;
     let (status, fin) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
+        .finish(
             ALICE,
-            Some(json!({"exitCode": 0, "log": "ok\n", "results": {
+            &id,
+            json!({"exitCode": 0, "log": "ok\n", "results": {
                 "format": "junit", "files": null, "suites": 1, "tests": 1, "failures": 0,
                 "errors": 0, "skipped": 0, "timeSeconds": 0.001, "failed": null
-            }})),
+            }}),
         )
         .await;
     assert_eq!(status, 200, "{fin}");
@@ -122,14 +120,13 @@ async fn run_checklist_result_summaries_are_bounded() {
         .collect();
     let files: Vec<String> = (0..80).map(|i| format!("junit-{i}.xml")).collect();
     let (status, fin) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
+        .finish(
             ALICE,
-            Some(json!({"exitCode": 1, "log": "", "results": {
+            &id,
+            json!({"exitCode": 1, "log": "", "results": {
                 "format": "junit", "files": files, "suites": 1, "tests": 150, "failures": 150,
                 "errors": 0, "skipped": 0, "timeSeconds": 1.2, "failed": failed
-            }})),
+            }}),
         )
         .await;
     assert_eq!(status, 200, "{fin}");
@@ -415,12 +412,7 @@ async fn run_checklist_expired_terminal_runs_are_pruned_in_resumable_batches() {
     for _ in 0..20 {
         let id = new_run(&c, ALICE, json!({"command": ["true"]})).await;
         let (status, _) = c
-            .call(
-                "POST",
-                &format!("/v1/runs/{id}/finish"),
-                ALICE,
-                Some(json!({"exitCode": 0, "log": "old log\n"})),
-            )
+            .finish(ALICE, &id, json!({"exitCode": 0, "log": "old log\n"}))
             .await;
         assert_eq!(status, 200);
         old.push(id);
@@ -429,12 +421,7 @@ async fn run_checklist_expired_terminal_runs_are_pruned_in_resumable_batches() {
     c.clock.advance_secs(31 * 86_400);
     let recent = new_run(&c, ALICE, json!({"command": ["true"]})).await;
     let (status, _) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{recent}/finish"),
-            ALICE,
-            Some(json!({"exitCode": 0, "log": "recent\n"})),
-        )
+        .finish(ALICE, &recent, json!({"exitCode": 0, "log": "recent\n"}))
         .await;
     assert_eq!(status, 200);
 
@@ -626,11 +613,10 @@ async fn run_checklist_log_chunks_win_only_when_they_hold_text() {
     ] {
         let id = new_run(&c, ALICE, json!({"command": ["true"]})).await;
         let (status, fin) = c
-            .call(
-                "POST",
-                &format!("/v1/runs/{id}/finish"),
+            .finish(
                 ALICE,
-                Some(json!({"exitCode": 0, "logChunks": chunks, "log": log})),
+                &id,
+                json!({"exitCode": 0, "logChunks": chunks, "log": log}),
             )
             .await;
         assert_eq!(status, 200, "{fin}");
@@ -656,14 +642,7 @@ async fn run_checklist_a_backlog_of_expired_runs_drains_a_batch_a_second() {
     let mut old = Vec::new();
     for _ in 0..40 {
         let id = new_run(&c, ALICE, json!({"command": ["true"]})).await;
-        let (status, _) = c
-            .call(
-                "POST",
-                &format!("/v1/runs/{id}/finish"),
-                ALICE,
-                Some(json!({"exitCode": 0})),
-            )
-            .await;
+        let (status, _) = c.finish(ALICE, &id, json!({"exitCode": 0})).await;
         assert_eq!(status, 200);
         old.push(id);
     }

@@ -77,14 +77,7 @@ async fn a_run_records_events_telemetry_and_its_log() {
     });
     assert!(log.len() > 300_000);
     c.clock.advance_secs(4);
-    let (status, fin) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
-            ALICE,
-            Some(json!({"exitCode": 3, "syncMs": 12, "commandMs": 34, "logChunks": [&log[..100_000], &log[100_000..]], "log": "ignored", "blockedStage": "Bad Stage", "retryLikely": "network"})),
-        )
-        .await;
+    let (status, fin) = c.finish(ALICE, &id, json!({"exitCode": 3, "syncMs": 12, "commandMs": 34, "logChunks": [&log[..100_000], &log[100_000..]], "log": "ignored", "blockedStage": "Bad Stage", "retryLikely": "network"})).await;
     assert_eq!(status, 200, "{fin}");
     let fin = &fin["run"];
     assert_eq!(fin["state"], "failed");
@@ -143,14 +136,7 @@ async fn a_run_records_events_telemetry_and_its_log() {
         .call("GET", &format!("/v1/runs/{id}/logs"), BOB, None)
         .await;
     assert_eq!(status, 404);
-    let (status, _) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
-            BOB,
-            Some(json!({"exitCode": 0})),
-        )
-        .await;
+    let (status, _) = c.finish(BOB, &id, json!({"exitCode": 0})).await;
     assert_eq!(status, 404);
     let (_, bob_list) = c.call("GET", "/v1/runs", BOB, None).await;
     assert!(bob_list["runs"].as_array().unwrap().is_empty());
@@ -176,12 +162,7 @@ async fn logs_keep_the_last_eight_mebibytes() {
     let mut log = "A".repeat(1024 * 1024);
     log.push_str(&"B".repeat(8 * 1024 * 1024));
     let (status, fin) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
-            ALICE,
-            Some(json!({"exitCode": 0, "log": log})),
-        )
+        .finish(ALICE, &id, json!({"exitCode": 0, "log": log}))
         .await;
     assert_eq!(status, 200, "{fin}");
     assert_eq!(fin["run"]["state"], "succeeded");
@@ -270,24 +251,14 @@ async fn a_non_numeric_exit_code_is_absent_not_a_bad_request() {
     assert!(ev["event"].get("exitCode").is_none(), "{ev}");
     // A finish without a numeric exit code records exit code 1 (spec §2.3), like a missing one.
     let (status, fin) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
-            ALICE,
-            Some(json!({"exitCode": "0", "log": "ok"})),
-        )
+        .finish(ALICE, &id, json!({"exitCode": "0", "log": "ok"}))
         .await;
     assert_eq!(status, 200, "{fin}");
     assert_eq!(fin["run"]["exitCode"], 1);
     assert_eq!(fin["run"]["state"], "failed");
     // Other fields keep their JSON types.
     let (status, bad) = c
-        .call(
-            "POST",
-            &format!("/v1/runs/{id}/finish"),
-            ALICE,
-            Some(json!({"exitCode": 0, "logTruncated": "yes"})),
-        )
+        .finish(ALICE, &id, json!({"exitCode": 0, "logTruncated": "yes"}))
         .await;
     assert_eq!(
         (status, bad["error"].as_str()),
