@@ -16,6 +16,37 @@ pub struct Sandbox {
     watch: bool,
 }
 
+/// Processes started from the sandbox outlive the test otherwise: the `local` provider's
+/// runners are detached `sshd`s (a coordinator killed by its test leaves its runners behind).
+/// Each one that names the sandbox on its command line is stopped before the directory goes.
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let root = self.root.path().as_os_str().as_encoded_bytes();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let me = std::process::id().to_string();
+        for entry in procs.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if cmdline.windows(root.len()).any(|w| w == root) {
+                let _ = Command::new("kill").arg(pid).status();
+            }
+        }
+    }
+}
+
 impl Sandbox {
     /// A new sandbox running the binary at `bin`.
     pub fn new(bin: impl Into<PathBuf>) -> Self {
