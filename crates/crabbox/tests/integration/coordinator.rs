@@ -2,7 +2,7 @@
 //! records, history/logs/usage/admin, a coordinator killed mid-create, and two replicas on one
 //! PostgreSQL database racing the same creates and expiries.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,20 +123,10 @@ fn login_then_brokered_runs_leave_history_logs_and_usage() {
     git_repo(&repo, &[("hello.txt", "hi\n")]);
 
     // login --token-stdin writes the user config 0600 and checks the token.
-    let mut login = sb
-        .crabbox(&repo, &["login", "--url", &server.url, "--token-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SHARED.as_bytes())
-        .unwrap();
-    let out = login.wait_with_output().unwrap();
+    let out = crate::output_with_stdin(
+        &mut sb.crabbox(&repo, &["login", "--url", &server.url, "--token-stdin"]),
+        SHARED,
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stdout(&out).contains("user=dev@example.com"),

@@ -2,9 +2,8 @@
 //! the identity headers and token command, the broker's default provider, admin commands,
 //! credentials in the coordinator URL, and idle-timeout updates on a reused lease.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use crabbox_test_support::{Sandbox, code, git, git_repo, stderr, stdout};
 
@@ -17,19 +16,7 @@ fn login(sb: &Sandbox, dir: &Path, server: &Server, token: &str, env: &[(&str, &
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(token.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::output_with_stdin(&mut cmd, token)
 }
 
 #[test]
@@ -237,8 +224,8 @@ fn login_provider_is_the_provider_brokered_leases_ask_for() {
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     std::fs::write(&config, "provider: local\nclass: fast\n").unwrap();
 
-    let mut login = sb
-        .crabbox(
+    let out = crate::output_with_stdin(
+        &mut sb.crabbox(
             &repo,
             &[
                 "login",
@@ -248,19 +235,9 @@ fn login_provider_is_the_provider_brokered_leases_ask_for() {
                 "ssh",
                 "--token-stdin",
             ],
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SHARED.as_bytes())
-        .unwrap();
-    let out = login.wait_with_output().unwrap();
+        ),
+        SHARED,
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("provider=ssh"), "{}", stdout(&out));
     let show = sb.run(&repo, &["config", "show"]);
@@ -460,21 +437,11 @@ fn a_password_in_the_coordinator_url_is_never_printed() {
         stdout(&out)
     );
     let cfg = sb.path().join("login.yaml");
-    let mut login = sb
-        .crabbox(&repo, &["login", "--url", &up, "--token-stdin", "--json"])
-        .env("CRABBOX_CONFIG", &cfg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SHARED.as_bytes())
-        .unwrap();
-    let out = login.wait_with_output().unwrap();
+    let out = crate::output_with_stdin(
+        sb.crabbox(&repo, &["login", "--url", &up, "--token-stdin", "--json"])
+            .env("CRABBOX_CONFIG", &cfg),
+        SHARED,
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     clean(&out, "login --json");
     assert_eq!(json(&out)["broker"], shown.as_str());

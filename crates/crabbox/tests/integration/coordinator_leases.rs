@@ -414,15 +414,10 @@ fn coordinator_errors_keep_their_exit_codes_and_hints() {
 
     // Logged in, then out: the coordinator's 401 is exit 3 with a login hint, and stop keeps
     // the claim (it was exit 7, and status showed the stale claim as ready).
-    let mut login = sb
-        .crabbox(&repo, &["login", "--url", &url, "--token-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut login.stdin.take().unwrap(), SHARED.as_bytes()).unwrap();
-    let out = login.wait_with_output().unwrap();
+    let out = crate::output_with_stdin(
+        &mut sb.crabbox(&repo, &["login", "--url", &url, "--token-stdin"]),
+        SHARED,
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = sb.run(&repo, &["logout"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
