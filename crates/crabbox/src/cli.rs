@@ -1,8 +1,12 @@
-//! The command tree.
+//! The command tree, and the dispatch of a parsed command to its module.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::commands;
+use crate::commands::{
+    admin, cleanup, completions, config, coordinator, doctor, heartbeat, history, init, inspect,
+    list, login, run, ssh, status, stop, sync_plan, usage, warmup, watch,
+};
+use crate::error::CliResult;
 
 /// Crabbox: warm a box, sync the diff, run the suite.
 #[derive(Debug, Parser)]
@@ -12,93 +16,115 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Lease-shaping flags shared by `warmup` and `run`.
-#[derive(Debug, Clone, Args, Default)]
-pub struct LeaseFlags {
-    /// Provider to lease from (`local`, `ssh`).
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// Machine class (tiny, small, standard, fast, large, beast).
-    #[arg(long)]
-    pub class: Option<String>,
-    /// Maximum lifetime, Go syntax (e.g. 90m, 2h).
-    #[arg(long)]
-    pub ttl: Option<String>,
-    /// Release after this long without use (e.g. 30m).
-    #[arg(long = "idle-timeout")]
-    pub idle_timeout: Option<String>,
-    /// Requested slug for a new lease.
-    #[arg(long)]
-    pub slug: Option<String>,
-    /// Static host for provider=ssh.
-    #[arg(long = "static-host")]
-    pub static_host: Option<String>,
-    /// Static user for provider=ssh.
-    #[arg(long = "static-user")]
-    pub static_user: Option<String>,
-    /// Static port for provider=ssh.
-    #[arg(long = "static-port")]
-    pub static_port: Option<String>,
-    /// Static work root for provider=ssh.
-    #[arg(long = "static-work-root")]
-    pub static_work_root: Option<String>,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Lease a runner, sync the tree, run a command there and release the runner.
-    Run(commands::run::Args),
+    Run(run::Args),
     /// Lease a runner and keep it warm for later `run --id` calls.
-    Warmup(commands::warmup::Args),
+    Warmup(warmup::Args),
     /// Release a lease and delete its runner.
     #[command(alias = "release")]
-    Stop(commands::stop::Args),
+    Stop(stop::Args),
     /// List leases known on this machine.
-    List(commands::list::Args),
+    List(list::Args),
     /// Show one lease's state.
-    Status(commands::status::Args),
+    Status(status::Args),
     /// Show every detail of one lease.
-    Inspect(commands::inspect::Args),
+    Inspect(inspect::Args),
     /// Print the ssh command line for a lease.
-    Ssh(commands::ssh::Args),
+    Ssh(ssh::Args),
     /// Touch a lease once now (with the runner's telemetry) and print its new expiry.
-    Heartbeat(commands::heartbeat::Args),
+    Heartbeat(heartbeat::Args),
     /// Release direct leases past their TTL or idle timeout.
-    Cleanup(commands::cleanup::Args),
+    Cleanup(cleanup::Args),
     /// Show what a sync of this directory would send (no lease needed).
-    SyncPlan(commands::sync_plan::Args),
+    SyncPlan(sync_plan::Args),
     /// Check tools, config and keys; say what to fix.
-    Doctor(commands::doctor::Args),
+    Doctor(doctor::Args),
     /// Show or locate configuration.
     #[command(subcommand)]
-    Config(commands::config::ConfigCommand),
+    Config(config::ConfigCommand),
     /// Write a starter .crabbox.yaml.
-    Init(commands::init::Args),
+    Init(init::Args),
     /// Log in to a coordinator (GitHub in the browser, or --token-stdin).
-    Login(commands::login::LoginArgs),
+    Login(login::LoginArgs),
     /// Forget the coordinator token.
-    Logout(commands::login::JsonArgs),
+    Logout(login::JsonArgs),
     /// Show who the coordinator thinks you are.
-    Whoami(commands::login::JsonArgs),
+    Whoami(login::JsonArgs),
     /// List recorded runs (coordinator).
-    History(commands::history::HistoryArgs),
+    History(history::HistoryArgs),
     /// Print a recorded run's log (coordinator).
-    Logs(commands::history::LogsArgs),
+    Logs(history::LogsArgs),
     /// Print a recorded run's events (coordinator).
-    Events(commands::history::EventsArgs),
+    Events(history::EventsArgs),
     /// Show this month's usage and cost caps (coordinator).
-    Usage(commands::usage::Args),
+    Usage(usage::Args),
     /// Coordinator administration (admin token).
     #[command(subcommand)]
-    Admin(commands::admin::AdminCommand),
+    Admin(admin::AdminCommand),
     /// Run the coordinator (`crabbox coordinator serve`).
     #[command(subcommand)]
-    Coordinator(commands::coordinator::CoordinatorCommand),
+    Coordinator(coordinator::CoordinatorCommand),
     /// Print shell completions.
-    Completions(commands::completions::Args),
+    Completions(completions::Args),
     /// Print the version.
     Version,
     /// The file watcher daemon for one sync root (started by Crabbox itself).
     #[command(name = "__watch", hide = true)]
-    Watch(commands::watch::Args),
+    Watch(watch::Args),
+}
+
+/// Runs a parsed command and returns the process exit code.
+pub async fn dispatch(command: Command) -> CliResult<u8> {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Warmup(args) => warmup::run(args).await,
+        Command::Stop(args) => stop::run(args).await,
+        Command::List(args) => list::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Inspect(args) => inspect::run(args).await,
+        Command::Ssh(args) => ssh::run(args).await,
+        Command::Heartbeat(args) => heartbeat::run(args).await,
+        Command::Cleanup(args) => cleanup::run(args).await,
+        Command::SyncPlan(args) => sync_plan::run(&args),
+        Command::Doctor(args) => Ok(doctor::run(&args).await),
+        Command::Config(cmd) => config::run(&cmd),
+        Command::Init(args) => init::run(&args),
+        Command::Completions(args) => Ok(completions::run(
+            &args,
+            &<Cli as clap::CommandFactory>::command(),
+        )),
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(&args),
+        Command::Whoami(args) => login::whoami(args).await,
+        Command::History(args) => history::history(args).await,
+        Command::Logs(args) => history::logs(args).await,
+        Command::Events(args) => history::events(args).await,
+        Command::Usage(args) => usage::run(args).await,
+        Command::Admin(cmd) => admin::run(cmd).await,
+        Command::Coordinator(cmd) => coordinator::run(cmd).await,
+        Command::Watch(args) => Ok(watch::run(&args)),
+        Command::Version => {
+            crate::output::out(format!("crabbox {}", env!("CARGO_PKG_VERSION")));
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn hidden_subcommands_are_not_completed() {
+        let mut script = Vec::new();
+        let mut cmd = completions::visible(&Cli::command());
+        clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "crabbox", &mut script);
+        let script = String::from_utf8(script).unwrap();
+        assert!(script.contains("sync-plan") && script.contains("doctor"));
+        assert!(!script.contains("__watch"));
+    }
 }

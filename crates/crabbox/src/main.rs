@@ -1,7 +1,6 @@
 //! `crabbox`: parse, run the command, report errors, exit with the contract's code.
 
 mod broker;
-mod brokered;
 mod cli;
 mod commands;
 mod compat;
@@ -9,7 +8,6 @@ mod credentials;
 mod error;
 mod interrupt;
 mod lease;
-mod lease_view;
 mod output;
 mod paths;
 mod run_record;
@@ -45,7 +43,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    match runtime.block_on(commands::dispatch(cli.command)) {
+    match runtime.block_on(cli::dispatch(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             output::err(err.report().trim_end());

@@ -1,7 +1,7 @@
 //! `crabbox inspect <id>`: every detail of a lease, one `key=value` per line.
 
 use crate::error::CliResult;
-use crate::lease;
+use crate::lease::{self, Leases};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -15,8 +15,11 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let record = super::status::find(&ctx, args.target).await?;
-    let v = lease::view(&ctx, &record).await;
+    let v = Leases::new(&ctx)
+        .find(&args.target.one()?)
+        .await?
+        .view()
+        .await;
     if args.json {
         output::json(&v);
         return Ok(0);

@@ -4,7 +4,7 @@ use crabbox_remote::quote::sh_join;
 use crabbox_remote::ssh::CallOptions;
 
 use crate::error::CliResult;
-use crate::lease;
+use crate::lease::{self, Leases};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -15,10 +15,10 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
-    let found = super::status::find(&ctx, args.target).await?;
-    let mut record = lease::resolve(&ctx, &found.lease_id).await?;
-    lease::touch(&ctx, &mut record);
-    let target = lease::ssh_target(&record);
+    let mut lease = Leases::new(&ctx).resolve(&args.target.one()?).await?;
+    lease.touch();
+    let target = lease.target();
+    let record = &lease.record;
     // An interactive session may change synced files; drop the fingerprint so the next run
     // re-checks every file with rsync instead of trusting the skip.
     let meta_glob = format!(

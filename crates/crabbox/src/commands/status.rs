@@ -5,13 +5,12 @@
 use std::time::{Duration, Instant};
 
 use crabbox_api::ExitStatus;
-use crabbox_api::coord::Timestamp;
+use crabbox_api::coord::{Telemetry, Timestamp};
 use crabbox_api::view::LeaseView;
 use crabbox_core::duration::format_duration;
 
-use crate::brokered;
-use crate::error::{CliError, CliResult, WithStatus};
-use crate::lease::{self, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::lease::{self, Leases, canonical_provider};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -50,15 +49,6 @@ const TERMINAL: [&str; 6] = [
     "terminated",
 ];
 
-/// A provider name as the coordinator spells it (`google` is `gcp`, `static` is `ssh`).
-pub fn canonical_provider(raw: &str) -> String {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "google" => "gcp".to_owned(),
-        "static" | "static-ssh" => "ssh".to_owned(),
-        other => other.to_owned(),
-    }
-}
-
 /// Refuses (exit 4) a lease of another provider than `--provider` names.
 pub fn check_provider(record: &crabbox_providers::LeaseRecord, wanted: &str) -> CliResult<()> {
     same_provider(&record.lease_id, &record.slug, &record.provider, wanted)
@@ -79,7 +69,6 @@ fn same_provider(id: &str, slug: &str, provider: &str, wanted: &str) -> CliResul
     .hint("`crabbox list` shows each lease's provider; drop --provider or fix it"))
 }
 
-/// The one lease named by a positional argument or `--id` (exit 2 for none or both).
 /// The lease a command acts on: an id or slug, as the argument or as `--id`.
 #[derive(Debug, clap::Args)]
 pub struct LeaseArg {
@@ -103,20 +92,6 @@ impl LeaseArg {
     }
 }
 
-/// Finds a lease by id or slug without checking its health: the local claims, then (brokered)
-/// the coordinator.
-pub async fn find(ctx: &Ctx, target: LeaseArg) -> CliResult<crabbox_providers::LeaseRecord> {
-    let id = target.one()?;
-    if let Some(record) = ctx.claims.resolve(&id).status(ExitStatus::Usage)? {
-        return Ok(record);
-    }
-    if let Some(client) = &ctx.broker {
-        let lease = brokered::fetch(client, &id, None).await?;
-        return Ok(crate::broker::record_from(&lease, client.base_url()));
-    }
-    Err(lease::not_found(&id))
-}
-
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
     let id = args.target.one()?;
@@ -124,9 +99,10 @@ pub async fn run(args: Args) -> CliResult<u8> {
         CliError::new(ExitStatus::Usage, e)
             .hint("pass --wait-timeout in Go syntax, e.g. 90s or 10m")
     })?;
+    let lease = Leases::new(&ctx).find(&id).await?;
     let started = Instant::now();
     let view = loop {
-        let view = current(&ctx, &id).await?;
+        let view = lease.current().await?;
         if let Some(wanted) = &args.provider {
             same_provider(&view.id, &view.slug, &view.provider, wanted)?;
         }
@@ -173,27 +149,6 @@ pub async fn run(args: Args) -> CliResult<u8> {
     Ok(0)
 }
 
-/// The lease's view now: a direct claim as its provider sees it, a brokered lease as its
-/// coordinator reports it.
-async fn current(ctx: &Ctx, id: &str) -> CliResult<LeaseView> {
-    let claim = ctx.claims.resolve(id).status(ExitStatus::Usage)?;
-    Ok(match (claim, &ctx.broker) {
-        (Some(record), _) if !crate::broker::is_brokered(&record) => {
-            lease::view(ctx, &record).await
-        }
-        (Some(record), _) => {
-            let client = brokered::client_for(ctx, &record)?;
-            let lease = brokered::fetch(&client, &record.lease_id, Some(&record)).await?;
-            brokered::view(&lease, client.base_url(), Some(&record))
-        }
-        (None, Some(client)) => {
-            let lease = brokered::fetch(client, id, None).await?;
-            brokered::view(&lease, client.base_url(), None)
-        }
-        (None, None) => return Err(lease::not_found(id)),
-    })
-}
-
 /// The human status line; telemetry (brokered leases) is appended when the coordinator has it.
 fn line(v: &LeaseView) -> String {
     let mut line = format!(
@@ -212,7 +167,78 @@ fn line(v: &LeaseView) -> String {
         v.expires_at
     );
     if let Some(t) = &v.telemetry {
-        line.push_str(&brokered::telemetry_suffix(t, Timestamp::now()));
+        line.push_str(&telemetry_suffix(t, Timestamp::now()));
     }
     line
+}
+
+/// ` load=… mem=used/total disk=used/total uptime=… telemetry=<age>`, or empty.
+fn telemetry_suffix(t: &Telemetry, now: Timestamp) -> String {
+    let mut parts = Vec::new();
+    if let Some(load) = t.load1 {
+        parts.push(format!("load={load:.2}"));
+    }
+    let pair = |used: Option<u64>, total: Option<u64>, percent: Option<f64>| match (used, total) {
+        (Some(u), Some(t)) => Some(format!("{}/{}", bytes(u), bytes(t))),
+        _ => percent.map(|p| format!("{p:.0}%")),
+    };
+    if let Some(mem) = pair(t.memory_used_bytes, t.memory_total_bytes, t.memory_percent) {
+        parts.push(format!("mem={mem}"));
+    }
+    if let Some(disk) = pair(t.disk_used_bytes, t.disk_total_bytes, t.disk_percent) {
+        parts.push(format!("disk={disk}"));
+    }
+    if let Some(up) = t.uptime_seconds {
+        parts.push(format!(
+            "uptime={}",
+            format_duration(Duration::from_secs(up))
+        ));
+    }
+    let age_ms = now.millis().saturating_sub(t.captured_at.millis()).max(0);
+    parts.push(format!(
+        "telemetry={}",
+        format_duration(Duration::from_secs(
+            u64::try_from(age_ms / 1000).unwrap_or_default()
+        ))
+    ));
+    parts.iter().fold(String::new(), |acc, p| acc + " " + p)
+}
+
+/// `1.5GiB`: binary units, one decimal, no space (it sits in a `key=value` record).
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_reads_as_key_values() {
+        let t = Telemetry {
+            captured_at: Timestamp::from_millis(1_000_000),
+            load1: Some(0.5),
+            memory_used_bytes: Some(512 * 1024 * 1024),
+            memory_total_bytes: Some(2 * 1024 * 1024 * 1024),
+            disk_percent: Some(41.6),
+            uptime_seconds: Some(90),
+            ..Telemetry::default()
+        };
+        assert_eq!(
+            telemetry_suffix(&t, Timestamp::from_millis(1_012_500)),
+            " load=0.50 mem=512.0MiB/2.0GiB disk=42% uptime=1m30s telemetry=12s"
+        );
+        assert_eq!(bytes(1023), "1023B");
+    }
 }

@@ -280,7 +280,7 @@ pub fn run(args: &Args) -> CliResult<u8> {
     }
     let ctx = lease::context(Vec::new())?;
     let config = ctx.settings.config();
-    let scope = lease::sync_scope(&ctx)?;
+    let scope = ctx.sync_scope()?;
     let build_error = |e: sync::SyncError| {
         CliError::new(
             ExitStatus::Sync,

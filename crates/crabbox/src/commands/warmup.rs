@@ -1,13 +1,12 @@
 //! `crabbox warmup`: lease a runner, wait until ready, keep it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crabbox_api::view::WarmupView;
 
-use crate::cli::LeaseFlags;
 use crate::error::CliResult;
 use crate::interrupt::Interrupt;
-use crate::lease;
+use crate::lease::{self, LeaseFlags, Leases, NewLease};
 use crate::output::{self, Progress};
 
 #[derive(Debug, clap::Args)]
@@ -24,15 +23,20 @@ pub struct Args {
 
 pub async fn run(args: Args) -> CliResult<u8> {
     let start = Instant::now();
-    let ctx = lease::context(lease::lease_flag_values(&args.lease))?;
+    let ctx = lease::context(args.lease.values())?;
     let progress = Progress::start(args.json);
     // Kept to the end: once it is installed a first signal no longer kills the process, and a
     // second still exits at once.
     let interrupt = Interrupt::listen();
-    let (record, _, _) =
-        lease::acquire(&ctx, &args.lease, true, &progress, &interrupt, &|_| {}).await?;
+    let new = NewLease {
+        slug: args.lease.slug.clone(),
+        keep: true,
+    };
+    let acquired = Leases::new(&ctx)
+        .acquire(&new, &progress, &interrupt, &|_| {})
+        .await?;
     progress.finish();
-    let view = lease::view(&ctx, &record).await;
+    let view = acquired.lease.view().await;
     let total = start.elapsed();
     if args.json {
         output::json(&WarmupView {
@@ -63,6 +67,5 @@ pub async fn run(args: Args) -> CliResult<u8> {
     if args.timing_json {
         output::err(serde_json::json!({"provider": view.provider, "leaseId": view.id, "slug": view.slug, "totalMs": total.as_millis() as u64, "exitCode": 0}).to_string());
     }
-    let _ = Duration::ZERO;
     Ok(0)
 }

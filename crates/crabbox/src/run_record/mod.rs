@@ -18,8 +18,8 @@ use crabbox_remote::session::SessionEvent;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::Sampler;
 use crate::error::CliError;
+use crate::lease::Sampler;
 
 mod output;
 

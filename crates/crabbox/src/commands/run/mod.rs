@@ -1,26 +1,27 @@
-//! `crabbox run`: lease (or reuse), sync, run, stream, report, release.
+//! `crabbox run`: resolve or acquire a lease, then one remote session that takes the lease's
+//! run lock, syncs and runs the command, streaming its output; record the run, release a
+//! fresh lease, report.
 
-use std::time::Instant;
-
-use crabbox_api::coord::RunCreateRequest;
-use crabbox_api::view::{SyncPhase, TimingReport};
-use crabbox_api::{ExitStatus, RunId};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use crabbox_api::ExitStatus;
 use crabbox_remote::sync;
 use crabbox_remote::watch::Source;
 
-use crate::cli::LeaseFlags;
 use crate::error::{CliError, CliResult};
 use crate::interrupt::Interrupt;
-use crate::lease::{self, Ctx};
-use crate::output::{self, Progress};
-use crate::run_record::{self, Finish, LogTail, RunRecorder};
+use crate::lease::{self, Lease, LeaseFlags, Leases, NewLease};
+use crate::output::Progress;
+use crate::run_record::{self, LogTail, RunRecorder};
 
 mod argv;
 mod execute;
+mod record;
+mod report;
 
 use execute::execute;
+use report::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,8 +68,90 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
+/// The lease a run uses, and what getting it cost.
+pub struct Held<'a> {
+    lease: Lease<'a>,
+    /// Leased for this run (released after it unless `--keep`).
+    fresh: bool,
+    lease_time: Duration,
+    ready_time: Duration,
+}
+
 pub async fn run(args: Args) -> CliResult<u8> {
     let total = Instant::now();
+    let lock_wait = check(&args)?;
+    let ctx = lease::context(args.lease.values())?;
+    let leases = Leases::new(&ctx);
+    let progress = Progress::start(false);
+    // One listener for the whole run: a signal while leasing cancels the lease, one during
+    // the session stops the command (and the run is recorded and released as usual).
+    let interrupt = Interrupt::listen();
+
+    // Resolve or acquire. A fresh lease's run is recorded before leasing, so a lease that
+    // cannot be had still leaves a failed run saying why (spec §4.11 step 1).
+    let mut recorder = match &args.id {
+        None => record::before_leasing(&leases, &ctx, &args).await,
+        Some(_) => None,
+    };
+    let mut held = match hold(&leases, &args, &progress, &interrupt, recorder.as_ref()).await {
+        Ok(held) => held,
+        Err(err) => return Err(RunRecorder::abandon(recorder, err).await),
+    };
+    held.lease.touch();
+    let sampler = lease::sampler(held.lease.target());
+    // `run --id X --idle-timeout D` sets that lease's idle timeout (spec §4.5 step 5).
+    let idle_update = (args.id.is_some() && args.lease.idle_timeout.is_some())
+        .then(|| ctx.settings.config().idle_timeout);
+    let keep_alive = match held.lease.keep_alive(sampler.clone(), idle_update).await {
+        Ok(keep_alive) => keep_alive,
+        Err(err) => return Err(RunRecorder::abandon(recorder, err).await),
+    };
+    if !held.fresh {
+        recorder = record::on_lease(&held.lease, &ctx, &args).await;
+    }
+    let run_id = record::run_id(recorder.as_ref());
+    let log = recorder.as_ref().map(|_| LogTail::default());
+    record::start(recorder.as_mut(), sampler).await;
+
+    // Lock, sync and exec: one remote session.
+    let fingerprint_source: Arc<OnceLock<Source>> = Arc::default();
+    let outcome = execute(
+        &ctx,
+        &args,
+        &held.lease,
+        &run_id,
+        lock_wait,
+        &progress,
+        log.clone(),
+        recorder.as_ref().map(RunRecorder::sink),
+        &fingerprint_source,
+        interrupt.receiver(),
+    )
+    .await;
+    progress.finish();
+
+    // Record, then release: nothing may touch the runner once it is being released.
+    if let Some(r) = &mut recorder {
+        record::finish(r, &outcome, log.as_ref()).await;
+    }
+    drop(keep_alive);
+    let released = if held.fresh && !args.keep {
+        Some(held.lease.release().await)
+    } else {
+        None
+    };
+    record::close(recorder, &held.lease, matches!(released, Some(Ok(_)))).await;
+    let report = Report {
+        held: &held,
+        run_id: &run_id,
+        watcher_fingerprint: fingerprint_source.get() == Some(&Source::Watcher),
+        total: total.elapsed(),
+    };
+    report.finish(&args, outcome, released)
+}
+
+/// Checks what the flags alone can tell; the lock wait.
+fn check(args: &Args) -> CliResult<Duration> {
     if args.command.is_empty() && !args.sync_only {
         return Err(CliError::msg(ExitStatus::Usage, "no command given")
             .hint("usage: crabbox run [flags] -- <command> [args…]"));
@@ -79,275 +162,45 @@ pub async fn run(args: Args) -> CliResult<u8> {
             "--slug names a new lease and cannot be combined with --id",
         ));
     }
-    let lock_wait = crabbox_core::duration::parse_duration(&args.lock_timeout)
-        .map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))?;
-    let ctx = lease::context(lease::lease_flag_values(&args.lease))?;
-    let progress = Progress::start(false);
-    // One listener for the whole run: a signal while leasing cancels the lease, one during
-    // the session stops the command (and the run is recorded and released as usual).
-    let interrupt = Interrupt::listen();
-    // A fresh brokered lease: the run is recorded before leasing, so a lease that cannot be
-    // had still leaves a failed run saying why (spec §4.11 step 1); `--id` records it once the
-    // lease is resolved.
-    let mut recorder = match (&ctx.broker, &args.id) {
-        (Some(client), None) => {
-            let recorder = RunRecorder::create(client.clone(), create_request(&ctx, &args)).await;
-            if let Some(r) = &recorder {
-                r.send(run_record::event("leasing.started"));
-            }
-            recorder
-        }
-        _ => None,
-    };
-    let leased = if let Some(id) = &args.id {
-        lease::resolve(&ctx, id).await.map(|r| (r, false, 0, 0))
-    } else {
-        // The lease exists before its runner answers ssh: say so then, not after the wait.
-        let on_created = |record: &crabbox_providers::LeaseRecord| {
-            if let Some(r) = &recorder {
-                r.send(run_record::lease_event("lease.created", record));
-            }
-        };
-        lease::acquire(
-            &ctx,
-            &args.lease,
-            args.keep,
-            &progress,
-            &interrupt,
-            &on_created,
-        )
-        .await
-        .map(|(record, lease_time, ready)| {
-            (
-                record,
-                true,
-                lease_time.as_millis() as u64,
-                ready.as_millis() as u64,
-            )
-        })
-    };
-    let (mut record, fresh, lease_ms, bootstrap_ms) = match leased {
-        Ok(leased) => leased,
-        Err(err) => return Err(RunRecorder::abandon(recorder, err).await),
-    };
-    lease::touch(&ctx, &mut record);
-    // Brokered leases: a run record on the coordinator, heartbeats with telemetry meanwhile.
-    let client = ctx
-        .broker
-        .clone()
-        .filter(|_| crate::broker::is_brokered(&record));
-    let sampler = crate::broker::sampler(lease::ssh_target(&record));
-    // `run --id X --idle-timeout D` sets that lease's idle timeout (spec §4.5 step 5).
-    let idle_update = (args.id.is_some() && args.lease.idle_timeout.is_some())
-        .then(|| ctx.settings.config().idle_timeout);
-    let _heartbeat = match client.clone() {
-        Some(c) => {
-            let sample = sampler.clone();
-            match crate::broker::Heartbeat::start(c, &mut record, sample, idle_update).await {
-                Ok(heartbeat) => Some(heartbeat),
-                Err(err) => return Err(RunRecorder::abandon(recorder, err).await),
-            }
-        }
-        None => None,
-    };
-    match (&client, &recorder) {
-        (Some(c), None) if !fresh => {
-            let mut req = create_request(&ctx, &args);
-            req.lease_id = Some(record.lease_id.clone());
-            req.provider = Some(record.provider.clone());
-            req.class = record.labels.get("class").cloned();
-            req.server_type = Some(record.server_type.clone());
-            recorder = RunRecorder::create(c.clone(), req).await;
-        }
-        // A fresh lease said `lease.created` as soon as it existed (before the ssh wait).
-        _ => {}
-    }
-    let run_id = recorder
-        .as_ref()
-        .and_then(|r| RunId::parse(&r.run_id).ok())
-        .unwrap_or_else(RunId::generate);
-    let log = recorder.as_ref().map(|_| LogTail::default());
-    let events = recorder.as_ref().map(RunRecorder::sink);
-    if let Some(r) = &mut recorder {
-        // Spec cli-dataplane §4.8 step 1: said before the sync, for every run.
-        r.send(run_record::event("bootstrap.waiting"));
-        r.start_telemetry(sampler.clone(), run_record::telemetry_interval())
-            .await;
-    }
-    let fingerprint_source: Arc<OnceLock<Source>> = Arc::default();
-    let outcome = execute(
-        &ctx,
-        &args,
-        &record,
-        &run_id,
-        lock_wait,
-        &progress,
-        log.clone(),
-        events,
-        &fingerprint_source,
-        interrupt.receiver(),
-    )
-    .await;
-    progress.finish();
-    if let Some(r) = &mut recorder {
-        let (exit, sync_ms, command_ms) = match &outcome {
-            Ok(o) => (o.exit_code, o.sync_ms, o.command_ms),
-            Err(e) => {
-                r.fail(e);
-                (i32::from(e.code), 0, 0)
-            }
-        };
-        r.finish(Finish {
-            exit_code: exit,
-            sync_ms,
-            command_ms,
-            log: log.as_ref(),
-        })
-        .await;
-    }
-
-    let release = fresh && !args.keep;
-    let mut stopped = false;
-    let mut stop_error = None;
-    if release {
-        match lease::release(&ctx, &record).await {
-            Ok(()) => stopped = true,
-            Err(err) => stop_error = Some(err),
-        }
-    }
-    if let Some(r) = recorder {
-        if stopped {
-            r.send(run_record::lease_event("lease.released", &record));
-        }
-        r.close().await;
-    }
-    let (outcome, result) = match outcome {
-        Ok(o) => (o, Ok(())),
-        Err(e) => (crabbox_remote::session::SessionOutcome::default(), Err(e)),
-    };
-    let exit = match &result {
-        Ok(()) => outcome.exit_code,
-        Err(e) => i32::from(e.code),
-    };
-    let report = TimingReport {
-        provider: record.provider.clone(),
-        lease_id: record.lease_id.clone(),
-        slug: record.slug.clone(),
-        lease_ms,
-        bootstrap_ms,
-        sync_ms: outcome.sync_ms,
-        sync_phases: outcome
-            .phases
-            .iter()
-            .map(|(name, ms)| SyncPhase {
-                name: name.clone(),
-                ms: *ms,
-                skipped: false,
-                // The file watcher proved nothing changed: git did not run.
-                reason: (name == "fingerprint"
-                    && fingerprint_source.get() == Some(&Source::Watcher))
-                .then(|| Source::Watcher.as_str().to_owned()),
-            })
-            .collect(),
-        sync_skipped: outcome.sync_skipped,
-        command_ms: outcome.command_ms,
-        total_ms: total.elapsed().as_millis() as u64,
-        exit_code: exit,
-        run_status: if exit == 0 {
-            "succeeded"
-        } else if exit == 130 {
-            "canceled"
-        } else {
-            "failed"
-        }
-        .into(),
-        error_kind: if result.is_err() {
-            "provider-error".into()
-        } else if exit != 0 {
-            "command-exit".into()
-        } else {
-            String::new()
-        },
-        run_id: run_id.to_string(),
-        repo_path: ctx.repo_root.display().to_string(),
-        workdir: ctx.workdir(&record),
-        stop_command: format!("crabbox stop {}", record.lease_id),
-        idle_timeout: crabbox_core::duration::format_duration(std::time::Duration::from_secs(
-            record.idle_timeout_secs,
-        )),
-        lease_stopped: stopped,
-        lease_stop_error: stop_error
-            .as_ref()
-            .map(|e| format!("{:#}", e.error))
-            .unwrap_or_default(),
-        label: args.label.clone().unwrap_or_default(),
-    };
-    // A lease that could not be released is still held (and billed): say how to release it.
-    // The remote command's own failure still decides the exit code; a run that otherwise
-    // succeeded exits 7 (spec §4.12).
-    let stop_error = stop_error.map(|err| {
-        let hint = format!(
-            "the lease is still held; release it with `crabbox stop {}`{}",
-            record.lease_id,
-            err.hint
-                .as_ref()
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default()
-        );
-        (err, hint)
-    });
-    if let (Some((err, hint)), false) = (&stop_error, result.is_ok() && exit == 0) {
-        output::warn(format!(
-            "could not release lease {}: {:#}",
-            record.lease_id, err.error
-        ));
-        output::err(format!("hint: {hint}"));
-    }
-    let ms = |v: u64| crabbox_core::duration::format_duration(std::time::Duration::from_millis(v));
-    output::err(format!(
-        "run summary lease={} bootstrap={} sync={} command={} total={} sync_skipped={} exit={exit}",
-        ms(report.lease_ms),
-        ms(report.bootstrap_ms),
-        ms(report.sync_ms),
-        ms(report.command_ms),
-        ms(report.total_ms),
-        report.sync_skipped
-    ));
-    if fresh && !release {
-        output::err(format!(
-            "lease {} ({}) kept; reuse with `crabbox run --id {} -- …`, release with `crabbox stop {}`",
-            record.lease_id, record.slug, record.slug, record.lease_id
-        ));
-    }
-    if args.timing_json {
-        output::err(serde_json::to_string(&report).expect("timing report serializes"));
-    }
-    result?;
-    if let (Some((err, hint)), 0) = (stop_error, exit) {
-        return Err(CliError::new(
-            ExitStatus::Remote,
-            err.error.context(format!(
-                "the command succeeded, but lease {} could not be released",
-                record.lease_id
-            )),
-        )
-        .hint(hint));
-    }
-    Ok(u8::try_from(exit.clamp(0, 255)).unwrap_or(1))
+    crabbox_core::duration::parse_duration(&args.lock_timeout)
+        .map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))
 }
 
-/// The run record's create request before a lease is known: what this run asks for.
-fn create_request(ctx: &Ctx, args: &Args) -> RunCreateRequest {
-    let config = ctx.settings.config();
-    RunCreateRequest {
-        lease_id: Some(String::new()),
-        provider: (ctx.settings.origin("provider") != "default").then(|| config.provider.clone()),
-        target: Some("linux".into()),
-        class: Some(config.class.clone()).filter(|c| !c.is_empty()),
-        command: Some(args.command.clone()),
-        label: args.label.clone(),
-        ..RunCreateRequest::default()
+/// `--id`'s lease, resolved; else a fresh one, acquired (the run record hears of it as soon
+/// as it exists, before the wait for its ssh).
+async fn hold<'a>(
+    leases: &Leases<'a>,
+    args: &Args,
+    progress: &Progress,
+    interrupt: &Interrupt,
+    recorder: Option<&RunRecorder>,
+) -> CliResult<Held<'a>> {
+    if let Some(id) = &args.id {
+        return Ok(Held {
+            lease: leases.resolve(id).await?,
+            fresh: false,
+            lease_time: Duration::ZERO,
+            ready_time: Duration::ZERO,
+        });
     }
+    let on_created = |record: &crabbox_providers::LeaseRecord| {
+        if let Some(r) = recorder {
+            r.send(run_record::lease_event("lease.created", record));
+        }
+    };
+    let new = NewLease {
+        slug: args.lease.slug.clone(),
+        keep: args.keep,
+    };
+    let acquired = leases
+        .acquire(&new, progress, interrupt, &on_created)
+        .await?;
+    Ok(Held {
+        lease: acquired.lease,
+        fresh: true,
+        lease_time: acquired.lease_time,
+        ready_time: acquired.ready_time,
+    })
 }
 
 /// The large-sync thresholds in force (`force` is `--force-sync-large`).
