@@ -157,9 +157,28 @@ pub fn alive(dir: &Path) -> bool {
     pid_of(dir).is_some_and(process::pid_alive)
 }
 
-/// Stops the sshd for `dir` (listener only; connections end when their masters close).
+/// Whether process `pid` names `dir` on its command line (no /proc: assumed).
+fn names(pid: i32, dir: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return !Path::new("/proc/self").exists();
+    };
+    let needle = dir.as_os_str().as_encoded_bytes();
+    cmdline.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Stops the sshd for `dir`: its connections first, then the listener. A connection's
+/// processes outlive the listener otherwise, and so does every client `ControlMaster`
+/// connected to it (for its 10-minute `ControlPersist`): a runner released by a coordinator
+/// while a client still has a master on it would leave both behind.
 pub async fn stop(dir: &Path) {
     let Some(pid) = pid_of(dir) else { return };
+    // A pid file outlives its sshd, and the pid may have been reused since: only a process
+    // that still names this runner's directory has its children stopped.
+    if names(pid, dir) {
+        for conn in process::descendants(pid) {
+            process::signal_pid(conn, false);
+        }
+    }
     if process::signal_pid(pid, false) {
         for _ in 0..100 {
             if !process::pid_alive(pid) {

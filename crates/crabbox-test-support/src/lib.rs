@@ -3,6 +3,8 @@
 
 pub mod fake_github;
 
+pub use crabbox_remote::process::descendants;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -22,26 +24,10 @@ pub struct Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let root = self.root.path().as_os_str().as_encoded_bytes();
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        let me = std::process::id().to_string();
-        for entry in procs.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            if cmdline.windows(root.len()).any(|w| w == root) {
-                let _ = Command::new("kill").arg(pid).status();
+        let me = i32::try_from(std::process::id()).unwrap_or_default();
+        for (pid, cmdline) in processes() {
+            if pid != me && cmdline.windows(root.len()).any(|w| w == root) {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
             }
         }
     }
@@ -54,7 +40,7 @@ impl Sandbox {
             .prefix("cbx-test")
             .tempdir()
             .expect("temp dir");
-        for dir in ["home", "config", "state", "work"] {
+        for dir in ["home", "config", "state", "work", "tmp"] {
             std::fs::create_dir_all(root.path().join(dir)).expect("sandbox dirs");
         }
         Self {
@@ -93,6 +79,9 @@ impl Sandbox {
         cmd.env("HOME", self.root.path().join("home"))
             .env("XDG_CONFIG_HOME", self.root.path().join("config"))
             .env("XDG_STATE_HOME", self.root.path().join("state"))
+            // SSH control sockets live under the temp dir: the sandbox's own, so its masters
+            // can be found (and are stopped with it).
+            .env("TMPDIR", self.root.path().join("tmp"))
             .env("GIT_CONFIG_NOSYSTEM", "1");
         if !self.watch {
             cmd.env("CRABBOX_SYNC_WATCH", "0");
@@ -104,6 +93,43 @@ impl Sandbox {
     pub fn run(&self, dir: &Path, args: &[&str]) -> Output {
         self.crabbox(dir, args).output().expect("crabbox runs")
     }
+
+    /// The pids of SSH `ControlMaster` processes of this sandbox's commands that are still
+    /// running, after giving ones that were just asked to exit a moment to do so.
+    pub fn ssh_masters(&self) -> Vec<i32> {
+        let sockets = self.root.path().join("tmp");
+        let needle = sockets.as_os_str().as_encoded_bytes();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let masters: Vec<i32> = processes()
+                .into_iter()
+                .filter(|(_, cmdline)| {
+                    cmdline.starts_with(b"ssh")
+                        && cmdline.windows(needle.len()).any(|w| w == needle)
+                })
+                .map(|(pid, _)| pid)
+                .collect();
+            if masters.is_empty() || std::time::Instant::now() >= deadline {
+                return masters;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+/// Every process's pid and command line (NUL-separated words).
+fn processes() -> Vec<(i32, Vec<u8>)> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some((pid, cmdline))
+        })
+        .collect()
 }
 
 /// Stdout of an output as text.
@@ -165,36 +191,4 @@ pub fn write(dir: &Path, path: &str, contents: &str) {
         std::fs::create_dir_all(parent).expect("parent dirs");
     }
     std::fs::write(full, contents).expect("write file");
-}
-
-/// Every descendant pid of `pid` (Linux /proc), children first.
-pub fn descendants(pid: i32) -> Vec<i32> {
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
-                parents.push((p, ppid));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(current) = frontier.pop() {
-        for (child, parent) in &parents {
-            if *parent == current {
-                out.push(*child);
-                frontier.push(*child);
-            }
-        }
-    }
-    out
 }

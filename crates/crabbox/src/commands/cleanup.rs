@@ -29,7 +29,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
             }
             SweepAction::Forget if args.dry_run => ("would forget", Ok(())),
             SweepAction::Release if args.dry_run => ("would delete", Ok(())),
-            SweepAction::Forget => ("forget", lease.forget()),
+            SweepAction::Forget => ("forget", lease.forget().await),
             SweepAction::Release => ("delete", lease.release().await.map(drop)),
         };
         match done {

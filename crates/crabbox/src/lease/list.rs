@@ -49,7 +49,7 @@ impl<'a> Leases<'a> {
             }
             let done = match sweep.action {
                 SweepAction::Release => claim.release().await.map(drop),
-                SweepAction::Forget => claim.forget(),
+                SweepAction::Forget => claim.forget().await,
                 SweepAction::Keep => continue,
             };
             let id = claim.record.lease_id.clone();

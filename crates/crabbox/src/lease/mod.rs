@@ -242,7 +242,7 @@ impl<'a> Lease<'a> {
         // one (a lease that then cannot be released gets a new master when used again).
         self.target().close_master().await;
         let released = self.backend.release(&self.record, confirm).await?;
-        self.forget()?;
+        self.forget().await?;
         Ok(released)
     }
 
@@ -251,8 +251,9 @@ impl<'a> Lease<'a> {
         self.backend.sweep(&self.record).await
     }
 
-    /// Forgets it on this machine: its claim, SSH key and sync state.
-    pub fn forget(&self) -> CliResult<()> {
+    /// Forgets it on this machine: its SSH master, claim, key and sync state.
+    pub async fn forget(&self) -> CliResult<()> {
+        self.target().close_master().await;
         let id = &self.record.lease_id;
         self.ctx.claims.remove(id).status(ExitStatus::Failure)?;
         let _ = std::fs::remove_dir_all(paths::lease_key_dir(id));

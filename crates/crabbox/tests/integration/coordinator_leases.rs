@@ -474,3 +474,114 @@ fn coordinator_errors_keep_their_exit_codes_and_hints() {
     );
     assert_eq!(status, 200);
 }
+
+#[test]
+fn no_ssh_master_outlives_a_brokered_lease() {
+    let sb = sandbox();
+    let server = serve(&sb, &sb.path().join("coord"), &[], &[]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+
+    // A fresh lease: heartbeats and telemetry sample the runner over its master while the
+    // command runs (every 5 s and 1 s here); once the lease is released none is left.
+    let out = sb
+        .crabbox(&repo, &["run", "--idle-timeout", "15s", "--", "sleep", "6"])
+        .env("CRABBOX_COORDINATOR", &server.url)
+        .env("CRABBOX_COORDINATOR_TOKEN", SHARED)
+        .env("CRABBOX_RUN_TELEMETRY_INTERVAL", "1s")
+        .output()
+        .expect("crabbox runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after a brokered run");
+
+    // A kept lease: `stop` ends its master.
+    let lease = warm(&sb, &repo, &server.url, &[]);
+    let id = lease["id"].as_str().unwrap();
+    let run = at(&sb, &repo, &server.url, &["run", "--id", id, "--", "true"]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert!(
+        !sb.ssh_masters().is_empty(),
+        "a warm lease keeps its master"
+    );
+    let stop = at(&sb, &repo, &server.url, &["stop", id]);
+    assert_eq!(code(&stop), 0, "{}", stderr(&stop));
+    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after stop");
+
+    // A lease the coordinator releases itself (here: through its API, as an admin or an
+    // expiry would): deleting the runner ends its connections, and the master with them.
+    let lease = warm(&sb, &repo, &server.url, &[]);
+    let id = lease["id"].as_str().unwrap();
+    let run = at(&sb, &repo, &server.url, &["run", "--id", id, "--", "true"]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert!(
+        !sb.ssh_masters().is_empty(),
+        "a warm lease keeps its master"
+    );
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/leases/{id}/release", server.url),
+        SHARED,
+        &[],
+        Some(&serde_json::json!({"delete": true})),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_until("the runner's cleanup", Duration::from_secs(20), || {
+        let lease = coordinator_lease(&server.url, id);
+        lease["cleanupStartedAt"].is_null() && lease["state"] == "released"
+    });
+    assert_eq!(
+        sb.ssh_masters(),
+        Vec::<i32>::new(),
+        "after the coordinator deleted the runner"
+    );
+}
+
+#[test]
+fn list_refresh_forgets_claims_of_leases_the_coordinator_ended() {
+    let sb = sandbox();
+    let server = serve(&sb, &sb.path().join("coord"), &[], &[]);
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let kept = warm(&sb, &repo, &server.url, &[]);
+    let ended = warm(&sb, &repo, &server.url, &[]);
+    let (kept, ended) = (kept["id"].as_str().unwrap(), ended["id"].as_str().unwrap());
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/leases/{ended}/release", server.url),
+        SHARED,
+        &[],
+        Some(&serde_json::json!({"delete": true})),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_until("the runner's cleanup", Duration::from_secs(20), || {
+        coordinator_lease(&server.url, ended)["cleanupStartedAt"].is_null()
+    });
+
+    // Plain `list` shows the ended lease from its claim, as the coordinator reports it.
+    let plain = at(&sb, &repo, &server.url, &["list"]);
+    assert!(
+        stdout(&plain).contains(&format!("lease={ended}")),
+        "{}",
+        stdout(&plain)
+    );
+    let out = at(&sb, &repo, &server.url, &["list", "--refresh"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("forgot stale lease id={ended}"))
+            && stderr(&out).contains("reason=released"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stdout(&out).contains(&format!("lease={ended}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("lease={kept}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!claim_path(&sb, ended).exists() && !key_dir(&sb, ended).exists());
+    assert!(claim_path(&sb, kept).exists());
+}

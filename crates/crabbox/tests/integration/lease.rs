@@ -93,3 +93,100 @@ fn unknown_lease_is_exit_4_with_a_hint() {
         "{err}"
     );
 }
+
+#[test]
+fn no_ssh_master_outlives_its_lease() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+
+    // A kept lease keeps its master between runs (that is what makes the next run fast),
+    // and `stop` ends it.
+    let id = warm(&sb, &repo);
+    let run = sb.run(&repo, &["run", "--id", &id, "--", "true"]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert!(
+        !sb.ssh_masters().is_empty(),
+        "a warm lease keeps its ssh master"
+    );
+    let stop = sb.run(&repo, &["stop", &id]);
+    assert_eq!(code(&stop), 0, "{}", stderr(&stop));
+    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after stop");
+
+    // A fresh lease is released after its run, failed or not, and its master goes with it.
+    let failed = sb.run(&repo, &["run", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code(&failed), 3, "{}", stderr(&failed));
+    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after a failed run");
+    let ok = sb.run(&repo, &["run", "--", "true"]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after a run");
+}
+
+#[test]
+fn list_refresh_forgets_stale_claims_and_names_orphan_runners() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let live = warm(&sb, &repo);
+    let dead = warm(&sb, &repo);
+    let orphan = warm(&sb, &repo);
+    // `dead`'s runner dies behind Crabbox's back; `orphan` loses its claim.
+    let pid: i32 = std::fs::read_to_string(
+        sb.path()
+            .join(format!("state/crabbox/local/{dead}/sshd/sshd.pid")),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    for p in crabbox_test_support::descendants(pid)
+        .into_iter()
+        .chain([pid])
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .status();
+    }
+    let claim = |id: &str| sb.path().join(format!("state/crabbox/claims/{id}.json"));
+    std::fs::remove_file(claim(&orphan)).unwrap();
+
+    // Without --refresh the claim is trusted: the dead lease is listed, as stopped.
+    let plain: serde_json::Value =
+        serde_json::from_slice(&sb.run(&repo, &["list", "--json"]).stdout).unwrap();
+    let states: Vec<(&str, &str)> = plain
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["id"].as_str().unwrap(), l["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&(dead.as_str(), "stopped")), "{states:?}");
+    assert!(claim(&dead).exists());
+
+    let out = sb.run(&repo, &["list", "--refresh", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("forgot stale lease id={dead}")) && err.contains("runner gone"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("orphan runner lease={orphan}")),
+        "{err}"
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [live.as_str()], "only the live lease is left");
+    assert!(!claim(&dead).exists(), "the stale claim is gone");
+    assert!(
+        !sb.path()
+            .join(format!("config/crabbox/testboxes/{dead}"))
+            .exists(),
+        "and its key"
+    );
+    assert!(claim(&live).exists(), "the live claim is kept");
+}
