@@ -494,29 +494,26 @@ fn no_ssh_master_outlives_a_brokered_lease() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after a brokered run");
 
-    // A kept lease: `stop` ends its master.
-    let lease = warm(&sb, &repo, &server.url, &[]);
-    let id = lease["id"].as_str().unwrap();
-    let run = at(&sb, &repo, &server.url, &["run", "--id", id, "--", "true"]);
-    assert_eq!(code(&run), 0, "{}", stderr(&run));
-    assert!(
-        !sb.ssh_masters().is_empty(),
-        "a warm lease keeps its master"
-    );
-    let stop = at(&sb, &repo, &server.url, &["stop", id]);
+    // A kept lease, used by a run, keeps its master until `stop` ends it.
+    let in_use = || {
+        let lease = warm(&sb, &repo, &server.url, &[]);
+        let id = lease["id"].as_str().unwrap().to_owned();
+        let run = at(&sb, &repo, &server.url, &["run", "--id", &id, "--", "true"]);
+        assert_eq!(code(&run), 0, "{}", stderr(&run));
+        assert!(
+            !sb.ssh_masters().is_empty(),
+            "a warm lease keeps its master"
+        );
+        id
+    };
+    let id = in_use();
+    let stop = at(&sb, &repo, &server.url, &["stop", &id]);
     assert_eq!(code(&stop), 0, "{}", stderr(&stop));
     assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after stop");
 
     // A lease the coordinator releases itself (here: through its API, as an admin or an
     // expiry would): deleting the runner ends its connections, and the master with them.
-    let lease = warm(&sb, &repo, &server.url, &[]);
-    let id = lease["id"].as_str().unwrap();
-    let run = at(&sb, &repo, &server.url, &["run", "--id", id, "--", "true"]);
-    assert_eq!(code(&run), 0, "{}", stderr(&run));
-    assert!(
-        !sb.ssh_masters().is_empty(),
-        "a warm lease keeps its master"
-    );
+    let id = in_use();
     let (status, body) = http(
         "POST",
         &format!("{}/v1/leases/{id}/release", server.url),
@@ -526,7 +523,7 @@ fn no_ssh_master_outlives_a_brokered_lease() {
     );
     assert_eq!(status, 200, "{body}");
     wait_until("the runner's cleanup", Duration::from_secs(20), || {
-        let lease = coordinator_lease(&server.url, id);
+        let lease = coordinator_lease(&server.url, &id);
         lease["cleanupStartedAt"].is_null() && lease["state"] == "released"
     });
     assert_eq!(
