@@ -475,6 +475,23 @@ fn coordinator_errors_keep_their_exit_codes_and_hints() {
     assert_eq!(status, 200);
 }
 
+/// Releases a lease on the coordinator itself (as an admin, an expiry or another shell
+/// would), and waits until it has deleted the runner.
+fn release_on_coordinator(url: &str, id: &str) {
+    let (status, body) = http(
+        "POST",
+        &format!("{url}/v1/leases/{id}/release"),
+        SHARED,
+        &[],
+        Some(&serde_json::json!({"delete": true})),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_until("the runner's cleanup", Duration::from_secs(20), || {
+        let lease = coordinator_lease(url, id);
+        lease["cleanupStartedAt"].is_null() && lease["state"] == "released"
+    });
+}
+
 #[test]
 fn no_ssh_master_outlives_a_brokered_lease() {
     let sb = sandbox();
@@ -514,18 +531,7 @@ fn no_ssh_master_outlives_a_brokered_lease() {
     // A lease the coordinator releases itself (here: through its API, as an admin or an
     // expiry would): deleting the runner ends its connections, and the master with them.
     let id = in_use();
-    let (status, body) = http(
-        "POST",
-        &format!("{}/v1/leases/{id}/release", server.url),
-        SHARED,
-        &[],
-        Some(&serde_json::json!({"delete": true})),
-    );
-    assert_eq!(status, 200, "{body}");
-    wait_until("the runner's cleanup", Duration::from_secs(20), || {
-        let lease = coordinator_lease(&server.url, &id);
-        lease["cleanupStartedAt"].is_null() && lease["state"] == "released"
-    });
+    release_on_coordinator(&server.url, &id);
     assert_eq!(
         sb.ssh_masters(),
         Vec::<i32>::new(),
@@ -542,17 +548,7 @@ fn list_refresh_forgets_claims_of_leases_the_coordinator_ended() {
     let kept = warm(&sb, &repo, &server.url, &[]);
     let ended = warm(&sb, &repo, &server.url, &[]);
     let (kept, ended) = (kept["id"].as_str().unwrap(), ended["id"].as_str().unwrap());
-    let (status, body) = http(
-        "POST",
-        &format!("{}/v1/leases/{ended}/release", server.url),
-        SHARED,
-        &[],
-        Some(&serde_json::json!({"delete": true})),
-    );
-    assert_eq!(status, 200, "{body}");
-    wait_until("the runner's cleanup", Duration::from_secs(20), || {
-        coordinator_lease(&server.url, ended)["cleanupStartedAt"].is_null()
-    });
+    release_on_coordinator(&server.url, ended);
 
     // Plain `list` shows the ended lease from its claim, as the coordinator reports it.
     let plain = at(&sb, &repo, &server.url, &["list"]);
