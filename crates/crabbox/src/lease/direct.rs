@@ -13,7 +13,7 @@ use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderE
 use super::backend::{Backend, KeepAlive, ListQuery, Listing, Released, Row, Sweep, SweepAction};
 use super::context::{Ctx, now_secs};
 use super::runner::Sampler;
-use super::view::claim_view;
+use super::view::{claim_view, expires};
 use crate::error::{CliError, CliResult, WithStatus};
 use crate::interrupt::Interrupt;
 use crate::output;

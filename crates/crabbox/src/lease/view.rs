@@ -43,13 +43,18 @@ pub fn claim_view(record: &LeaseRecord, state: String) -> LeaseView {
         )),
         idle_timeout: format_duration(Duration::from_secs(record.idle_timeout_secs)),
         ttl: format_duration(Duration::from_secs(record.ttl_secs)),
-        expires_at: rfc3339(record.expires_at()),
+        expires_at: expires(record),
         has_host: !record.ssh_host.is_empty(),
         labels: record.labels.clone(),
         ssh_host_key: None,
         telemetry: None,
         telemetry_history: Vec::new(),
     }
+}
+
+/// When a claimed lease expires (TTL or idle timeout, whichever comes first), RFC 3339.
+pub fn expires(record: &LeaseRecord) -> String {
+    rfc3339(record.expires_at())
 }
 
 /// The key file a lease is reached with, as views show it.
