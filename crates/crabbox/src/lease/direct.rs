@@ -169,10 +169,7 @@ impl Backend for Direct {
             "stopped" => Sweep::new(SweepAction::Release, "runner gone", true),
             _ => Sweep::new(
                 SweepAction::Keep,
-                format!(
-                    "active expires={}",
-                    claim_view(record, String::new()).expires_at
-                ),
+                format!("active expires={}", expires(record)),
                 false,
             ),
         }
