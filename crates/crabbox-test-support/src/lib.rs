@@ -1,18 +1,24 @@
 //! Test fixtures for Crabbox: an isolated home (config, state and keys in a temp dir), git
-//! repository builders and a CLI harness that runs the real `crabbox` binary.
+//! repository builders, a CLI harness that runs the real `crabbox` binary, and process
+//! helpers that read `/proc` instead of relying on procps.
 
 pub mod fake_github;
+pub mod procs;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// An isolated environment: its own HOME, XDG config and state directories. The file watcher
-/// is off (`CRABBOX_SYNC_WATCH=0`) unless [`Sandbox::watching`] turns it on, so the many
-/// throwaway repositories of a test run do not each get a watcher daemon.
+/// An isolated environment: its own HOME, XDG config and state directories, and `local`
+/// runners whose login shells use that HOME too (see [`Sandbox::sshd_wrapper`]). The file
+/// watcher is off (`CRABBOX_SYNC_WATCH=0`) unless [`Sandbox::watching`] turns it on, so the
+/// many throwaway repositories of a test run do not each get a watcher daemon.
 #[derive(Debug)]
 pub struct Sandbox {
     root: tempfile::TempDir,
     bin: PathBuf,
+    sshd: PathBuf,
+    runner_sshd: PathBuf,
     watch: bool,
 }
 
@@ -21,47 +27,35 @@ pub struct Sandbox {
 /// Each one that names the sandbox on its command line is stopped before the directory goes.
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let root = self.root.path().as_os_str().as_encoded_bytes();
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        let me = std::process::id().to_string();
-        for entry in procs.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            if cmdline.windows(root.len()).any(|w| w == root) {
-                let _ = Command::new("kill").arg(pid).status();
+        let me = std::process::id();
+        for pid in procs::naming(self.root.path().as_os_str().as_encoded_bytes()) {
+            if pid != me {
+                procs::signal(pid, procs::Signal::TERM);
             }
         }
     }
 }
 
 impl Sandbox {
-    /// A new sandbox running the binary at `bin`.
-    pub fn new(bin: impl Into<PathBuf>) -> Self {
+    /// A new sandbox running the crabbox binary at `bin`, whose `local` runners start the
+    /// OpenSSH server at `sshd` (an absolute path).
+    pub fn new(bin: impl Into<PathBuf>, sshd: impl Into<PathBuf>) -> Self {
         let root = tempfile::Builder::new()
             .prefix("cbx-test")
             .tempdir()
             .expect("temp dir");
-        for dir in ["home", "config", "state", "work"] {
+        for dir in ["home", "config", "state", "work", "bin"] {
             std::fs::create_dir_all(root.path().join(dir)).expect("sandbox dirs");
         }
-        Self {
+        let mut sb = Self {
             root,
             bin: bin.into(),
+            sshd: sshd.into(),
+            runner_sshd: PathBuf::new(),
             watch: false,
-        }
+        };
+        sb.runner_sshd = sb.sshd_wrapper("sshd", "", "");
+        sb
     }
 
     /// Leaves `sync.watch` to the configuration (on by default on Linux). Watcher daemons
@@ -81,22 +75,61 @@ impl Sandbox {
         self.root.path().join("work")
     }
 
-    /// A `crabbox` command running in `dir` with the sandbox's environment.
-    pub fn crabbox(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.current_dir(dir).args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CRABBOX_") || key == "CI" {
-                cmd.env_remove(key);
+    /// The sandbox's HOME, for the CLI and for the login shells of its `local` runners.
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// Writes `bin/<name>`, an executable for `CRABBOX_SSHD`: it runs the shell lines
+    /// `before`, then the real sshd with the arguments it was given plus `extra_args`.
+    ///
+    /// The sshd gives its sessions the sandbox's HOME (`SetEnv`), so a runner's login shell
+    /// reads the sandbox's (empty) rc files instead of the machine user's. Otherwise whatever
+    /// those files print or cost decides whether tests pass: root's `~/.bashrc` on our CI
+    /// machines initialises pyenv, ~100 ms on every remote exec, and a pyenv rehash killed
+    /// half-way leaves a lock that stalls every later shell for 60 s.
+    pub fn sshd_wrapper(&self, name: &str, before: &str, extra_args: &str) -> PathBuf {
+        let path = self.root.path().join("bin").join(name);
+        let script = format!(
+            "#!/bin/sh\n{before}\nexec {sshd} \"$@\" -o {home} {extra_args}\n",
+            sshd = sh_quote(&self.sshd.to_string_lossy()),
+            home = sh_quote(&format!("SetEnv=HOME={}", self.home().display())),
+        );
+        std::fs::write(&path, script).expect("sshd wrapper");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("sshd wrapper mode");
+        path
+    }
+
+    /// `program` running in `dir` with the sandbox's environment: its HOME and XDG
+    /// directories, no `CRABBOX_*`, `CI` or proxy settings from the machine, no system git
+    /// configuration, and the sandbox's runner sshd.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(dir);
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            // Every test talks to 127.0.0.1 only; a machine's proxy must not be asked.
+            let proxy = name.to_ascii_lowercase().ends_with("_proxy");
+            if name.starts_with("CRABBOX_") || name == "CI" || proxy {
+                cmd.env_remove(&key);
             }
         }
-        cmd.env("HOME", self.root.path().join("home"))
+        cmd.env("HOME", self.home())
             .env("XDG_CONFIG_HOME", self.root.path().join("config"))
             .env("XDG_STATE_HOME", self.root.path().join("state"))
-            .env("GIT_CONFIG_NOSYSTEM", "1");
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("CRABBOX_SSHD", &self.runner_sshd);
         if !self.watch {
             cmd.env("CRABBOX_SYNC_WATCH", "0");
         }
+        cmd
+    }
+
+    /// A `crabbox` command running in `dir` with the sandbox's environment.
+    pub fn crabbox(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.command(&self.bin, dir);
+        cmd.args(args);
         cmd
     }
 
@@ -104,6 +137,11 @@ impl Sandbox {
     pub fn run(&self, dir: &Path, args: &[&str]) -> Output {
         self.crabbox(dir, args).output().expect("crabbox runs")
     }
+}
+
+/// `s` quoted for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Stdout of an output as text.
@@ -124,10 +162,15 @@ pub fn code(out: &Output) -> i32 {
         .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0))
 }
 
-/// Runs git in `dir`, panicking with its stderr on failure.
+/// Runs git in `dir`, panicking with its stderr on failure. The machine's global and system
+/// git configuration is ignored (a signing or hook setting there must not break a test), and
+/// messages are in the C locale whatever the machine's is.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("LC_ALL", "C")
         .args([
             "-c",
             "user.name=Test",
@@ -167,34 +210,11 @@ pub fn write(dir: &Path, path: &str, contents: &str) {
     std::fs::write(full, contents).expect("write file");
 }
 
-/// Every descendant pid of `pid` (Linux /proc), children first.
-pub fn descendants(pid: i32) -> Vec<i32> {
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
-                parents.push((p, ppid));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(current) = frontier.pop() {
-        for (child, parent) in &parents {
-            if *parent == current {
-                out.push(*child);
-                frontier.push(*child);
-            }
-        }
-    }
-    out
+/// A silent `curl` (errors still shown) that reads no `~/.curlrc` and asks no proxy: every
+/// server a test talks to is on 127.0.0.1, whatever the machine is set up for.
+pub fn curl() -> Command {
+    let mut cmd = Command::new("curl");
+    // `-q` only works as the first argument.
+    cmd.args(["-q", "--noproxy", "*", "-sS"]);
+    cmd
 }

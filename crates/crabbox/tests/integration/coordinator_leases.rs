@@ -4,10 +4,10 @@
 //! `crabbox stop` hint, and coordinator errors carry the contract's exit codes and hints.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
+use crabbox_test_support::{Sandbox, code, curl, git_repo, stderr, stdout};
 use serde_json::Value;
 
 use crate::coordinator::{ADMIN, SHARED, json, serve, wait_until};
@@ -30,8 +30,8 @@ fn http(
     headers: &[&str],
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}", "-H"])
+    let mut cmd = curl();
+    cmd.args(["-X", method, "-w", "\n%{http_code}", "-H"])
         .arg(format!("authorization: Bearer {token}"));
     for h in headers {
         cmd.args(["-H", h]);
