@@ -1,20 +1,24 @@
 //! Test fixtures for Crabbox: an isolated home (config, state and keys in a temp dir), git
-//! repository builders and a CLI harness that runs the real `crabbox` binary.
+//! repository builders, a CLI harness that runs the real `crabbox` binary, and process
+//! helpers that read `/proc` instead of relying on procps.
 
 pub mod fake_github;
+pub mod procs;
 
-pub use crabbox_remote::process::descendants;
-
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// An isolated environment: its own HOME, XDG config and state directories. The file watcher
-/// is off (`CRABBOX_SYNC_WATCH=0`) unless [`Sandbox::watching`] turns it on, so the many
-/// throwaway repositories of a test run do not each get a watcher daemon.
+/// An isolated environment: its own HOME, XDG config and state directories, and `local`
+/// runners whose login shells use that HOME too (see [`Sandbox::sshd_wrapper`]). The file
+/// watcher is off (`CRABBOX_SYNC_WATCH=0`) unless [`Sandbox::watching`] turns it on, so the
+/// many throwaway repositories of a test run do not each get a watcher daemon.
 #[derive(Debug)]
 pub struct Sandbox {
     root: tempfile::TempDir,
     bin: PathBuf,
+    sshd: PathBuf,
+    runner_sshd: PathBuf,
     watch: bool,
 }
 
@@ -23,31 +27,35 @@ pub struct Sandbox {
 /// Each one that names the sandbox on its command line is stopped before the directory goes.
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let root = self.root.path().as_os_str().as_encoded_bytes();
-        let me = i32::try_from(std::process::id()).unwrap_or_default();
-        for (pid, cmdline) in processes() {
-            if pid != me && cmdline.windows(root.len()).any(|w| w == root) {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
+        let me = std::process::id();
+        for pid in procs::naming(self.root.path().as_os_str().as_encoded_bytes()) {
+            if pid != me {
+                procs::signal(pid, procs::Signal::TERM);
             }
         }
     }
 }
 
 impl Sandbox {
-    /// A new sandbox running the binary at `bin`.
-    pub fn new(bin: impl Into<PathBuf>) -> Self {
+    /// A new sandbox running the crabbox binary at `bin`, whose `local` runners start the
+    /// OpenSSH server at `sshd` (an absolute path).
+    pub fn new(bin: impl Into<PathBuf>, sshd: impl Into<PathBuf>) -> Self {
         let root = tempfile::Builder::new()
             .prefix("cbx-test")
             .tempdir()
             .expect("temp dir");
-        for dir in ["home", "config", "state", "work", "tmp"] {
+        for dir in ["home", "config", "state", "work", "bin", "tmp"] {
             std::fs::create_dir_all(root.path().join(dir)).expect("sandbox dirs");
         }
-        Self {
+        let mut sb = Self {
             root,
             bin: bin.into(),
+            sshd: sshd.into(),
+            runner_sshd: PathBuf::new(),
             watch: false,
-        }
+        };
+        sb.runner_sshd = sb.sshd_wrapper("sshd", "", "");
+        sb
     }
 
     /// Leaves `sync.watch` to the configuration (on by default on Linux). Watcher daemons
@@ -67,25 +75,64 @@ impl Sandbox {
         self.root.path().join("work")
     }
 
-    /// A `crabbox` command running in `dir` with the sandbox's environment.
-    pub fn crabbox(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.current_dir(dir).args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CRABBOX_") || key == "CI" {
-                cmd.env_remove(key);
+    /// The sandbox's HOME, for the CLI and for the login shells of its `local` runners.
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// Writes `bin/<name>`, an executable for `CRABBOX_SSHD`: it runs the shell lines
+    /// `before`, then the real sshd with the arguments it was given plus `extra_args`.
+    ///
+    /// The sshd gives its sessions the sandbox's HOME (`SetEnv`), so a runner's login shell
+    /// reads the sandbox's (empty) rc files instead of the machine user's. Otherwise whatever
+    /// those files print or cost decides whether tests pass: root's `~/.bashrc` on our CI
+    /// machines initialises pyenv, ~100 ms on every remote exec, and a pyenv rehash killed
+    /// half-way leaves a lock that stalls every later shell for 60 s.
+    pub fn sshd_wrapper(&self, name: &str, before: &str, extra_args: &str) -> PathBuf {
+        let path = self.root.path().join("bin").join(name);
+        let script = format!(
+            "#!/bin/sh\n{before}\nexec {sshd} \"$@\" -o {home} {extra_args}\n",
+            sshd = sh_quote(&self.sshd.to_string_lossy()),
+            home = sh_quote(&format!("SetEnv=HOME={}", self.home().display())),
+        );
+        std::fs::write(&path, script).expect("sshd wrapper");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("sshd wrapper mode");
+        path
+    }
+
+    /// `program` running in `dir` with the sandbox's environment: its HOME and XDG
+    /// directories, no `CRABBOX_*`, `CI` or proxy settings from the machine, no system git
+    /// configuration, and the sandbox's runner sshd.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(dir);
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            // Every test talks to 127.0.0.1 only; a machine's proxy must not be asked.
+            let proxy = name.to_ascii_lowercase().ends_with("_proxy");
+            if name.starts_with("CRABBOX_") || name == "CI" || proxy {
+                cmd.env_remove(&key);
             }
         }
-        cmd.env("HOME", self.root.path().join("home"))
+        cmd.env("HOME", self.home())
             .env("XDG_CONFIG_HOME", self.root.path().join("config"))
             .env("XDG_STATE_HOME", self.root.path().join("state"))
             // SSH control sockets live under the temp dir: the sandbox's own, so its masters
             // can be found (and are stopped with it).
             .env("TMPDIR", self.root.path().join("tmp"))
-            .env("GIT_CONFIG_NOSYSTEM", "1");
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("CRABBOX_SSHD", &self.runner_sshd);
         if !self.watch {
             cmd.env("CRABBOX_SYNC_WATCH", "0");
         }
+        cmd
+    }
+
+    /// A `crabbox` command running in `dir` with the sandbox's environment.
+    pub fn crabbox(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.command(&self.bin, dir);
+        cmd.args(args);
         cmd
     }
 
@@ -96,18 +143,17 @@ impl Sandbox {
 
     /// The pids of SSH `ControlMaster` processes of this sandbox's commands that are still
     /// running, after giving ones that were just asked to exit a moment to do so.
-    pub fn ssh_masters(&self) -> Vec<i32> {
+    pub fn ssh_masters(&self) -> Vec<u32> {
         let sockets = self.root.path().join("tmp");
-        let needle = sockets.as_os_str().as_encoded_bytes();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         loop {
-            let masters: Vec<i32> = processes()
+            let masters: Vec<u32> = procs::naming(sockets.as_os_str().as_encoded_bytes())
                 .into_iter()
-                .filter(|(_, cmdline)| {
-                    cmdline.starts_with(b"ssh")
-                        && cmdline.windows(needle.len()).any(|w| w == needle)
+                .filter(|pid| {
+                    procs::argv(*pid)
+                        .first()
+                        .is_some_and(|a| a.starts_with("ssh"))
                 })
-                .map(|(pid, _)| pid)
                 .collect();
             if masters.is_empty() || std::time::Instant::now() >= deadline {
                 return masters;
@@ -117,19 +163,9 @@ impl Sandbox {
     }
 }
 
-/// Every process's pid and command line (NUL-separated words).
-fn processes() -> Vec<(i32, Vec<u8>)> {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            Some((pid, cmdline))
-        })
-        .collect()
+/// `s` quoted for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Stdout of an output as text.
@@ -150,10 +186,15 @@ pub fn code(out: &Output) -> i32 {
         .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0))
 }
 
-/// Runs git in `dir`, panicking with its stderr on failure.
+/// Runs git in `dir`, panicking with its stderr on failure. The machine's global and system
+/// git configuration is ignored (a signing or hook setting there must not break a test), and
+/// messages are in the C locale whatever the machine's is.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("LC_ALL", "C")
         .args([
             "-c",
             "user.name=Test",
@@ -191,4 +232,13 @@ pub fn write(dir: &Path, path: &str, contents: &str) {
         std::fs::create_dir_all(parent).expect("parent dirs");
     }
     std::fs::write(full, contents).expect("write file");
+}
+
+/// A silent `curl` (errors still shown) that reads no `~/.curlrc` and asks no proxy: every
+/// server a test talks to is on 127.0.0.1, whatever the machine is set up for.
+pub fn curl() -> Command {
+    let mut cmd = Command::new("curl");
+    // `-q` only works as the first argument.
+    cmd.args(["-q", "--noproxy", "*", "-sS"]);
+    cmd
 }

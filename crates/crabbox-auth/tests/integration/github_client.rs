@@ -73,7 +73,8 @@ async fn code_exchange_errors_follow_github() {
     );
 
     // The fake answers like GitHub: 200 with an error field, form-encoded unless JSON is asked.
-    let http = reqwest::Client::new();
+    // The fake is on 127.0.0.1: a proxy set up on the machine must not be asked.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let form = http
         .post(format!("{}/login/oauth/access_token", fake.url()))
         .form(&[

@@ -92,6 +92,7 @@ pub fn poll_request(login_id: &str, confirmation: Option<&str>) -> PollRequest {
 pub async fn follow_authorize(url: &str) -> String {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()
         .unwrap();
     let response = client.get(url).send().await.unwrap();

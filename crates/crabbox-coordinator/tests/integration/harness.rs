@@ -66,6 +66,7 @@ impl Drop for PgSchema {
         // The name came from `fresh`: plain lowercase identifier characters.
         let _ = std::process::Command::new("psql")
             .args([
+                "-X",
                 database_url().as_str(),
                 "-q",
                 "-c",
@@ -182,7 +183,8 @@ impl Coord {
             base,
             dir,
             state_dir,
-            http: reqwest::Client::new(),
+            // The coordinator is on 127.0.0.1: a proxy set up on the machine must not be asked.
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
             env,
             flags,
             pg,

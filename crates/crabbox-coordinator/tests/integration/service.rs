@@ -599,6 +599,7 @@ async fn the_root_redirects_to_the_portal_with_302() {
     let c = Coord::start().await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()
         .unwrap();
     let resp = http.get(format!("{}/", c.base)).send().await.unwrap();

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::Origin;
+use super::origin::Origin;
 use crate::duration::DurationError;
 
 /// A configuration layer that cannot be used. Bad values are errors; unknown keys are only

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::value::Value;
+use super::value::{Kind, Value};
 
 /// Accepted values of `target`.
 pub(crate) const TARGETS: &[&str] = &["linux", "macos", "windows"];
@@ -11,28 +11,6 @@ pub(crate) const TARGETS: &[&str] = &["linux", "macos", "windows"];
 pub(crate) const BROKER_MODES: &[&str] = &["managed", "registered"];
 
 const GIB: u64 = 1024 * 1024 * 1024;
-
-/// How a key's text is read and checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Text,
-    Bool,
-    /// A Go duration that must be longer than zero.
-    Duration,
-    /// A whole number of things (files).
-    Count,
-    /// A number of bytes, optionally with a unit (`5GiB`, `500MB`).
-    Bytes,
-    /// A TCP port, kept as text because that is how ssh takes it.
-    Port,
-    /// A list of ports; from env a comma list, or `none` for the empty list.
-    PortList,
-    /// A list of strings; from env or flags a comma list.
-    List,
-    Secret,
-    /// One of a fixed set of lowercase words, with the human wording of that set.
-    OneOf(&'static [&'static str], &'static str),
-}
 
 /// A compiled default, kept `const` so the table stays one static array.
 #[derive(Debug, Clone, Copy)]

@@ -7,9 +7,30 @@ use std::path::Path;
 use serde_yaml::{Mapping, Value as Yaml};
 
 use super::error::{ConfigError, ValueError};
-use super::keys::{self, KEYS, KeySpec, Kind};
-use super::value::{self, Value};
-use super::{FlagValue, Origin};
+use super::keys::{self, KEYS, KeySpec};
+use super::origin::Origin;
+use super::value::{self, Kind, Value};
+
+/// One configuration value given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagValue {
+    /// Dotted config key (`ttl`, `sync.checksum`); aliases work too.
+    pub key: String,
+    /// The flag as the user wrote it (`--ttl`), for origins and errors.
+    pub flag: String,
+    /// The flag's text; booleans as `true`/`false`, lists comma separated.
+    pub value: String,
+}
+
+impl FlagValue {
+    pub fn new(key: impl Into<String>, flag: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            flag: flag.into(),
+            value: value.into(),
+        }
+    }
+}
 
 /// One key set by one layer.
 #[derive(Debug)]

@@ -18,11 +18,12 @@ mod value;
 
 pub use error::{ConfigError, ValueError};
 pub use files::{ConfigFiles, REPO_CONFIG_NAMES, config_files};
+pub use layer::FlagValue;
 pub use model::{
     BrokerMode, Config, CoordinatorConfig, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
 };
 pub use origin::Origin;
-pub use resolve::{ConfigInputs, FlagValue, Resolved, resolve};
+pub use resolve::{ConfigInputs, Resolved, resolve};
 pub use secret::Secret;
 pub use show::{render_show, show_json};
 pub use starter::starter_repo_config;

@@ -1,12 +1,9 @@
 //! The typed, resolved configuration that the rest of Crabbox reads.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::Secret;
-use super::resolve::Entry;
-use super::value::Value;
+use super::secret::Secret;
 
 /// Every setting this version uses, resolved across all layers. Where each value came from is
 /// in [`super::Resolved::origin`].
@@ -130,141 +127,5 @@ impl BrokerMode {
 impl fmt::Display for BrokerMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Reads typed values out of the resolved entries. Every key is present and was checked
-/// against its kind when read, so a mismatch here is a bug in the key table.
-struct Reader<'a>(&'a BTreeMap<&'static str, Entry>);
-
-impl Reader<'_> {
-    fn value(&self, key: &str) -> &Value {
-        &self
-            .0
-            .get(key)
-            .unwrap_or_else(|| panic!("config key {key} missing"))
-            .value
-    }
-
-    fn text(&self, key: &str) -> String {
-        match self.value(key) {
-            Value::Text(text) => text.clone(),
-            other => panic!("config key {key} holds {other:?}, not text"),
-        }
-    }
-
-    fn optional(&self, key: &str) -> Option<String> {
-        Some(self.text(key)).filter(|text| !text.is_empty())
-    }
-
-    fn port(&self, key: &str) -> Option<u16> {
-        self.optional(key)
-            .map(|text| text.parse().expect("ports are checked when read"))
-    }
-
-    fn flag(&self, key: &str) -> bool {
-        match self.value(key) {
-            Value::Bool(flag) => *flag,
-            other => panic!("config key {key} holds {other:?}, not a boolean"),
-        }
-    }
-
-    fn duration(&self, key: &str) -> Duration {
-        match self.value(key) {
-            Value::Duration(duration) => *duration,
-            other => panic!("config key {key} holds {other:?}, not a duration"),
-        }
-    }
-
-    fn count(&self, key: &str) -> u64 {
-        match self.value(key) {
-            Value::Count(count) => *count,
-            other => panic!("config key {key} holds {other:?}, not a number"),
-        }
-    }
-
-    fn list(&self, key: &str) -> Vec<String> {
-        match self.value(key) {
-            Value::List(items) => items.clone(),
-            other => panic!("config key {key} holds {other:?}, not a list"),
-        }
-    }
-
-    fn secret(&self, key: &str) -> Option<Secret> {
-        match self.value(key) {
-            Value::Secret(secret) => secret.clone(),
-            other => panic!("config key {key} holds {other:?}, not a secret"),
-        }
-    }
-}
-
-impl Config {
-    pub(crate) fn from_entries(entries: &BTreeMap<&'static str, Entry>) -> Self {
-        let read = Reader(entries);
-        let target = match read.text("target").as_str() {
-            "macos" => TargetOs::Macos,
-            "windows" => TargetOs::Windows,
-            _ => TargetOs::Linux,
-        };
-        let mode = match read.text("broker.mode").as_str() {
-            "registered" => BrokerMode::Registered,
-            _ => BrokerMode::Managed,
-        };
-        let fallback_ports = read.list("ssh.fallbackPorts");
-        Self {
-            provider: read.text("provider"),
-            class: read.text("class"),
-            server_type: read.optional("serverType"),
-            target,
-            profile: read.text("profile"),
-            ttl: read.duration("ttl"),
-            idle_timeout: read.duration("idleTimeout"),
-            work_root: read.text("workRoot"),
-            ready_timeout: match read.value("readyTimeout") {
-                Value::Duration(duration) => Some(*duration),
-                _ => None,
-            },
-            ssh: SshConfig {
-                user: read.text("ssh.user"),
-                key: read.text("ssh.key"),
-                port: read.port("ssh.port").expect("ssh.port has a default"),
-                fallback_ports: fallback_ports
-                    .iter()
-                    .map(|port| port.parse().expect("ports are checked when read"))
-                    .collect(),
-            },
-            sync: SyncConfig {
-                delete: read.flag("sync.delete"),
-                checksum: read.flag("sync.checksum"),
-                git_seed: read.flag("sync.gitSeed"),
-                fingerprint: read.flag("sync.fingerprint"),
-                watch: read.flag("sync.watch"),
-                base_ref: read.optional("sync.baseRef"),
-                timeout: read.duration("sync.timeout"),
-                warn_files: read.count("sync.warnFiles"),
-                warn_bytes: read.count("sync.warnBytes"),
-                fail_files: read.count("sync.failFiles"),
-                fail_bytes: read.count("sync.failBytes"),
-                allow_large: read.flag("sync.allowLarge"),
-                exclude: read.list("sync.exclude"),
-                include: read.list("sync.include"),
-            },
-            env_allow: read.list("env.allow"),
-            static_host: StaticHostConfig {
-                id: read.optional("static.id"),
-                name: read.optional("static.name"),
-                host: read.optional("static.host"),
-                user: read.optional("static.user"),
-                port: read.port("static.port"),
-                work_root: read.optional("static.workRoot"),
-            },
-            coordinator: CoordinatorConfig {
-                url: read.optional("coordinator"),
-                token: read.secret("coordinatorToken"),
-                admin_token: read.secret("broker.adminToken"),
-                token_command: None,
-                mode,
-            },
-        }
     }
 }

@@ -1,38 +1,22 @@
 //! Layering: defaults, then the user file, the repo files in order, the environment and the
-//! flags, each overriding only the keys it sets; then the credential trust rule.
+//! flags, each overriding only the keys it sets; then the credential trust rule; then the
+//! typed [`Config`] read from the result.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::Origin;
 use super::error::ConfigError;
 use super::keys::{self, KEYS};
-use super::layer;
-use super::model::Config;
+use super::layer::{self, FlagValue};
+use super::model::{
+    BrokerMode, Config, CoordinatorConfig, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
+};
+use super::origin::Origin;
+use super::secret::Secret;
 use super::token_command;
 use super::value::Value;
-
-/// One configuration value given on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlagValue {
-    /// Dotted config key (`ttl`, `sync.checksum`); aliases work too.
-    pub key: String,
-    /// The flag as the user wrote it (`--ttl`), for origins and errors.
-    pub flag: String,
-    /// The flag's text; booleans as `true`/`false`, lists comma separated.
-    pub value: String,
-}
-
-impl FlagValue {
-    pub fn new(key: impl Into<String>, flag: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            flag: flag.into(),
-            value: value.into(),
-        }
-    }
-}
 
 /// Everything configuration is resolved from, gathered by the caller (which does the IO).
 #[derive(Clone, Default)]
@@ -165,7 +149,7 @@ pub fn resolve(inputs: &ConfigInputs) -> Result<Resolved, ConfigError> {
             token_command::TOKEN_COMMAND_ENV
         ));
     }
-    let mut config = Config::from_entries(&entries);
+    let mut config = typed_config(&entries);
     config.coordinator.token_command = token_command;
     Ok(Resolved {
         config,
@@ -201,6 +185,142 @@ fn withhold_untrusted_credentials(
                  set CRABBOX_COORDINATOR or pass the coordinator flag to trust it",
                 entry.origin
             ));
+        }
+    }
+}
+
+/// The typed config read out of the resolved entries, each of which holds a value checked
+/// against its key's kind.
+fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
+    let read = Reader(entries);
+    let target = match read.text("target").as_str() {
+        "macos" => TargetOs::Macos,
+        "windows" => TargetOs::Windows,
+        _ => TargetOs::Linux,
+    };
+    let mode = match read.text("broker.mode").as_str() {
+        "registered" => BrokerMode::Registered,
+        _ => BrokerMode::Managed,
+    };
+    let fallback_ports = read.list("ssh.fallbackPorts");
+    Config {
+        provider: read.text("provider"),
+        class: read.text("class"),
+        server_type: read.optional("serverType"),
+        target,
+        profile: read.text("profile"),
+        ttl: read.duration("ttl"),
+        idle_timeout: read.duration("idleTimeout"),
+        work_root: read.text("workRoot"),
+        ready_timeout: match read.value("readyTimeout") {
+            Value::Duration(duration) => Some(*duration),
+            _ => None,
+        },
+        ssh: SshConfig {
+            user: read.text("ssh.user"),
+            key: read.text("ssh.key"),
+            port: read.port("ssh.port").expect("ssh.port has a default"),
+            fallback_ports: fallback_ports
+                .iter()
+                .map(|port| port.parse().expect("ports are checked when read"))
+                .collect(),
+        },
+        sync: SyncConfig {
+            delete: read.flag("sync.delete"),
+            checksum: read.flag("sync.checksum"),
+            git_seed: read.flag("sync.gitSeed"),
+            fingerprint: read.flag("sync.fingerprint"),
+            watch: read.flag("sync.watch"),
+            base_ref: read.optional("sync.baseRef"),
+            timeout: read.duration("sync.timeout"),
+            warn_files: read.count("sync.warnFiles"),
+            warn_bytes: read.count("sync.warnBytes"),
+            fail_files: read.count("sync.failFiles"),
+            fail_bytes: read.count("sync.failBytes"),
+            allow_large: read.flag("sync.allowLarge"),
+            exclude: read.list("sync.exclude"),
+            include: read.list("sync.include"),
+        },
+        env_allow: read.list("env.allow"),
+        static_host: StaticHostConfig {
+            id: read.optional("static.id"),
+            name: read.optional("static.name"),
+            host: read.optional("static.host"),
+            user: read.optional("static.user"),
+            port: read.port("static.port"),
+            work_root: read.optional("static.workRoot"),
+        },
+        coordinator: CoordinatorConfig {
+            url: read.optional("coordinator"),
+            token: read.secret("coordinatorToken"),
+            admin_token: read.secret("broker.adminToken"),
+            token_command: None,
+            mode,
+        },
+    }
+}
+
+/// Reads typed values out of the resolved entries. Every key is present and was checked
+/// against its kind when read, so a mismatch here is a bug in the key table.
+struct Reader<'a>(&'a BTreeMap<&'static str, Entry>);
+
+impl Reader<'_> {
+    fn value(&self, key: &str) -> &Value {
+        &self
+            .0
+            .get(key)
+            .unwrap_or_else(|| panic!("config key {key} missing"))
+            .value
+    }
+
+    fn text(&self, key: &str) -> String {
+        match self.value(key) {
+            Value::Text(text) => text.clone(),
+            other => panic!("config key {key} holds {other:?}, not text"),
+        }
+    }
+
+    fn optional(&self, key: &str) -> Option<String> {
+        Some(self.text(key)).filter(|text| !text.is_empty())
+    }
+
+    fn port(&self, key: &str) -> Option<u16> {
+        self.optional(key)
+            .map(|text| text.parse().expect("ports are checked when read"))
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        match self.value(key) {
+            Value::Bool(flag) => *flag,
+            other => panic!("config key {key} holds {other:?}, not a boolean"),
+        }
+    }
+
+    fn duration(&self, key: &str) -> Duration {
+        match self.value(key) {
+            Value::Duration(duration) => *duration,
+            other => panic!("config key {key} holds {other:?}, not a duration"),
+        }
+    }
+
+    fn count(&self, key: &str) -> u64 {
+        match self.value(key) {
+            Value::Count(count) => *count,
+            other => panic!("config key {key} holds {other:?}, not a number"),
+        }
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        match self.value(key) {
+            Value::List(items) => items.clone(),
+            other => panic!("config key {key} holds {other:?}, not a list"),
+        }
+    }
+
+    fn secret(&self, key: &str) -> Option<Secret> {
+        match self.value(key) {
+            Value::Secret(secret) => secret.clone(),
+            other => panic!("config key {key} holds {other:?}, not a secret"),
         }
     }
 }

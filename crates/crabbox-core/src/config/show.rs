@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value as Json, json};
 
-use super::Resolved;
+use super::resolve::Resolved;
 use super::value::Value;
 use crate::duration::format_duration;
 

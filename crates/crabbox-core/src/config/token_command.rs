@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::Origin;
 use super::error::{ConfigError, ValueError};
+use super::origin::Origin;
 
 /// The variable that names the token command.
 pub const TOKEN_COMMAND_ENV: &str = "CRABBOX_COORDINATOR_TOKEN_COMMAND";

@@ -6,9 +6,30 @@ use std::time::Duration;
 use serde_yaml::Value as Yaml;
 
 use super::error::ValueError;
-use super::keys::Kind;
 use super::secret::Secret;
 use crate::duration::parse_duration;
+
+/// How a key's text is read and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Text,
+    Bool,
+    /// A Go duration that must be longer than zero.
+    Duration,
+    /// A whole number of things (files).
+    Count,
+    /// A number of bytes, optionally with a unit (`5GiB`, `500MB`).
+    Bytes,
+    /// A TCP port, kept as text because that is how ssh takes it.
+    Port,
+    /// A list of ports; from env a comma list, or `none` for the empty list.
+    PortList,
+    /// A list of strings; from env or flags a comma list.
+    List,
+    Secret,
+    /// One of a fixed set of lowercase words, with the human wording of that set.
+    OneOf(&'static [&'static str], &'static str),
+}
 
 /// A checked value, before it is moved into the typed [`super::Config`].
 #[derive(Debug, Clone, PartialEq)]
@@ -271,7 +292,7 @@ mod tests {
         );
         assert_eq!(from_text(Kind::Secret, " "), Ok(None));
         assert_eq!(from_text(Kind::Port, ""), Ok(None));
-        let target = Kind::OneOf(super::super::keys::TARGETS, "linux, macos or windows");
+        let target = Kind::OneOf(&["linux", "macos", "windows"], "linux, macos or windows");
         assert_eq!(
             from_text(target, "macOS"),
             Ok(Some(Value::Text("macos".into())))

@@ -8,8 +8,14 @@ use crabbox_remote::session::{SessionPlan, SyncHooks, SyncPayload, run_session};
 use crabbox_remote::ssh::{HostKeyPolicy, SshTarget};
 use crabbox_remote::sshd;
 
+/// The user this test runs as, from the system rather than `$USER` (unset under `env -i`).
 fn current_user() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "root".into())
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id(1) runs");
+    assert!(out.status.success(), "id -un failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 async fn runner(dir: &Path) -> SshTarget {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
+use crabbox_test_support::{Sandbox, code, curl, git_repo, stderr, stdout};
 use serde_json::Value;
 
 use crate::sandbox;
@@ -270,19 +270,12 @@ fn a_coordinator_killed_mid_create_leaks_nothing_after_restart() {
     let sb = sandbox();
     let state = sb.path().join("coord");
     // A slow sshd start widens the window in which the lease is provisioning.
-    let wrapper = sb.path().join("slow-sshd");
-    std::fs::write(&wrapper, "#!/bin/sh\nsleep 1\nexec /usr/sbin/sshd \"$@\"\n").unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let wrapper_s = wrapper.display().to_string();
+    let wrapper = sb.sshd_wrapper("slow-sshd", "sleep 1", "");
     let mut server = serve(
         &sb,
         &state,
         &["--provisioning-settle-seconds", "1"],
-        &[("CRABBOX_SSHD", &wrapper_s)],
+        &[("CRABBOX_SSHD", wrapper.to_str().unwrap())],
     );
     let repo = sb.work().join("repo");
     git_repo(&repo, &[("a.txt", "a\n")]);
@@ -340,8 +333,7 @@ fn postgres_url() -> String {
 
 pub(crate) fn http(method: &str, url: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
     let mut args = vec![
-        "-sS".to_owned(),
-        "-X".into(),
+        "-X".to_owned(),
         method.into(),
         "-w".into(),
         "\n%{http_code}".into(),
@@ -357,10 +349,7 @@ pub(crate) fn http(method: &str, url: &str, token: &str, body: Option<&Value>) -
         ]);
     }
     args.push(url.to_owned());
-    let out = Command::new("curl")
-        .args(&args)
-        .output()
-        .expect("curl runs");
+    let out = curl().args(&args).output().expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (
@@ -413,8 +402,8 @@ fn two_replicas_on_one_postgres_never_provision_twice_and_expire_once() {
 
     // Exactly one replica runs the reconciler; it expires every lease exactly once.
     let leader = |url: &str| {
-        Command::new("curl")
-            .args(["-sS", &format!("{url}/metrics")])
+        curl()
+            .arg(format!("{url}/metrics"))
             .output()
             .is_ok_and(|o| {
                 String::from_utf8_lossy(&o.stdout).contains("crabbox_reconciler_leader 1")
@@ -448,6 +437,7 @@ fn two_replicas_on_one_postgres_never_provision_twice_and_expire_once() {
     drop((a, b));
     let _ = Command::new("psql")
         .args([
+            "-X",
             db.as_str(),
             "-c",
             &format!("drop schema if exists {schema} cascade"),
@@ -516,10 +506,7 @@ fn github_browser_login_through_the_cli_against_a_fake_github() {
     }
     let url = url.expect("login printed a URL");
     assert!(url.starts_with(&gh_url), "{url}");
-    let browser = Command::new("curl")
-        .args(["-sS", "-L", &url])
-        .output()
-        .unwrap();
+    let browser = curl().args(["-L", &url]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&browser.stdout).contains("login confirmed"),
         "{browser:?}"

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
+use crabbox_test_support::procs::{self, Signal};
 use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
 use serde_json::Value;
 
@@ -206,20 +207,11 @@ fn status_wait_waits_for_a_lease_still_provisioning() {
     let state = sb.path().join("coord");
     // The coordinator's runners start only once the gate file exists.
     let gate = sb.path().join("gate");
-    let wrapper = sb.path().join("sshd-wrapper");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.1; done\nexec /usr/sbin/sshd \"$@\"\n",
-            gate.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let wrapper = sb.sshd_wrapper(
+        "gated-sshd",
+        &format!("while [ ! -e '{}' ]; do sleep 0.1; done", gate.display()),
+        "",
+    );
     let server: Server = serve(
         &sb,
         &state,
@@ -386,11 +378,7 @@ fn stop_waits_until_the_coordinator_has_deleted_the_runner() {
     let id = id_of(&warm(&sb, &repo, url, &[], &[]));
     let runner = state.join("local").join(&id);
     let pid = std::fs::read_to_string(runner.join("sshd/sshd.pid")).unwrap();
-    let killed = std::process::Command::new("kill")
-        .arg(pid.trim())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    assert!(procs::signal(pid.trim().parse().unwrap(), Signal::TERM));
     let aside = state.join("aside");
     std::fs::rename(&runner, &aside).unwrap();
     std::fs::write(&runner, "not a directory").unwrap();

@@ -4,23 +4,21 @@
 //! until the idle timeout.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
+use crabbox_test_support::procs::{self, Signal};
 use crabbox_test_support::{Sandbox, code, git_repo, stderr};
 use serde_json::Value;
 
 use crate::coordinator::{ADMIN, SHARED, Server, http, live_sshds, runner_dirs, serve, wait_until};
 use crate::sandbox;
 
-/// A coordinator whose local runners start through `wrapper` (a shell script body that ends by
-/// exec'ing the real sshd with `"$@"`).
-fn coordinator(sb: &Sandbox, state: &Path, wrapper: &str) -> Server {
-    let path = sb.path().join("sshd-wrapper");
-    std::fs::write(&path, format!("#!/bin/sh\n{wrapper}\n")).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = path.display().to_string();
-    serve(sb, state, &[], &[("CRABBOX_SSHD", &path)])
+/// A coordinator whose local runners start through an sshd wrapper that runs `before`, then
+/// the real sshd with `extra_args` (see `Sandbox::sshd_wrapper`).
+fn coordinator(sb: &Sandbox, state: &Path, before: &str, extra_args: &str) -> Server {
+    let path = sb.sshd_wrapper("sshd-wrapper", before, extra_args);
+    serve(sb, state, &[], &[("CRABBOX_SSHD", path.to_str().unwrap())])
 }
 
 /// Every lease on the coordinator, as the admin sees them.
@@ -46,11 +44,7 @@ fn spawn(sb: &Sandbox, repo: &Path, server: &Server, args: &[&str]) -> Child {
 }
 
 fn interrupt(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(procs::signal(child.id(), Signal::INT));
 }
 
 /// The CLI's output once it exits (it must, within `timeout`).
@@ -88,7 +82,7 @@ fn assert_cleaned_up(sb: &Sandbox, state: &Path, url: &str, id: &str) {
 fn ctrl_c_during_a_brokered_create_cancels_it_on_the_coordinator() {
     let sb = sandbox();
     let state = sb.path().join("coord");
-    let server = coordinator(&sb, &state, "sleep 3\nexec /usr/sbin/sshd \"$@\"");
+    let server = coordinator(&sb, &state, "sleep 3", "");
     let repo = sb.work().join("repo");
     git_repo(&repo, &[("a.txt", "a\n")]);
 
@@ -117,11 +111,7 @@ fn ctrl_c_while_a_brokered_lease_is_not_ready_yet_releases_it() {
     let sb = sandbox();
     let state = sb.path().join("coord");
     // The runner's sshd starts at once but lets nobody in, so the CLI keeps waiting for ssh.
-    let server = coordinator(
-        &sb,
-        &state,
-        "exec /usr/sbin/sshd \"$@\" -o PubkeyAuthentication=no",
-    );
+    let server = coordinator(&sb, &state, "", "-o PubkeyAuthentication=no");
     let repo = sb.work().join("repo");
     git_repo(&repo, &[("a.txt", "a\n")]);
 

@@ -4,10 +4,10 @@
 //! `crabbox stop` hint, and coordinator errors carry the contract's exit codes and hints.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
+use crabbox_test_support::{Sandbox, code, curl, git_repo, stderr, stdout};
 use serde_json::Value;
 
 use crate::coordinator::{ADMIN, SHARED, json, serve, wait_until};
@@ -30,8 +30,8 @@ fn http(
     headers: &[&str],
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}", "-H"])
+    let mut cmd = curl();
+    cmd.args(["-X", method, "-w", "\n%{http_code}", "-H"])
         .arg(format!("authorization: Bearer {token}"));
     for h in headers {
         cmd.args(["-H", h]);
@@ -509,7 +509,7 @@ fn no_ssh_master_outlives_a_brokered_lease() {
         .output()
         .expect("crabbox runs");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after a brokered run");
+    assert_eq!(sb.ssh_masters(), Vec::<u32>::new(), "after a brokered run");
 
     // A kept lease, used by a run, keeps its master until `stop` ends it.
     let in_use = || {
@@ -526,7 +526,7 @@ fn no_ssh_master_outlives_a_brokered_lease() {
     let id = in_use();
     let stop = at(&sb, &repo, &server.url, &["stop", &id]);
     assert_eq!(code(&stop), 0, "{}", stderr(&stop));
-    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after stop");
+    assert_eq!(sb.ssh_masters(), Vec::<u32>::new(), "after stop");
 
     // A lease the coordinator releases itself (here: through its API, as an admin or an
     // expiry would): deleting the runner ends its connections, and the master with them.
@@ -534,7 +534,7 @@ fn no_ssh_master_outlives_a_brokered_lease() {
     release_on_coordinator(&server.url, &id);
     assert_eq!(
         sb.ssh_masters(),
-        Vec::<i32>::new(),
+        Vec::<u32>::new(),
         "after the coordinator deleted the runner"
     );
 }

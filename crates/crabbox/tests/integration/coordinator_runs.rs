@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
+use crabbox_test_support::{Sandbox, code, curl, git_repo, stderr, stdout};
 use serde_json::Value;
 
 use crate::coordinator::{SHARED, json, serve};
@@ -34,8 +34,8 @@ fn run_id(out: &Output) -> String {
 
 /// `GET /v1/runs/{id}` as the shared-token user.
 fn get_run(url: &str, id: &str) -> Value {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "-H"])
+    let out = curl()
+        .arg("-H")
         .arg(format!("authorization: Bearer {SHARED}"))
         .arg(format!("{url}/v1/runs/{id}"))
         .output()
@@ -262,23 +262,12 @@ fn a_lease_that_cannot_be_had_still_leaves_a_failed_run_with_the_reason() {
 fn a_lease_whose_runner_never_answers_ssh_is_named_in_the_failed_run() {
     let sb = sandbox();
     // Runners that refuse every login: the lease is created, ssh never becomes ready.
-    let wrapper = sb.path().join("sshd-wrapper");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\nexec /usr/sbin/sshd \"$@\" -o PubkeyAuthentication=no\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let wrapper = wrapper.display().to_string();
+    let wrapper = sb.sshd_wrapper("locked-sshd", "", "-o PubkeyAuthentication=no");
     let server = serve(
         &sb,
         &sb.path().join("coord"),
         &[],
-        &[("CRABBOX_SSHD", &wrapper)],
+        &[("CRABBOX_SSHD", wrapper.to_str().unwrap())],
     );
     let repo = sb.work().join("repo");
     git_repo(&repo, &[("a.txt", "a\n")]);

@@ -1,6 +1,6 @@
 //! warmup / list / status / inspect / ssh / stop / cleanup across processes.
 
-use crabbox_test_support::{code, git_repo, stderr, stdout};
+use crabbox_test_support::{code, git_repo, procs, stderr, stdout};
 
 use crate::{sandbox, warm};
 
@@ -111,15 +111,15 @@ fn no_ssh_master_outlives_its_lease() {
     );
     let stop = sb.run(&repo, &["stop", &id]);
     assert_eq!(code(&stop), 0, "{}", stderr(&stop));
-    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after stop");
+    assert_eq!(sb.ssh_masters(), Vec::<u32>::new(), "after stop");
 
     // A fresh lease is released after its run, failed or not, and its master goes with it.
     let failed = sb.run(&repo, &["run", "--", "sh", "-c", "exit 3"]);
     assert_eq!(code(&failed), 3, "{}", stderr(&failed));
-    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after a failed run");
+    assert_eq!(sb.ssh_masters(), Vec::<u32>::new(), "after a failed run");
     let ok = sb.run(&repo, &["run", "--", "true"]);
     assert_eq!(code(&ok), 0, "{}", stderr(&ok));
-    assert_eq!(sb.ssh_masters(), Vec::<i32>::new(), "after a run");
+    assert_eq!(sb.ssh_masters(), Vec::<u32>::new(), "after a run");
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn list_refresh_forgets_stale_claims_and_names_orphan_runners() {
     let dead = warm(&sb, &repo);
     let orphan = warm(&sb, &repo);
     // `dead`'s runner dies behind Crabbox's back; `orphan` loses its claim.
-    let pid: i32 = std::fs::read_to_string(
+    let pid: u32 = std::fs::read_to_string(
         sb.path()
             .join(format!("state/crabbox/local/{dead}/sshd/sshd.pid")),
     )
@@ -139,13 +139,8 @@ fn list_refresh_forgets_stale_claims_and_names_orphan_runners() {
     .trim()
     .parse()
     .unwrap();
-    for p in crabbox_test_support::descendants(pid)
-        .into_iter()
-        .chain([pid])
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &p.to_string()])
-            .status();
+    for p in procs::descendants(pid).into_iter().chain([pid]) {
+        procs::signal(p, procs::Signal::KILL);
     }
     let claim = |id: &str| sb.path().join(format!("state/crabbox/claims/{id}.json"));
     std::fs::remove_file(claim(&orphan)).unwrap();

@@ -37,7 +37,8 @@ pub fn output_with_stdin(cmd: &mut std::process::Command, input: &str) -> std::p
 }
 
 pub fn sandbox() -> Sandbox {
-    Sandbox::new(env!("CARGO_BIN_EXE_crabbox"))
+    let sshd = crabbox_remote::sshd::find_sshd().expect("an OpenSSH server (scripts/dev-setup)");
+    Sandbox::new(env!("CARGO_BIN_EXE_crabbox"), sshd)
 }
 
 /// Warms a lease in `dir` and returns its id.

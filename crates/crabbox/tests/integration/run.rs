@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crabbox_test_support::{code, descendants, git_repo, stderr, stdout};
+use crabbox_test_support::procs::{self, Signal};
+use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
 
 use crate::{sandbox, warm};
 
@@ -116,38 +117,37 @@ fn shell_mode_is_detected_for_operators_and_single_strings() {
     sb.run(&repo, &["stop", &id]);
 }
 
+/// The harness, not the product: runners of a sandbox give their login shells the sandbox's
+/// HOME, so the machine user's rc files (what they print, what they cost) never reach a test.
+#[test]
+fn runner_shells_use_the_sandbox_home() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let out = sb.run(&repo, &["run", "--", "sh", "-c", "echo \"$HOME\""]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", sb.home().display()));
+}
+
 #[test]
 fn ctrl_c_stops_the_remote_command_and_exits_130() {
     let sb = sandbox();
     let repo = sb.work().join("repo");
     git_repo(&repo, &[("a", "a\n")]);
     let id = warm(&sb, &repo);
-    let marker = format!("crabbox-sleep-{}", std::process::id());
     let child = sb
-        .crabbox(
-            &repo,
-            &[
-                "run",
-                "--id",
-                &id,
-                "--",
-                "sh",
-                "-c",
-                &format!("echo started; exec -a {marker} sleep 60"),
-            ],
-        )
+        .crabbox(&repo, &["run", "--id", &id, "--", "sleep", "60"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let found = wait_for(|| pgrep(&marker));
-    assert!(found, "remote command never started");
-    rustix_kill(child.id(), "INT");
+    let remote = remote_sleep(&sb, &id).expect("the remote command never started");
+    procs::signal(child.id(), Signal::INT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     assert!(
-        wait_for(|| !pgrep(&marker)),
-        "remote process survived the interrupt"
+        wait_for(|| !procs::alive(remote)),
+        "the remote process survived the interrupt"
     );
     sb.run(&repo, &["stop", &id]);
 }
@@ -158,38 +158,24 @@ fn runner_killed_mid_run_gives_exit_7() {
     let repo = sb.work().join("repo");
     git_repo(&repo, &[("a", "a\n")]);
     let id = warm(&sb, &repo);
-    let marker = format!("crabbox-victim-{}", std::process::id());
     let child = sb
-        .crabbox(
-            &repo,
-            &[
-                "run",
-                "--id",
-                &id,
-                "--",
-                "sh",
-                "-c",
-                &format!("exec -a {marker} sleep 60"),
-            ],
-        )
+        .crabbox(&repo, &["run", "--id", &id, "--", "sleep", "60"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(|| pgrep(&marker)), "remote command never started");
-    let pid_file = sb
-        .path()
-        .join(format!("state/crabbox/local/{id}/sshd/sshd.pid"));
-    let listener: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    for pid in descendants(listener).into_iter().chain([listener]) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+    remote_sleep(&sb, &id).expect("the remote command never started");
+    // The whole runner dies at once: its sshd and everything running under it.
+    let listener = runner_sshd(&sb, &id);
+    for pid in procs::descendants(listener).into_iter().chain([listener]) {
+        procs::signal(pid, Signal::KILL);
     }
+    // A killed process closes its sockets before it counts as dead: wait for the sshd to be
+    // gone before asking what the next run says about the runner.
+    assert!(
+        wait_for(|| !procs::alive(listener)),
+        "the runner's sshd survived"
+    );
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 7, "{}", stderr(&out));
     assert!(
@@ -205,17 +191,34 @@ fn runner_killed_mid_run_gives_exit_7() {
         stderr(&again)
     );
     assert!(stderr(&again).contains("is gone"), "{}", stderr(&again));
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &marker])
-        .status();
     assert_eq!(code(&sb.run(&repo, &["stop", &id])), 0);
 }
 
-fn pgrep(pattern: &str) -> bool {
-    std::process::Command::new("pgrep")
-        .args(["-f", pattern])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// The pid of the `local` runner's sshd (the listener) for lease `id`.
+fn runner_sshd(sb: &Sandbox, id: &str) -> u32 {
+    let pid_file = sb
+        .path()
+        .join(format!("state/crabbox/local/{id}/sshd/sshd.pid"));
+    std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The `sleep` that lease `id`'s runner started for a `run -- sleep 60`, once it runs: found
+/// among the runner sshd's descendants, so neither the test's nor crabbox's own command line
+/// can be mistaken for it.
+fn remote_sleep(sb: &Sandbox, id: &str) -> Option<u32> {
+    let listener = runner_sshd(sb, id);
+    let mut found = None;
+    wait_for(|| {
+        found = procs::descendants(listener)
+            .into_iter()
+            .find(|pid| procs::argv(*pid) == ["sleep", "60"]);
+        found.is_some()
+    });
+    found
 }
 
 fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
@@ -226,13 +229,6 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
-}
-
-fn rustix_kill(pid: u32, signal: &str) {
-    std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
 }
 
 #[test]

@@ -2,20 +2,37 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crabbox_test_support::{code, git, git_repo, stderr, stdout, write};
+use std::path::Path;
+
+use crabbox_test_support::{Sandbox, code, git, git_repo, stderr, stdout, write};
 
 use crate::{sandbox, timing, warm};
+
+/// Runs the runner's git as the test's own git runs (see `crabbox_test_support::git`): no
+/// system or global configuration, messages in the C locale, so their outputs compare.
+fn remote_git(sb: &Sandbox, repo: &Path, id: Option<&str>, commands: &str) -> String {
+    let script =
+        format!("export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 LC_ALL=C; {commands}");
+    let mut args = vec!["run"];
+    if let Some(id) = id {
+        args.extend(["--id", id]);
+    }
+    args.extend(["--", "sh", "-c", &script]);
+    let out = sb.run(repo, &args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    stdout(&out)
+}
 
 /// Lists the remote tree (files, modes, link targets, content hashes), excluding `.git`.
 const TREE: &str = "find . -path ./.git -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort | while IFS= read -r f; do if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; else echo \"$f $(stat -c %a \"$f\") $(sha256sum < \"$f\" | cut -c1-12)\"; fi; done";
 
-fn remote_tree(sb: &crabbox_test_support::Sandbox, repo: &std::path::Path, id: &str) -> String {
+fn remote_tree(sb: &Sandbox, repo: &Path, id: &str) -> String {
     let out = sb.run(repo, &["run", "--id", id, "--shell", "--", TREE]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     stdout(&out)
 }
 
-fn local_tree(repo: &std::path::Path, skip: &[&str]) -> String {
+fn local_tree(repo: &Path, skip: &[&str]) -> String {
     let out = std::process::Command::new("sh")
         .current_dir(repo)
         .arg("-c")
@@ -66,12 +83,8 @@ fn every_kind_of_change_reaches_the_runner() {
         "{tree}"
     );
 
-    let status = sb.run(
-        &repo,
-        &["run", "--id", &id, "--", "git", "status", "--short"],
-    );
     assert_eq!(
-        stdout(&status),
+        remote_git(&sb, &repo, Some(&id), "git status --short"),
         git(&repo, &["status", "--short"]),
         "remote git status matches local"
     );
@@ -163,7 +176,7 @@ fn warm_loop_skips_sync_until_something_changes_locally_or_remotely() {
     sb.run(&repo, &["stop", &id]);
 }
 
-fn wait_restored(sb: &crabbox_test_support::Sandbox, repo: &std::path::Path, id: &str) -> String {
+fn wait_restored(sb: &Sandbox, repo: &Path, id: &str) -> String {
     let out = sb.run(repo, &["run", "--id", id, "--", "cat", "a.txt"]);
     stdout(&out)
 }
@@ -306,29 +319,16 @@ fn runner_git_knows_the_base_branch() {
     write(&repo, "lib.rs", "fn a() {}\nfn b() {}\n");
     git(&repo, &["commit", "-q", "-am", "add b"]);
     write(&repo, "new.rs", "fn c() {}\n");
-    let remote = sb.run(
+    let remote = remote_git(
+        &sb,
         &repo,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "git diff --stat origin/main; git status --short --branch",
-        ],
+        None,
+        "git diff --stat origin/main; git status --short --branch",
     );
-    assert_eq!(code(&remote), 0, "{}", stderr(&remote));
-    let local = std::process::Command::new("sh")
-        .current_dir(&repo)
-        .arg("-c")
-        .arg("git diff --stat origin/main; git status --short --branch")
-        .output()
-        .unwrap();
-    assert_eq!(stdout(&remote), stdout(&local));
-    assert!(
-        stdout(&remote).contains("## feature"),
-        "{}",
-        stdout(&remote)
-    );
+    let local = git(&repo, &["diff", "--stat", "origin/main"])
+        + &git(&repo, &["status", "--short", "--branch"]);
+    assert_eq!(remote, local);
+    assert!(remote.contains("## feature"), "{remote}");
 }
 
 #[test]
