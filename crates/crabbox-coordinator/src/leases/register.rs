@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use crabbox_api::coord::{Lease, LeaseState, Lifecycle, RegistrationRequest};
-use crabbox_store::StoreError;
+use crabbox_store::{StoreError, Versioned};
 
-use super::{lease_body, modify, normalize_ports, shape};
+use super::{lease_body, modify_from, normalize_ports, shape};
 use crate::access::Caller;
 use crate::error::{Failure, Result};
 use crate::lifecycle::{self, clamp_lifetime};
@@ -148,29 +148,8 @@ pub async fn register(
         lease.ended_at = None;
         lease.expires_at = lifecycle::expires_at(lease);
     };
-    if state.store.get_lease(&id).await?.is_some() {
-        let lease = modify(&state, &id, |lease| {
-            if !lease.is_registered() || lease.owner != caller.owner || lease.org != caller.org_key
-            {
-                return Err(Failure::conflict(
-                    "lease_id_conflict",
-                    "lease id belongs to another owner or to a managed lease",
-                ));
-            }
-            if lease.provider != provider {
-                return Err(Failure::conflict(
-                    "provider_conflict",
-                    format!(
-                        "lease {} is registered for provider {}",
-                        lease.id, lease.provider
-                    ),
-                ));
-            }
-            fill(lease);
-            Ok(())
-        })
-        .await?;
-        return Ok(lease_body(StatusCode::OK, shape(&state, &caller, lease)));
+    if let Some(found) = state.store.get_lease(&id).await? {
+        return replay(&state, &caller, &id, Some(found), &provider, fill).await;
     }
     let slug = match req.slug.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(raw) => crabbox_core::slug::normalize_slug(raw),
@@ -179,7 +158,7 @@ pub async fn register(
     let mut lease = Lease {
         id: id.clone(),
         slug,
-        provider,
+        provider: provider.clone(),
         lifecycle: Lifecycle::Registered,
         owner: caller.owner.clone(),
         provider_owner: Some(caller.owner.clone()),
@@ -194,10 +173,43 @@ pub async fn register(
             StatusCode::CREATED,
             shape(&state, &caller, lease),
         )),
-        Err(StoreError::Conflict(_)) => Err(Failure::conflict(
-            "lease_id_conflict",
-            "lease id was registered concurrently; retry",
-        )),
+        // Another request (on this replica or another one) stored the id between the read
+        // above and this insert: answer as that registration's replay, as if this one had come
+        // second, so a client never has to retry a race it cannot see.
+        Err(StoreError::Conflict(_)) => replay(&state, &caller, &id, None, &provider, fill).await,
         Err(e) => Err(e.into()),
     }
+}
+
+/// Registers `id` again over its stored record (`found`, or re-read when `None`): allowed for
+/// the registration's own owner and org on the same provider, refreshing it with `fill`; `200`.
+async fn replay(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    found: Option<Versioned<Lease>>,
+    provider: &str,
+    fill: impl Fn(&mut Lease),
+) -> Result<Response> {
+    let lease = modify_from(state, id, found, |lease| {
+        if !lease.is_registered() || lease.owner != caller.owner || lease.org != caller.org_key {
+            return Err(Failure::conflict(
+                "lease_id_conflict",
+                "lease id belongs to another owner or to a managed lease",
+            ));
+        }
+        if lease.provider != provider {
+            return Err(Failure::conflict(
+                "provider_conflict",
+                format!(
+                    "lease {} is registered for provider {}",
+                    lease.id, lease.provider
+                ),
+            ));
+        }
+        fill(lease);
+        Ok(())
+    })
+    .await?;
+    Ok(lease_body(StatusCode::OK, shape(state, caller, lease)))
 }

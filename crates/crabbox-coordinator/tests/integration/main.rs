@@ -4,6 +4,7 @@
 mod harness;
 mod lease_checklist;
 mod leases;
+mod replicas;
 mod run_checklist;
 mod runs;
 mod service;
