@@ -223,7 +223,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, drains in-flight requests, stops the reconciler after its current pass.
+    /// Stops accepting, drains in-flight requests, stops the reconciler after its current pass,
+    /// then closes the store (a SQLite file is then complete by itself, without its log).
     pub async fn shutdown(self, timeout: Duration) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let drain = async {
@@ -233,7 +234,9 @@ impl Running {
             }
             served
         };
-        match tokio::time::timeout(timeout, drain).await {
+        let drained = tokio::time::timeout(timeout, drain).await;
+        self.state.store.close().await;
+        match drained {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(e.into()),
             Ok(Err(e)) => Err(anyhow::anyhow!("server task failed: {e}")),

@@ -118,21 +118,6 @@ impl SqliteStore {
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
-
-    /// Closes every connection, waiting for running statements; later calls fail.
-    #[expect(
-        clippy::unused_async,
-        reason = "async like the rest of the stores' API, so that callers need not change"
-    )]
-    pub async fn close(&self) {
-        let checkpointer = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        drop(checkpointer);
-        self.db.close();
-    }
 }
 
 /// `<database path>.leader`, the file the reconciler's leader holds locked.

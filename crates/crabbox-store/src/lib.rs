@@ -230,6 +230,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Counts for `/metrics`: leases (managed and registered) by state, every state listed
     /// once in [`LeaseState::ALL`] order, zero counts included.
     async fn lease_counts(&self) -> Result<Vec<(LeaseState, u64)>, StoreError>;
+
+    /// Closes the store once its running calls are done; later calls fail. What the database
+    /// keeps beside its data is finished first (SQLite: the write-ahead log is copied back and
+    /// removed, so the file alone holds every commit).
+    async fn close(&self);
 }
 
 /// Holds the reconciler role; dropping it gives the role up.
