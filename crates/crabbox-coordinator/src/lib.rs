@@ -286,9 +286,13 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
             })?,
         _ => tracing_subscriber::EnvFilter::new("info"),
     };
+    // A log line that cannot be written is dropped. tracing-subscriber would otherwise report
+    // it with `eprintln!`, which panics when stderr is a closed pipe (a log collector that
+    // died): the coordinator would die of its own logging.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {

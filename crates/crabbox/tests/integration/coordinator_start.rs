@@ -4,7 +4,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crabbox_test_support::{code, stderr};
@@ -81,6 +81,13 @@ impl Drop for Running {
 /// the address it listens on. Every line on stderr must be a JSON object; the listening line
 /// carries the URL. The rest of stderr is read (and dropped) until the coordinator exits.
 fn serve_json(args: &[&str]) -> (Running, String) {
+    let (server, addr, mut lines) = serve_json_until_listening(args);
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    (server, addr)
+}
+
+/// [`serve_json`], handing back the rest of stderr.
+fn serve_json_until_listening(args: &[&str]) -> (Running, String, BufReader<ChildStderr>) {
     let mut child = serve_cmd(&[args, &["--log-format", "json"]].concat(), &[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -99,8 +106,7 @@ fn serve_json(args: &[&str]) -> (Running, String) {
             assert_eq!(v["fields"]["providers"], "local", "{line}");
             let addr = url.strip_prefix("http://").expect("an http URL");
             assert!(addr.starts_with("127.0.0.1:"), "{line}");
-            std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-            return (server, addr.to_owned());
+            return (server, addr.to_owned(), lines);
         }
     }
     panic!("the coordinator did not say where it listens");
@@ -328,4 +334,18 @@ fn a_stopped_coordinator_leaves_its_sqlite_file_complete_by_itself() {
     let (status, body) = http(&addr, "GET", "/v1/leases/kept-box", "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"host\":\"10.0.0.7\""), "{body}");
+}
+
+/// A log reader that goes away (a pipe to a collector that died, `| head`) costs the
+/// coordinator its logs, not its life: it keeps serving and stops cleanly.
+#[test]
+fn a_closed_stderr_does_not_stop_the_coordinator() {
+    let sb = sandbox();
+    let state = sb.path().join("state");
+    let (server, addr, lines) =
+        serve_json_until_listening(&["--state-dir", state.to_str().unwrap()]);
+    drop(lines);
+    assert_eq!(register(&addr, "quiet-box", "10.0.0.8"), 201);
+    let exit = stop(server);
+    assert!(exit.success(), "{exit}");
 }
