@@ -64,9 +64,23 @@ pub async fn open_store(
         return open_postgres(&url, args).await;
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(&url);
-    let store = crabbox_store_sqlite::SqliteStore::open(std::path::Path::new(path))
+    let options = crabbox_store_sqlite::SqliteOptions {
+        quick_check: !args.skip_sqlite_check,
+    };
+    let store = crabbox_store_sqlite::SqliteStore::open_with(std::path::Path::new(path), options)
         .await
-        .with_context(|| format!("could not open the SQLite store at {path}"))?;
+        .map_err(|e| {
+            let recovery = match &e {
+                crabbox_store::StoreError::Damaged(_) => format!(
+                    "the SQLite database {path} is damaged: restore it from a backup (and \
+                     delete {path}-wal and {path}-shm beside it, which belong to the damaged \
+                     file), or move those files aside to start with an empty database, or \
+                     run on PostgreSQL with --database-url"
+                ),
+                _ => format!("could not open the SQLite store at {path}"),
+            };
+            anyhow::Error::new(e).context(recovery)
+        })?;
     Ok(Arc::new(store))
 }
 

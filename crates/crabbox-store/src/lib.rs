@@ -42,6 +42,10 @@ pub enum StoreError {
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database's own structure is damaged (a file that fails its integrity check): no
+    /// retry helps; it has to be restored. The message names the database and what is wrong.
+    #[error("damaged database: {0}")]
+    Damaged(String),
 }
 
 /// Filters for listing leases; results newest `createdAt` first. `limit` is the most rows

@@ -114,6 +114,37 @@ async fn opening_an_unusable_path_names_it() {
     );
 }
 
+/// A file cut short (a copy that stopped half way) fails the open as damaged, naming the file,
+/// not as a database that is unavailable for a while.
+#[tokio::test]
+async fn a_truncated_file_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    for n in 0..200 {
+        store
+            .insert_lease(&full_lease(&format!("cbx_{n:012x}")), &no_check())
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    drop(store);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = file.metadata().unwrap().len();
+    assert!(
+        len > 64 * 4096,
+        "the file is large enough to cut: {len} bytes"
+    );
+    file.set_len(len / 2).unwrap();
+    drop(file);
+
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    let StoreError::Damaged(message) = &err else {
+        panic!("expected a damaged database, got {err:?}");
+    };
+    assert!(message.contains(path.to_str().unwrap()), "{message}");
+}
+
 /// Another process holding `<database>.leader` (here util-linux `flock`, which takes the same
 /// kind of lock) keeps this one from leading until it lets go.
 #[tokio::test]

@@ -349,3 +349,60 @@ fn a_closed_stderr_does_not_stop_the_coordinator() {
     let exit = stop(server);
     assert!(exit.success(), "{exit}");
 }
+
+/// Overwrites a few pages in the middle of the SQLite file at `path` with garbage, as a disk
+/// fault would, leaving its header (and so SQLite's willingness to open it) intact.
+fn damage_middle_pages(path: &Path) {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let bytes = std::fs::read(path).expect("database read");
+    let page_size = match u16::from_be_bytes([bytes[16], bytes[17]]) {
+        1 => 65_536,
+        size => u64::from(size),
+    };
+    let pages = bytes.len() as u64 / page_size;
+    assert!(
+        pages >= 16,
+        "a database of {pages} pages is too small to damage"
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("database opened");
+    file.seek(SeekFrom::Start((pages / 2) * page_size))
+        .expect("seek");
+    let garbage: Vec<u8> = (0..4 * page_size).map(|i| (i * 167 % 251) as u8).collect();
+    file.write_all(&garbage).expect("pages overwritten");
+}
+
+#[test]
+fn a_damaged_sqlite_file_stops_the_start_and_says_how_to_recover() {
+    let sb = sandbox();
+    let state = sb.path().join("state");
+    let db = state.join("coordinator.db");
+    let (server, addr) = serve_json(&["--state-dir", state.to_str().unwrap()]);
+    for n in 0..300 {
+        assert_eq!(register(&addr, &format!("box-{n}"), "10.0.0.1"), 201);
+    }
+    // A graceful stop leaves the file without its log: the damage below is then the only copy
+    // of those pages.
+    assert!(stop(server).success());
+    damage_middle_pages(&db);
+
+    let out = refused(serve_cmd(&["--state-dir", state.to_str().unwrap()], &[]));
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(&format!("the SQLite database {} is damaged", db.display())),
+        "{err}"
+    );
+    assert!(err.contains("restore it from a backup"), "{err}");
+    assert!(err.contains("--database-url"), "{err}");
+
+    // An operator may skip the check (it reads the whole file): the start then goes on.
+    let (_running, _) = serve_json(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--skip-sqlite-check",
+    ]);
+}
