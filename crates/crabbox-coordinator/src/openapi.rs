@@ -191,7 +191,7 @@ pub const ROUTES: &[Route] = &[
         "get",
         "/v1/runs",
         Auth::User,
-        "List readable runs, newest first (query leaseID, owner, org | orgKind, state, limit)",
+        "List readable runs, newest first (query leaseID: the id or slug of any lease a run ran on; owner, org | orgKind, state, limit)",
         &[200],
         &[400],
     ),

@@ -68,7 +68,9 @@ pub struct LeaseQuery {
 /// is the most rows returned (0 returns none).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunQuery {
-    pub lease_id: Option<String>,
+    /// Runs that ran on this lease: an id in their `leaseIDs`, or a slug the run has had, so
+    /// that a run that moved to a replacement lease is found by every lease it ran on.
+    pub lease: Option<String>,
     pub owner: Option<String>,
     pub org: Option<String>,
     pub state: Option<RunState>,
