@@ -28,8 +28,7 @@ mod provision;
 mod register;
 
 pub use attempts::cancel_create;
-pub use create::create;
-pub use fixed::put_fixed;
+pub use create::{create, put_fixed};
 pub use register::register;
 
 fn lease_body(status: StatusCode, lease: Lease) -> Response {
