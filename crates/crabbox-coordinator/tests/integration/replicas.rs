@@ -77,57 +77,24 @@ async fn simultaneous_identical_registrations_on_two_replicas_both_succeed() {
     a.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simultaneous_identical_fixed_id_puts_on_two_replicas_make_one_lease() {
+/// Creates of `pairs` leases raced in pairs across two replicas: the one that provisions
+/// answers 201, the other joins it like a retry (one of `joined`), both with the same lease,
+/// and each lease gets one runner.
+async fn assert_raced_creates_make_one_lease_each(
+    method: &str,
+    path: impl Fn(usize) -> String,
+    body: impl Fn(usize) -> Value,
+    joined: &[u16],
+) {
     let a = Coord::start_postgres(base_env(), &[]).await;
     let b = a.replica().await;
     let pairs = 30;
-    let answers = race_pairs(
-        &a,
-        &b,
-        pairs,
-        "PUT",
-        |i| format!("/v1/leases/cbx_0000000f{i:04x}"),
-        |i| json!({"provider": "local", "sshPublicKey": public_key(), "slug": format!("fixed {i}")}),
-    )
-    .await;
+    let answers = race_pairs(&a, &b, pairs, method, path, body).await;
+    let expected: Vec<[u16; 2]> = joined.iter().map(|j| [201, *j]).collect();
     for (i, pair) in answers.iter().enumerate() {
-        // The one that provisions answers 201; the other joins it, `202` while it is still
-        // provisioning or `200` once it is active.
-        assert_pair_replays(i, pair, &[[201, 200], [201, 202]], &["id", "slug", "owner"]);
-    }
-    assert_eq!(
-        a.runner_dirs(),
-        pairs,
-        "a fixed-id lease was provisioned twice"
-    );
-    b.stop().await;
-    a.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simultaneous_retries_of_create_attempts_on_two_replicas_make_one_lease() {
-    let a = Coord::start_postgres(base_env(), &[]).await;
-    let b = a.replica().await;
-    let pairs = 30;
-    let answers = race_pairs(
-        &a,
-        &b,
-        pairs,
-        "POST",
-        |_| "/v1/leases".to_owned(),
-        |i| {
-            json!({"provider": "local", "sshPublicKey": public_key(),
-                   "leaseID": format!("cbx_0000000c{i:04x}"),
-                   "createAttemptID": format!("cat_{i:032x}")})
-        },
-    )
-    .await;
-    for (i, pair) in answers.iter().enumerate() {
-        // The retry joins the create: `200` with the same lease, which may still be
-        // provisioning when the retry reads it.
-        assert_pair_replays(i, pair, &[[201, 200]], &["id", "slug", "owner"]);
+        assert_pair_replays(i, pair, &expected, &["id", "slug", "owner"]);
         for (_, body) in pair {
+            // The joiner may read the lease before its runner is there.
             let state = body["lease"]["state"].as_str();
             assert!(
                 matches!(state, Some("active" | "provisioning")),
@@ -135,11 +102,35 @@ async fn simultaneous_retries_of_create_attempts_on_two_replicas_make_one_lease(
             );
         }
     }
-    assert_eq!(
-        a.runner_dirs(),
-        pairs,
-        "a create attempt was provisioned twice"
-    );
+    assert_eq!(a.runner_dirs(), pairs, "a lease was provisioned twice");
     b.stop().await;
     a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_identical_fixed_id_puts_on_two_replicas_make_one_lease() {
+    // A fixed-id replay answers `202` while the lease is provisioning, `200` once active.
+    assert_raced_creates_make_one_lease_each(
+        "PUT",
+        |i| format!("/v1/leases/cbx_0000000f{i:04x}"),
+        |i| json!({"provider": "local", "sshPublicKey": public_key(), "slug": format!("fixed {i}")}),
+        &[200, 202],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_retries_of_create_attempts_on_two_replicas_make_one_lease() {
+    // A retry of a create attempt answers `200` with the lease, provisioning or not.
+    assert_raced_creates_make_one_lease_each(
+        "POST",
+        |_| "/v1/leases".to_owned(),
+        |i| {
+            json!({"provider": "local", "sshPublicKey": public_key(),
+                   "leaseID": format!("cbx_0000000c{i:04x}"),
+                   "createAttemptID": format!("cat_{i:032x}")})
+        },
+        &[200],
+    )
+    .await;
 }
