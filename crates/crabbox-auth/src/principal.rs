@@ -125,8 +125,10 @@ pub enum AuthError {
     /// No acceptable credential. `reason` is for logs only and never sent to the client.
     #[error("unauthorized: {reason}")]
     Unauthorized { reason: String },
-    /// The caller authenticated but their org label cannot be encoded (a configuration problem
-    /// on the coordinator or the proxy, hence 503).
+    /// The caller authenticated but their org label cannot be encoded. The configured labels
+    /// are checked when the coordinator starts, so this is a label the caller sent (the
+    /// `x-crabbox-org` header of an admin-token request): a 400, since no retry can fix it.
+    /// (The old coordinator answered 503, which clients and proxies retry.)
     #[error("invalid org identity: {0}")]
     InvalidOrg(#[from] InvalidOrgLabel),
     /// A cookie-authenticated portal mutation from another origin.
@@ -144,7 +146,7 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::InvalidOrg(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidOrg(_) => StatusCode::BAD_REQUEST,
             Self::PortalOriginForbidden => StatusCode::FORBIDDEN,
         }
     }
@@ -212,7 +214,7 @@ mod tests {
             source_name: "x-crabbox-org",
         });
         let (status, body) = err.response();
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"], "invalid_org_identity");
         assert!(
             body["message"]

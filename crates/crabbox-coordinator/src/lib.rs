@@ -64,9 +64,23 @@ pub async fn open_store(
         return open_postgres(&url, args).await;
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(&url);
-    let store = crabbox_store_sqlite::SqliteStore::open(std::path::Path::new(path))
+    let options = crabbox_store_sqlite::SqliteOptions {
+        quick_check: !args.skip_sqlite_check,
+    };
+    let store = crabbox_store_sqlite::SqliteStore::open_with(std::path::Path::new(path), options)
         .await
-        .with_context(|| format!("could not open the SQLite store at {path}"))?;
+        .map_err(|e| {
+            let recovery = match &e {
+                crabbox_store::StoreError::Damaged(_) => format!(
+                    "the SQLite database {path} is damaged: restore it from a backup (and \
+                     delete {path}-wal and {path}-shm beside it, which belong to the damaged \
+                     file), or move those files aside to start with an empty database, or \
+                     run on PostgreSQL with --database-url"
+                ),
+                _ => format!("could not open the SQLite store at {path}"),
+            };
+            anyhow::Error::new(e).context(recovery)
+        })?;
     Ok(Arc::new(store))
 }
 
@@ -223,7 +237,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, drains in-flight requests, stops the reconciler after its current pass.
+    /// Stops accepting, drains in-flight requests, stops the reconciler after its current pass,
+    /// then closes the store (a SQLite file is then complete by itself, without its log).
     pub async fn shutdown(self, timeout: Duration) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let drain = async {
@@ -233,7 +248,9 @@ impl Running {
             }
             served
         };
-        match tokio::time::timeout(timeout, drain).await {
+        let drained = tokio::time::timeout(timeout, drain).await;
+        self.state.store.close().await;
+        match drained {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(e.into()),
             Ok(Err(e)) => Err(anyhow::anyhow!("server task failed: {e}")),
@@ -283,9 +300,13 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
             })?,
         _ => tracing_subscriber::EnvFilter::new("info"),
     };
+    // A log line that cannot be written is dropped. tracing-subscriber would otherwise report
+    // it with `eprintln!`, which panics when stderr is a closed pipe (a log collector that
+    // died): the coordinator would die of its own logging.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {

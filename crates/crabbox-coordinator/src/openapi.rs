@@ -191,7 +191,7 @@ pub const ROUTES: &[Route] = &[
         "get",
         "/v1/runs",
         Auth::User,
-        "List readable runs, newest first (query leaseID, owner, org | orgKind, state, limit)",
+        "List readable runs, newest first (query leaseID: the id or slug of any lease a run ran on; owner, org | orgKind, state, limit)",
         &[200],
         &[400],
     ),
@@ -305,8 +305,9 @@ pub const ROUTES: &[Route] = &[
 fn shared_errors(route: &Route, takes_body: bool) -> Vec<u16> {
     let mut codes = route.errors.to_vec();
     if route.auth != Auth::None {
-        // Not authenticated; the store or the caller's org identity unavailable.
-        codes.extend([401, 503]);
+        // An `x-crabbox-org` that is no org label (400 invalid_org_identity); not
+        // authenticated; the store unavailable.
+        codes.extend([400, 401, 503]);
     }
     if route.auth == Auth::Admin {
         codes.push(403);

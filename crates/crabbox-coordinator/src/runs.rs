@@ -291,7 +291,7 @@ pub async fn list(
     Query(q): Query<RunListQuery>,
 ) -> Result<Response> {
     let mut query = RunQuery {
-        lease_id: q.lease_id.filter(|s| !s.is_empty()),
+        lease: q.lease_id.filter(|s| !s.is_empty()),
         owner: q.owner.filter(|s| !s.is_empty()),
         limit: clamp_limit(q.limit.as_deref(), 50),
         ..RunQuery::default()
@@ -309,7 +309,7 @@ pub async fn list(
         OrgFilter::Key(key) => query.org = Some(key),
         OrgFilter::Nothing => return Ok(Json(json!({"runs": []})).into_response()),
     }
-    if !caller.admin && query.lease_id.is_none() {
+    if !caller.admin && query.lease.is_none() {
         // Non-admins only ever see their own runs or runs on their leases; narrowing the
         // query to the caller keeps the limit meaningful.
         query.owner = Some(caller.owner.clone());

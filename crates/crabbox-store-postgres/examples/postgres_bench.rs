@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crabbox_store::Store as _;
 use crabbox_store::conformance::bench;
 use crabbox_store_postgres::{PgOptions, PgStore};
 use sqlx::Connection as _;

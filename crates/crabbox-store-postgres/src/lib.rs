@@ -131,11 +131,6 @@ impl PgStore {
     pub fn schema(&self) -> &str {
         &self.schema
     }
-
-    /// Closes every pooled connection, waiting for running statements.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 fn validate_schema(schema: &str) -> Result<(), StoreError> {

@@ -10,11 +10,18 @@ use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// `(version, description, sql)`; the file is `migrations/<version:04>_<description>.sql`.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "coordinator",
-    include_str!("../migrations/0001_coordinator.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "coordinator",
+        include_str!("../migrations/0001_coordinator.sql"),
+    ),
+    (
+        2,
+        "run_leases",
+        include_str!("../migrations/0002_run_leases.sql"),
+    ),
+];
 
 /// Creates `schema` if missing and applies what is not applied yet. Concurrent replicas
 /// serialize on the migrator's advisory lock; the bookkeeping table lives in the schema too.

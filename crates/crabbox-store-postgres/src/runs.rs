@@ -160,17 +160,32 @@ pub(crate) async fn get(pool: &PgPool, id: &str) -> Attempt<Option<Versioned<Run
 }
 
 pub(crate) async fn list(pool: &PgPool, q: &RunQuery) -> Attempt<Vec<Run>> {
-    let mut sql = String::from("SELECT id, doc FROM runs WHERE TRUE");
     let mut n = 0;
     let mut next = || {
         n += 1;
         n
     };
+    // By lease, the lease's entries in `run_leases` are read newest first from its index and
+    // each joined to its run; otherwise `runs` is read from its own indexes.
+    let (mut sql, (started, id)) = if q.lease.is_some() {
+        (
+            format!(
+                "SELECT r.id, r.doc FROM run_leases k JOIN runs r ON r.id = k.run_id \
+                 WHERE k.lease = ${}",
+                next()
+            ),
+            ("k.started_at", "k.run_id"),
+        )
+    } else {
+        (
+            String::from("SELECT r.id, r.doc FROM runs r WHERE TRUE"),
+            ("r.started_at", "r.id"),
+        )
+    };
     for (present, column) in [
-        (q.lease_id.is_some(), "lease_id"),
-        (q.owner.is_some(), "owner"),
-        (q.org.is_some(), "org"),
-        (q.state.is_some(), "state"),
+        (q.owner.is_some(), "r.owner"),
+        (q.org.is_some(), "r.org"),
+        (q.state.is_some(), "r.state"),
     ] {
         if present {
             let _ = write!(sql, " AND {column} = ${}", next());
@@ -178,12 +193,12 @@ pub(crate) async fn list(pool: &PgPool, q: &RunQuery) -> Attempt<Vec<Run>> {
     }
     if q.before.is_some() {
         let (a, b) = (next(), next());
-        let _ = write!(sql, " AND (started_at, id) < (${a}, ${b})");
+        let _ = write!(sql, " AND ({started}, {id}) < (${a}, ${b})");
     }
-    let _ = write!(sql, " ORDER BY started_at DESC, id DESC LIMIT ${}", next());
+    let _ = write!(sql, " ORDER BY {started} DESC, {id} DESC LIMIT ${}", next());
     // Only placeholders are spliced in; every value is bound.
     let mut query = sqlx::query(AssertSqlSafe(sql));
-    for value in [&q.lease_id, &q.owner, &q.org].into_iter().flatten() {
+    for value in [&q.lease, &q.owner, &q.org].into_iter().flatten() {
         query = query.bind(text(value));
     }
     if let Some(state) = q.state {

@@ -150,6 +150,10 @@ impl Store for PgStore {
         leader::try_acquire(&self.connect, self.leader_key).await
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crabbox_store::Store as _;
 use crabbox_store::conformance::bench;
 use crabbox_store_sqlite::SqliteStore;
 

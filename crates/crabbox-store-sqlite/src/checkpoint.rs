@@ -3,9 +3,9 @@
 //! By default SQLite checkpoints inside the commit that pushes the WAL past 1,000 pages: that
 //! commit copies every page back into the database file and fsyncs it while it still holds the
 //! writer, and every write queued behind it waits (the tail of the heartbeat latency). Here the
-//! writer's automatic checkpoint is only a backstop (at [`BACKSTOP_PAGES`]) and this thread runs
-//! a `PASSIVE` checkpoint on its own connection every [`INTERVAL`]: passive checkpoints take
-//! no lock that writers or readers wait for.
+//! writer's automatic checkpoint is only a backstop (at [`crate::conn::BACKSTOP_PAGES`]) and
+//! this thread runs a `PASSIVE` checkpoint on its own connection every [`INTERVAL`]: passive
+//! checkpoints take no lock that writers or readers wait for.
 //!
 //! The log starts over from its beginning only at a commit that finds it entirely copied,
 //! which under steady writes a concurrent checkpoint never achieves (the writer appends while it
@@ -54,10 +54,6 @@ const MAX_PASSES: usize = 4;
 
 /// A log sync this quick found little to write.
 const QUICK_SYNC: Duration = Duration::from_millis(1);
-
-/// The writer's own automatic checkpoint, for when this thread cannot keep up (about 100 MiB
-/// of log at the default page size; the thread keeps the log under about 40 MiB).
-pub(crate) const BACKSTOP_PAGES: i64 = 25_000;
 
 /// The running checkpoint thread; stopped when dropped.
 #[derive(Debug)]

@@ -22,6 +22,11 @@ use crate::writer::{Writer, lock, try_lock};
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The writer's own automatic checkpoint, for when the checkpoint thread (`checkpoint`) cannot
+/// keep up: about 100 MiB of log at the default page size (the thread keeps the log under
+/// about 40 MiB).
+pub(crate) const BACKSTOP_PAGES: i64 = 25_000;
+
 /// Prepared statements kept per connection: more than the store has distinct statements,
 /// counting the shapes of the filtered list queries that are in use.
 const STATEMENT_CACHE: usize = 64;
@@ -139,11 +144,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, rusqlite::Error> {
     // but never corrupts the file.
     conn.pragma_update(None, "synchronous", "normal")?;
     // Checkpoints run on their own thread (`checkpoint`); this is the writer's backstop.
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        crate::checkpoint::BACKSTOP_PAGES,
-    )?;
+    conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
     configure(&conn)?;
     Ok(conn)
 }

@@ -11,11 +11,18 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
 use crabbox_store::StoreError;
 
 /// `(version, description, sql)`; the file is `migrations/<version:04>_<description>.sql`.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "coordinator",
-    include_str!("../migrations/0001_coordinator.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "coordinator",
+        include_str!("../migrations/0001_coordinator.sql"),
+    ),
+    (
+        2,
+        "run_leases",
+        include_str!("../migrations/0002_run_leases.sql"),
+    ),
+];
 
 const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS _migrations (
     version INTEGER NOT NULL PRIMARY KEY,

@@ -149,6 +149,18 @@ impl Store for SqliteStore {
         self.leader.try_acquire()
     }
 
+    async fn close(&self) {
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(checkpointer);
+        // The writer closes last: as the last connection it copies the log back into the
+        // database file and removes it.
+        self.db.close();
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         for conn in self.db.each() {
             conn?

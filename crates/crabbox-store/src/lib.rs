@@ -42,6 +42,10 @@ pub enum StoreError {
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database's own structure is damaged (a file that fails its integrity check): no
+    /// retry helps; it has to be restored. The message names the database and what is wrong.
+    #[error("damaged database: {0}")]
+    Damaged(String),
 }
 
 /// Filters for listing leases; results newest `createdAt` first. `limit` is the most rows
@@ -64,7 +68,9 @@ pub struct LeaseQuery {
 /// is the most rows returned (0 returns none).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunQuery {
-    pub lease_id: Option<String>,
+    /// Runs that ran on this lease: an id in their `leaseIDs`, or a slug the run has had, so
+    /// that a run that moved to a replacement lease is found by every lease it ran on.
+    pub lease: Option<String>,
     pub owner: Option<String>,
     pub org: Option<String>,
     pub state: Option<RunState>,
@@ -230,6 +236,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Counts for `/metrics`: leases (managed and registered) by state, every state listed
     /// once in [`LeaseState::ALL`] order, zero counts included.
     async fn lease_counts(&self) -> Result<Vec<(LeaseState, u64)>, StoreError>;
+
+    /// Closes the store once its running calls are done; later calls fail. What the database
+    /// keeps beside its data is finished first (SQLite: the write-ahead log is copied back and
+    /// removed, so the file alone holds every commit).
+    async fn close(&self);
 }
 
 /// Holds the reconciler role; dropping it gives the role up.

@@ -68,7 +68,7 @@ async fn admin_token_honors_caller_identity_headers() {
         ("unknown", "openclaw")
     );
 
-    // An empty org header means "no org"; an unencodable one is a 503.
+    // An empty org header means "no org"; an unencodable one is the caller's error, a 400.
     let empty = headers(&[
         ("authorization", &format!("Bearer {ADMIN_TOKEN}")),
         ("x-crabbox-org", ""),
@@ -86,7 +86,7 @@ async fn admin_token_honors_caller_identity_headers() {
         .unwrap_err();
     assert!(matches!(err, AuthError::InvalidOrg(_)));
     let (status, body) = err.response();
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_org_identity");
     assert!(
         body["message"]

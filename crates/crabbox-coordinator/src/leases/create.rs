@@ -1,9 +1,10 @@
-//! Creating leases: `POST /v1/leases` and the create behind the fixed-id `PUT` (spec
-//! coordinator §4.1–4.2): validate, plan the lease, settle idempotency, then hand over to
+//! Creating leases: `POST /v1/leases` and the fixed-id `PUT /v1/leases/{id}` (spec
+//! coordinator §4.1–4.3): validate, plan the lease, settle idempotency (create-attempt tokens
+//! in [`super::attempts`], fixed-id intents in [`super::fixed`]), then hand over to
 //! [`super::provision`], which stores it as `provisioning` first, calls the provider outside
 //! any lock and commits the result with a compare-and-swap.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use crabbox_api::LeaseId;
@@ -27,6 +28,35 @@ pub async fn create(
 ) -> Result<Response> {
     let req: LeaseRequest = parse_json(&body)?;
     create_managed(&state, &caller, req, None).await
+}
+
+/// `PUT /v1/leases/{id}`: fixed-id idempotent create.
+pub async fn put_fixed(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let req: LeaseRequest = parse_json(&body)?;
+    if !LeaseId::is_canonical(&id) {
+        return Err(Failure::bad_request(
+            "invalid_lease_id",
+            format!("{id:?} is not a lease id (cbx_ + 12 hex)"),
+        ));
+    }
+    if req.lease_id.as_deref().is_some_and(|b| b != id) {
+        return Err(Failure::bad_request(
+            "lease_id_mismatch",
+            "body leaseID differs from the path",
+        ));
+    }
+    if req.create_attempt_id.is_some() {
+        return Err(Failure::bad_request(
+            "create_attempt_not_allowed",
+            "fixed-id creates are idempotent by themselves; drop createAttemptID",
+        ));
+    }
+    create_managed(&state, &caller, req, Some(id)).await
 }
 
 struct Plan {
@@ -253,38 +283,4 @@ pub(super) async fn create_managed(
             Err(Failure::internal("the create failed unexpectedly; retry"))
         }
     }
-}
-
-/// The first slug candidate no live, unexpired lease of the same owner and org uses.
-pub(super) async fn allocate_slug(
-    state: &AppState,
-    caller: &Caller,
-    base: &str,
-    id: &str,
-    now: Timestamp,
-) -> Result<String> {
-    let mut candidates = Vec::new();
-    let _ = crabbox_core::slug::allocate_slug(base, id, |s| {
-        candidates.push(s.to_owned());
-        true
-    });
-    for candidate in candidates {
-        let taken = state
-            .store
-            .live_leases_by_slug(&candidate)
-            .await?
-            .iter()
-            .any(|l| {
-                l.value.owner == caller.owner
-                    && l.value.org == caller.org_key
-                    && l.value.expires_at > now
-            });
-        if !taken {
-            return Ok(candidate);
-        }
-    }
-    Err(Failure::conflict(
-        "slug_unavailable",
-        format!("could not allocate a unique slug from {base:?}; pick another"),
-    ))
 }

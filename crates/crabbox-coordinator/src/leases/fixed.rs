@@ -1,50 +1,19 @@
-//! The fixed-id idempotent create, `PUT /v1/leases/{id}` (spec coordinator §4.3): the lease
-//! id itself is the idempotency key, and a stored intent hash tells a replay from drift.
+//! The rules of the fixed-id idempotent create, `PUT /v1/leases/{id}` (spec coordinator §4.3):
+//! the lease id itself is the idempotency key, and a stored intent hash tells a replay from
+//! drift. The handler is [`super::create`]'s; the reservation applies the replay rule too, when
+//! it loses the insert to a concurrent create of the same id.
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use crabbox_api::LeaseId;
-use crabbox_api::coord::{Lease, LeaseRequest, LeaseState};
+use crabbox_api::coord::{Lease, LeaseState};
 use serde_json::{Value, json};
 
-use super::create::create_managed;
 use super::{lease_body, shape};
 use crate::access::Caller;
 use crate::error::{Failure, Result};
-use crate::request::parse_json;
 use crate::state::AppState;
-
-/// `PUT /v1/leases/{id}`: fixed-id idempotent create.
-pub async fn put_fixed(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response> {
-    let req: LeaseRequest = parse_json(&body)?;
-    if !LeaseId::is_canonical(&id) {
-        return Err(Failure::bad_request(
-            "invalid_lease_id",
-            format!("{id:?} is not a lease id (cbx_ + 12 hex)"),
-        ));
-    }
-    if req.lease_id.as_deref().is_some_and(|b| b != id) {
-        return Err(Failure::bad_request(
-            "lease_id_mismatch",
-            "body leaseID differs from the path",
-        ));
-    }
-    if req.create_attempt_id.is_some() {
-        return Err(Failure::bad_request(
-            "create_attempt_not_allowed",
-            "fixed-id creates are idempotent by themselves; drop createAttemptID",
-        ));
-    }
-    create_managed(&state, &caller, req, Some(id)).await
-}
 
 pub(super) fn fixed_replay(
     state: &AppState,

@@ -1,14 +1,13 @@
-//! Reserving and provisioning a validated create (spec coordinator §4.2 steps 2–5): store the
-//! lease as `provisioning`, bind its create attempt, call the provider outside any lock and
-//! commit the result, or settle the lease however the create ends.
+//! Reserving and provisioning a validated create (spec coordinator §4.2 steps 2–5): allocate
+//! its slug, store the lease as `provisioning`, bind its create attempt, call the provider
+//! outside any lock and commit the result, or settle the lease however the create ends.
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use crabbox_api::coord::{Lease, LeaseState};
+use crabbox_api::coord::{Lease, LeaseState, Timestamp};
 use crabbox_store::StoreError;
 
 use super::attempts::{attempt_replay, bind_attempt};
-use super::create::allocate_slug;
 use super::fixed::fixed_replay;
 use super::{lease_body, modify, shape};
 use crate::access::Caller;
@@ -307,4 +306,38 @@ fn record_for_cleanup(
     let mut r = record.clone();
     id.clone_into(&mut r.lease_id);
     r
+}
+
+/// The first slug candidate no live, unexpired lease of the same owner and org uses.
+async fn allocate_slug(
+    state: &AppState,
+    caller: &Caller,
+    base: &str,
+    id: &str,
+    now: Timestamp,
+) -> Result<String> {
+    let mut candidates = Vec::new();
+    let _ = crabbox_core::slug::allocate_slug(base, id, |s| {
+        candidates.push(s.to_owned());
+        true
+    });
+    for candidate in candidates {
+        let taken = state
+            .store
+            .live_leases_by_slug(&candidate)
+            .await?
+            .iter()
+            .any(|l| {
+                l.value.owner == caller.owner
+                    && l.value.org == caller.org_key
+                    && l.value.expires_at > now
+            });
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(Failure::conflict(
+        "slug_unavailable",
+        format!("could not allocate a unique slug from {base:?}; pick another"),
+    ))
 }

@@ -4,6 +4,8 @@
 mod harness;
 mod lease_checklist;
 mod leases;
+mod org_identity;
+mod replicas;
 mod run_checklist;
 mod runs;
 mod service;

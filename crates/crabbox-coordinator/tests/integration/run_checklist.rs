@@ -286,7 +286,8 @@ async fn run_checklist_legacy_runs_get_attribution_rebuilt_from_events() {
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [stayed.id.as_str()], "{listed}");
+    // Both ran on Alice's lease: the moved run is listed under it too, by its rebuilt leases.
+    assert_eq!(ids, [stayed.id.as_str(), moved.id.as_str()], "{listed}");
 
     // Read-only: the audit grants no writes, and strangers still see nothing.
     let (status, _) = c

@@ -267,3 +267,83 @@ async fn a_non_numeric_exit_code_is_absent_not_a_bad_request() {
     );
     c.stop().await;
 }
+
+/// A run that moved to a replacement lease is listed under every lease it ran on, by id and by
+/// slug, also once the first lease has ended; only to callers who may read it.
+#[tokio::test]
+async fn runs_are_listed_by_every_lease_they_ran_on_by_id_or_slug() {
+    let c = Coord::start().await;
+    let lease = |slug: &'static str| {
+        let c = &c;
+        async move {
+            let (status, body) = c.create(ALICE, json!({"slug": slug})).await;
+            assert_eq!(status, 201, "{body}");
+            let lease = &body["lease"];
+            (
+                lease["id"].as_str().unwrap().to_owned(),
+                lease["slug"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (first, first_slug) = lease("first box").await;
+    let (second, second_slug) = lease("second box").await;
+    assert_eq!(
+        (first_slug.as_str(), second_slug.as_str()),
+        ("first-box", "second-box")
+    );
+    let (_, moved) = c
+        .call("POST", "/v1/runs", ALICE, Some(json!({"leaseID": first})))
+        .await;
+    let moved = moved["run"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = c
+        .call(
+            "POST",
+            &format!("/v1/runs/{moved}/events"),
+            ALICE,
+            Some(json!({"type": "lease.replace.finished", "leaseID": second, "slug": second_slug})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = c
+        .call("POST", &format!("/v1/leases/{first}/release"), ALICE, None)
+        .await;
+    assert_eq!(status, 200);
+    c.clock.advance_secs(1);
+    let (_, later) = c
+        .call("POST", "/v1/runs", ALICE, Some(json!({"leaseID": second})))
+        .await;
+    let later = later["run"]["id"].as_str().unwrap().to_owned();
+
+    let listed = |who: Who<'static>, key: String| {
+        let c = &c;
+        async move {
+            let (status, body) = c
+                .call("GET", &format!("/v1/runs?leaseID={key}"), who, None)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    for key in [&first, &first_slug] {
+        assert_eq!(listed(ALICE, key.clone()).await, [moved.as_str()], "{key}");
+        assert!(listed(BOB, key.clone()).await.is_empty(), "{key}");
+    }
+    for key in [&second, &second_slug] {
+        assert_eq!(
+            listed(ALICE, key.clone()).await,
+            [later.as_str(), moved.as_str()],
+            "{key}"
+        );
+    }
+    let (_, got) = c
+        .call("GET", &format!("/v1/runs/{moved}"), ALICE, None)
+        .await;
+    assert_eq!(got["run"]["leaseID"], second.as_str());
+    assert_eq!(got["run"]["leaseIDs"], json!([first, second]));
+    c.stop().await;
+}

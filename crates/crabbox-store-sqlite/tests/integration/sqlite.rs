@@ -1,8 +1,8 @@
 //! SQLite-only behaviour.
 
 use crabbox_api::coord::LeaseState;
-use crabbox_store::conformance::{T0, full_lease, lease};
-use crabbox_store::{LeaseIndex, Store, StoreError};
+use crabbox_store::conformance::{T0, full_lease, lease, run};
+use crabbox_store::{LeaseIndex, RunQuery, Store, StoreError};
 use crabbox_store_sqlite::SqliteStore;
 
 fn no_check() -> LeaseIndex {
@@ -114,6 +114,37 @@ async fn opening_an_unusable_path_names_it() {
     );
 }
 
+/// A file cut short (a copy that stopped half way) fails the open as damaged, naming the file,
+/// not as a database that is unavailable for a while.
+#[tokio::test]
+async fn a_truncated_file_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coordinator.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    for n in 0..200 {
+        store
+            .insert_lease(&full_lease(&format!("cbx_{n:012x}")), &no_check())
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    drop(store);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = file.metadata().unwrap().len();
+    assert!(
+        len > 64 * 4096,
+        "the file is large enough to cut: {len} bytes"
+    );
+    file.set_len(len / 2).unwrap();
+    drop(file);
+
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    let StoreError::Damaged(message) = &err else {
+        panic!("expected a damaged database, got {err:?}");
+    };
+    assert!(message.contains(path.to_str().unwrap()), "{message}");
+}
+
 /// Another process holding `<database>.leader` (here util-linux `flock`, which takes the same
 /// kind of lock) keeps this one from leading until it lets go.
 #[tokio::test]
@@ -185,15 +216,19 @@ async fn stores_opening_a_new_file_together_migrate_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(applied, ["coordinator"]);
+    assert_eq!(applied, ["coordinator", "run_leases"]);
 }
 
-/// A file migrated by an earlier build (which recorded migrations in sqlx's table) opens
-/// without applying them again.
+/// A file migrated by an earlier build (which recorded migrations in sqlx's table, and had
+/// only the first migration) opens without applying it again, and gets the later ones: its
+/// stored runs are then found by every lease they ran on.
 #[tokio::test]
 async fn a_database_migrated_by_sqlx_is_not_migrated_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("coordinator.db");
+    let mut stored = run("run_old", "cbx_first", T0);
+    stored.lease_ids.push("cbx_second".to_owned());
+    "cbx_second".clone_into(&mut stored.lease_id);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(include_str!("../../migrations/0001_coordinator.sql"))
         .unwrap();
@@ -206,12 +241,29 @@ async fn a_database_migrated_by_sqlx_is_not_migrated_again() {
          INSERT INTO kv (key, version, doc) VALUES ('kept', 1, '1');",
     )
     .unwrap();
+    conn.execute(
+        "INSERT INTO runs (id, lease_id, owner, org, state, started_at, version, doc) \
+         VALUES ('run_old', 'cbx_second', 'o', 'g', 'running', ?1, 1, ?2)",
+        (T0.millis(), serde_json::to_string(&stored).unwrap()),
+    )
+    .unwrap();
     drop(conn);
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(
         store.kv_get("kept").await.unwrap().unwrap().value,
         serde_json::json!(1)
     );
+    for lease in ["cbx_first", "cbx_second", "blue-lobster"] {
+        let found = store
+            .list_runs(&RunQuery {
+                lease: Some(lease.to_owned()),
+                limit: 10,
+                ..RunQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(found, [stored.clone()], "{lease}");
+    }
 }
 
 #[tokio::test]

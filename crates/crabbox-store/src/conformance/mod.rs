@@ -39,7 +39,8 @@ pub use races::{
 };
 pub use runs::{
     attempts_insert_and_compare_and_swap, prune_runs_keeps_running_and_recent,
-    run_events_after_and_limit, run_insert_with_first_event, run_list_filters_order_and_pages,
+    run_events_after_and_limit, run_insert_with_first_event,
+    run_list_by_lease_finds_runs_of_past_leases, run_list_filters_order_and_pages,
     run_log_round_trips_in_chunks, update_run_is_one_transaction,
 };
 pub use sample::{T0, full_lease, lease, run};
@@ -102,6 +103,7 @@ macro_rules! conformance_tests {
             run_log_round_trips_in_chunks,
             run_events_after_and_limit,
             run_list_filters_order_and_pages,
+            run_list_by_lease_finds_runs_of_past_leases,
             prune_runs_keeps_running_and_recent,
             kv_put_cas_take_delete,
             kv_list_prefix_is_literal,

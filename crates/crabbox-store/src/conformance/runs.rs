@@ -237,7 +237,7 @@ pub async fn run_list_filters_order_and_pages(fx: Arc<dyn Fixture>) {
     );
     assert_eq!(
         ids(RunQuery {
-            lease_id: Some("cbx_1".into()),
+            lease: Some("cbx_1".into()),
             ..all.clone()
         })
         .await,
@@ -305,12 +305,109 @@ pub async fn run_list_filters_order_and_pages(fx: Arc<dyn Fixture>) {
     assert_eq!(
         ids(RunQuery {
             before: Some((T0.plus_millis(2 * MIN), "run_d".into())),
-            lease_id: Some("cbx_2".into()),
+            lease: Some("cbx_2".into()),
             ..all
         })
         .await,
         ["run_c"]
     );
+}
+
+/// Listing by lease finds a run by every lease it ran on, by id or by slug, also after it
+/// moved to a replacement lease; each run once, newest first, with the other filters and
+/// keyset pages; and forgets a pruned run.
+pub async fn run_list_by_lease_finds_runs_of_past_leases(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let on = |id: &str, lease: &str, slug: &str, minute: i64| {
+        let mut r = run(id, lease, T0.plus_millis(minute * MIN));
+        slug.clone_into(&mut r.slug);
+        r
+    };
+    // run_m starts on cbx_old ("old-box") and moves to its replacement cbx_new ("new-box").
+    let moved = on("run_m", "cbx_old", "old-box", 0);
+    store.insert_run(&moved, &[]).await.unwrap();
+    let mut replaced = moved.clone();
+    "cbx_new".clone_into(&mut replaced.lease_id);
+    replaced.lease_ids.push("cbx_new".to_owned());
+    "new-box".clone_into(&mut replaced.slug);
+    store.update_run(&replaced, 1, &[], None).await.unwrap();
+    store
+        .insert_run(&on("run_n", "cbx_new", "new-box", 1), &[])
+        .await
+        .unwrap();
+    let mut other = on("run_o", "cbx_other", "other-box", 2);
+    "someone@example.com".clone_into(&mut other.owner);
+    store.insert_run(&other, &[]).await.unwrap();
+    // A registered lease whose id is also its slug.
+    store
+        .insert_run(&on("run_r", "box-7", "box-7", 3), &[])
+        .await
+        .unwrap();
+
+    let ids = |q: RunQuery| {
+        let store = Arc::clone(&store);
+        async move {
+            let runs = store.list_runs(&q).await.unwrap();
+            runs.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        }
+    };
+    let by = |lease: &str| RunQuery {
+        lease: Some(lease.to_owned()),
+        limit: 100,
+        ..RunQuery::default()
+    };
+    assert_eq!(ids(by("cbx_old")).await, ["run_m"], "a past lease by id");
+    assert_eq!(ids(by("old-box")).await, ["run_m"], "a past lease by slug");
+    assert_eq!(ids(by("cbx_new")).await, ["run_n", "run_m"]);
+    assert_eq!(ids(by("new-box")).await, ["run_n", "run_m"]);
+    assert_eq!(ids(by("box-7")).await, ["run_r"], "once, by id and slug");
+    assert!(ids(by("cbx_none")).await.is_empty());
+    assert_eq!(
+        ids(RunQuery {
+            owner: Some("someone@example.com".into()),
+            ..by("other-box")
+        })
+        .await,
+        ["run_o"]
+    );
+    assert!(
+        ids(RunQuery {
+            owner: Some("peter@example.com".into()),
+            ..by("other-box")
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        ids(RunQuery {
+            limit: 1,
+            ..by("new-box")
+        })
+        .await,
+        ["run_n"]
+    );
+    assert_eq!(
+        ids(RunQuery {
+            before: Some((T0.plus_millis(MIN), "run_n".into())),
+            ..by("new-box")
+        })
+        .await,
+        ["run_m"]
+    );
+    // Writes that keep the leases (an event, the finish) leave one entry per lease.
+    let done = finished(replaced, RunState::Succeeded, T0.plus_millis(5 * MIN));
+    store.update_run(&done, 2, &[], None).await.unwrap();
+    assert_eq!(ids(by("cbx_old")).await, ["run_m"]);
+    // A pruned run is no longer found by its leases.
+    assert_eq!(
+        store
+            .prune_runs(T0.plus_millis(10 * MIN), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(ids(by("cbx_old")).await.is_empty());
+    assert_eq!(ids(by("new-box")).await, ["run_n"]);
 }
 
 pub async fn prune_runs_keeps_running_and_recent(fx: Arc<dyn Fixture>) {
