@@ -7,7 +7,7 @@ use crabbox_test_support::{code, git, git_repo, stderr, stdout, write};
 use crate::{sandbox, timing, warm};
 
 /// Lists the remote tree (files, modes, link targets, content hashes), excluding `.git`.
-const TREE: &str = "find . -path ./.git -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort | while IFS= read -r f; do if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; else echo \"$f $(stat -c %a \"$f\") $(sha256sum < \"$f\" | cut -c1-12)\"; fi; done";
+pub const TREE: &str = "find . -path ./.git -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort | while IFS= read -r f; do if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; else echo \"$f $(stat -c %a \"$f\") $(sha256sum < \"$f\" | cut -c1-12)\"; fi; done";
 
 fn remote_tree(sb: &crabbox_test_support::Sandbox, repo: &std::path::Path, id: &str) -> String {
     let out = sb.run(repo, &["run", "--id", id, "--shell", "--", TREE]);
@@ -15,7 +15,7 @@ fn remote_tree(sb: &crabbox_test_support::Sandbox, repo: &std::path::Path, id: &
     stdout(&out)
 }
 
-fn local_tree(repo: &std::path::Path, skip: &[&str]) -> String {
+pub fn local_tree(repo: &std::path::Path, skip: &[&str]) -> String {
     let out = std::process::Command::new("sh")
         .current_dir(repo)
         .arg("-c")

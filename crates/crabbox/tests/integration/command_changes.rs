@@ -1,0 +1,176 @@
+//! What a command does to the synced tree on the runner decides what the next run does: a
+//! synced file it changed is re-synced and restored; anything else keeps the sync skipped, with
+//! the lease's run lock free the moment the run returns (nothing left checking in the
+//! background). Changes the runner cannot vouch for from its watch are still found by the
+//! background ctime check. The local provider's runner shares this filesystem, which lets the
+//! tests look at the lock and the runner's files directly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
+
+use crate::sync::{TREE, local_tree};
+use crate::{sandbox, timing, warm};
+
+/// `run --id ID --timing-json -- bash -c SCRIPT` (bash, not `sh`: the scripts use its
+/// syntax), which must succeed: its output and whether the sync was skipped.
+fn run(sb: &Sandbox, repo: &Path, id: &str, script: &str) -> (Output, bool) {
+    let out = sb.run(
+        repo,
+        &[
+            "run",
+            "--id",
+            id,
+            "--timing-json",
+            "--",
+            "bash",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(code(&out), 0, "{script}: {}", stderr(&out));
+    let skipped = timing(&out)["syncSkipped"].as_bool().unwrap();
+    (out, skipped)
+}
+
+/// The runner's work directory for `repo`, as the command sees it.
+fn remote_workdir(sb: &Sandbox, repo: &Path, id: &str) -> PathBuf {
+    PathBuf::from(stdout(&run(sb, repo, id, "pwd").0).trim())
+}
+
+/// Whether another process can take the lease's run lock right now, without waiting.
+fn lock_is_free(workdir: &Path) -> bool {
+    let lock = workdir.parent().unwrap().join(".crabbox-run.lock");
+    Command::new("flock")
+        .arg("-n")
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .expect("flock runs")
+        .success()
+}
+
+/// Runs `script`, which changes the runner's tree behind the sync's back, then checks that the
+/// next run re-syncs and leaves the synced files as they are locally. Lines of the remote tree
+/// starting with one of `leftovers` (names the script created that were never synced, which a
+/// sync leaves alone) are not compared.
+fn assert_restored(sb: &Sandbox, repo: &Path, id: &str, script: &str, leftovers: &[&str]) {
+    let (_, skipped) = run(sb, repo, id, script);
+    assert!(skipped, "{script}: the tree was as synced before it ran");
+    let (out, skipped) = run(sb, repo, id, TREE);
+    assert!(!skipped, "{script}: the next run did not re-sync");
+    let tree: String = stdout(&out)
+        .lines()
+        .filter(|l| !leftovers.iter().any(|p| l.starts_with(p)))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    assert_eq!(
+        tree,
+        local_tree(repo, &[]),
+        "{script}: the local versions were not restored"
+    );
+}
+
+#[test]
+fn the_next_run_restores_synced_files_the_command_changed() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(
+        &repo,
+        &[
+            ("a.txt", "local a\n"),
+            ("dir/b.txt", "local b\n"),
+            ("dir/sub/c.txt", "local c\n"),
+        ],
+    );
+    let id = warm(&sb, &repo);
+    assert!(!run(&sb, &repo, &id, "true").1, "the first run syncs");
+    let leftovers = ["./dir/moved/", "./a.link "];
+    for script in [
+        "echo remote >> a.txt",
+        "chmod 600 dir/b.txt",
+        "rm dir/sub/c.txt",
+        "mv dir/sub dir/moved",
+        // An editor's save: write a new file, rename it over the old one.
+        "printf remote > a.txt.swp && mv a.txt.swp a.txt",
+        "rm -r dir/sub && mkdir dir/sub && echo remote > dir/sub/c.txt",
+        // A write through another name of a synced file reports only that name.
+        "ln a.txt a.link && echo remote >> a.link",
+    ] {
+        assert_restored(&sb, &repo, &id, script, &leftovers);
+    }
+    sb.run(&repo, &["stop", &id]);
+}
+
+#[test]
+fn commands_that_leave_synced_files_alone_keep_the_sync_skipped_and_the_lock_free() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(
+        &repo,
+        &[
+            ("README.md", "readme\n"),
+            ("src/a.c", "int a;\n"),
+            ("src/pkg/mod.py", "x = 1\n"),
+        ],
+    );
+    let id = warm(&sb, &repo);
+    let workdir = remote_workdir(&sb, &repo, &id);
+    for script in [
+        "true",
+        "cat README.md src/a.c > /dev/null && ls -lR > /dev/null && git status --short > /dev/null",
+        // Build output next to synced sources, and in directories of its own.
+        "echo obj > src/a.o",
+        "mkdir -p src/pkg/__pycache__ && echo pyc > src/pkg/__pycache__/mod.pyc",
+        "echo scratch > src/notes.tmp && rm src/notes.tmp",
+        "exit 0",
+    ] {
+        let (_, skipped) = run(&sb, &repo, &id, script);
+        assert!(skipped, "{script}: the tree was as synced before it ran");
+        assert!(
+            lock_is_free(&workdir),
+            "{script}: the lease's run lock was still held after the run returned"
+        );
+        let (out, skipped) = run(&sb, &repo, &id, "cat README.md");
+        assert!(skipped, "{script}: the next run synced again");
+        assert_eq!(stdout(&out), "readme\n");
+    }
+    sb.run(&repo, &["stop", &id]);
+}
+
+#[test]
+fn changes_the_watch_cannot_vouch_for_are_found_by_the_ctime_check() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "local a\n"), ("dir/b.txt", "local b\n")]);
+    let id = warm(&sb, &repo);
+    let workdir = remote_workdir(&sb, &repo, &id);
+    // More events than the kernel queues for one watcher, then an edit: the edit's event is
+    // lost to the overflow. The launcher (the command's parent) is stopped meanwhile, so the
+    // queue overflows however early it reads.
+    let overflow = "trap 'kill -CONT $PPID' EXIT; kill -STOP $PPID; \
+        perl -e 'for (0 .. $ARGV[0]) { open(my $f, \">\", \"x.tmp\"); unlink(\"x.tmp\") }' \
+        $(($(cat /proc/sys/fs/inotify/max_queued_events) / 2)); echo remote >> a.txt";
+    assert_restored(&sb, &repo, &id, overflow, &[]);
+    // More new names than the launcher checks one by one, then an edit.
+    let many = "perl -e 'for (1 .. 1100) { open(my $f, \">\", \"dir/gen$_.o\") }'; \
+        echo remote >> dir/b.txt";
+    assert_restored(&sb, &repo, &id, many, &["./dir/gen"]);
+
+    // A runner synced by an older Crabbox has no list of synced directories to watch.
+    let dirs = workdir.join(".git/crabbox/sync-dirs");
+    std::fs::remove_file(&dirs).unwrap();
+    assert_restored(&sb, &repo, &id, "echo remote >> a.txt", &["./dir/gen"]);
+    std::fs::remove_file(&dirs).unwrap();
+    // The check rebuilds the list, after which runs are vouched for again.
+    let (_, skipped) = run(&sb, &repo, &id, "true");
+    assert!(skipped);
+    let (_, skipped) = run(&sb, &repo, &id, "true");
+    assert!(skipped);
+    assert!(
+        lock_is_free(&workdir),
+        "the lease's run lock was still held after the run returned"
+    );
+    sb.run(&repo, &["stop", &id]);
+}
