@@ -236,6 +236,9 @@ sub launch {
         my $verdict = verdict($w);
         if ($verdict eq 'clean') { open(my $marker, '>', "$meta/cmd-clean"); }
         elsif ($verdict eq 'changed') { unlink("$meta/sync-fingerprint"); }
+        # Now, while the lifeline still holds the instance: left to exit, perl may close the
+        # lifeline's pipe first, and the lifeline's exit would leave the teardown to us.
+        close $w->{fh};
     }
     exit(($status & 127) ? 128 + ($status & 127) : $status >> 8);
 }
