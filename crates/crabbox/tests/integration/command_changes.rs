@@ -174,3 +174,52 @@ fn changes_the_watch_cannot_vouch_for_are_found_by_the_ctime_check() {
     );
     sb.run(&repo, &["stop", &id]);
 }
+
+/// The runner's watch keepers (see the helper's `keep`) working in `workdir`.
+fn keepers(workdir: &Path) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.starts_with(b"crabbox watch keeper")
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == workdir)
+        })
+        .collect()
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    (0..100).any(|_| {
+        let met = cond();
+        if !met {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        met
+    })
+}
+
+#[test]
+fn at_most_one_watch_keeper_per_workdir_and_none_after_the_lease() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n")]);
+    let id = warm(&sb, &repo);
+    let workdir = remote_workdir(&sb, &repo, &id);
+    for _ in 0..4 {
+        run(&sb, &repo, &id, "true");
+    }
+    assert!(
+        wait_for(|| keepers(&workdir).len() <= 1),
+        "keepers after four runs: {:?}",
+        keepers(&workdir)
+    );
+    assert_eq!(code(&sb.run(&repo, &["stop", &id])), 0);
+    assert!(
+        wait_for(|| keepers(&workdir).is_empty()),
+        "keepers after the lease was stopped: {:?}",
+        keepers(&workdir)
+    );
+}
