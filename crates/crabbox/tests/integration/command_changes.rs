@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
 
+use crate::run::wait_for;
 use crate::sync::{TREE, local_tree};
 use crate::{sandbox, timing, warm};
 
@@ -189,16 +190,6 @@ fn keepers(workdir: &Path) -> Vec<u32> {
                 && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == workdir)
         })
         .collect()
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    (0..100).any(|_| {
-        let met = cond();
-        if !met {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        met
-    })
 }
 
 #[test]

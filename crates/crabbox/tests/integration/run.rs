@@ -218,7 +218,7 @@ fn pgrep(pattern: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     for _ in 0..200 {
         if cond() {
             return true;
