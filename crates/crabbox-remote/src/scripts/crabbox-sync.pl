@@ -68,7 +68,9 @@ sub receive {
         guard($flags, @gone);
         remove_paths(@gone);
         open(my $log, '>>', "$meta/sync-manifest.log") or die "append manifest log: $!\n";
-        print $log join('', map { "+$_\0" } @added, map { "-$_\0" } @gone);
+        # Parenthesised: a bare `map` takes the whole list after it, which once logged every
+        # removal as an upsert of "-path".
+        print $log join('', (map { "+$_\0" } @added), (map { "-$_\0" } @gone));
         close $log or die "append manifest log: $!\n";
         # A runner synced before `sync-dirs` existed has none: `verify` rebuilds it from the
         # whole synced set, which a delta does not carry.

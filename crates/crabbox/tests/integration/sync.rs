@@ -379,3 +379,35 @@ fn tracked_files_under_ambiguous_builtins_are_synced_with_a_warning() {
         stderr(&out)
     );
 }
+
+#[test]
+fn paths_a_delta_sync_deleted_are_not_deleted_again_by_a_full_sync() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    let files: Vec<(String, String)> = (0..150)
+        .map(|i| (format!("f/{i}.txt"), format!("{i}\n")))
+        .chain([("a.txt".to_owned(), "local\n".to_owned())])
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    git_repo(&repo, &refs);
+    let id = warm(&sb, &repo);
+    assert_eq!(code(&sb.run(&repo, &["run", "--id", &id, "--", "true"])), 0);
+    // 150 deletions travel in a delta sync (under the guard's 200).
+    std::fs::remove_dir_all(repo.join("f")).unwrap();
+    let out = sb.run(&repo, &["run", "--id", &id, "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // A change on the runner makes the next sync a full one, which prunes what is no longer
+    // synced: nothing, since those 150 are gone already.
+    let out = sb.run(
+        &repo,
+        &["run", "--id", &id, "--", "sh", "-c", "echo remote > a.txt"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = sb.run(&repo, &["run", "--id", &id, "--", "cat", "a.txt"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "local\n");
+    sb.run(&repo, &["stop", &id]);
+}
