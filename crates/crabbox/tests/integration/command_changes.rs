@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
+use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout, write};
 
 use crate::run::wait_for;
 use crate::sync::{TREE, local_tree};
@@ -101,6 +101,36 @@ fn the_next_run_restores_synced_files_the_command_changed() {
     ] {
         assert_restored(&sb, &repo, &id, script, &leftovers);
     }
+    sb.run(&repo, &["stop", &id]);
+}
+
+#[test]
+fn delta_syncs_keep_the_watched_directories_current() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a.txt", "a\n"), ("old/only.txt", "only\n")]);
+    let id = warm(&sb, &repo);
+    let workdir = remote_workdir(&sb, &repo, &id);
+    // A delta sync brings a new directory and empties (and removes) an old one.
+    write(&repo, "new/dir/n.txt", "local n\n");
+    std::fs::remove_dir_all(repo.join("old")).unwrap();
+    let (out, skipped) = run(&sb, &repo, &id, "ls old 2>/dev/null; cat new/dir/n.txt");
+    assert!(!skipped);
+    assert_eq!(stdout(&out), "local n\n");
+    let phases = timing(&out)["syncPhases"].to_string();
+    assert!(
+        phases.contains("inline_delta"),
+        "not a delta sync: {phases}"
+    );
+    // The new directory is watched: an edit there is restored by the next run.
+    assert_restored(&sb, &repo, &id, "echo remote >> new/dir/n.txt", &[]);
+    // The removed one is no longer in the list: the watch is set up, and vouches for the tree.
+    let (_, skipped) = run(&sb, &repo, &id, "true");
+    assert!(skipped);
+    assert!(
+        lock_is_free(&workdir),
+        "the lease's run lock was still held after the run returned"
+    );
     sb.run(&repo, &["stop", &id]);
 }
 
