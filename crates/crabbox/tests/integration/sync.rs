@@ -218,18 +218,24 @@ fn concurrent_runs_on_one_lease_never_see_a_half_synced_tree() {
     sb.run(&repo, &["stop", &id]);
 }
 
-#[test]
-fn mass_deletion_guard_refuses_then_allows() {
-    let sb = sandbox();
-    let repo = sb.work().join("repo");
-    let files: Vec<(String, String)> = (0..210)
+/// A git repository with `f/0.txt` … `f/<count - 1>.txt` and `extra` committed.
+fn repo_with_numbered_files(repo: &std::path::Path, count: usize, extra: &[(&str, &str)]) {
+    let files: Vec<(String, String)> = (0..count)
         .map(|i| (format!("f/{i}.txt"), format!("{i}\n")))
         .collect();
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
+        .chain(extra.iter().copied())
         .collect();
-    git_repo(&repo, &refs);
+    git_repo(repo, &refs);
+}
+
+#[test]
+fn mass_deletion_guard_refuses_then_allows() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    repo_with_numbered_files(&repo, 210, &[]);
     let id = warm(&sb, &repo);
     assert_eq!(code(&sb.run(&repo, &["run", "--id", &id, "--", "true"])), 0);
     std::fs::remove_dir_all(repo.join("f")).unwrap();
@@ -384,15 +390,7 @@ fn tracked_files_under_ambiguous_builtins_are_synced_with_a_warning() {
 fn paths_a_delta_sync_deleted_are_not_deleted_again_by_a_full_sync() {
     let sb = sandbox();
     let repo = sb.work().join("repo");
-    let files: Vec<(String, String)> = (0..150)
-        .map(|i| (format!("f/{i}.txt"), format!("{i}\n")))
-        .chain([("a.txt".to_owned(), "local\n".to_owned())])
-        .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    git_repo(&repo, &refs);
+    repo_with_numbered_files(&repo, 150, &[("a.txt", "local\n")]);
     let id = warm(&sb, &repo);
     assert_eq!(code(&sb.run(&repo, &["run", "--id", &id, "--", "true"])), 0);
     // 150 deletions travel in a delta sync (under the guard's 200).
