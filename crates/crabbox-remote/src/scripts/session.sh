@@ -102,24 +102,22 @@ case "$flags" in *sync-only*) proto done; exit 0 ;; esac
 export SHLVL=1
 cd -- "$workdir" || fail remote "could not enter $workdir" 7
 for kv in "${envs[@]}"; do export "$kv"; done
-# Files the command changes get a ctime after this stamp; the check after the command uses it.
+# Files the command changes get a ctime after this stamp; `verify` uses it when the launcher
+# cannot vouch for the tree.
 : >"$meta/cmd-stamp"
 proto exec
-# The command gets a process group of its own (perl's setpgrp: portable, and unlike `set -m`
-# it prints no job-control chatter), so the lifeline can kill everything it started. Neither
-# keeps the lock descriptor: a daemon the command leaves behind must not hold the lease.
+# The launcher (perl, see the helper) starts the command in a process group of its own so the
+# lifeline can kill everything it started, watches the synced directories while it runs, and
+# exits with its status. Neither keeps the lock descriptor: a daemon the command leaves behind
+# must not hold the lease.
 if [ "$mode" = shell ]; then set -- bash -c "$1"; fi
-perl -e 'setpgrp(0, 0); exec { $ARGV[0] } @ARGV; print STDERR "crabbox: cannot run $ARGV[0]: $!\n"; exit($!{ENOENT} ? 127 : 126)' -- "$@" </dev/null 9>&- &
-child=$!
-perl -e '1 while sysread(STDIN, my $b, 4096); kill "TERM", -$ARGV[0]; sleep 3; kill "KILL", -$ARGV[0]' "$child" <&0 >/dev/null 2>&1 9>&- &
-lifeline=$!
-wait "$child"
+perl -e "$helper" -- launch "$meta" "$@" 9>&-
 rc=$?
-kill "$lifeline" 2>/dev/null
-# The command may have changed synced files: check them in the background (still holding the
-# lock, detached from this session so the client returns at once) and drop the fingerprint when
-# anything changed, so the next run re-syncs and restores the local version.
-if [ -f "$meta/sync-fingerprint" ]; then
+# Unless the launcher saw the command leave every synced file alone (cmd-clean) or already
+# dropped the fingerprint, check by ctime in the background (still holding the lock, detached
+# from this session so the client returns at once) and drop the fingerprint when anything
+# changed, so the next run re-syncs and restores the local version.
+if [ -f "$meta/sync-fingerprint" ] && [ ! -f "$meta/cmd-clean" ]; then
   ( nice -n 19 perl -e "$helper" -- verify "$meta" || rm -f "$meta/sync-fingerprint" ) </dev/null >/dev/null 2>&1 &
 fi
 exit "$rc"

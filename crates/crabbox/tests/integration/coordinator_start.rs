@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crabbox_test_support::{code, stderr};
+use crabbox_test_support::{code, procs, stderr};
 use serde_json::Value;
 
 use crate::sandbox;
@@ -114,11 +114,7 @@ fn serve_json_until_listening(args: &[&str]) -> (Running, String, BufReader<Chil
 
 /// Stops the coordinator as a service manager does (SIGTERM) and waits for it to exit.
 fn stop(mut server: Running) -> std::process::ExitStatus {
-    let sent = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
+    assert!(procs::signal(server.0.id(), procs::Signal::TERM));
     server.0.wait().expect("the coordinator exits")
 }
 

@@ -221,7 +221,7 @@ fn remote_sleep(sb: &Sandbox, id: &str) -> Option<u32> {
     found
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     for _ in 0..200 {
         if cond() {
             return true;
@@ -262,4 +262,59 @@ fn forwarded_values_never_appear_in_process_arguments() {
         "the value arrived and no process showed it: {}",
         stderr(&out)
     );
+}
+
+#[test]
+fn signals_and_exec_failures_give_shell_exit_codes() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("not-executable", "echo no\n")]);
+    let id = warm(&sb, &repo);
+    for (argv, want) in [
+        (&["bash", "-c", "kill -TERM $$"][..], 143),
+        (&["bash", "-c", "kill -KILL $$"][..], 137),
+        (&["./not-executable"][..], 126),
+    ] {
+        let mut args = vec!["run", "--id", &id, "--"];
+        args.extend_from_slice(argv);
+        let out = sb.run(&repo, &args);
+        assert_eq!(code(&out), want, "{argv:?}: {}", stderr(&out));
+    }
+    sb.run(&repo, &["stop", &id]);
+}
+
+#[test]
+fn ctrl_c_stops_everything_in_the_commands_process_group() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    git_repo(&repo, &[("a", "a\n")]);
+    let id = warm(&sb, &repo);
+    // The runner shares this machine: the command writes its own pid and its background
+    // child's, so the test can look for those very processes.
+    let pids = sb.work().join("pids");
+    let script = format!(
+        "sleep 300 & echo $! > '{p}.tmp'; echo $$ >> '{p}.tmp'; mv '{p}.tmp' '{p}'; wait",
+        p = pids.display()
+    );
+    let child = sb
+        .crabbox(&repo, &["run", "--id", &id, "--", "bash", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(|| pids.exists()), "the command never started");
+    let pids: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(pids.iter().all(|p| procs::alive(*p)), "{pids:?}");
+    procs::signal(child.id(), Signal::INT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        wait_for(|| !pids.iter().any(|p| procs::alive(*p))),
+        "the command or its background child survived the interrupt: {pids:?}"
+    );
+    sb.run(&repo, &["stop", &id]);
 }

@@ -24,7 +24,7 @@ fn remote_git(sb: &Sandbox, repo: &Path, id: Option<&str>, commands: &str) -> St
 }
 
 /// Lists the remote tree (files, modes, link targets, content hashes), excluding `.git`.
-const TREE: &str = "find . -path ./.git -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort | while IFS= read -r f; do if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; else echo \"$f $(stat -c %a \"$f\") $(sha256sum < \"$f\" | cut -c1-12)\"; fi; done";
+pub const TREE: &str = "find . -path ./.git -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort | while IFS= read -r f; do if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; else echo \"$f $(stat -c %a \"$f\") $(sha256sum < \"$f\" | cut -c1-12)\"; fi; done";
 
 fn remote_tree(sb: &Sandbox, repo: &Path, id: &str) -> String {
     let out = sb.run(repo, &["run", "--id", id, "--shell", "--", TREE]);
@@ -32,7 +32,7 @@ fn remote_tree(sb: &Sandbox, repo: &Path, id: &str) -> String {
     stdout(&out)
 }
 
-fn local_tree(repo: &Path, skip: &[&str]) -> String {
+pub fn local_tree(repo: &Path, skip: &[&str]) -> String {
     let out = std::process::Command::new("sh")
         .current_dir(repo)
         .arg("-c")
@@ -231,18 +231,24 @@ fn concurrent_runs_on_one_lease_never_see_a_half_synced_tree() {
     sb.run(&repo, &["stop", &id]);
 }
 
-#[test]
-fn mass_deletion_guard_refuses_then_allows() {
-    let sb = sandbox();
-    let repo = sb.work().join("repo");
-    let files: Vec<(String, String)> = (0..210)
+/// A git repository with `f/0.txt` … `f/<count - 1>.txt` and `extra` committed.
+fn repo_with_numbered_files(repo: &std::path::Path, count: usize, extra: &[(&str, &str)]) {
+    let files: Vec<(String, String)> = (0..count)
         .map(|i| (format!("f/{i}.txt"), format!("{i}\n")))
         .collect();
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
+        .chain(extra.iter().copied())
         .collect();
-    git_repo(&repo, &refs);
+    git_repo(repo, &refs);
+}
+
+#[test]
+fn mass_deletion_guard_refuses_then_allows() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    repo_with_numbered_files(&repo, 210, &[]);
     let id = warm(&sb, &repo);
     assert_eq!(code(&sb.run(&repo, &["run", "--id", &id, "--", "true"])), 0);
     std::fs::remove_dir_all(repo.join("f")).unwrap();
@@ -378,4 +384,28 @@ fn tracked_files_under_ambiguous_builtins_are_synced_with_a_warning() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn paths_a_delta_sync_deleted_are_not_deleted_again_by_a_full_sync() {
+    let sb = sandbox();
+    let repo = sb.work().join("repo");
+    repo_with_numbered_files(&repo, 150, &[("a.txt", "local\n")]);
+    let id = warm(&sb, &repo);
+    assert_eq!(code(&sb.run(&repo, &["run", "--id", &id, "--", "true"])), 0);
+    // 150 deletions travel in a delta sync (under the guard's 200).
+    std::fs::remove_dir_all(repo.join("f")).unwrap();
+    let out = sb.run(&repo, &["run", "--id", &id, "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // A change on the runner makes the next sync a full one, which prunes what is no longer
+    // synced: nothing, since those 150 are gone already.
+    let out = sb.run(
+        &repo,
+        &["run", "--id", &id, "--", "sh", "-c", "echo remote > a.txt"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = sb.run(&repo, &["run", "--id", &id, "--", "cat", "a.txt"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "local\n");
+    sb.run(&repo, &["stop", &id]);
 }
