@@ -17,43 +17,26 @@ CREATE INDEX run_leases_lease_started_at ON run_leases (lease, started_at, run_i
 -- Listing by lease reads run_leases now; runs.lease_id (the current lease) stays a column.
 DROP INDEX runs_lease_id_started_at;
 
--- The keys of each run as its document states them now. A document may hold NUL characters
--- (`\u0000`), which PostgreSQL's JSON functions refuse to read; every `\u0000` in JSON text
--- is an escape or follows an escaped backslash, so reading it as `\u0020` keeps the text
--- valid JSON and leaves lease ids and slugs (which hold no NUL) as they are.
-CREATE VIEW run_lease_keys (run_id, lease, started_at) AS
-    SELECT runs.id, keys.lease, runs.started_at
-    FROM runs
-    CROSS JOIN LATERAL (
-        SELECT replace(runs.doc, '\u0000', '\u0020')::json AS doc
-    ) AS parsed
-    CROSS JOIN LATERAL (
-        SELECT json_array_elements_text(
-            CASE WHEN json_typeof(parsed.doc -> 'leaseIDs') = 'array'
-                 THEN parsed.doc -> 'leaseIDs' END)
-        UNION ALL
-        SELECT runs.lease_id
-        UNION ALL
-        SELECT parsed.doc ->> 'slug'
-    ) AS keys (lease)
-    WHERE keys.lease <> '';
-
--- One function for inserts and updates; SET search_path pins the tables it touches to this
--- schema whatever the calling session's path is.
-CREATE FUNCTION run_leases_track() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT
-AS $$
-BEGIN
-    INSERT INTO run_leases (run_id, lease, started_at)
-    SELECT run_id, lease, started_at FROM run_lease_keys WHERE run_id = NEW.id
-    ON CONFLICT (run_id, lease) DO NOTHING;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER run_leases_track AFTER INSERT OR UPDATE OF doc ON runs
-FOR EACH ROW EXECUTE FUNCTION run_leases_track();
-
+-- Every write of a run adds its new keys, computed by the store from the run it writes
+-- (`crabbox_store::codec::run_lease_keys`), in the write's transaction; the runs stored before
+-- this migration are read from their documents once, by the same rule. A document may hold NUL
+-- characters (`\u0000`), which PostgreSQL's JSON functions refuse to read; every `\u0000` in
+-- JSON text is an escape or follows an escaped backslash, so reading it as `\u0020` keeps the
+-- text valid JSON and leaves lease ids and slugs (which hold no NUL) as they are.
 INSERT INTO run_leases (run_id, lease, started_at)
-SELECT run_id, lease, started_at FROM run_lease_keys
+SELECT runs.id, keys.lease, runs.started_at
+FROM runs
+CROSS JOIN LATERAL (
+    SELECT replace(runs.doc, '\u0000', '\u0020')::json AS doc
+) AS parsed
+CROSS JOIN LATERAL (
+    SELECT json_array_elements_text(
+        CASE WHEN json_typeof(parsed.doc -> 'leaseIDs') = 'array'
+             THEN parsed.doc -> 'leaseIDs' END)
+    UNION ALL
+    SELECT runs.lease_id
+    UNION ALL
+    SELECT parsed.doc ->> 'slug'
+) AS keys (lease)
+WHERE keys.lease <> ''
 ON CONFLICT (run_id, lease) DO NOTHING;

@@ -75,6 +75,25 @@ async fn insert_events(conn: &mut PgConnection, run_id: &str, events: &[RunEvent
     Ok(())
 }
 
+/// Adds the run's lease keys it is not yet listed under (`run_leases`).
+async fn index_leases(conn: &mut PgConnection, run: &Run) -> Attempt<()> {
+    let keys: Vec<&str> = codec::run_lease_keys(run);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO run_leases (run_id, lease, started_at) \
+         SELECT $1, k.lease, $3 FROM unnest($2::text[]) AS k (lease) \
+         ON CONFLICT (run_id, lease) DO NOTHING",
+    )
+    .bind(text(&run.id))
+    .bind(keys.iter().map(|k| text(k)).collect::<Vec<_>>())
+    .bind(run.started_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn replace_log(conn: &mut PgConnection, run_id: &str, log: &str) -> Attempt<()> {
     sqlx::query("DELETE FROM run_logs WHERE run_id = $1")
         .bind(text(run_id))
@@ -107,7 +126,11 @@ pub(crate) async fn insert(pool: &PgPool, run: &Run, events: &[RunEvent]) -> Att
         tx.rollback().await?;
         return Err(StoreError::Conflict(format!("{} exists", key(&run.id))).into());
     }
-    if let Err(e) = insert_events(&mut tx, &run.id, events).await {
+    let written = match insert_events(&mut tx, &run.id, events).await {
+        Ok(()) => index_leases(&mut tx, run).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
         tx.rollback().await?;
         return Err(e);
     }
@@ -138,6 +161,10 @@ pub(crate) async fn update(
             Some(log) => replace_log(&mut tx, &run.id, log).await,
             None => Ok(()),
         },
+        Err(e) => Err(e),
+    };
+    let written = match written {
+        Ok(()) => index_leases(&mut tx, run).await,
         Err(e) => Err(e),
     };
     if let Err(e) = written {

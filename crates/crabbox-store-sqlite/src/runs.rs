@@ -14,8 +14,8 @@ use crate::conn::Connections;
 
 /// One statement per write, through the `run_writes` view's triggers (see the migration).
 const WRITE: &str = "INSERT INTO run_writes (id, lease_id, owner, org, state, started_at, \
-     ended_at, doc, expected, events, log, log_cuts) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+     ended_at, doc, expected, events, log, log_cuts, lease_keys) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 /// Raised by the update trigger.
 const NOT_FOUND: &str = "crabbox: run not found";
@@ -62,6 +62,7 @@ async fn write(
     let cuts = log.map(log_cuts).transpose()?;
     let doc = codec::encode(&key(&run.id), run)?;
     let events = events_json(&run.id, events)?;
+    let lease_keys = codec::encode(&key(&run.id), &codec::run_lease_keys(run))?;
     let id = run.id.clone();
     let params = (
         run.id.clone(),
@@ -76,6 +77,7 @@ async fn write(
         events,
         log.map(|log| log.as_bytes().to_vec()),
         cuts,
+        lease_keys,
     );
     db.write(move |conn| {
         conn.prepare_cached(WRITE)

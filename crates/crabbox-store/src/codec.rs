@@ -126,6 +126,21 @@ pub fn run_ended_at(run: &Run) -> Option<i64> {
     })
 }
 
+/// The keys a run is listed under by lease (`GET /v1/runs?leaseID=`): every lease id it has
+/// run on, its current lease (a record from before `leaseIDs` has only that) and its slug,
+/// without blanks or repeats. Stores add the new ones to their run-lease index with every
+/// write of the run; the migrations that created the index filled it by the same rule.
+pub fn run_lease_keys(run: &Run) -> Vec<&str> {
+    let mut keys: Vec<&str> = Vec::with_capacity(run.lease_ids.len() + 2);
+    let all = run.lease_ids.iter().chain([&run.lease_id, &run.slug]);
+    for key in all.map(String::as_str) {
+        if !key.is_empty() && !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
 /// A limit as SQL wants it.
 pub fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)

@@ -55,7 +55,6 @@ async fn objects_live_in_the_schema_and_connections_name_the_coordinator() {
                 "lease_state_counts",
                 "leases",
                 "run_events",
-                "run_lease_keys",
                 "run_leases",
                 "run_logs",
                 "runs"
