@@ -100,6 +100,7 @@ impl SshPoolProvider {
             known_hosts: self.known_hosts.clone(),
             host_keys: HostKeyPolicy::AcceptNew,
             control_dir: None,
+            proxy: None,
         }
     }
 

@@ -67,6 +67,7 @@ mod tests {
             known_hosts: PathBuf::from("/keys/known_hosts"),
             host_keys: HostKeyPolicy::AcceptNew,
             control_dir: Some(PathBuf::from("/tmp/crabbox-1000")),
+            proxy: None,
         };
         let args = rsync_args(
             &target,

@@ -18,6 +18,17 @@ pub enum HostKeyPolicy {
     Pinned { alias: String },
 }
 
+/// How the runner is reached when it is not directly reachable (a bastion, a private
+/// network): OpenSSH's own `ProxyJump` or `ProxyCommand`, passed through unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshProxy {
+    /// `[user@]host[:port]` (comma-separated for several hops). The jump hosts authenticate
+    /// with the user's ssh configuration and agent, not the lease's key.
+    Jump(String),
+    /// A command whose stdin/stdout is the connection (`%h`, `%p`, `%r` expanded by ssh).
+    Command(String),
+}
+
 /// Everything needed to reach one runner.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
@@ -31,6 +42,8 @@ pub struct SshTarget {
     pub host_keys: HostKeyPolicy,
     /// Directory for the `ControlMaster` socket; `None` disables multiplexing.
     pub control_dir: Option<PathBuf>,
+    /// A jump host or proxy command to reach the runner through.
+    pub proxy: Option<SshProxy>,
 }
 
 /// Options for one invocation that differ from the defaults.
@@ -77,6 +90,15 @@ impl SshTarget {
         ] {
             hasher.update(part.as_bytes());
             hasher.update([0]);
+        }
+        // Another route to the same runner is another connection. A direct target hashes as it
+        // always has, so masters opened before an upgrade are still found (and closed).
+        match &self.proxy {
+            Some(SshProxy::Jump(hops)) => hasher.update(format!("jump {hops}\0").as_bytes()),
+            Some(SshProxy::Command(command)) => {
+                hasher.update(format!("command {command}\0").as_bytes());
+            }
+            None => {}
         }
         let digest = hex::encode(&hasher.finalize()[..6]);
         Some(dir.join(format!("cbx-{digest}")))
@@ -129,6 +151,11 @@ impl SshTarget {
                 opt(format!("HostKeyAlias={alias}"));
             }
         }
+        match &self.proxy {
+            Some(SshProxy::Jump(hops)) => opt(format!("ProxyCommand={}", self.jump_command(hops))),
+            Some(SshProxy::Command(command)) => opt(format!("ProxyCommand={command}")),
+            None => {}
+        }
         if let Some(path) = self.control_path() {
             opt("ControlMaster=auto".to_owned());
             opt("ControlPersist=10m".to_owned());
@@ -140,6 +167,39 @@ impl SshTarget {
         args.push("-p".to_owned());
         args.push(self.port.to_string());
         args
+    }
+
+    /// `ProxyJump` as the `ProxyCommand` it stands for, with what every Crabbox call needs that
+    /// OpenSSH does not pass to a jump host: no prompts (batch mode; a prompt would hang a run),
+    /// the jump host's key trusted on first use into the lease's own `known_hosts`, the same
+    /// timeouts. The jump host still authenticates with the user's ssh configuration and agent
+    /// (never the lease's key); hops before the last use OpenSSH's own `-J`.
+    fn jump_command(&self, hops: &str) -> String {
+        let mut hops: Vec<&str> = hops
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect();
+        let last = hops.pop().unwrap_or_default();
+        let mut words: Vec<String> = vec!["ssh".into()];
+        for option in [
+            "BatchMode=yes".to_owned(),
+            "StrictHostKeyChecking=accept-new".to_owned(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "ConnectTimeout=10".to_owned(),
+            "ServerAliveInterval=15".to_owned(),
+            "ServerAliveCountMax=2".to_owned(),
+            "ForwardAgent=no".to_owned(),
+        ] {
+            words.push("-o".into());
+            words.push(option);
+        }
+        if !hops.is_empty() {
+            words.push("-J".into());
+            words.push(hops.join(","));
+        }
+        words.extend(["-W".into(), "[%h]:%p".into(), format!("ssh://{last}")]);
+        crate::quote::sh_join(&words)
     }
 
     /// Full argv (without the `ssh` program) to run `remote` on the runner.
@@ -249,6 +309,15 @@ pub struct ReadyTimeout {
     pub last_error: String,
 }
 
+/// Whether a TCP connection to `host:port` opens within 5 s.
+async fn tcp_open(host: &str, port: u16) -> bool {
+    let connect = tokio::net::TcpStream::connect(format!("{host}:{port}"));
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), connect).await,
+        Ok(Ok(_))
+    )
+}
+
 /// Waits until the runner accepts SSH and `ready_check` succeeds. Returns the port that
 /// worked (it may be a fallback port). `progress` gets a line each round that is still waiting.
 ///
@@ -274,13 +343,8 @@ pub async fn wait_ready(
     loop {
         let mut states = Vec::new();
         for &port in &ports {
-            let addr = format!("{}:{port}", target.host);
-            let tcp = tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio::net::TcpStream::connect(&addr),
-            )
-            .await;
-            if !matches!(tcp, Ok(Ok(_))) {
+            // Through a proxy the runner is not reachable from here: ssh alone can tell.
+            if target.proxy.is_none() && !tcp_open(&target.host, port).await {
                 states.push((port, PortState::Closed));
                 continue;
             }
@@ -361,6 +425,7 @@ mod tests {
             ),
             host_keys: HostKeyPolicy::AcceptNew,
             control_dir: Some(PathBuf::from("/tmp/crabbox-1000")),
+            proxy: None,
         }
     }
 
@@ -396,5 +461,30 @@ mod tests {
         let mut other = target();
         other.port = 2223;
         assert_ne!(path, other.control_path().unwrap());
+        // The hash of a direct target is the one released versions used, so their masters are
+        // still found; another route is another connection.
+        assert_eq!(path, PathBuf::from("/tmp/crabbox-1000/cbx-4bff585e7763"));
+        let mut jumped = target();
+        jumped.proxy = Some(SshProxy::Jump("bastion.example".into()));
+        assert_ne!(path, jumped.control_path().unwrap());
+    }
+
+    #[test]
+    fn proxied_argv() {
+        let mut t = target();
+        t.proxy = Some(SshProxy::Jump(
+            "ops@gate.example:2200,bastion.internal".into(),
+        ));
+        insta::assert_snapshot!(
+            "jump",
+            t.exec_args(CallOptions::default(), "true").join("\n")
+        );
+        t.proxy = Some(SshProxy::Command(
+            "nc -X connect -x proxy:3128 %h %p".into(),
+        ));
+        insta::assert_snapshot!(
+            "command",
+            t.exec_args(CallOptions::default(), "true").join("\n")
+        );
     }
 }

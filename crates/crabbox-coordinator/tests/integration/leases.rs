@@ -600,6 +600,7 @@ async fn the_ssh_pool_leases_each_host_once_and_revokes_the_lease_key_on_release
         known_hosts: pool.path().join("known_hosts"),
         host_keys: crabbox_remote::ssh::HostKeyPolicy::AcceptNew,
         control_dir: None,
+        proxy: None,
     };
     let out = target.capture("echo pool-ok").await.unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pool-ok");

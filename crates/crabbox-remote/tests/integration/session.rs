@@ -1,49 +1,10 @@
 //! The run session against a real sshd.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crabbox_remote::keys;
 use crabbox_remote::session::{SessionPlan, SyncHooks, SyncPayload, run_session};
-use crabbox_remote::ssh::{HostKeyPolicy, SshTarget};
-use crabbox_remote::sshd;
 
-/// The user this test runs as, from the system rather than `$USER` (unset under `env -i`).
-fn current_user() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("id(1) runs");
-    assert!(out.status.success(), "id -un failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-async fn runner(dir: &Path) -> SshTarget {
-    let client = keys::ensure_ed25519(&dir.join("client"), "id_ed25519", "test").unwrap();
-    let handle = sshd::start(
-        &dir.join("sshd"),
-        &current_user(),
-        &client.public_key().unwrap(),
-    )
-    .await
-    .unwrap();
-    let known = dir.join("known_hosts");
-    std::fs::write(
-        &known,
-        format!("[127.0.0.1]:{} {}\n", handle.port, handle.host_key),
-    )
-    .unwrap();
-    SshTarget {
-        user: current_user(),
-        host: "127.0.0.1".into(),
-        port: handle.port,
-        fallback_ports: vec![],
-        key: Some(client.private),
-        known_hosts: known,
-        host_keys: HostKeyPolicy::AcceptNew,
-        control_dir: Some(dir.to_owned()),
-    }
-}
+use crate::runner;
 
 #[tokio::test]
 async fn session_syncs_then_skips_and_passes_exit_codes() {
