@@ -206,6 +206,7 @@ impl Provider for SshPoolProvider {
             ssh_fallback_ports: Vec::new(),
             ssh_host_key: None,
             ssh_key: None,
+            ssh_proxy: None,
             work_root: self.work_root.clone(),
             keep: req.keep,
             repo_root: None,

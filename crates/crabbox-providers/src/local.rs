@@ -98,6 +98,7 @@ impl Provider for LocalProvider {
             ssh_fallback_ports: vec![],
             ssh_host_key: Some(handle.host_key),
             ssh_key: None,
+            ssh_proxy: None,
             work_root: dir.join("work").display().to_string(),
             keep: req.keep,
             repo_root: None,

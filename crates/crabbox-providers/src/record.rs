@@ -37,6 +37,10 @@ pub struct LeaseRecord {
     /// Key file for static hosts; managed leases use their per-lease key.
     #[serde(default)]
     pub ssh_key: Option<String>,
+    /// The jump host or proxy command the runner is reached through, as configured when the
+    /// lease was made (later commands reach it the same way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_proxy: Option<crabbox_remote::ssh::SshProxy>,
     pub work_root: String,
     pub keep: bool,
     #[serde(default)]
@@ -72,6 +76,7 @@ impl LeaseRecord {
                 .collect(),
             ssh_host_key: lease.ssh_host_key.clone(),
             ssh_key: None,
+            ssh_proxy: None,
             work_root: lease.work_root.clone(),
             keep: lease.keep,
             repo_root: None,

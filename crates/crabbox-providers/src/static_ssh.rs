@@ -78,6 +78,7 @@ impl Provider for StaticSshProvider {
             ssh_fallback_ports: self.host.fallback_ports.clone(),
             ssh_host_key: None,
             ssh_key: self.host.key.clone(),
+            ssh_proxy: None,
             work_root: self.host.work_root.clone(),
             keep: true,
             repo_root: None,

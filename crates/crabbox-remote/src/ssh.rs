@@ -20,7 +20,8 @@ pub enum HostKeyPolicy {
 
 /// How the runner is reached when it is not directly reachable (a bastion, a private
 /// network): OpenSSH's own `ProxyJump` or `ProxyCommand`, passed through unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum SshProxy {
     /// `[user@]host[:port]` (comma-separated for several hops). The jump hosts authenticate
     /// with the user's ssh configuration and agent, not the lease's key.

@@ -27,7 +27,7 @@ pub fn ssh_target(lease: &LeaseRecord) -> SshTarget {
         known_hosts,
         host_keys: HostKeyPolicy::AcceptNew,
         control_dir: Some(paths::control_dir()),
-        proxy: None,
+        proxy: lease.ssh_proxy.clone(),
     }
 }
 
