@@ -11,6 +11,9 @@ use crate::duration::{format_duration, parse_duration};
 /// Canonical machine classes, smallest first (spec/providers.md §1.10).
 pub const CLASSES: [&str; 6] = ["tiny", "small", "standard", "fast", "large", "beast"];
 
+/// [`CLASSES`] as a person would list them in an error message.
+pub const CLASSES_ACCEPTED: &str = "tiny, small, standard, fast, large or beast";
+
 /// The class a lease gets when none was asked for.
 pub const DEFAULT_CLASS: &str = "beast";
 
@@ -68,12 +71,6 @@ impl TargetOs {
     }
 }
 
-impl fmt::Display for TargetOs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// How a Windows runner runs commands: natively, or inside WSL2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum WindowsMode {
@@ -98,12 +95,6 @@ impl WindowsMode {
             Self::Normal => "normal",
             Self::Wsl2 => "wsl2",
         }
-    }
-}
-
-impl fmt::Display for WindowsMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -132,12 +123,6 @@ impl Architecture {
             Self::X86_64 => "x86_64",
             Self::Arm64 => "arm64",
         }
-    }
-}
-
-impl fmt::Display for Architecture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -171,11 +156,18 @@ impl Market {
     }
 }
 
-impl fmt::Display for Market {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Each word prints as its canonical spelling.
+macro_rules! display_as_str {
+    ($($word:ty),*) => {$(
+        impl fmt::Display for $word {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
 }
+
+display_as_str!(TargetOs, WindowsMode, Architecture, Market);
 
 /// What to do when spot capacity is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +240,8 @@ mod tests {
         assert!(is_canonical_class("beast") && is_canonical_class(DEFAULT_CLASS));
         assert!(!is_canonical_class("Beast") && !is_canonical_class("c7a.large"));
         assert_eq!(CLASSES.first(), Some(&"tiny"));
+        let listed = format!("{} or {}", CLASSES[..5].join(", "), CLASSES[5]);
+        assert_eq!(CLASSES_ACCEPTED, listed);
     }
 
     #[test]
