@@ -10,9 +10,15 @@
 
 pub mod attempt;
 pub mod aws;
+pub mod capacity;
 pub mod class;
+pub mod fallback;
 
 pub use attempt::{Category, ProvisioningAttempt, Refusal};
+pub use capacity::CapacityPlan;
 pub use class::{
     Candidates, Catalog, ClassTable, MachineRequest, MachineShape, Platform, SpecError,
+};
+pub use fallback::{
+    Backoff, Pacing, ProvisionFailure, Provisioned, SystemPacing, TryPlan, provision,
 };
