@@ -13,6 +13,8 @@ pub mod aws;
 pub mod capacity;
 pub mod class;
 pub mod fallback;
+pub mod labels;
+pub mod names;
 
 pub use attempt::{Category, ProvisioningAttempt, Refusal};
 pub use capacity::CapacityPlan;
