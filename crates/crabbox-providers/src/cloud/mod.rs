@@ -12,6 +12,7 @@ pub mod attempt;
 pub mod aws;
 pub mod capacity;
 pub mod class;
+pub mod cloud_init;
 pub mod fallback;
 pub mod labels;
 pub mod names;
