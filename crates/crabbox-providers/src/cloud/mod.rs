@@ -13,6 +13,7 @@ pub mod aws;
 pub mod capacity;
 pub mod class;
 pub mod cloud_init;
+pub mod cost;
 pub mod fallback;
 pub mod labels;
 pub mod names;
