@@ -1,9 +1,11 @@
 //! The `Provider` trait and its direct-mode implementations: `local` (a private sshd per lease
 //! on this machine) and `ssh` (static hosts from config). Also the local claim store that lets
-//! `list`, `status` and `stop` see leases across processes. Providers return lease records;
-//! they never print and never decide what to run on a lease.
+//! `list`, `status` and `stop` see leases across processes, and the model every cloud provider
+//! shares (`cloud`). Providers return lease records; they never print and never decide what to
+//! run on a lease.
 
 pub mod claims;
+pub mod cloud;
 pub mod local;
 pub mod record;
 pub mod static_ssh;
@@ -36,6 +38,23 @@ pub enum ProviderError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl ProviderError {
+    /// The error's own text, without the kind's wording ("no capacity: …"), for records that
+    /// keep the kind beside it.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NotFound(text)
+            | Self::InvalidSpec(text)
+            | Self::Capacity(text)
+            | Self::Quota(text)
+            | Self::RateLimited(text)
+            | Self::Auth(text)
+            | Self::Transient(text) => text.clone(),
+            Self::Io { context, source } => format!("{context}: {source}"),
+        }
+    }
 }
 
 /// Whether a lease's runner is still there.

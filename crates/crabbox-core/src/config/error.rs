@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::origin::Origin;
 use crate::duration::DurationError;
+use crate::machine::UnknownWord;
 
 /// A configuration layer that cannot be used. Bad values are errors; unknown keys are only
 /// warnings (see [`super::Resolved::warnings`]).
@@ -34,6 +35,17 @@ pub enum ConfigError {
     },
     #[error("flag {flag} sets unknown config key {key:?}")]
     UnknownFlagKey { flag: String, key: String },
+    #[error(
+        "{first:?} (from {}) and {second:?} (from {}) are both set; ssh takes only one, so remove one of them",
+        first_origin.location(),
+        second_origin.location()
+    )]
+    Conflict {
+        first: &'static str,
+        first_origin: Origin,
+        second: &'static str,
+        second_origin: Origin,
+    },
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -56,6 +68,14 @@ pub enum ValueError {
     NotSize(String),
     #[error("{0:?} is not a port (use a number from 1 to 65535)")]
     NotPort(String),
+    #[error(transparent)]
+    Word(#[from] UnknownWord),
+    #[error(
+        "{0:?} is not a CIDR block (use an address with a prefix length, like 203.0.113.7/32 or 2001:db8::/48)"
+    )]
+    NotCidr(String),
+    #[error("{value:?} is not a whole number from {range}")]
+    NotInRange { value: String, range: &'static str },
     #[error("{value:?} is not one of {allowed}")]
     NotOneOf {
         value: String,

@@ -3,12 +3,52 @@
 
 use std::time::Duration;
 
-use super::value::{Kind, Value};
+use super::error::ValueError;
+use super::value::{Kind, Value, check_cidr};
+use crate::machine::{Architecture, Market, MarketFallback, TargetOs, WindowsMode};
 
-/// Accepted values of `target`.
-pub(crate) const TARGETS: &[&str] = &["linux", "macos", "windows"];
 /// Accepted values of `broker.mode`.
 pub(crate) const BROKER_MODES: &[&str] = &["managed", "registered"];
+/// Accepted values of `capacity.strategy`. Recorded for compatibility; no provider uses it yet.
+pub(crate) const CAPACITY_STRATEGIES: &[&str] = &[
+    "most-available",
+    "price-capacity-optimized",
+    "capacity-optimized",
+    "sequential",
+];
+
+/// The machine words are kept in their canonical spelling, so `config show` and every reader
+/// see `x86_64` whether the file said `amd64` or not.
+fn target(text: &str) -> Result<Value, ValueError> {
+    Ok(Value::Text(TargetOs::parse(text)?.as_str().to_owned()))
+}
+
+fn windows_mode(text: &str) -> Result<Value, ValueError> {
+    Ok(Value::Text(WindowsMode::parse(text)?.as_str().to_owned()))
+}
+
+fn architecture(text: &str) -> Result<Value, ValueError> {
+    Ok(Value::Text(Architecture::parse(text)?.as_str().to_owned()))
+}
+
+fn market(text: &str) -> Result<Value, ValueError> {
+    Ok(Value::Text(Market::parse(text)?.as_str().to_owned()))
+}
+
+fn market_fallback(text: &str) -> Result<Value, ValueError> {
+    Ok(Value::Text(MarketFallback::parse(text)?.to_string()))
+}
+
+/// EC2 gp3 volumes hold 1 to 16,384 GiB; below 8 GiB no Ubuntu image fits.
+fn root_gib(text: &str) -> Result<Value, ValueError> {
+    match text.parse::<u64>() {
+        Ok(gib) if (8..=16_384).contains(&gib) => Ok(Value::Count(gib)),
+        _ => Err(ValueError::NotInRange {
+            value: text.to_owned(),
+            range: "8 to 16384 (GiB)",
+        }),
+    }
+}
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -41,7 +81,9 @@ impl KeySpec {
     pub(crate) fn default_value(&self) -> Value {
         match (self.default, self.kind) {
             (Preset::Unset, Kind::Secret) => Value::Secret(None),
-            (Preset::Unset, Kind::List | Kind::PortList) => Value::List(Vec::new()),
+            (Preset::Unset, Kind::List | Kind::PortList | Kind::ListOf(_)) => {
+                Value::List(Vec::new())
+            }
             (Preset::Unset, _) => Value::Text(String::new()),
             (Preset::Text(text), _) => Value::Text(text.to_owned()),
             (Preset::Bool(flag), _) => Value::Bool(flag),
@@ -113,9 +155,22 @@ pub(crate) const KEYS: &[KeySpec] = &[
     aliased(
         "target",
         &["targetOS"],
-        Kind::OneOf(TARGETS, "linux, macos or windows"),
+        Kind::Parsed(target),
         Preset::Text("linux"),
         &["CRABBOX_TARGET", "CRABBOX_TARGET_OS"],
+    ),
+    key(
+        "windows.mode",
+        Kind::Parsed(windows_mode),
+        Preset::Text("normal"),
+        &["CRABBOX_WINDOWS_MODE"],
+    ),
+    // The old tool's default was spelled `amd64`; both spellings read as x86_64.
+    key(
+        "architecture",
+        Kind::Parsed(architecture),
+        Preset::Text("x86_64"),
+        &["CRABBOX_ARCH"],
     ),
     key(
         "profile",
@@ -174,6 +229,20 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Kind::PortList,
         Preset::List(&["22"]),
         &["CRABBOX_SSH_FALLBACK_PORTS"],
+    ),
+    // For runners behind a bastion; every ssh and rsync call passes them on. ssh accepts
+    // only one of the two, so setting both is an error.
+    key(
+        "ssh.proxyJump",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_SSH_PROXY_JUMP"],
+    ),
+    key(
+        "ssh.proxyCommand",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_SSH_PROXY_COMMAND"],
     ),
     key(
         "sync.delete",
@@ -331,14 +400,103 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Preset::Text("managed"),
         &["CRABBOX_COORDINATOR_MODE"],
     ),
+    // Cloud capacity (spec/providers.md §2.2): how machines are bought and where.
+    key(
+        "capacity.market",
+        Kind::Parsed(market),
+        Preset::Text("spot"),
+        &["CRABBOX_CAPACITY_MARKET"],
+    ),
+    key(
+        "capacity.fallback",
+        Kind::Parsed(market_fallback),
+        Preset::Text("on-demand-after-120s"),
+        &["CRABBOX_CAPACITY_FALLBACK"],
+    ),
+    key(
+        "capacity.strategy",
+        Kind::OneOf(
+            CAPACITY_STRATEGIES,
+            "most-available, price-capacity-optimized, capacity-optimized or sequential",
+        ),
+        Preset::Text("most-available"),
+        &["CRABBOX_CAPACITY_STRATEGY"],
+    ),
+    key(
+        "capacity.regions",
+        Kind::List,
+        Preset::Unset,
+        &["CRABBOX_CAPACITY_REGIONS"],
+    ),
+    key(
+        "capacity.availabilityZones",
+        Kind::List,
+        Preset::Unset,
+        &["CRABBOX_CAPACITY_AVAILABILITY_ZONES"],
+    ),
+    key(
+        "capacity.hints",
+        Kind::Bool,
+        Preset::Bool(true),
+        &["CRABBOX_CAPACITY_HINTS"],
+    ),
+    // AWS (spec/providers.md §2.2). `AWS_REGION` is the SDK's own variable: it ranks below
+    // Crabbox's but above the config files, as in the old tool.
+    key(
+        "aws.region",
+        Kind::Text,
+        Preset::Text("eu-west-1"),
+        &["CRABBOX_AWS_REGION", "AWS_REGION"],
+    ),
+    key("aws.ami", Kind::Text, Preset::Unset, &["CRABBOX_AWS_AMI"]),
+    key(
+        "aws.securityGroupId",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AWS_SECURITY_GROUP_ID"],
+    ),
+    key(
+        "aws.subnetId",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AWS_SUBNET_ID"],
+    ),
+    key(
+        "aws.instanceProfile",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AWS_INSTANCE_PROFILE"],
+    ),
+    key(
+        "aws.rootGB",
+        Kind::Parsed(root_gib),
+        Preset::Count(400),
+        &["CRABBOX_AWS_ROOT_GB"],
+    ),
+    key(
+        "aws.sshCIDRs",
+        Kind::ListOf(check_cidr),
+        Preset::Unset,
+        &["CRABBOX_AWS_SSH_CIDRS"],
+    ),
+    key(
+        "aws.usePrivateIP",
+        Kind::Bool,
+        Preset::Bool(false),
+        &["CRABBOX_AWS_USE_PRIVATE_IP"],
+    ),
+    key(
+        "aws.macHostId",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AWS_MAC_HOST_ID", "CRABBOX_HOST_ID"],
+    ),
 ];
 
 /// Keys (and whole sections) the old tool documents that this version does not use yet. Files
 /// written for the old tool carry them, so they are skipped without a warning.
 const ACCEPTED_UNUSED: &[&str] = &[
     "actions",
-    "architecture",
-    "aws",
     "azure",
     "blacksmith",
     "broker.access",
@@ -346,7 +504,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "broker.loginRedirectOrigins",
     "browser",
     "cache",
-    "capacity",
     "code",
     "daytona",
     "desktop",
@@ -365,8 +522,13 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "results",
     "run",
     "tailscale",
-    "windows",
 ];
+
+/// Every environment variable the key table reads, for callers that pass the process
+/// environment on selectively (most are `CRABBOX_*`; `AWS_REGION` is not).
+pub fn env_names() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().flat_map(|spec| spec.env.iter().copied())
+}
 
 /// The key a dotted name (canonical or alias) refers to, and whether it was an alias.
 pub(crate) fn lookup(name: &str) -> Option<(&'static KeySpec, bool)> {
@@ -432,7 +594,8 @@ mod tests {
         );
         assert!(lookup("lease").is_none());
         assert!(is_section("lease") && is_section("broker") && !is_section("sync.exclude"));
-        assert!(is_accepted_unused("capacity.market") && is_accepted_unused("broker.access.token"));
-        assert!(!is_accepted_unused("capacityx") && !is_accepted_unused("broker.urlx"));
+        assert!(is_accepted_unused("tailscale.tags") && is_accepted_unused("broker.access.token"));
+        assert!(!is_accepted_unused("tailscalex") && !is_accepted_unused("broker.urlx"));
+        assert!(!is_accepted_unused("capacity.market") && lookup("capacity.market").is_some());
     }
 }

@@ -191,8 +191,10 @@ pub(crate) fn env(
         let Some((name, text)) = set.next() else {
             continue;
         };
+        // A variable that is not Crabbox's own (`AWS_REGION`) is a fallback, not a second
+        // spelling: overriding it with the `CRABBOX_*` one is the point, so it is not warned.
         for (other, other_text) in set {
-            if other_text != text {
+            if other_text != text && other.starts_with("CRABBOX_") {
                 warnings.push(format!("{name} and {other} are both set; using {name}"));
             }
         }
@@ -227,7 +229,7 @@ pub(crate) fn flags(flags: &[FlagValue]) -> Result<Vec<Setting>, ConfigError> {
                 key: flag.key.clone(),
             });
         };
-        if spec.kind == Kind::Secret {
+        if matches!(spec.kind, Kind::Secret) {
             let env = spec.env.first().copied().unwrap_or("the environment");
             return Err(ConfigError::SecretFlag {
                 flag: flag.flag.clone(),

@@ -18,9 +18,11 @@ mod value;
 
 pub use error::{ConfigError, ValueError};
 pub use files::{ConfigFiles, REPO_CONFIG_NAMES, config_files};
+pub use keys::env_names;
 pub use layer::FlagValue;
 pub use model::{
-    BrokerMode, Config, CoordinatorConfig, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
+    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, Market,
+    MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
 };
 pub use origin::Origin;
 pub use resolve::{ConfigInputs, Resolved, resolve};

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::secret::Secret;
+pub use crate::machine::{Architecture, Market, MarketFallback, TargetOs, WindowsMode};
 
 /// Every setting this version uses, resolved across all layers. Where each value came from is
 /// in [`super::Resolved::origin`].
@@ -14,6 +15,9 @@ pub struct Config {
     /// An exact provider machine type; when set, class fallback is off.
     pub server_type: Option<String>,
     pub target: TargetOs,
+    /// Only meaningful when `target` is Windows.
+    pub windows_mode: WindowsMode,
+    pub architecture: Architecture,
     pub profile: String,
     pub ttl: Duration,
     pub idle_timeout: Duration,
@@ -26,6 +30,8 @@ pub struct Config {
     pub env_allow: Vec<String>,
     pub static_host: StaticHostConfig,
     pub coordinator: CoordinatorConfig,
+    pub capacity: CapacityConfig,
+    pub aws: AwsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +42,11 @@ pub struct SshConfig {
     pub port: u16,
     /// Ports tried after `port`; empty disables the fallback.
     pub fallback_ports: Vec<u16>,
+    /// `ssh -J` destination for runners behind a bastion. At most one of this and
+    /// `proxy_command` is set.
+    pub proxy_jump: Option<String>,
+    /// `ssh -o ProxyCommand=…` for runners reached through a custom command.
+    pub proxy_command: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,28 +93,40 @@ pub struct CoordinatorConfig {
     pub mode: BrokerMode,
 }
 
-/// The operating system of the runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetOs {
-    Linux,
-    Macos,
-    Windows,
+/// How and where cloud machines are bought (spec/providers.md §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityConfig {
+    pub market: Market,
+    pub fallback: MarketFallback,
+    /// `most-available` and the other accepted words; kept for compatibility, no behaviour.
+    pub strategy: String,
+    /// Extra regions tried, in order, after the provider's own region.
+    pub regions: Vec<String>,
+    /// Preferred availability zones; each provider picks the one in the region it launches in.
+    pub availability_zones: Vec<String>,
+    /// Whether brokered leases carry advisory capacity hints.
+    pub hints: bool,
 }
 
-impl TargetOs {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Linux => "linux",
-            Self::Macos => "macos",
-            Self::Windows => "windows",
-        }
-    }
-}
-
-impl fmt::Display for TargetOs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The AWS provider's settings (spec/providers.md §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub region: String,
+    /// A pinned image; unset means the newest Canonical Ubuntu image for the architecture.
+    pub ami: Option<String>,
+    /// An existing security group; unset means `crabbox-runners` in the VPC, created if absent.
+    pub security_group_id: Option<String>,
+    /// Launch into this subnet instead of the default VPC.
+    pub subnet_id: Option<String>,
+    /// IAM instance profile name attached to runners.
+    pub instance_profile: Option<String>,
+    pub root_gb: u64,
+    /// Who may reach runners' SSH ports; empty means the caller's own address.
+    pub ssh_cidrs: Vec<String>,
+    /// Connect to the instance's private address (VPN or peered VPC users).
+    pub use_private_ip: bool,
+    /// The EC2 Mac Dedicated Host that macOS runners are placed on.
+    pub mac_host_id: Option<String>,
 }
 
 /// How leases are obtained when a coordinator is configured.

@@ -11,7 +11,8 @@ use super::error::ConfigError;
 use super::keys::{self, KEYS};
 use super::layer::{self, FlagValue};
 use super::model::{
-    BrokerMode, Config, CoordinatorConfig, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
+    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, Market,
+    MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
 };
 use super::origin::Origin;
 use super::secret::Secret;
@@ -139,6 +140,7 @@ pub fn resolve(inputs: &ConfigInputs) -> Result<Resolved, ConfigError> {
         );
     }
     withhold_untrusted_credentials(&mut entries, &mut warnings);
+    one_proxy(&entries)?;
     if token_command.is_some()
         && let Some(destination) = repo_destination(&entries)
     {
@@ -156,6 +158,22 @@ pub fn resolve(inputs: &ConfigInputs) -> Result<Resolved, ConfigError> {
         entries,
         warnings,
     })
+}
+
+/// ssh honours only the first of `ProxyJump` and `ProxyCommand` it reads, so a config with both
+/// would silently use one; it is refused instead, naming where each came from.
+fn one_proxy(entries: &BTreeMap<&'static str, Entry>) -> Result<(), ConfigError> {
+    let (jump, command) = (&entries["ssh.proxyJump"], &entries["ssh.proxyCommand"]);
+    let set = |entry: &Entry| !matches!(&entry.value, Value::Text(text) if text.is_empty());
+    if set(jump) && set(command) {
+        return Err(ConfigError::Conflict {
+            first: "ssh.proxyJump",
+            first_origin: jump.origin.clone(),
+            second: "ssh.proxyCommand",
+            second_origin: command.origin.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Where the coordinator URL came from, when that is a repository's config file.
@@ -193,11 +211,6 @@ fn withhold_untrusted_credentials(
 /// against its key's kind.
 fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
     let read = Reader(entries);
-    let target = match read.text("target").as_str() {
-        "macos" => TargetOs::Macos,
-        "windows" => TargetOs::Windows,
-        _ => TargetOs::Linux,
-    };
     let mode = match read.text("broker.mode").as_str() {
         "registered" => BrokerMode::Registered,
         _ => BrokerMode::Managed,
@@ -207,7 +220,9 @@ fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
         provider: read.text("provider"),
         class: read.text("class"),
         server_type: read.optional("serverType"),
-        target,
+        target: read.word("target", TargetOs::parse),
+        windows_mode: read.word("windows.mode", WindowsMode::parse),
+        architecture: read.word("architecture", Architecture::parse),
         profile: read.text("profile"),
         ttl: read.duration("ttl"),
         idle_timeout: read.duration("idleTimeout"),
@@ -224,6 +239,8 @@ fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
                 .iter()
                 .map(|port| port.parse().expect("ports are checked when read"))
                 .collect(),
+            proxy_jump: read.optional("ssh.proxyJump"),
+            proxy_command: read.optional("ssh.proxyCommand"),
         },
         sync: SyncConfig {
             delete: read.flag("sync.delete"),
@@ -257,6 +274,25 @@ fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
             token_command: None,
             mode,
         },
+        capacity: CapacityConfig {
+            market: read.word("capacity.market", Market::parse),
+            fallback: read.word("capacity.fallback", MarketFallback::parse),
+            strategy: read.text("capacity.strategy"),
+            regions: read.list("capacity.regions"),
+            availability_zones: read.list("capacity.availabilityZones"),
+            hints: read.flag("capacity.hints"),
+        },
+        aws: AwsConfig {
+            region: read.text("aws.region"),
+            ami: read.optional("aws.ami"),
+            security_group_id: read.optional("aws.securityGroupId"),
+            subnet_id: read.optional("aws.subnetId"),
+            instance_profile: read.optional("aws.instanceProfile"),
+            root_gb: read.count("aws.rootGB"),
+            ssh_cidrs: read.list("aws.sshCIDRs"),
+            use_private_ip: read.flag("aws.usePrivateIP"),
+            mac_host_id: read.optional("aws.macHostId"),
+        },
     }
 }
 
@@ -278,6 +314,12 @@ impl Reader<'_> {
             Value::Text(text) => text.clone(),
             other => panic!("config key {key} holds {other:?}, not text"),
         }
+    }
+
+    /// A machine word, stored in its canonical spelling when it was read.
+    fn word<T, E: fmt::Debug>(&self, key: &str, parse: fn(&str) -> Result<T, E>) -> T {
+        let text = self.text(key);
+        parse(&text).unwrap_or_else(|e| panic!("config key {key} holds {text:?}: {e:?}"))
     }
 
     fn optional(&self, key: &str) -> Option<String> {
@@ -330,7 +372,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{BrokerMode, Secret, StaticHostConfig, TargetOs, render_show};
+    use crate::config::{
+        Architecture, BrokerMode, Market, MarketFallback, Secret, StaticHostConfig, TargetOs,
+        WindowsMode, render_show,
+    };
 
     const USER: &str = "/home/u/.config/crabbox/config.yaml";
     const REPO: &str = "/repo/crabbox.yaml";
@@ -774,6 +819,190 @@ mod tests {
         assert_eq!(
             resolved.config().coordinator.token_command.as_deref(),
             Some(&["print-token".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn cloud_keys_default_as_the_old_tool() {
+        let resolved = resolve(&ConfigInputs::default()).unwrap();
+        let config = resolved.config();
+        assert_eq!(config.architecture, Architecture::X86_64);
+        assert_eq!(config.windows_mode, WindowsMode::Normal);
+        let capacity = &config.capacity;
+        assert_eq!(capacity.market, Market::Spot);
+        assert_eq!(capacity.fallback, MarketFallback::DEFAULT);
+        assert_eq!(capacity.strategy, "most-available");
+        assert!(capacity.regions.is_empty() && capacity.availability_zones.is_empty());
+        assert!(capacity.hints);
+        let aws = &config.aws;
+        assert_eq!((aws.region.as_str(), aws.root_gb), ("eu-west-1", 400));
+        assert!(aws.ami.is_none() && aws.subnet_id.is_none() && aws.ssh_cidrs.is_empty());
+        assert!(!aws.use_private_ip && aws.mac_host_id.is_none());
+        assert!(config.ssh.proxy_jump.is_none() && config.ssh.proxy_command.is_none());
+        let show = render_show(&resolved);
+        for line in [
+            "architecture=x86_64 origin=default",
+            "capacity.fallback=on-demand-after-120s origin=default",
+            "capacity.market=spot origin=default",
+            "aws.region=eu-west-1 origin=default",
+            "aws.rootGB=400 origin=default",
+            "ssh.proxyJump=- origin=default",
+        ] {
+            assert!(show.contains(&format!("{line}\n")), "{line} not in\n{show}");
+        }
+    }
+
+    #[test]
+    fn cloud_keys_read_old_files_and_env() {
+        let text = "architecture: amd64\nwindows:\n  mode: wsl2\ncapacity:\n  market: on-demand\n  \
+                    fallback: none\n  regions: [eu-west-1, us-east-1]\n  availabilityZones: [us-east-1b]\n  \
+                    hints: false\naws:\n  region: us-east-1\n  ami: ami-0abc\n  rootGB: 200\n  \
+                    sshCIDRs: [203.0.113.7/32]\n  usePrivateIP: true\n  macHostId: h-0123\n\
+                    ssh:\n  proxyJump: bastion.example\n";
+        let resolved = resolve(&ConfigInputs {
+            user: Some(user(text)),
+            env: env(&[
+                ("CRABBOX_ARCH", "aarch64"),
+                ("CRABBOX_CAPACITY_FALLBACK", "on-demand"),
+                ("CRABBOX_AWS_SSH_CIDRS", "198.51.100.0/24, 2001:db8::/48"),
+            ]),
+            ..ConfigInputs::default()
+        })
+        .unwrap();
+        assert!(resolved.warnings().is_empty(), "{:?}", resolved.warnings());
+        let config = resolved.config();
+        assert_eq!(config.architecture, Architecture::Arm64);
+        assert_eq!(config.windows_mode, WindowsMode::Wsl2);
+        assert_eq!(config.capacity.market, Market::OnDemand);
+        assert_eq!(
+            config.capacity.fallback,
+            MarketFallback::OnDemand { after: None }
+        );
+        assert_eq!(config.capacity.regions, ["eu-west-1", "us-east-1"]);
+        assert_eq!(config.capacity.availability_zones, ["us-east-1b"]);
+        assert!(!config.capacity.hints);
+        assert_eq!(config.aws.region, "us-east-1");
+        assert_eq!(config.aws.ami.as_deref(), Some("ami-0abc"));
+        assert_eq!(config.aws.root_gb, 200);
+        assert_eq!(config.aws.ssh_cidrs, ["198.51.100.0/24", "2001:db8::/48"]);
+        assert!(config.aws.use_private_ip);
+        assert_eq!(config.aws.mac_host_id.as_deref(), Some("h-0123"));
+        assert_eq!(config.ssh.proxy_jump.as_deref(), Some("bastion.example"));
+        let show = render_show(&resolved);
+        assert!(
+            show.contains("architecture=arm64 origin=env:CRABBOX_ARCH\n"),
+            "{show}"
+        );
+        assert!(
+            show.contains(&format!("windows.mode=wsl2 origin=user:{USER}\n")),
+            "{show}"
+        );
+    }
+
+    #[test]
+    fn aws_region_ranks_crabbox_env_then_aws_env_then_files() {
+        let region = |pairs: &[(&str, &str)]| {
+            let resolved = resolve(&ConfigInputs {
+                repo: repo("aws:\n  region: ap-south-1\n"),
+                env: env(pairs),
+                ..ConfigInputs::default()
+            })
+            .unwrap();
+            let origin = resolved.origin("aws.region").unwrap().to_string();
+            (
+                resolved.config().aws.region.clone(),
+                origin,
+                resolved.warnings().len(),
+            )
+        };
+        assert_eq!(
+            region(&[
+                ("CRABBOX_AWS_REGION", "eu-north-1"),
+                ("AWS_REGION", "us-east-2")
+            ]),
+            ("eu-north-1".into(), "env:CRABBOX_AWS_REGION".into(), 0),
+            "overriding the SDK's region is not worth a warning"
+        );
+        assert_eq!(
+            region(&[("AWS_REGION", "us-east-2")]),
+            ("us-east-2".into(), "env:AWS_REGION".into(), 0)
+        );
+        assert_eq!(
+            region(&[]),
+            ("ap-south-1".into(), format!("repo:{REPO}"), 0)
+        );
+        assert!(crate::config::env_names().any(|name| name == "AWS_REGION"));
+    }
+
+    #[test]
+    fn bad_cloud_values_name_the_key_and_the_accepted_forms() {
+        let cases = [
+            (
+                ("CRABBOX_ARCH", "sparc"),
+                "invalid value for \"architecture\" in env CRABBOX_ARCH: unknown architecture \
+                 \"sparc\" (use x86_64 or arm64; amd64 and aarch64 also work)",
+            ),
+            (
+                ("CRABBOX_CAPACITY_MARKET", "reserved"),
+                "invalid value for \"capacity.market\" in env CRABBOX_CAPACITY_MARKET: unknown \
+                 capacity market \"reserved\" (use spot or on-demand)",
+            ),
+            (
+                ("CRABBOX_CAPACITY_FALLBACK", "later"),
+                "invalid value for \"capacity.fallback\" in env CRABBOX_CAPACITY_FALLBACK: unknown \
+                 capacity fallback \"later\" (use none, on-demand or on-demand-after-<duration> \
+                 like on-demand-after-120s)",
+            ),
+            (
+                ("CRABBOX_AWS_SSH_CIDRS", "203.0.113.7/32,10.0.0.1"),
+                "invalid value for \"aws.sshCIDRs\" in env CRABBOX_AWS_SSH_CIDRS: \"10.0.0.1\" is \
+                 not a CIDR block (use an address with a prefix length, like 203.0.113.7/32 or \
+                 2001:db8::/48)",
+            ),
+            (
+                ("CRABBOX_AWS_ROOT_GB", "0"),
+                "invalid value for \"aws.rootGB\" in env CRABBOX_AWS_ROOT_GB: \"0\" is not a whole \
+                 number from 8 to 16384 (GiB)",
+            ),
+            (
+                ("CRABBOX_WINDOWS_MODE", "wsl3"),
+                "invalid value for \"windows.mode\" in env CRABBOX_WINDOWS_MODE: unknown windows \
+                 mode \"wsl3\" (use normal or wsl2)",
+            ),
+        ];
+        for ((name, value), expected) in cases {
+            let inputs = ConfigInputs {
+                env: env(&[(name, value)]),
+                ..ConfigInputs::default()
+            };
+            assert_eq!(error(&inputs), expected);
+        }
+        let in_file = ConfigInputs {
+            repo: repo("aws:\n  sshCIDRs: [\"0.0.0.0/0\", \"nope\"]\n"),
+            ..ConfigInputs::default()
+        };
+        assert!(
+            error(&in_file).starts_with(&format!(
+                "invalid value for \"aws.sshCIDRs\" in {REPO}: \"nope\" is not a CIDR block"
+            )),
+            "{}",
+            error(&in_file)
+        );
+    }
+
+    #[test]
+    fn proxy_jump_and_proxy_command_together_are_refused() {
+        let inputs = ConfigInputs {
+            user: Some(user("ssh:\n  proxyCommand: nc -X 5 -x proxy:1080 %h %p\n")),
+            env: env(&[("CRABBOX_SSH_PROXY_JUMP", "bastion.example")]),
+            ..ConfigInputs::default()
+        };
+        assert_eq!(
+            error(&inputs),
+            format!(
+                "\"ssh.proxyJump\" (from env CRABBOX_SSH_PROXY_JUMP) and \"ssh.proxyCommand\" \
+                 (from {USER}) are both set; ssh takes only one, so remove one of them"
+            )
         );
     }
 

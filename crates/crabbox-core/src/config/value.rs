@@ -9,8 +9,8 @@ use super::error::ValueError;
 use super::secret::Secret;
 use crate::duration::parse_duration;
 
-/// How a key's text is read and checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a key's text is read and checked. Not comparable: parsers are function pointers.
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
     Text,
     Bool,
@@ -29,6 +29,11 @@ pub(crate) enum Kind {
     Secret,
     /// One of a fixed set of lowercase words, with the human wording of that set.
     OneOf(&'static [&'static str], &'static str),
+    /// Text read by a key's own parser, which returns the value to keep (a canonical
+    /// spelling, a number) or says what is wrong.
+    Parsed(fn(&str) -> Result<Value, ValueError>),
+    /// A list whose items are each read by a parser; from env or flags a comma list.
+    ListOf(fn(&str) -> Result<String, ValueError>),
 }
 
 /// A checked value, before it is moved into the typed [`super::Config`].
@@ -57,7 +62,7 @@ pub(crate) fn from_text(kind: Kind, raw: &str) -> Result<Option<Value>, ValueErr
 fn checked(kind: Kind, text: &str) -> Result<Value, ValueError> {
     match kind {
         Kind::PortList if text.eq_ignore_ascii_case("none") => Ok(Value::List(Vec::new())),
-        Kind::PortList | Kind::List => {
+        Kind::PortList | Kind::List | Kind::ListOf(_) => {
             let items = text
                 .split(',')
                 .map(str::trim)
@@ -87,6 +92,7 @@ fn checked(kind: Kind, text: &str) -> Result<Value, ValueError> {
             .ok_or_else(|| ValueError::NotSize(text.into())),
         Kind::Port => check_port(text).map(Value::Text),
         Kind::Secret => Ok(Value::Secret(Some(Secret::new(text)))),
+        Kind::Parsed(parse) => parse(text),
         Kind::OneOf(allowed, wording) => {
             let word = text.to_ascii_lowercase();
             if allowed.contains(&word.as_str()) {
@@ -108,7 +114,7 @@ pub(crate) fn from_yaml(kind: Kind, yaml: &Yaml) -> Result<Option<Value>, ValueE
         return Ok(None);
     }
     match kind {
-        Kind::List | Kind::PortList => {
+        Kind::List | Kind::PortList | Kind::ListOf(_) => {
             let Yaml::Sequence(items) = yaml else {
                 return Err(ValueError::WrongType {
                     expected: "a list",
@@ -128,7 +134,7 @@ pub(crate) fn from_yaml(kind: Kind, yaml: &Yaml) -> Result<Option<Value>, ValueE
         }
         Kind::Bool if matches!(yaml, Yaml::Bool(_)) => Ok(yaml.as_bool().map(Value::Bool)),
         _ => {
-            let expected = if kind == Kind::Bool {
+            let expected = if matches!(kind, Kind::Bool) {
                 "a boolean"
             } else {
                 "a single value"
@@ -140,10 +146,10 @@ pub(crate) fn from_yaml(kind: Kind, yaml: &Yaml) -> Result<Option<Value>, ValueE
 }
 
 fn list_item(kind: Kind, item: &str) -> Result<String, ValueError> {
-    if kind == Kind::PortList {
-        check_port(item)
-    } else {
-        Ok(item.to_owned())
+    match kind {
+        Kind::PortList => check_port(item),
+        Kind::ListOf(parse) => parse(item),
+        _ => Ok(item.to_owned()),
     }
 }
 
@@ -182,6 +188,20 @@ fn check_port(text: &str) -> Result<String, ValueError> {
     match text.parse::<u16>() {
         Ok(port) if port > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(port.to_string()),
         _ => Err(ValueError::NotPort(text.to_owned())),
+    }
+}
+
+/// Checks a CIDR block (`203.0.113.7/32`, `2001:db8::/48`) and returns it as written.
+pub(crate) fn check_cidr(text: &str) -> Result<String, ValueError> {
+    let bad = || ValueError::NotCidr(text.to_owned());
+    let (address, prefix) = text.split_once('/').ok_or_else(bad)?;
+    let address: std::net::IpAddr = address.parse().map_err(|_| bad())?;
+    let longest = if address.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(length) if length <= longest && prefix.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(text.to_owned())
+        }
+        _ => Err(bad()),
     }
 }
 
@@ -301,6 +321,26 @@ mod tests {
             from_text(target, "beos").unwrap_err().to_string(),
             "\"beos\" is not one of linux, macos or windows"
         );
+    }
+
+    #[test]
+    fn cidrs() {
+        for good in ["203.0.113.7/32", "0.0.0.0/0", "2001:db8::/48", "::/0"] {
+            assert_eq!(check_cidr(good), Ok(good.to_owned()));
+        }
+        for bad in [
+            "203.0.113.7",
+            "203.0.113.7/33",
+            "10.0.0.0/+8",
+            "example.com/32",
+            "::/129",
+        ] {
+            assert_eq!(
+                check_cidr(bad),
+                Err(ValueError::NotCidr(bad.into())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,28 @@
+//! The model every cloud provider shares (docs/design/cloud-providers.md): which machine types
+//! a class means on a platform, how capacity is bought and where, the order in which types,
+//! markets and regions are tried with every attempt recorded, the names and labels of what a
+//! lease creates and when it may be cleaned up, the Linux cloud-init that boots a runner, and
+//! what a runner costs. Pure code: nothing here talks to a network or spawns a process; the
+//! provider crates call it with what their APIs returned.
+//!
+//! Each cloud's data (class tables, type shapes, error codes) is a module of its own (`aws`);
+//! Hetzner and Azure add theirs beside it and reuse everything else.
+
+pub mod attempt;
+pub mod aws;
+pub mod capacity;
+pub mod class;
+pub mod cloud_init;
+pub mod cost;
+pub mod fallback;
+pub mod labels;
+pub mod names;
+
+pub use attempt::{Category, ProvisioningAttempt, Refusal};
+pub use capacity::CapacityPlan;
+pub use class::{
+    Candidates, Catalog, ClassTable, MachineRequest, MachineShape, Platform, SpecError,
+};
+pub use fallback::{
+    Backoff, Pacing, ProvisionFailure, Provisioned, SystemPacing, TryPlan, provision,
+};
