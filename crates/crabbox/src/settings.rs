@@ -37,8 +37,9 @@ impl Settings {
         git_root: Option<&Path>,
         flags: Vec<FlagValue>,
     ) -> Result<Self, CliError> {
+        // Crabbox's own variables, and the few of other tools a key falls back to (AWS_REGION).
         let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("CRABBOX_"))
+            .filter(|(k, _)| k.starts_with("CRABBOX_") || config::env_names().any(|n| n == k))
             .collect();
         let explicit = env.get("CRABBOX_CONFIG").map(PathBuf::from);
         let planned = config_files(explicit.as_deref(), Some(&crate::paths::config_home()), cwd);

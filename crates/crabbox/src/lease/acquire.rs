@@ -61,6 +61,7 @@ impl<'a> Leases<'a> {
         })?;
         let lease_time = start.elapsed();
         record.repo_root = Some(self.ctx.repo_root.display().to_string());
+        record.ssh_proxy = self.ctx.ssh_proxy();
         runner::pin_host_key(&record).status(ExitStatus::Failure)?;
         self.ctx.claims.write(&record).status(ExitStatus::Failure)?;
         on_created(&record);

@@ -9,6 +9,7 @@ use crabbox_api::ExitStatus;
 use crabbox_core::config::FlagValue;
 use crabbox_providers::static_ssh::StaticHost;
 use crabbox_providers::{ClaimStore, LeaseRecord, Provider, ProviderConfig};
+use crabbox_remote::ssh::SshProxy;
 use crabbox_remote::sync;
 
 use crate::error::{CliError, CliResult, WithStatus};
@@ -58,6 +59,12 @@ pub struct LeaseFlags {
     /// Static work root for provider=ssh.
     #[arg(long = "static-work-root")]
     pub static_work_root: Option<String>,
+    /// Reach the runner through this jump host (`[user@]host[:port]`, comma-separated hops).
+    #[arg(long = "proxy-jump", value_name = "HOSTS")]
+    pub proxy_jump: Option<String>,
+    /// Reach the runner through this command (ssh's ProxyCommand: `%h`, `%p` expanded).
+    #[arg(long = "proxy-command", value_name = "COMMAND")]
+    pub proxy_command: Option<String>,
 }
 
 impl LeaseFlags {
@@ -81,6 +88,8 @@ impl LeaseFlags {
             "--static-work-root",
             &self.static_work_root,
         );
+        add("ssh.proxyJump", "--proxy-jump", &self.proxy_jump);
+        add("ssh.proxyCommand", "--proxy-command", &self.proxy_command);
         out
     }
 }
@@ -156,6 +165,18 @@ impl Ctx {
                      or pass --provider",
                 )
             })
+    }
+
+    /// The jump host or proxy command configured for reaching runners (config keys
+    /// `ssh.proxyJump` / `ssh.proxyCommand`, their env variables and flags; at most one is set,
+    /// the config layer refuses both).
+    pub fn ssh_proxy(&self) -> Option<SshProxy> {
+        let ssh = &self.settings.config().ssh;
+        match (&ssh.proxy_jump, &ssh.proxy_command) {
+            (Some(hops), _) => Some(SshProxy::Jump(hops.clone())),
+            (None, Some(command)) => Some(SshProxy::Command(command.clone())),
+            (None, None) => None,
+        }
     }
 
     /// The provider a user chose (flag, environment or config file), not the built-in

@@ -69,12 +69,15 @@ impl<'a> Leases<'a> {
             return Ok(Lease::of(self.ctx, record));
         }
         match self.home.lookup(id).await? {
-            Some((record, backend)) => Ok(Lease {
-                ctx: self.ctx,
-                record,
-                backend,
-                claimed: false,
-            }),
+            Some((mut record, backend)) => {
+                record.ssh_proxy = self.ctx.ssh_proxy();
+                Ok(Lease {
+                    ctx: self.ctx,
+                    record,
+                    backend,
+                    claimed: false,
+                })
+            }
             None => Err(not_found(id)),
         }
     }
@@ -124,8 +127,12 @@ pub struct Lease<'a> {
 }
 
 impl<'a> Lease<'a> {
-    /// A claimed lease, with the backend its claim names.
-    fn of(ctx: &'a Ctx, record: LeaseRecord) -> Self {
+    /// A claimed lease, with the backend its claim names. A proxy configured now (flag, env,
+    /// config) wins over the one the claim remembers: the way to the runner is the user's.
+    fn of(ctx: &'a Ctx, mut record: LeaseRecord) -> Self {
+        if let Some(proxy) = ctx.ssh_proxy() {
+            record.ssh_proxy = Some(proxy);
+        }
         let backend: Box<dyn Backend> = if is_brokered(&record) {
             Box::new(Brokered::for_claim(ctx, &record))
         } else {
