@@ -62,7 +62,7 @@ pub struct LeaseFlags {
     /// Reach the runner through this jump host (`[user@]host[:port]`, comma-separated hops).
     #[arg(long = "proxy-jump", value_name = "HOSTS")]
     pub proxy_jump: Option<String>,
-    /// Reach the runner through this command (ssh's ProxyCommand: `%h`, `%p` expanded).
+    /// Reach the runner through this command (ssh's `ProxyCommand`: `%h`, `%p` expanded).
     #[arg(long = "proxy-command", value_name = "COMMAND")]
     pub proxy_command: Option<String>,
 }
