@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crabbox_api::coord::CostLimits;
+use crabbox_providers::cloud::cost::CostRates;
 
 /// Authentication settings, read from the environment (documented in `--help`).
 pub const AUTH_ENV_HELP: &str = "\
@@ -138,7 +139,7 @@ pub struct ServeArgs {
 pub struct Settings {
     pub default_provider: String,
     pub limits: CostLimits,
-    pub cost_rates: Vec<(String, f64)>,
+    pub cost_rates: CostRates,
     pub run_retention_days: u32,
     pub settle_secs: i64,
     /// Extra strings the redactor always hides (configured secrets).
@@ -178,7 +179,7 @@ fn env_f64(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<f64, Stri
 /// Reads caps and cost rates from the environment.
 pub fn limits_from_env(
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(CostLimits, Vec<(String, f64)>), String> {
+) -> Result<(CostLimits, CostRates), String> {
     let limits = CostLimits {
         max_active_leases: env_u64(env, "CRABBOX_MAX_ACTIVE_LEASES")?,
         max_active_leases_per_owner: env_u64(env, "CRABBOX_MAX_ACTIVE_LEASES_PER_OWNER")?,
@@ -197,20 +198,8 @@ pub fn limits_from_env(
         max_monthly_usd_per_owner: env_f64(env, "CRABBOX_MAX_MONTHLY_USD_PER_OWNER")?,
         max_monthly_usd_per_org: env_f64(env, "CRABBOX_MAX_MONTHLY_USD_PER_ORG")?,
     };
-    let mut rates = Vec::new();
-    if let Some(raw) = env("CRABBOX_COST_RATES_JSON").filter(|s| !s.trim().is_empty()) {
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw)
-            .map_err(|e| format!("CRABBOX_COST_RATES_JSON is not a JSON object: {e}"))?;
-        for (k, v) in map {
-            let rate = v
-                .as_f64()
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .ok_or_else(|| {
-                    format!("CRABBOX_COST_RATES_JSON[{k:?}] must be a positive number")
-                })?;
-            rates.push((k, rate));
-        }
-    }
+    let rates = CostRates::parse(&env("CRABBOX_COST_RATES_JSON").unwrap_or_default())
+        .map_err(|e| e.to_string())?;
     Ok((limits, rates))
 }
 
@@ -231,7 +220,7 @@ mod tests {
         assert_eq!(limits.max_active_leases_per_owner, 10);
         assert!(limits.max_monthly_usd.abs() < f64::EPSILON);
         assert_eq!(limits.capacity_admin_owners, vec!["ops@example.com"]);
-        assert_eq!(rates, vec![("local:local".to_owned(), 0.25)]);
+        assert_eq!(rates, CostRates::parse(r#"{"local:local":0.25}"#).unwrap());
         let bad = |k: &str| (k == "CRABBOX_MAX_ACTIVE_LEASES").then(|| "lots".to_owned());
         let err = limits_from_env(&bad).unwrap_err();
         assert!(err.contains("CRABBOX_MAX_ACTIVE_LEASES"), "{err}");

@@ -84,45 +84,8 @@ pub fn index(lease: &Lease, settle_secs: i64) -> LeaseIndex {
     }
 }
 
-/// Built-in hourly rates in USD (spec §4.7); providers without a table entry cost 0.50.
-pub fn hourly_rate(provider: &str, server_type: &str, overrides: &[(String, f64)]) -> f64 {
-    let key = format!("{provider}:{server_type}");
-    if let Some((_, rate)) = overrides.iter().find(|(k, r)| *k == key && *r > 0.0) {
-        return *rate;
-    }
-    let table: &[(&str, f64)] = &[
-        ("hetzner:cx53", 0.08),
-        ("hetzner:cpx62", 0.18),
-        ("hetzner:ccx33", 0.36),
-        ("hetzner:ccx43", 0.54),
-        ("hetzner:ccx53", 0.72),
-        ("hetzner:ccx63", 1.08),
-        ("aws:c7a.4xlarge", 0.75),
-        ("aws:c7a.8xlarge", 1.5),
-        ("aws:c7a.12xlarge", 2.25),
-        ("aws:c7a.16xlarge", 3.0),
-        ("aws:c7a.24xlarge", 4.5),
-        ("aws:c7a.32xlarge", 6.0),
-        ("aws:c7a.48xlarge", 9.0),
-    ];
-    if let Some((_, r)) = table.iter().find(|(k, _)| *k == key) {
-        return *r;
-    }
-    match provider {
-        "aws" => 3.0,
-        // Runners on the coordinator's own machine or the team's own hosts cost nothing extra.
-        "local" | "ssh" => 0.0,
-        _ => 0.5,
-    }
-}
-
 pub fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
-}
-
-/// `round2(max(1, ttl)/3600 × rate)`.
-pub fn max_estimated_usd(ttl_secs: u64, rate: f64) -> f64 {
-    round2(ttl_secs.max(1) as f64 / 3600.0 * rate)
 }
 
 #[cfg(test)]
@@ -178,15 +141,5 @@ mod tests {
         l.cleanup_started_at = Some(Timestamp(7));
         l.cleanup_claim_expires_at = Some(Timestamp(7));
         assert_eq!(next_check_at(&l, 300), Some(Timestamp(7)));
-    }
-
-    #[test]
-    fn costs() {
-        assert!((hourly_rate("hetzner", "ccx63", &[]) - 1.08).abs() < 1e-9);
-        assert!((hourly_rate("aws", "weird", &[]) - 3.0).abs() < 1e-9);
-        assert!(
-            (hourly_rate("hetzner", "ccx63", &[("hetzner:ccx63".into(), 2.0)]) - 2.0).abs() < 1e-9
-        );
-        assert!((max_estimated_usd(1200, 0.18) - 0.06).abs() < 1e-9);
     }
 }

@@ -63,11 +63,7 @@ pub fn acquire_request(lease: &Lease, public_key: &str) -> AcquireRequest {
 pub fn apply_record(lease: &mut Lease, record: &LeaseRecord) {
     lease.cloud_id.clone_from(&record.server_id);
     lease.server_id = record.server_id.parse().unwrap_or(0);
-    lease.server_name = format!(
-        "crabbox-{}-{:08x}",
-        lease.slug,
-        crabbox_core::slug::fnv1a32(lease.id.as_bytes())
-    );
+    lease.server_name = crabbox_providers::cloud::names::resource_name(&lease.id, &lease.slug);
     lease.host.clone_from(&record.ssh_host);
     lease.ssh_user.clone_from(&record.ssh_user);
     lease.ssh_port = record.ssh_port.to_string();

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use crabbox_api::LeaseId;
 use crabbox_api::coord::{Lease, LeaseRequest, LeaseState, Timestamp};
+use crabbox_providers::cloud::cost;
 
 use super::attempts::{AttemptOutcome, ensure_unreserved, join_attempt, valid_attempt_token};
 use super::fixed::{fixed_intent_hash, fixed_replay};
@@ -146,7 +147,13 @@ fn plan(
         .clone()
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| provider_name.clone());
-    let rate = lifecycle::hourly_rate(&provider_name, &server_type, &state.settings.cost_rates);
+    let rate = cost::hourly_price(
+        &provider_name,
+        &server_type,
+        &state.settings.cost_rates,
+        None,
+    )
+    .usd;
     let pond = req
         .pond
         .as_deref()
@@ -175,7 +182,7 @@ fn plan(
         updated_at: now,
         last_touched_at: now,
         estimated_hourly_usd: rate,
-        max_estimated_usd: lifecycle::max_estimated_usd(ttl, rate),
+        max_estimated_usd: cost::reserved_usd(ttl, rate),
         provisioning_request_started_at: Some(now),
         provisioning_coordinator_version: Some(state.generation.clone()),
         ..Lease::default()

@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use crabbox_api::coord::{Lease, LeaseState, Timestamp};
+use crabbox_providers::cloud::cost;
 use crabbox_store::StoreError;
 
 use super::attempts::{attempt_replay, bind_attempt};
@@ -178,10 +179,15 @@ impl Reservation {
             l.provisioning_coordinator_version = None;
             l.provisioning_recovery_observed_at = None;
             l.provisioning_recovery_missing_since = None;
-            let rate =
-                lifecycle::hourly_rate(&l.provider, &l.server_type, &state.settings.cost_rates);
+            let rate = cost::hourly_price(
+                &l.provider,
+                &l.server_type,
+                &state.settings.cost_rates,
+                None,
+            )
+            .usd;
             l.estimated_hourly_usd = rate;
-            l.max_estimated_usd = lifecycle::max_estimated_usd(l.ttl_seconds, rate);
+            l.max_estimated_usd = cost::reserved_usd(l.ttl_seconds, rate);
             Ok(())
         })
         .await;
