@@ -211,3 +211,47 @@ async fn capacity_refusal_and_a_lost_reply_retried_by_client_token_leave_one_ins
     let runner = emulator.wait_for_runner(&launched_while_lost[0], BOOT);
     assert_eq!(emulator.runners(), [runner]);
 }
+
+#[tokio::test]
+async fn an_instance_without_a_public_address_is_reached_on_its_private_one() {
+    loopback_only!();
+    let moto = Moto::start();
+    let emulator = BootEmulator::start(&moto.url(), &[moto.region()]);
+    let ec2 = Ec2Query::new(&moto.url(), moto.region());
+    let keys = tempfile::tempdir().unwrap();
+    let key = crabbox_remote::keys::ensure_ed25519(keys.path(), "lease", "cbx-test").unwrap();
+    let subnet = ec2
+        .ok("DescribeSubnets", &[])
+        .await
+        .first("subnetId")
+        .unwrap();
+    let launched = run_instance(
+        &ec2,
+        "t3.small",
+        &[
+            ("UserData", &user_data(&key.public_key().unwrap())),
+            ("NetworkInterface.1.DeviceIndex", "0"),
+            ("NetworkInterface.1.SubnetId", &subnet),
+            ("NetworkInterface.1.AssociatePublicIpAddress", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(launched.status, 200, "{}", launched.body);
+    let runner = emulator.wait_for_runner(&launched.first("instanceId").unwrap(), BOOT);
+    assert_eq!(runner.public_ip, None);
+    let private_ip = runner.private_ip.expect("a private address");
+    assert_eq!(runner.address(), private_ip);
+    let out = ssh(
+        &runner,
+        emulator.ssh_user(),
+        &key.private,
+        2222,
+        "crabbox-ready && echo ok",
+    );
+    assert_eq!(
+        (code(&out), stdout(&out).as_str()),
+        (0, "ok\n"),
+        "{}",
+        stderr(&out)
+    );
+}
