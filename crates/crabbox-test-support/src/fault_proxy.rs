@@ -346,16 +346,16 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
         .map_err(std::io::Error::other)?
         .to_bytes();
     let call = read_call(&parts.headers, parts.uri.query(), &body);
-    let effect = {
+    let (effect, idempotent) = {
         let mut state = shared.state.lock().expect("proxy state");
         state.calls.push(call.clone());
-        let effect = state.faults.iter_mut().find(|f| f.matches(&call)).map(|f| {
+        let fault = state.faults.iter_mut().find(|f| f.matches(&call));
+        let effect = fault.map(|f| {
             f.times -= 1;
             f.effect
         });
         (effect, state.idempotent)
     };
-    let (effect, idempotent) = effect;
     if let Some(Effect::Refuse(error)) = effect {
         return Ok(xml_answer(error.status(), error.xml(&call.params)));
     }

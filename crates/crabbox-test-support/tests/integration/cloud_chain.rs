@@ -6,15 +6,37 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine;
+use crabbox_remote::keys::{self, KeyPair};
 use crabbox_test_support::boot_emulator::{BootEmulator, Runner};
-use crabbox_test_support::ec2_query::Ec2Query;
-use crabbox_test_support::fault_proxy::{Ec2Error, Fault, FaultProxy};
-use crabbox_test_support::moto::Moto;
+use crabbox_test_support::fault_proxy::{Ec2Error, Fault};
 use crabbox_test_support::{code, loopback_only, procs, stderr, stdout};
 
-use crate::fault_proxy::{instance_ids, run_instance};
+use crate::fault_proxy::{Cloud, instance_ids, run_instance};
 
 const BOOT: Duration = Duration::from_secs(30);
+
+/// A [`Cloud`] whose instances boot, and a lease key.
+struct Booting {
+    cloud: Cloud,
+    emulator: BootEmulator,
+    keys: tempfile::TempDir,
+    key: KeyPair,
+}
+
+impl Booting {
+    fn start() -> Self {
+        let cloud = Cloud::start();
+        let emulator = BootEmulator::start(&cloud.moto.url(), &[cloud.moto.region()]);
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys::ensure_ed25519(keys.path(), "lease", "cbx-test").unwrap();
+        Self {
+            cloud,
+            emulator,
+            keys,
+            key,
+        }
+    }
+}
 
 /// Crabbox's cloud-init in the parts the emulator reads.
 fn user_data(public_key: &str) -> String {
@@ -59,12 +81,16 @@ fn ssh(runner: &Runner, user: &str, key: &Path, port: u16, command: &str) -> Out
 #[tokio::test]
 async fn an_instance_boots_into_a_runner_reached_over_ssh_and_goes_away_when_terminated() {
     loopback_only!();
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.url());
-    let emulator = BootEmulator::start(&moto.url(), &[moto.region()]);
-    let ec2 = Ec2Query::new(&proxy.url(), moto.region());
-    let keys = tempfile::tempdir().unwrap();
-    let key = crabbox_remote::keys::ensure_ed25519(keys.path(), "lease", "cbx-test").unwrap();
+    let Booting {
+        cloud: Cloud {
+            moto: _moto,
+            proxy,
+            ec2,
+        },
+        emulator,
+        keys,
+        key,
+    } = Booting::start();
     let public_key = key.public_key().unwrap();
 
     ec2.ok(
@@ -118,7 +144,7 @@ async fn an_instance_boots_into_a_runner_reached_over_ssh_and_goes_away_when_ter
         assert_eq!(stdout(&out), "ok\n");
     }
     // The lease key is what lets a client in.
-    let stranger = crabbox_remote::keys::ensure_ed25519(keys.path(), "other", "cbx-test").unwrap();
+    let stranger = keys::ensure_ed25519(keys.path(), "other", "cbx-test").unwrap();
     let refused = ssh(
         &runner,
         emulator.ssh_user(),
@@ -147,12 +173,12 @@ async fn an_instance_boots_into_a_runner_reached_over_ssh_and_goes_away_when_ter
 #[tokio::test]
 async fn capacity_refusal_and_a_lost_reply_retried_by_client_token_leave_one_instance() {
     loopback_only!();
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.url());
-    let emulator = BootEmulator::start(&moto.url(), &[moto.region()]);
-    let ec2 = Ec2Query::new(&proxy.url(), moto.region());
-    let keys = tempfile::tempdir().unwrap();
-    let key = crabbox_remote::keys::ensure_ed25519(keys.path(), "lease", "cbx-test").unwrap();
+    let Booting {
+        cloud: Cloud { moto, proxy, ec2 },
+        emulator,
+        keys: _keys,
+        key,
+    } = Booting::start();
     let user_data = user_data(&key.public_key().unwrap());
     let launch = [
         ("ClientToken", "cbx-attempt-1"),
@@ -215,11 +241,18 @@ async fn capacity_refusal_and_a_lost_reply_retried_by_client_token_leave_one_ins
 #[tokio::test]
 async fn an_instance_without_a_public_address_is_reached_on_its_private_one() {
     loopback_only!();
-    let moto = Moto::start();
-    let emulator = BootEmulator::start(&moto.url(), &[moto.region()]);
-    let ec2 = Ec2Query::new(&moto.url(), moto.region());
-    let keys = tempfile::tempdir().unwrap();
-    let key = crabbox_remote::keys::ensure_ed25519(keys.path(), "lease", "cbx-test").unwrap();
+    // Every fixture is bound for the whole test: one left out of the pattern would stop now.
+    let Booting {
+        cloud:
+            Cloud {
+                moto: _moto,
+                proxy: _proxy,
+                ec2,
+            },
+        emulator,
+        keys: _keys,
+        key,
+    } = Booting::start();
     let subnet = ec2
         .ok("DescribeSubnets", &[])
         .await

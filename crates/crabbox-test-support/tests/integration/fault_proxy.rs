@@ -3,6 +3,22 @@ use crabbox_test_support::fault_proxy::{Ec2Error, Fault, FaultProxy};
 use crabbox_test_support::loopback_only;
 use crabbox_test_support::moto::{Moto, newest_ubuntu_image};
 
+/// moto with the fault proxy in front, and a client that talks to the proxy.
+pub struct Cloud {
+    pub moto: Moto,
+    pub proxy: FaultProxy,
+    pub ec2: Ec2Query,
+}
+
+impl Cloud {
+    pub fn start() -> Self {
+        let moto = Moto::start();
+        let proxy = FaultProxy::start(&moto.url());
+        let ec2 = Ec2Query::new(&proxy.url(), moto.region());
+        Self { moto, proxy, ec2 }
+    }
+}
+
 /// A `RunInstances` of one `instance_type` on the seeded Ubuntu image.
 pub async fn run_instance(
     ec2: &Ec2Query,
@@ -28,12 +44,17 @@ pub async fn instance_ids(moto: &Moto) -> Vec<String> {
     direct.ok("DescribeInstances", &[]).await.all("instanceId")
 }
 
+/// The child element `tag` of `node`.
+fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, tag: &str) -> roxmltree::Node<'a, 'i> {
+    node.children()
+        .find(|c| c.has_tag_name(tag))
+        .unwrap_or_else(|| panic!("no {tag} in {}", node.tag_name().name()))
+}
+
 #[tokio::test]
 async fn refusals_come_back_in_ec2_shape_and_only_for_matching_calls() {
     loopback_only!();
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.url());
-    let ec2 = Ec2Query::new(&proxy.url(), moto.region());
+    let Cloud { moto, proxy, ec2 } = Cloud::start();
     proxy.inject(
         Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity)
             .when("InstanceType", "c7a.48xlarge")
@@ -50,19 +71,21 @@ async fn refusals_come_back_in_ec2_shape_and_only_for_matching_calls() {
             Some("InsufficientInstanceCapacity")
         );
         assert!(refused.body.starts_with("<?xml"), "{}", refused.body);
+        // EC2's shape: Response > Errors > Error > Code and Message, then RequestID.
         let doc = roxmltree::Document::parse(&refused.body).unwrap();
         let root = doc.root_element();
         assert!(root.has_tag_name("Response"));
-        let path: Vec<&str> = ["Errors", "Error", "Code"].to_vec();
-        let mut node = root;
-        for tag in path {
-            node = node
-                .children()
-                .find(|c| c.has_tag_name(tag))
-                .unwrap_or_else(|| panic!("no {tag}"));
-        }
+        let error = child(child(root, "Errors"), "Error");
+        assert_eq!(
+            child(error, "Code").text(),
+            Some("InsufficientInstanceCapacity")
+        );
+        assert!(
+            child(root, "RequestID")
+                .text()
+                .is_some_and(|id| !id.is_empty())
+        );
         assert!(refused.first("Message").unwrap().contains("c7a.48xlarge"));
-        assert!(root.children().any(|c| c.has_tag_name("RequestID")));
     }
     assert_eq!(run_instance(&ec2, "c7a.48xlarge", &[]).await.status, 200);
     assert!(proxy.faults_spent());
@@ -81,9 +104,8 @@ async fn refusals_come_back_in_ec2_shape_and_only_for_matching_calls() {
 #[tokio::test]
 async fn each_error_has_ec2s_status_and_a_spot_fault_matches_spot_calls_only() {
     loopback_only!();
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.url());
-    let ec2 = Ec2Query::new(&proxy.url(), moto.region());
+    let cloud = Cloud::start();
+    let (proxy, ec2) = (&cloud.proxy, &cloud.ec2);
     let spot = [("InstanceMarketOptions.MarketType", "spot")];
     for (error, status) in [
         (Ec2Error::InsufficientInstanceCapacity, 500),
@@ -97,11 +119,11 @@ async fn each_error_has_ec2s_status_and_a_spot_fault_matches_spot_calls_only() {
             Fault::refuse("RunInstances", error).when("InstanceMarketOptions.MarketType", "spot"),
         );
         assert_eq!(
-            run_instance(&ec2, "c7a.large", &[]).await.status,
+            run_instance(ec2, "c7a.large", &[]).await.status,
             200,
             "on-demand passes"
         );
-        let refused = run_instance(&ec2, "c7a.large", &spot).await;
+        let refused = run_instance(ec2, "c7a.large", &spot).await;
         assert_eq!(refused.status, status, "{error:?}");
         assert_eq!(refused.error_code().as_deref(), Some(error.code()));
     }
@@ -110,7 +132,7 @@ async fn each_error_has_ec2s_status_and_a_spot_fault_matches_spot_calls_only() {
             "RunInstances",
             Ec2Error::InsufficientInstanceCapacity,
         ));
-        run_instance(&ec2, "c7a.large", &spot)
+        run_instance(ec2, "c7a.large", &spot)
             .await
             .first("Message")
             .unwrap()
@@ -121,9 +143,8 @@ async fn each_error_has_ec2s_status_and_a_spot_fault_matches_spot_calls_only() {
 #[tokio::test]
 async fn calls_are_counted_per_action_and_json_target() {
     loopback_only!();
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.url());
-    let ec2 = Ec2Query::new(&proxy.url(), moto.region());
+    let cloud = Cloud::start();
+    let (proxy, ec2) = (&cloud.proxy, &cloud.ec2);
     ec2.ok("DescribeVpcs", &[]).await;
     ec2.ok("DescribeVpcs", &[]).await;
     ec2.ok("DescribeSecurityGroups", &[("GroupName.1", "default")])
@@ -158,9 +179,7 @@ async fn calls_are_counted_per_action_and_json_target() {
 #[tokio::test]
 async fn run_instances_is_idempotent_by_client_token_as_on_ec2() {
     loopback_only!();
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.url());
-    let ec2 = Ec2Query::new(&proxy.url(), moto.region());
+    let Cloud { moto, proxy, ec2 } = Cloud::start();
     let token = [("ClientToken", "cbx-lease-1")];
 
     let first = run_instance(&ec2, "t3.small", &token).await;
