@@ -418,14 +418,25 @@ async fn forward(shared: &Shared, parts: &hyper::http::request::Parts, body: Byt
     ] {
         headers.remove(hop);
     }
-    let upstream = shared
+    let sent = shared
         .http
         .request(parts.method.clone(), format!("{}{path}", shared.upstream))
         .headers(headers)
         .body(body)
         .send()
-        .await
-        .map_err(std::io::Error::other)?;
+        .await;
+    // An unreachable upstream answers 502, so it is never mistaken for an injected lost reply.
+    let upstream = match sent {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            return Ok(Response::builder()
+                .status(502)
+                .body(Full::new(Bytes::from(format!(
+                    "fault proxy: upstream unreachable: {e}"
+                ))))
+                .expect("a valid answer"));
+        }
+    };
     let mut answer = Response::builder().status(upstream.status());
     for (name, value) in upstream.headers() {
         if ![

@@ -200,3 +200,20 @@ async fn run_instances_is_idempotent_by_client_token_as_on_ec2() {
     run_instance(&ec2, "t3.small", &token).await;
     assert_eq!(instance_ids(&moto).await.len(), 2);
 }
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502_not_a_lost_reply() {
+    loopback_only!();
+    // Nothing listens on port 1 of this namespace's loopback.
+    let proxy = FaultProxy::start("http://127.0.0.1:1");
+    let answer = Ec2Query::new(&proxy.url(), "eu-west-1")
+        .call("DescribeVpcs", &[])
+        .await
+        .expect("the proxy answers");
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert!(
+        answer.body.contains("upstream unreachable"),
+        "{}",
+        answer.body
+    );
+}
