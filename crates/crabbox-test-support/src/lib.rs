@@ -1,8 +1,20 @@
 //! Test fixtures for Crabbox: an isolated home (config, state and keys in a temp dir), git
 //! repository builders, a CLI harness that runs the real `crabbox` binary, and process
 //! helpers that read `/proc` instead of relying on procps.
+//!
+//! For clouds without a cloud (docs/design/cloud-testing.md): loopback-only network
+//! namespaces ([`netns`]), moto ([`moto`]), raw EC2 query calls ([`ec2_query`]), a
+//! fault-injecting EC2 proxy ([`fault_proxy`]) and a boot emulator that gives moto's
+//! instances a runner sshd ([`boot_emulator`]). It does not hold product code or mocks of
+//! Crabbox's own traits: every fixture speaks a real protocol on a real socket.
 
+pub mod boot_emulator;
+pub mod cloud_config;
+pub mod ec2_query;
 pub mod fake_github;
+pub mod fault_proxy;
+pub mod moto;
+pub mod netns;
 pub mod procs;
 
 use std::os::unix::fs::PermissionsExt;
@@ -161,6 +173,18 @@ impl Sandbox {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
+}
+
+/// A runtime of its own for a server fixture, so the fixture keeps serving while a test blocks
+/// its own thread (running the CLI and waiting for it), whatever runtime the test uses. Its
+/// owner drops it with `shutdown_background`, which is allowed inside another runtime.
+pub(crate) fn background_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("a runtime for a fixture")
 }
 
 /// `s` quoted for a POSIX shell.

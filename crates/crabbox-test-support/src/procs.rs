@@ -49,7 +49,8 @@ pub(crate) fn naming(needle: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-fn pids() -> impl Iterator<Item = u32> {
+/// Every process this machine shows us.
+pub(crate) fn pids() -> impl Iterator<Item = u32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()

@@ -1,0 +1,472 @@
+//! A boot emulator: moto's instances never boot, so this fixture does for each what the
+//! Crabbox cloud-init would, on this machine, inside the test's loopback-only network
+//! namespace ([`crate::netns`]).
+//!
+//! It polls moto directly (`DescribeInstances` over plain query calls every ~100 ms, in every
+//! region it is given; never through the fault proxy, so the proxy counts only the product's
+//! calls). For each instance that is `running` and new, it:
+//!
+//! 1. reads its user data (`DescribeInstanceAttribute` `userData`) and parses the
+//!    `#cloud-config` for the user and the authorised key ([`crate::cloud_config`]);
+//! 2. puts the instance's public and private addresses on `lo` (`ip addr add <ip>/32 dev lo`);
+//! 3. starts a runner `sshd` bound to each address on ports 2222 and 22, with the key
+//!    authorised, a `crabbox-ready` on its `PATH`, and the emulator's work root.
+//!
+//! When the instance leaves `running` (terminated, stopped) its sshd stops, connections
+//! first, and its addresses leave `lo`. Everything it started stops when it is dropped.
+//!
+//! What it does not emulate: the user. The sshd runs as the current user (root on CI), so a
+//! test sets the product's SSH user to [`BootEmulator::ssh_user`] instead of the cloud-init's
+//! `crabbox`; [`Runner::user`] says which user the user data asked for. Nor the machine: there
+//! is no apt, no `/usr/local/bin` and no `/work/crabbox`; `crabbox-ready` is found on the
+//! session's `PATH` (the product must run it by name, as the real cloud-init does), and the
+//! work root is [`BootEmulator::work_root`], which a test configures as the product's.
+//! An instance whose user data cloud-init would not take (not `#cloud-config`, no key) gets
+//! no sshd, as a real one would be unreachable; [`BootEmulator::failures`] says why.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::ec2_query::{Ec2Answer, Ec2Query};
+use crate::{cloud_config, procs};
+
+/// How often moto is asked for instances.
+const POLL: Duration = Duration::from_millis(100);
+
+/// An emulated instance with its runner sshd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runner {
+    pub instance_id: String,
+    pub region: String,
+    pub public_ip: Option<Ipv4Addr>,
+    pub private_ip: Option<Ipv4Addr>,
+    /// The user the user data creates (`crabbox` for Crabbox's cloud-init).
+    pub user: Option<String>,
+    /// The keys the user data authorises, as the sshd accepts them.
+    pub authorized_keys: Vec<String>,
+    /// The runner's host public key line (`ssh-ed25519 AAAA…`).
+    pub host_key: String,
+    pub sshd_pid: u32,
+    dir: PathBuf,
+}
+
+impl Runner {
+    /// The address a client connects to: the public one, else the private one.
+    pub fn address(&self) -> Ipv4Addr {
+        self.public_ip
+            .or(self.private_ip)
+            .expect("a runner has an address")
+    }
+
+    fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        self.public_ip.into_iter().chain(self.private_ip)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    runners: BTreeMap<String, Runner>,
+    /// Instances that will not boot, and why.
+    failures: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    root: PathBuf,
+    user: String,
+}
+
+/// The running emulator.
+#[derive(Debug)]
+pub struct BootEmulator {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for BootEmulator {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        let runners = std::mem::take(&mut self.shared.state().runners);
+        for runner in runners.values() {
+            shut_down(runner);
+        }
+    }
+}
+
+impl BootEmulator {
+    /// Starts watching the moto at `moto_url` in `regions`. Panics outside a loopback-only
+    /// network namespace: the addresses it adds to `lo` would otherwise shadow real ones.
+    pub fn start(moto_url: &str, regions: &[&str]) -> Self {
+        assert!(
+            crate::netns::is_loopback_only(),
+            "the boot emulator adds the emulated instances' addresses to `lo`: start it only \
+             inside a test's loopback-only network namespace (crabbox_test_support::loopback_only!)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("cbx-boot")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("work")).expect("work root");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            root: dir.path().to_owned(),
+            user: current_user(),
+        });
+        let runtime = crate::background_runtime("boot-emulator");
+        let queries: Vec<Ec2Query> = regions.iter().map(|r| Ec2Query::new(moto_url, r)).collect();
+        let watcher = Arc::clone(&shared);
+        runtime.spawn(async move {
+            loop {
+                for query in &queries {
+                    watch(&watcher, query).await;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
+        Self {
+            shared,
+            runtime: Some(runtime),
+            dir,
+        }
+    }
+
+    /// The user every runner's sshd logs in (the current user): tests set the product's SSH
+    /// user to it.
+    pub fn ssh_user(&self) -> &str {
+        &self.shared.user
+    }
+
+    /// The work root every runner has, writable by [`BootEmulator::ssh_user`]: tests set the
+    /// product's work root to it.
+    pub fn work_root(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// The runners running now.
+    pub fn runners(&self) -> Vec<Runner> {
+        self.shared.state().runners.values().cloned().collect()
+    }
+
+    /// Instances that did not boot, with the reason.
+    pub fn failures(&self) -> BTreeMap<String, String> {
+        self.shared.state().failures.clone()
+    }
+
+    /// Waits (up to `limit`) until `instance_id` has a runner, and returns it. Panics with
+    /// the boot failure, or after `limit`.
+    pub fn wait_for_runner(&self, instance_id: &str, limit: Duration) -> Runner {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (runner, failure) = {
+                let state = self.shared.state();
+                let runner = state.runners.get(instance_id).cloned();
+                (runner, state.failures.get(instance_id).cloned())
+            };
+            if let Some(runner) = runner {
+                return runner;
+            }
+            if let Some(why) = failure {
+                panic!("instance {instance_id} did not boot: {why}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {instance_id} got no runner within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (up to `limit`) until `instance_id` has no runner any more.
+    pub fn wait_for_shutdown(&self, instance_id: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.shared.state().runners.contains_key(instance_id) {
+            assert!(
+                Instant::now() < deadline,
+                "the runner of {instance_id} still runs after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A test that failed while holding it must still let the runners be stopped.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// An instance as `DescribeInstances` shows it.
+#[derive(Debug)]
+struct Seen {
+    id: String,
+    running: bool,
+    public_ip: Option<Ipv4Addr>,
+    private_ip: Option<Ipv4Addr>,
+}
+
+/// One look at a region: boots what is new and running, shuts down what no longer runs.
+async fn watch(shared: &Shared, query: &Ec2Query) {
+    let Ok(answer) = query.call("DescribeInstances", &[]).await else {
+        return;
+    };
+    if answer.status != 200 {
+        return;
+    }
+    let seen = instances(&answer);
+    let (to_boot, to_stop) = {
+        let state = shared.state();
+        let boot: Vec<&Seen> = seen
+            .iter()
+            .filter(|i| i.running)
+            .filter(|i| !state.runners.contains_key(&i.id) && !state.failures.contains_key(&i.id))
+            .collect();
+        let stop: Vec<String> = state
+            .runners
+            .values()
+            .filter(|r| r.region == query.region())
+            .filter(|r| !seen.iter().any(|i| i.id == r.instance_id && i.running))
+            .map(|r| r.instance_id.clone())
+            .collect();
+        (boot, stop)
+    };
+    for id in to_stop {
+        // Listed until it is down, so a test that saw it go finds its sshd gone.
+        let runner = shared.state().runners.get(&id).cloned();
+        if let Some(runner) = runner {
+            shut_down(&runner);
+            shared.state().runners.remove(&id);
+        }
+    }
+    for instance in to_boot {
+        match boot(shared, query, instance).await {
+            Ok(runner) => {
+                shared.state().runners.insert(instance.id.clone(), runner);
+            }
+            Err(why) => {
+                shared.state().failures.insert(instance.id.clone(), why);
+            }
+        }
+    }
+}
+
+/// The instances of a `DescribeInstances` answer.
+fn instances(answer: &Ec2Answer) -> Vec<Seen> {
+    let Ok(doc) = roxmltree::Document::parse(&answer.body) else {
+        return Vec::new();
+    };
+    let child_text = |node: roxmltree::Node<'_, '_>, tag: &str| {
+        node.children()
+            .find(|c| c.has_tag_name(tag))
+            .and_then(|c| c.text())
+            .map(str::to_owned)
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("instancesSet"))
+        .flat_map(|set| set.children().filter(|c| c.has_tag_name("item")))
+        .filter_map(|item| {
+            let state = item.children().find(|c| c.has_tag_name("instanceState"))?;
+            Some(Seen {
+                id: child_text(item, "instanceId")?,
+                running: child_text(state, "name").as_deref() == Some("running"),
+                public_ip: child_text(item, "ipAddress").and_then(|ip| ip.parse().ok()),
+                private_ip: child_text(item, "privateIpAddress").and_then(|ip| ip.parse().ok()),
+            })
+        })
+        .collect()
+}
+
+/// Does what cloud-init would for `instance`; on failure nothing it did is left.
+async fn boot(shared: &Shared, query: &Ec2Query, instance: &Seen) -> Result<Runner, String> {
+    let id = &instance.id;
+    let answer = query
+        .call(
+            "DescribeInstanceAttribute",
+            &[("InstanceId", id), ("Attribute", "userData")],
+        )
+        .await
+        .map_err(|e| format!("DescribeInstanceAttribute failed: {e}"))?;
+    let encoded = answer.first("value").unwrap_or_default();
+    let user_data = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("user data is not base64: {e}"))?;
+    let config = cloud_config::parse(&String::from_utf8_lossy(&user_data))?;
+    let dir = shared.root.join(id);
+    let mut runner = Runner {
+        instance_id: id.clone(),
+        region: query.region().to_owned(),
+        public_ip: instance.public_ip,
+        private_ip: instance.private_ip,
+        user: config.user,
+        authorized_keys: config.authorized_keys,
+        host_key: String::new(),
+        sshd_pid: 0,
+        dir,
+    };
+    if runner.public_ip.is_none() && runner.private_ip.is_none() {
+        return Err("the instance has no address".to_owned());
+    }
+    let started = add_addresses(&runner).and_then(|()| start_sshd(shared, &mut runner));
+    if let Err(why) = started {
+        shut_down(&runner);
+        return Err(why);
+    }
+    Ok(runner)
+}
+
+fn add_addresses(runner: &Runner) -> Result<(), String> {
+    for ip in runner.addresses() {
+        ip_addr("add", ip)?;
+    }
+    Ok(())
+}
+
+/// `ip addr <verb> <ip>/32 dev lo`.
+fn ip_addr(verb: &str, ip: Ipv4Addr) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["addr", verb, &format!("{ip}/32"), "dev", "lo"])
+        .output()
+        .map_err(|e| format!("could not run `ip` (iproute2): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip addr {verb} {ip}/32 dev lo` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Writes the runner's files and starts its sshd, which daemonizes once it listens.
+fn start_sshd(shared: &Shared, runner: &mut Runner) -> Result<(), String> {
+    let dir = &runner.dir;
+    let files = |e: std::io::Error| {
+        format!(
+            "could not write the runner's files in {}: {e}",
+            dir.display()
+        )
+    };
+    for sub in ["home", "bin"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(files)?;
+    }
+    let host = crabbox_remote::keys::ensure_ed25519(
+        dir,
+        "ssh_host_ed25519_key",
+        "crabbox emulated runner",
+    )
+    .map_err(|e| e.to_string())?;
+    runner.host_key = host.public_key().map_err(|e| e.to_string())?;
+    let keys = runner.authorized_keys.join("\n");
+    std::fs::write(dir.join("authorized_keys"), format!("{keys}\n")).map_err(files)?;
+    std::fs::write(dir.join("bootstrapped"), "").map_err(files)?;
+    let ready = dir.join("bin/crabbox-ready");
+    std::fs::write(&ready, ready_script(dir, &shared.root.join("work"))).map_err(files)?;
+    std::fs::set_permissions(&ready, std::fs::Permissions::from_mode(0o755)).map_err(files)?;
+    let config = dir.join("sshd_config");
+    std::fs::write(&config, sshd_config(runner, &shared.user)).map_err(files)?;
+    if rustix::process::geteuid().is_root() {
+        // Privilege separation needs this directory when sshd runs as root.
+        let _ = std::fs::create_dir_all("/run/sshd");
+    }
+    let sshd = crabbox_remote::sshd::find_sshd().ok_or("no sshd binary found")?;
+    let log = dir.join("sshd.log");
+    let out = Command::new(&sshd)
+        .arg("-f")
+        .arg(&config)
+        .arg("-E")
+        .arg(&log)
+        .output()
+        .map_err(|e| format!("could not start {}: {e}", sshd.display()))?;
+    // The daemon writes its pid file after its parent has returned.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut pid = None;
+    while out.status.success() && pid.is_none() && Instant::now() < deadline {
+        pid = crabbox_remote::sshd::pid_of(dir).and_then(|p| u32::try_from(p).ok());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match pid {
+        Some(pid) if out.status.success() => {
+            runner.sshd_pid = pid;
+            Ok(())
+        }
+        _ => Err(format!(
+            "the runner sshd did not start: {}{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
+/// The runner's sshd configuration: what the cloud-init's sshd drop-in sets (ports 2222 and
+/// 22, keys only), bound to the instance's addresses, with a HOME and PATH of the runner's own
+/// for its sessions (a login shell reads no rc file of the machine's user).
+fn sshd_config(runner: &Runner, user: &str) -> String {
+    let d = runner.dir.display();
+    let listen: String = runner
+        .addresses()
+        .flat_map(|ip| [2222, 22].map(|port| format!("ListenAddress {ip}:{port}\n")))
+        .collect();
+    format!(
+        "{listen}HostKey {d}/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\n\
+         AuthorizedKeysFile {d}/authorized_keys\nAllowUsers {user}\nPubkeyAuthentication yes\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+         PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPrintMotd no\n\
+         MaxSessions 64\nMaxStartups 64:30:128\nLogLevel ERROR\n\
+         SetEnv HOME={d}/home PATH={d}/bin:/usr/local/bin:/usr/bin:/bin\n"
+    )
+}
+
+/// `crabbox-ready` as the emulated runner has it: the real one checks the tools and the
+/// bootstrap marker that the cloud-init installs, and that the work root is writable.
+fn ready_script(dir: &Path, work_root: &Path) -> String {
+    format!(
+        "#!/bin/sh\n# crabbox-ready of a runner emulated by crabbox-test-support's boot emulator.\n\
+         set -e\ngit --version >/dev/null\nrsync --version >/dev/null\n\
+         test -f '{}/bootstrapped'\ntest -w '{}'\n",
+        dir.display(),
+        work_root.display()
+    )
+}
+
+/// Stops a runner's sshd (its connections first, which outlive the listener otherwise) and
+/// takes its addresses off `lo`.
+fn shut_down(runner: &Runner) {
+    if runner.sshd_pid != 0 {
+        for conn in procs::descendants(runner.sshd_pid) {
+            procs::signal(conn, procs::Signal::TERM);
+        }
+        procs::signal(runner.sshd_pid, procs::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while procs::alive(runner.sshd_pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if procs::alive(runner.sshd_pid) {
+            procs::signal(runner.sshd_pid, procs::Signal::KILL);
+        }
+    }
+    for ip in runner.addresses() {
+        let _ = ip_addr("del", ip);
+    }
+}
+
+/// The current user's login name.
+fn current_user() -> String {
+    let out = Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("run `id -un`");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

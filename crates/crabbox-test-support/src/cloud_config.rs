@@ -1,0 +1,96 @@
+//! The part of a `#cloud-config` document the boot emulator acts on: the login user and the
+//! keys authorised for it. Everything else (packages, `write_files`, `runcmd`) is what a real
+//! boot would do and the emulator does in its own way.
+
+use serde_yaml::Value;
+
+/// What the emulator takes from user data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudConfig {
+    /// The first user the document creates (`users: [{name: …}]`), if any.
+    pub user: Option<String>,
+    /// Every authorised key, the users' `ssh_authorized_keys` and the top-level ones.
+    pub authorized_keys: Vec<String>,
+}
+
+/// Reads user data as cloud-init would; an error says why cloud-init would not take it.
+pub fn parse(user_data: &str) -> Result<CloudConfig, String> {
+    if !user_data.starts_with("#cloud-config") {
+        let first = user_data.lines().next().unwrap_or("");
+        return Err(format!(
+            "user data does not start with #cloud-config (first line: {first:?})"
+        ));
+    }
+    let doc: Value =
+        serde_yaml::from_str(user_data).map_err(|e| format!("user data is not YAML: {e}"))?;
+    let mut user = None;
+    let mut authorized_keys = keys(&doc);
+    for entry in doc
+        .get("users")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        // `- default` names the image's default user; only mappings create one.
+        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        user.get_or_insert_with(|| name.to_owned());
+        authorized_keys.extend(keys(entry));
+    }
+    if authorized_keys.is_empty() {
+        return Err("user data authorises no SSH key (ssh_authorized_keys)".to_owned());
+    }
+    Ok(CloudConfig {
+        user,
+        authorized_keys,
+    })
+}
+
+/// The `ssh_authorized_keys` (or `ssh-authorized-keys`) of a mapping.
+fn keys(mapping: &Value) -> Vec<String> {
+    ["ssh_authorized_keys", "ssh-authorized-keys"]
+        .iter()
+        .filter_map(|field| mapping.get(field).and_then(Value::as_sequence))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|key| key.trim().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_user_and_its_keys() {
+        let doc = "#cloud-config\npackage_update: false\nusers:\n  - default\n  - name: crabbox\n    \
+                   groups: sudo\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAA lease\n";
+        assert_eq!(
+            parse(doc),
+            Ok(CloudConfig {
+                user: Some("crabbox".to_owned()),
+                authorized_keys: vec!["ssh-ed25519 AAAA lease".to_owned()],
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_what_cloud_init_would_not_boot_with() {
+        assert!(
+            parse("#!/bin/bash\necho hi\n")
+                .unwrap_err()
+                .contains("#cloud-config")
+        );
+        assert!(
+            parse("#cloud-config\nusers: [")
+                .unwrap_err()
+                .contains("not YAML")
+        );
+        assert!(
+            parse("#cloud-config\nusers:\n  - name: crabbox\n")
+                .unwrap_err()
+                .contains("no SSH key")
+        );
+    }
+}
