@@ -320,6 +320,10 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
 /// `crabbox coordinator serve`: runs until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format)?;
+    // Installed before anything is served or announced: a supervisor may signal as soon as it
+    // sees the listening line, and a signal with no handler yet would kill the process without
+    // draining requests or closing the store.
+    let stop = stop_signals()?;
     let env: HashMap<String, String> = std::env::vars().collect();
     let state = build_state(&args, &env, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -333,7 +337,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), "crabbox coordinator listening on {url}");
     }
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down: draining requests and the reconciler");
     running
         .shutdown(Duration::from_millis(args.shutdown_timeout_ms))
@@ -342,12 +346,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Resolves at the first SIGTERM or SIGINT; the handlers are installed when this is called.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

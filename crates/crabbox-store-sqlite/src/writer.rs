@@ -132,20 +132,29 @@ impl Drop for Writer {
 }
 
 /// The writer thread: waits for queued writes and commits them in batches.
+///
+/// It parks first and takes the connection only once woken: every write queued wakes it (and
+/// one queued before it first parks leaves a token that wakes it at once). Taking the
+/// connection to look at an empty queue would make a write that arrives in that instant queue
+/// behind the writer instead of running inline, as a freshly started writer did.
 fn run(shared: &Shared) {
+    let mut idle = true;
     loop {
+        if idle {
+            if shared.stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::park();
+        }
         let conn = lock(&shared.conn);
         let jobs: Vec<Job> = {
             let mut queue = lock(&shared.queue);
             let n = queue.len().min(MAX_BATCH);
             queue.drain(..n).collect()
         };
-        if jobs.is_empty() {
+        idle = jobs.is_empty();
+        if idle {
             drop(conn);
-            if shared.stop.load(Ordering::Acquire) {
-                return;
-            }
-            std::thread::park();
             continue;
         }
         match conn.as_ref() {
