@@ -50,6 +50,17 @@ pub struct LeaseView {
     /// Brokered leases: the coordinator's recent samples, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub telemetry_history: Vec<Telemetry>,
+    /// Cloud leases: every launch tried before the one that succeeded (`region`,
+    /// `serverType`, `market`, `category`, `code`, `message`, `durationMs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisioning_attempts: Vec<serde_json::Value>,
+    /// What the runner costs per hour, where a provider charges for it.
+    #[serde(
+        rename = "estimatedHourlyUSD",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub estimated_hourly_usd: Option<f64>,
 }
 
 /// One measured sync step.

@@ -56,6 +56,12 @@ pub fn acquire_request(lease: &Lease, public_key: &str) -> AcquireRequest {
         ttl_secs: lease.ttl_seconds,
         idle_timeout_secs: lease.idle_timeout_seconds,
         keep: lease.keep,
+        machine: crabbox_providers::MachineChoice {
+            server_type: (!lease.requested_server_type.is_empty())
+                .then(|| lease.requested_server_type.clone()),
+            market: None,
+            architecture: None,
+        },
     }
 }
 

@@ -216,6 +216,7 @@ impl Provider for SshPoolProvider {
             idle_timeout_secs: req.idle_timeout_secs,
             state: "ready".into(),
             labels: std::collections::BTreeMap::default(),
+            ..LeaseRecord::default()
         })
     }
 

@@ -13,7 +13,7 @@ pub mod static_ssh;
 use async_trait::async_trait;
 
 pub use claims::ClaimStore;
-pub use record::{AcquireRequest, LeaseRecord};
+pub use record::{AcquireRequest, LeaseRecord, MachineChoice};
 
 /// Errors every provider speaks, so retry and fallback never parse provider strings.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,12 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// empty list.
     async fn inventory(&self) -> Result<Vec<String>, ProviderError> {
         Ok(Vec::new())
+    }
+
+    /// The tail of the runner's boot log (a cloud's console output), for the hint of a lease
+    /// that never became ready; `None` where there is none.
+    async fn boot_log(&self, _lease: &LeaseRecord) -> Option<String> {
+        None
     }
 }
 

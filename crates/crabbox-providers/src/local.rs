@@ -108,6 +108,7 @@ impl Provider for LocalProvider {
             idle_timeout_secs: req.idle_timeout_secs,
             state: "ready".into(),
             labels: [("class".to_owned(), req.class.clone())].into(),
+            ..LeaseRecord::default()
         })
     }
 

@@ -14,10 +14,22 @@ pub struct AcquireRequest {
     pub ttl_secs: u64,
     pub idle_timeout_secs: u64,
     pub keep: bool,
+    /// The machine asked for beyond the class, where the provider has a choice: an exact type
+    /// (`--type`, no fallback), the market to try first and the architecture (`--market`,
+    /// `--arch`). `None` means the provider's configured default.
+    pub machine: MachineChoice,
+}
+
+/// `--type`, `--market`, `--arch` of a lease request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineChoice {
+    pub server_type: Option<String>,
+    pub market: Option<crabbox_core::machine::Market>,
+    pub architecture: Option<crabbox_core::machine::Architecture>,
 }
 
 /// One lease, as a provider created it and the CLI tracks it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseRecord {
     #[serde(rename = "leaseID")]
@@ -54,6 +66,16 @@ pub struct LeaseRecord {
     pub state: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Every launch a cloud provider tried before this one succeeded (type, market, region,
+    /// error), as `inspect` shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisioning_attempts: Vec<crate::cloud::ProvisioningAttempt>,
+    /// What the runner costs per hour, in USD, and where the price came from
+    /// (`configured`, `live`, `table`, `default`); absent where nothing is charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub price_source: String,
 }
 
 impl LeaseRecord {
@@ -86,6 +108,9 @@ impl LeaseRecord {
             idle_timeout_secs: lease.idle_timeout_seconds,
             state: "ready".into(),
             labels: BTreeMap::default(),
+            provisioning_attempts: Vec::new(),
+            hourly_usd: (lease.estimated_hourly_usd > 0.0).then_some(lease.estimated_hourly_usd),
+            price_source: String::new(),
         }
     }
 

@@ -88,6 +88,7 @@ impl Provider for StaticSshProvider {
             idle_timeout_secs: req.idle_timeout_secs,
             state: "ready".into(),
             labels: std::collections::BTreeMap::default(),
+            ..LeaseRecord::default()
         })
     }
 

@@ -2,6 +2,7 @@
 
 mod broker;
 mod cli;
+mod clouds;
 mod commands;
 mod compat;
 mod credentials;

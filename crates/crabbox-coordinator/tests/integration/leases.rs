@@ -518,6 +518,7 @@ async fn runners_without_a_lease_record_are_deleted_by_the_reconciler() {
             ttl_secs: 60,
             idle_timeout_secs: 60,
             keep: false,
+            machine: crabbox_providers::MachineChoice::default(),
         })
         .await
         .unwrap();

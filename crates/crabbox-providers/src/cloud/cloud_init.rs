@@ -17,9 +17,11 @@ use crabbox_remote::quote::sh_quote;
 /// Runs the readiness checks; readiness probes it over SSH.
 pub const READY_SCRIPT: &str = "/usr/local/bin/crabbox-ready";
 
-/// What a provider's readiness runs once SSH answers.
-pub const READY_CHECK: &str = "test -x /usr/local/bin/crabbox-ready && \
-                               /usr/local/bin/crabbox-ready >/tmp/crabbox-ready.log 2>&1";
+/// What a provider's readiness runs once SSH answers. It names `crabbox-ready` by name, as
+/// the login `PATH` finds it in `/usr/local/bin`, so an image or a test runner may keep it
+/// elsewhere on the `PATH`.
+pub const READY_CHECK: &str =
+    "command -v crabbox-ready >/dev/null && crabbox-ready >/tmp/crabbox-ready.log 2>&1";
 
 /// Written last by the bootstrap, so readiness never passes on a half-bootstrapped runner.
 pub const BOOTSTRAPPED_MARKER: &str = "/var/lib/crabbox/bootstrapped";

@@ -41,6 +41,9 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Provider credentials' identity and the IAM policy they need (no coordinator needed).
+    #[command(subcommand, alias = "provider")]
+    Providers(super::admin_providers::ProvidersCommand),
     /// Delete a lease's runner now and wait for the provider (requires --force).
     Delete {
         #[command(flatten)]
@@ -100,6 +103,9 @@ fn lease_line(l: &Lease) -> String {
 }
 
 pub async fn run(cmd: AdminCommand) -> CliResult<u8> {
+    if let AdminCommand::Providers(cmd) = cmd {
+        return super::admin_providers::run(cmd).await;
+    }
     // Check the arguments before anything touches the network.
     let cmd = Checked::new(cmd)?;
     let ctx = lease::context(Vec::new())?;
@@ -215,6 +221,7 @@ impl Checked {
                 }
                 Self::Delete { id, json }
             }
+            AdminCommand::Providers(_) => unreachable!("admin providers is run before the checks"),
         })
     }
 }

@@ -48,6 +48,22 @@ pub async fn run(args: Args) -> CliResult<u8> {
             if val.is_empty() { "-".into() } else { val }
         ));
     }
+    if let Some(usd) = v.estimated_hourly_usd {
+        output::out(format!("hourly_usd={usd:.4}"));
+    }
+    for (n, attempt) in v.provisioning_attempts.iter().enumerate() {
+        let field = |name: &str| attempt[name].as_str().unwrap_or("-").to_owned();
+        output::out(format!(
+            "attempt.{}={} {} in {}: {} ({}) {}",
+            n + 1,
+            field("serverType"),
+            field("market"),
+            field("region"),
+            field("code"),
+            field("category"),
+            field("message"),
+        ));
+    }
     for (k, val) in &v.labels {
         output::out(format!("label.{k}={val}"));
     }

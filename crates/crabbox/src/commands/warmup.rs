@@ -31,6 +31,7 @@ pub async fn run(args: Args) -> CliResult<u8> {
     let new = NewLease {
         slug: args.lease.slug.clone(),
         keep: true,
+        keep_unready: false,
     };
     let acquired = Leases::new(&ctx)
         .acquire(&new, &progress, &interrupt, &|_| {})

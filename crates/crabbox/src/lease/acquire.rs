@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crabbox_api::{ExitStatus, LeaseId};
 use crabbox_core::slug;
-use crabbox_providers::{AcquireRequest, LeaseRecord};
+use crabbox_providers::{AcquireRequest, LeaseRecord, MachineChoice};
 use crabbox_remote::keys;
 use crabbox_remote::ssh::wait_ready;
 
@@ -23,6 +23,9 @@ pub struct NewLease {
     pub slug: Option<String>,
     /// Keep the lease after the command (warmup, `run --keep`).
     pub keep: bool,
+    /// Keep a runner that never became ready, to look into it (`run --keep`); otherwise it is
+    /// released (warmup keeps leases, but not ones nobody can use).
+    pub keep_unready: bool,
 }
 
 /// A new lease, ready, with how long the backend and the wait for SSH took.
@@ -72,7 +75,7 @@ impl<'a> Leases<'a> {
             return Err(abandon(&lease).await);
         }
         let ready_start = Instant::now();
-        self.wait_ready(&mut lease, new.keep, progress, interrupt)
+        self.wait_ready(&mut lease, new.keep_unready, progress, interrupt)
             .await?;
         Ok(Acquired {
             lease,
@@ -121,6 +124,11 @@ impl<'a> Leases<'a> {
             ttl_secs: config.ttl.as_secs(),
             idle_timeout_secs: config.idle_timeout.as_secs(),
             keep: new.keep,
+            machine: MachineChoice {
+                server_type: config.server_type.clone(),
+                market: Some(config.capacity.market),
+                architecture: Some(config.architecture),
+            },
         })
     }
 
@@ -171,6 +179,7 @@ impl<'a> Leases<'a> {
             Ok(_) => Ok(()),
             Err(timeout_err) => {
                 let detail = timeout_err.last_error.clone();
+                let boot_log = self.home.boot_log(&lease.record).await;
                 if !keep {
                     let _ = lease.release().await;
                 }
@@ -181,11 +190,19 @@ impl<'a> Leases<'a> {
                         lease.record.lease_id
                     )),
                 )
-                .hint(if detail.is_empty() {
-                    "check that the host is up and reachable; `crabbox doctor` checks local tools"
-                        .to_owned()
-                } else {
-                    format!("last ssh error: {detail}")
+                .hint(match (boot_log, detail.is_empty()) {
+                    (Some(log), _) => format!(
+                        "the runner's console output ends with:\n{log}{}",
+                        if detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\nlast ssh error: {detail}")
+                        }
+                    ),
+                    (None, true) => "check that the host is up and reachable; `crabbox doctor` \
+                                     checks local tools"
+                        .to_owned(),
+                    (None, false) => format!("last ssh error: {detail}"),
                 }))
             }
         }

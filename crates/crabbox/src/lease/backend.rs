@@ -31,6 +31,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// what was made; a direct provider's create is never abandoned midway.
     async fn create(&self, req: &AcquireRequest, interrupt: &Interrupt) -> CliResult<LeaseRecord>;
 
+    /// The tail of a new runner's boot log, for the hint of a lease that never became ready.
+    async fn boot_log(&self, _record: &LeaseRecord) -> Option<String> {
+        None
+    }
+
     /// A lease this machine has no claim for, by id or slug (`None`: this backend knows
     /// leases only through claims).
     async fn lookup(&self, id: &str) -> CliResult<Option<(LeaseRecord, Box<dyn Backend>)>>;

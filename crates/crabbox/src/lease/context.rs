@@ -59,6 +59,15 @@ pub struct LeaseFlags {
     /// Static work root for provider=ssh.
     #[arg(long = "static-work-root")]
     pub static_work_root: Option<String>,
+    /// Exactly this machine type (`c7a.8xlarge`), with no fallback to other types.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub server_type: Option<String>,
+    /// The market tried first: spot (falls back to on-demand when spot is refused) or on-demand.
+    #[arg(long, value_name = "spot|on-demand")]
+    pub market: Option<String>,
+    /// The runner's CPU architecture: x86_64 or arm64.
+    #[arg(long = "arch", value_name = "x86_64|arm64")]
+    pub architecture: Option<String>,
     /// Reach the runner through this jump host (`[user@]host[:port]`, comma-separated hops).
     #[arg(long = "proxy-jump", value_name = "HOSTS")]
     pub proxy_jump: Option<String>,
@@ -78,6 +87,9 @@ impl LeaseFlags {
         };
         add("provider", "--provider", &self.provider);
         add("class", "--class", &self.class);
+        add("serverType", "--type", &self.server_type);
+        add("capacity.market", "--market", &self.market);
+        add("architecture", "--arch", &self.architecture);
         add("ttl", "--ttl", &self.ttl);
         add("idleTimeout", "--idle-timeout", &self.idle_timeout);
         add("static.host", "--static-host", &self.static_host);
@@ -153,6 +165,9 @@ impl Ctx {
                 .unwrap_or_else(|| cfg.work_root.clone()),
             key: Some(expand_home(&cfg.ssh.key)),
         };
+        if let Some(cloud) = crate::clouds::provider(name, cfg)? {
+            return Ok(cloud);
+        }
         let config = ProviderConfig {
             state_dir: self.state_dir.clone(),
             static_host,

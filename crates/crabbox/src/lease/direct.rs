@@ -97,14 +97,34 @@ impl Backend for Direct {
         self.provider.as_ref().map_or("true", |p| p.ready_check())
     }
 
-    async fn create(&self, req: &AcquireRequest, _interrupt: &Interrupt) -> CliResult<LeaseRecord> {
-        self.provider()?.acquire(req).await.map_err(|e| {
+    async fn create(&self, req: &AcquireRequest, interrupt: &Interrupt) -> CliResult<LeaseRecord> {
+        let provider = self.provider()?;
+        let acquire = provider.acquire(req);
+        tokio::pin!(acquire);
+        // A cloud create cannot be dropped midway (it would leak what it launched): on a
+        // signal it is let finish, and the caller then releases what it made.
+        let created = tokio::select! {
+            created = &mut acquire => created,
+            () = interrupt.wait() => {
+                output::err(format!(
+                    "interrupted; waiting for the {} create in flight to finish, to delete it",
+                    provider.name()
+                ));
+                acquire.await
+            }
+        };
+        created.map_err(|e| {
             let status = match e {
                 ProviderError::InvalidSpec(_) => ExitStatus::Usage,
+                ProviderError::Auth(_) => ExitStatus::Auth,
                 _ => ExitStatus::Failure,
             };
             CliError::new(status, e)
         })
+    }
+
+    async fn boot_log(&self, record: &LeaseRecord) -> Option<String> {
+        self.provider.as_ref().ok()?.boot_log(record).await
     }
 
     async fn lookup(&self, _id: &str) -> CliResult<Option<(LeaseRecord, Box<dyn Backend>)>> {

@@ -49,6 +49,12 @@ pub fn claim_view(record: &LeaseRecord, state: String) -> LeaseView {
         ssh_host_key: None,
         telemetry: None,
         telemetry_history: Vec::new(),
+        provisioning_attempts: record
+            .provisioning_attempts
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok())
+            .collect(),
+        estimated_hourly_usd: record.hourly_usd,
     }
 }
 

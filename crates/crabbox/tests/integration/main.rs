@@ -1,5 +1,6 @@
 //! End-to-end tests of the `crabbox` binary against real sshd, rsync and git (local provider).
 
+mod aws;
 mod command_changes;
 mod config;
 mod coordinator;

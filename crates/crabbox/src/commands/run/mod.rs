@@ -191,6 +191,7 @@ async fn hold<'a>(
     let new = NewLease {
         slug: args.lease.slug.clone(),
         keep: args.keep,
+        keep_unready: args.keep,
     };
     let acquired = leases
         .acquire(&new, progress, interrupt, &on_created)

@@ -58,5 +58,13 @@ pub fn view(lease: &Lease, url: &str, claim: Option<&LeaseRecord>) -> LeaseView 
         ssh_host_key: lease.ssh_host_key.clone(),
         telemetry: lease.telemetry.clone(),
         telemetry_history: lease.telemetry_history.clone(),
+        provisioning_attempts: lease
+            .extra
+            .get("provisioningAttempts")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        estimated_hourly_usd: (lease.estimated_hourly_usd > 0.0)
+            .then_some(lease.estimated_hourly_usd),
     }
 }

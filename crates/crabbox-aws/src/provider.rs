@@ -1,0 +1,410 @@
+//! The `aws` provider: a lease is one EC2 instance booted by the Crabbox cloud-init, with its
+//! own key pair, in the `crabbox-runners` security group.
+//!
+//! A create, in order: the candidate types (class or `--type`) and the capacity plan (market,
+//! regions, zones); the SSH sources; then the fallback driver tries the plans, and for each
+//! region it first reaches it imports the lease's key, finds the security group and the image;
+//! the launched instance is waited on until it has its address. Anything that fails after
+//! something was created deletes what this create made (instance, key pairs) before it
+//! returns the error.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use crabbox_core::machine::{Architecture, Market, TargetOs};
+use crabbox_providers::cloud::aws::CATALOG;
+use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
+use crabbox_providers::cloud::cost::hourly_price;
+use crabbox_providers::cloud::labels::LeaseLabels;
+use crabbox_providers::cloud::names::resource_name;
+use crabbox_providers::cloud::{
+    Backoff, CapacityPlan, Category, MachineRequest, Provisioned, Refusal, SystemPacing, TryPlan,
+    provision,
+};
+use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::client::Aws;
+use crate::instances::{self, LaunchTemplate, Launched};
+use crate::settings::AwsSettings;
+use crate::{image, keys, network};
+
+/// Label of the region a lease's instance runs in.
+pub const REGION_LABEL: &str = "aws_region";
+
+/// The AWS provider. The SDK configuration is loaded on first use.
+#[derive(Debug)]
+pub struct AwsProvider {
+    settings: AwsSettings,
+    aws: OnceCell<Arc<Aws>>,
+}
+
+impl AwsProvider {
+    pub fn new(settings: AwsSettings) -> Self {
+        Self {
+            settings,
+            aws: OnceCell::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &AwsSettings {
+        &self.settings
+    }
+
+    /// The SDK clients (loaded once).
+    pub async fn aws(&self) -> Arc<Aws> {
+        self.aws
+            .get_or_init(|| async { Arc::new(Aws::load(&self.settings.region).await) })
+            .await
+            .clone()
+    }
+
+    fn region_of(&self, lease: &LeaseRecord) -> String {
+        lease
+            .labels
+            .get(REGION_LABEL)
+            .cloned()
+            .unwrap_or_else(|| self.settings.region.clone())
+    }
+
+    /// Crabbox's live instances in every capacity region.
+    pub async fn instances(&self) -> Result<Vec<(String, Launched)>, ProviderError> {
+        let aws = self.aws().await;
+        let mut out = Vec::new();
+        for region in self.settings.regions() {
+            for instance in instances::list(&aws.ec2(&region), None).await? {
+                out.push((region.clone(), instance));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a region needs before a launch there: the lease's key, the security group and an
+/// image per architecture. Made once per region a create reaches.
+#[derive(Debug, Default)]
+struct Prepared {
+    key_name: Option<String>,
+    security_group: Option<String>,
+    images: BTreeMap<&'static str, String>,
+}
+
+/// The state of one create: what it made where, so a failure can delete it.
+struct Create<'a> {
+    provider: &'a AwsProvider,
+    aws: Arc<Aws>,
+    req: &'a AcquireRequest,
+    architecture: Architecture,
+    cidrs: Vec<String>,
+    user_data: String,
+    labels: BTreeMap<String, String>,
+    regions: Mutex<BTreeMap<String, Prepared>>,
+}
+
+impl Create<'_> {
+    /// One plan: the region prepared, then `RunInstances`.
+    async fn try_plan(&self, plan: TryPlan, zone: Option<String>) -> Result<Launched, Refusal> {
+        let ec2 = self.aws.ec2(&plan.region);
+        let arch = CATALOG.architecture_of(&plan.server_type, self.architecture);
+        let template = self.template(&ec2, &plan.region, arch).await?;
+        instances::launch(&ec2, &template, &plan, zone.as_deref()).await
+    }
+
+    async fn template(
+        &self,
+        ec2: &aws_sdk_ec2::Client,
+        region: &str,
+        arch: Architecture,
+    ) -> Result<LaunchTemplate, Refusal> {
+        let settings = &self.provider.settings;
+        let fatal = |e: ProviderError| Refusal::new(Category::Fatal, "", e);
+        let mut regions = self.regions.lock().await;
+        let prepared = regions.entry(region.to_owned()).or_default();
+        if prepared.key_name.is_none() {
+            let name = keys::import(ec2, &self.req.lease_id, &self.req.public_key)
+                .await
+                .map_err(fatal)?;
+            prepared.key_name = Some(name);
+        }
+        if prepared.security_group.is_none() {
+            let ports = settings.ssh_ports();
+            let group = network::security_group(
+                ec2,
+                settings.security_group_id.as_deref(),
+                settings.subnet_id.as_deref(),
+                &self.cidrs,
+                &ports,
+            )
+            .await
+            .map_err(fatal)?;
+            prepared.security_group = Some(group);
+        }
+        let image_id = match (&settings.ami, prepared.images.get(arch.as_str())) {
+            (Some(ami), _) => ami.clone(),
+            (None, Some(found)) => found.clone(),
+            (None, None) => {
+                let found = image::linux_image(ec2, region, arch)
+                    .await
+                    .map_err(|e| Refusal::new(Category::Region, "", e))?;
+                prepared.images.insert(arch.as_str(), found.clone());
+                found
+            }
+        };
+        Ok(LaunchTemplate {
+            lease_id: self.req.lease_id.clone(),
+            image_id,
+            key_name: prepared.key_name.clone().unwrap_or_default(),
+            security_group: prepared.security_group.clone().unwrap_or_default(),
+            subnet: settings.subnet_id.clone(),
+            instance_profile: settings.instance_profile.clone(),
+            root_gb: settings.root_gb,
+            user_data: self.user_data.clone(),
+            labels: self.labels.clone(),
+            name: resource_name(&self.req.lease_id, &self.req.slug),
+        })
+    }
+
+    /// Deletes the key pairs this create imported, except in `keep_region`.
+    async fn delete_keys(&self, keep_region: Option<&str>) {
+        let regions = self.regions.lock().await;
+        for (region, prepared) in regions.iter() {
+            if Some(region.as_str()) == keep_region {
+                continue;
+            }
+            if let Some(name) = &prepared.key_name
+                && let Err(e) = keys::delete(&self.aws.ec2(region), name).await
+            {
+                tracing::warn!(%region, key = %name, error = %e, "could not delete a key pair");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn per_lease_key(&self) -> bool {
+        true
+    }
+
+    fn ready_check(&self) -> &'static str {
+        READY_CHECK
+    }
+
+    async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
+        let settings = &self.settings;
+        if settings.target != TargetOs::Linux {
+            return Err(ProviderError::InvalidSpec(format!(
+                "target {} on aws is not supported by this build yet (linux is)",
+                settings.target
+            )));
+        }
+        let architecture = req.machine.architecture.unwrap_or(settings.architecture);
+        let candidates = CATALOG.candidates(&MachineRequest {
+            class: &req.class,
+            server_type: req.machine.server_type.as_deref(),
+            target: settings.target,
+            windows_mode: settings.windows_mode,
+            architecture,
+        })?;
+        let mut capacity = settings.capacity.clone();
+        if let Some(market) = req.machine.market {
+            capacity.market = market;
+        }
+        let plan = CapacityPlan::from_config(&settings.region, &capacity)?;
+        let cidrs = network::ssh_cidrs(&settings.ssh_cidrs).await?;
+        let ports = settings.ssh_ports();
+        let user_data = LinuxCloudInit {
+            user: &settings.ssh_user,
+            public_key: &req.public_key,
+            work_root: &settings.work_root,
+            ssh_ports: &ports,
+            units: &[],
+        }
+        .render()
+        .map_err(|e| ProviderError::InvalidSpec(e.to_string()))?;
+        let now = now_secs();
+        let labels = LeaseLabels {
+            provider: "aws",
+            lease_id: &req.lease_id,
+            slug: &req.slug,
+            class: &req.class,
+            profile: &settings.profile,
+            server_type: "",
+            target: settings.target,
+            windows_mode: settings.windows_mode,
+            market: None,
+            keep: req.keep,
+            created_at: now,
+            ttl_secs: req.ttl_secs,
+            idle_timeout_secs: req.idle_timeout_secs,
+        }
+        .render();
+        let create = Create {
+            provider: self,
+            aws: self.aws().await,
+            req,
+            architecture,
+            cidrs,
+            user_data,
+            labels,
+            regions: Mutex::new(BTreeMap::new()),
+        };
+        let launched = provision(
+            &candidates,
+            &plan,
+            Backoff::default(),
+            &mut SystemPacing::new(),
+            |try_plan| {
+                let zone = plan.zone_in(&try_plan.region).map(str::to_owned);
+                create.try_plan(try_plan, zone)
+            },
+        )
+        .await;
+        let launched = match launched {
+            Ok(launched) => launched,
+            Err(failure) => {
+                create.delete_keys(None).await;
+                return Err(failure.error);
+            }
+        };
+        match self.finish(&create, launched, now).await {
+            Ok(record) => {
+                create
+                    .delete_keys(record.labels.get(REGION_LABEL).map(String::as_str))
+                    .await;
+                Ok(record)
+            }
+            Err((instance, region, error)) => {
+                if let Err(e) = instances::terminate(&create.aws.ec2(&region), &instance).await {
+                    tracing::warn!(%instance, error = %e, "could not terminate a failed launch");
+                }
+                create.delete_keys(None).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn health(&self, lease: &LeaseRecord) -> Health {
+        let ec2 = self.aws().await.ec2(&self.region_of(lease));
+        match instances::describe(&ec2, &lease.server_id).await {
+            Ok(None) => Health::Gone(format!("AWS instance {} not found", lease.server_id)),
+            Ok(Some(instance)) if instance.ended() => Health::Gone(format!(
+                "AWS instance {} is {}",
+                lease.server_id, instance.state
+            )),
+            Ok(Some(_)) => Health::Alive,
+            Err(_) => Health::Unknown,
+        }
+    }
+
+    /// Terminates the lease's instance and deletes its key pair. A record without an instance
+    /// id (an orphan known only by its lease id) finds its instances by tag in every region.
+    async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
+        let aws = self.aws().await;
+        let key = crabbox_providers::cloud::names::provider_key_name(&lease.lease_id)
+            .map_err(|e| ProviderError::InvalidSpec(e.to_string()))?;
+        if !lease.server_id.is_empty() {
+            let ec2 = aws.ec2(&self.region_of(lease));
+            instances::terminate(&ec2, &lease.server_id).await?;
+            return keys::delete(&ec2, &key).await;
+        }
+        for region in self.settings.regions() {
+            let ec2 = aws.ec2(&region);
+            for instance in instances::list(&ec2, Some(&lease.lease_id)).await? {
+                instances::terminate(&ec2, &instance.instance_id).await?;
+            }
+            keys::delete(&ec2, &key).await?;
+        }
+        Ok(())
+    }
+
+    async fn inventory(&self) -> Result<Vec<String>, ProviderError> {
+        let mut leases: Vec<String> = self
+            .instances()
+            .await?
+            .into_iter()
+            .filter_map(|(_, i)| i.labels.get("lease").cloned())
+            .collect();
+        leases.sort();
+        leases.dedup();
+        Ok(leases)
+    }
+
+    async fn boot_log(&self, lease: &LeaseRecord) -> Option<String> {
+        let ec2 = self.aws().await.ec2(&self.region_of(lease));
+        instances::console_tail(&ec2, &lease.server_id, 30).await
+    }
+}
+
+impl AwsProvider {
+    /// After the launch: the address, the price, the record. On failure, what to delete.
+    async fn finish(
+        &self,
+        create: &Create<'_>,
+        launched: Provisioned<Launched>,
+        created_at: u64,
+    ) -> Result<LeaseRecord, (String, String, ProviderError)> {
+        let settings = &self.settings;
+        let Provisioned {
+            value,
+            plan,
+            attempts,
+        } = launched;
+        let ec2 = create.aws.ec2(&plan.region);
+        let instance_id = value.instance_id.clone();
+        let (instance, address) = instances::wait_for_address(
+            &ec2,
+            value,
+            settings.use_private_ip,
+            settings.address_wait,
+        )
+        .await
+        .map_err(|e| (instance_id.clone(), plan.region.clone(), e))?;
+        let live = match plan.market {
+            Market::Spot => instances::spot_price(&ec2, &plan.server_type, None).await,
+            Market::OnDemand => None,
+        };
+        let price = hourly_price("aws", &plan.server_type, &settings.cost_rates, live);
+        let mut labels = create.labels.clone();
+        labels.extend(instance.labels);
+        labels.insert("server_type".into(), plan.server_type.clone());
+        labels.insert("market".into(), plan.market.as_str().into());
+        labels.insert(REGION_LABEL.into(), plan.region.clone());
+        labels.insert("class".into(), create.req.class.clone());
+        let ports = settings.ssh_ports();
+        Ok(LeaseRecord {
+            lease_id: create.req.lease_id.clone(),
+            slug: create.req.slug.clone(),
+            provider: "aws".into(),
+            server_id: instance.instance_id,
+            server_type: plan.server_type.clone(),
+            ssh_host: address,
+            ssh_user: settings.ssh_user.clone(),
+            ssh_port: ports[0],
+            ssh_fallback_ports: ports[1..].to_vec(),
+            work_root: settings.work_root.clone(),
+            keep: create.req.keep,
+            created_at,
+            last_touched_at: created_at,
+            ttl_secs: create.req.ttl_secs,
+            idle_timeout_secs: create.req.idle_timeout_secs,
+            state: "ready".into(),
+            labels,
+            provisioning_attempts: attempts,
+            hourly_usd: Some(price.usd),
+            price_source: format!("{:?}", price.source).to_ascii_lowercase(),
+            ..LeaseRecord::default()
+        })
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

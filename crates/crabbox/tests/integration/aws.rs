@@ -1,0 +1,284 @@
+//! `--provider aws` end to end, direct mode: the real binary with the official SDK, through the
+//! fault proxy, against moto, with the boot emulator booting the instances, all inside a
+//! loopback-only network namespace (docs/design/cloud-testing.md).
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use crabbox_test_support::boot_emulator::BootEmulator;
+use crabbox_test_support::ec2_query::Ec2Query;
+use crabbox_test_support::fault_proxy::{Ec2Error, Fault, FaultProxy};
+use crabbox_test_support::moto::Moto;
+use crabbox_test_support::{Sandbox, code, git_repo, loopback_only, stderr, stdout};
+
+/// moto behind the fault proxy, the boot emulator, and a sandboxed CLI pointed at them.
+struct Aws {
+    moto: Moto,
+    proxy: FaultProxy,
+    emulator: BootEmulator,
+    sb: Sandbox,
+    repo: PathBuf,
+}
+
+impl Aws {
+    fn start() -> Self {
+        let moto = Moto::start();
+        let proxy = FaultProxy::start(&moto.url());
+        let emulator = BootEmulator::start(&moto.url(), &[moto.region()]);
+        let sb = crate::sandbox();
+        let repo = sb.work().join("repo");
+        git_repo(&repo, &[("hello.txt", "hello from the laptop\n")]);
+        Self {
+            moto,
+            proxy,
+            emulator,
+            sb,
+            repo,
+        }
+    }
+
+    /// `crabbox <args>` in the repository, with AWS settings for moto and the emulated runner.
+    fn crabbox(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.sb.crabbox(&self.repo, args);
+        self.moto.configure(&mut cmd, &self.proxy.url());
+        cmd.env("CRABBOX_PROVIDER", "aws")
+            .env("CRABBOX_AWS_SSH_CIDRS", "127.0.0.0/8")
+            .env("CRABBOX_SSH_USER", self.emulator.ssh_user())
+            .env("CRABBOX_WORK_ROOT", self.emulator.work_root())
+            .env("CRABBOX_READY_TIMEOUT", "60s");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("crabbox runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.crabbox(args, &[]);
+        assert_eq!(code(&out), 0, "crabbox {args:?} failed: {}", stderr(&out));
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("crabbox {args:?}: not JSON ({e}): {}", stdout(&out)))
+    }
+
+    /// moto's view, asked directly (not through the proxy, so calls are not counted).
+    fn moto_query(
+        &self,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> crabbox_test_support::ec2_query::Ec2Answer {
+        let ec2 = Ec2Query::new(&self.moto.url(), self.moto.region());
+        block(ec2.ok(action, params))
+    }
+
+    /// Instance ids moto holds in `state` (`running`, `terminated`, …).
+    fn instances(&self, state: &str) -> Vec<String> {
+        self.moto_query(
+            "DescribeInstances",
+            &[
+                ("Filter.1.Name", "instance-state-name"),
+                ("Filter.1.Value.1", state),
+            ],
+        )
+        .all("instanceId")
+    }
+
+    fn key_pairs(&self) -> Vec<String> {
+        self.moto_query("DescribeKeyPairs", &[]).all("keyName")
+    }
+}
+
+fn block<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn lease_id(warmup: &serde_json::Value) -> String {
+    warmup["lease"]["id"].as_str().expect("lease id").to_owned()
+}
+
+#[test]
+fn warmup_run_stop_on_an_ec2_runner_leaves_nothing_behind() {
+    loopback_only!();
+    let aws = Aws::start();
+    let warm = aws.json(&["warmup", "--class", "standard", "--json"]);
+    let id = lease_id(&warm);
+    let running = aws.instances("running");
+    assert_eq!(running.len(), 1, "one instance: {running:?}");
+    let runner = aws
+        .emulator
+        .wait_for_runner(&running[0], Duration::from_secs(30));
+    // The user data made the configured SSH user, with the lease's key.
+    assert_eq!(runner.user.as_deref(), Some(aws.emulator.ssh_user()));
+    assert_eq!(runner.authorized_keys.len(), 1);
+    assert_eq!(
+        aws.key_pairs(),
+        [format!("crabbox-{}", id.replace('_', "-"))]
+    );
+
+    let inspect = aws.json(&["inspect", "--id", &id, "--json"]);
+    let text = inspect.to_string();
+    assert!(
+        text.contains("c7a.8xlarge"),
+        "the class's first type: {text}"
+    );
+    assert!(text.contains(&running[0]), "the instance id: {text}");
+
+    let out = aws.crabbox(
+        &[
+            "run",
+            "--id",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "cat hello.txt; exit 7",
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 7, "the remote exit code: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("hello from the laptop"),
+        "{}",
+        stdout(&out)
+    );
+
+    aws.ok(&["stop", &id]);
+    assert_eq!(aws.instances("running"), Vec::<String>::new());
+    assert_eq!(aws.instances("terminated"), running);
+    assert_eq!(
+        aws.key_pairs(),
+        Vec::<String>::new(),
+        "the lease's key pair is deleted"
+    );
+    aws.emulator
+        .wait_for_shutdown(&running[0], Duration::from_secs(30));
+
+    // Every call the product made is one the generated IAM policy allows.
+    let policy = aws.json(&[
+        "admin",
+        "providers",
+        "policy",
+        "--provider",
+        "aws",
+        "--json",
+    ]);
+    let allowed = policy.to_string();
+    for call in aws.proxy.calls() {
+        assert!(
+            allowed.contains(&format!("\"ec2:{}\"", call.action)),
+            "{} is not in the policy: {allowed}",
+            call.action
+        );
+    }
+    assert_eq!(aws.proxy.count("RunInstances"), 1);
+}
+
+#[test]
+fn a_refused_type_falls_back_and_the_attempt_is_recorded() {
+    loopback_only!();
+    let aws = Aws::start();
+    aws.proxy.inject(
+        Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity)
+            .when("InstanceType", "c7a.8xlarge"),
+    );
+    let warm = aws.json(&["warmup", "--class", "standard", "--json"]);
+    let id = lease_id(&warm);
+    let inspect = aws.json(&["inspect", "--id", &id, "--json"]);
+    let text = inspect.to_string();
+    assert!(text.contains("c7i.8xlarge"), "the next type: {text}");
+    assert!(
+        text.contains("InsufficientInstanceCapacity"),
+        "the refused attempt is shown: {text}"
+    );
+    aws.ok(&["stop", &id]);
+}
+
+#[test]
+fn an_exact_type_that_is_refused_fails_without_leaking_and_says_to_drop_type() {
+    loopback_only!();
+    let aws = Aws::start();
+    aws.proxy
+        .inject(Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity).times(10));
+    let out = aws.crabbox(
+        &["warmup", "--type", "c7a.8xlarge", "--market", "on-demand"],
+        &[],
+    );
+    assert_ne!(code(&out), 0);
+    let err = stderr(&out);
+    assert!(err.contains("drop --type"), "{err}");
+    assert_eq!(aws.proxy.count("RunInstances"), 1, "no fallback for --type");
+    assert!(aws.instances("running").is_empty());
+    assert!(
+        aws.key_pairs().is_empty(),
+        "the imported key pair is deleted again"
+    );
+}
+
+#[test]
+fn a_lost_run_instances_reply_is_retried_without_a_second_instance() {
+    loopback_only!();
+    let aws = Aws::start();
+    aws.proxy.inject(Fault::drop_reply("RunInstances"));
+    let warm = aws.json(&["warmup", "--class", "standard", "--json"]);
+    let id = lease_id(&warm);
+    assert_eq!(
+        aws.proxy.count("RunInstances"),
+        2,
+        "the launch was sent again"
+    );
+    assert_eq!(aws.instances("running").len(), 1, "and made one instance");
+    aws.ok(&["stop", &id]);
+}
+
+#[test]
+fn a_runner_that_never_becomes_ready_is_terminated_with_exit_5() {
+    loopback_only!();
+    let aws = Aws::start();
+    // The cloud-init's user does not exist on the emulated runner, so SSH never lets us in.
+    let out = aws.crabbox(
+        &["warmup"],
+        &[
+            ("CRABBOX_SSH_USER", "crabbox"),
+            ("CRABBOX_READY_TIMEOUT", "3s"),
+        ],
+    );
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("never became ready"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("console output ends with"),
+        "the hint shows the console output: {}",
+        stderr(&out)
+    );
+    assert!(
+        aws.instances("running").is_empty(),
+        "the instance is terminated"
+    );
+    assert!(aws.key_pairs().is_empty(), "and its key pair deleted");
+}
+
+#[test]
+fn without_ssh_cidrs_and_no_way_out_the_error_says_what_to_set() {
+    loopback_only!();
+    let aws = Aws::start();
+    let out = aws.crabbox(&["warmup"], &[("CRABBOX_AWS_SSH_CIDRS", "")]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("CRABBOX_AWS_SSH_CIDRS"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(aws.proxy.count("RunInstances"), 0, "nothing was launched");
+    assert!(aws.key_pairs().is_empty());
+}
