@@ -7,11 +7,11 @@
 use crabbox_api::ExitStatus;
 
 use crate::error::{CliError, CliResult};
-use crate::{lease, output};
+use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProvidersCommand {
-    /// Who the provider credentials are (AWS: STS GetCallerIdentity).
+    /// Who the provider credentials are (AWS: STS `GetCallerIdentity`).
     Identity {
         #[arg(long, default_value = "aws")]
         provider: String,
@@ -54,7 +54,9 @@ pub async fn run(cmd: ProvidersCommand) -> CliResult<u8> {
                     format!("no AWS policy for target {target:?} in this build (linux only)"),
                 ));
             }
-            policy()
+            let policy = policy_document()?;
+            output::json(&policy);
+            Ok(0)
         }
     }
 }
@@ -71,14 +73,17 @@ fn only_aws(provider: &str) -> CliResult<()> {
 }
 
 #[cfg(feature = "aws")]
-fn policy() -> CliResult<u8> {
-    output::json(&crabbox_aws::policy::policy_document());
-    Ok(0)
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the build without the aws feature fails here"
+)]
+fn policy_document() -> CliResult<serde_json::Value> {
+    Ok(crabbox_aws::policy::policy_document())
 }
 
 #[cfg(feature = "aws")]
 async fn identity(region: Option<String>, json: bool) -> CliResult<u8> {
-    let ctx = lease::context(Vec::new())?;
+    let ctx = crate::lease::context(Vec::new())?;
     let region = region.unwrap_or_else(|| ctx.settings.config().aws.region.clone());
     let aws = crabbox_aws::client::Aws::load(&region).await;
     let who = crabbox_aws::identity::caller_identity(&aws)
@@ -112,11 +117,12 @@ async fn identity(region: Option<String>, json: bool) -> CliResult<u8> {
 }
 
 #[cfg(not(feature = "aws"))]
-fn policy() -> CliResult<u8> {
+fn policy_document() -> CliResult<serde_json::Value> {
     Err(no_aws())
 }
 
 #[cfg(not(feature = "aws"))]
+#[expect(clippy::unused_async, reason = "the aws build's identity awaits")]
 async fn identity(_region: Option<String>, _json: bool) -> CliResult<u8> {
     Err(no_aws())
 }

@@ -65,7 +65,7 @@ pub struct LeaseFlags {
     /// The market tried first: spot (falls back to on-demand when spot is refused) or on-demand.
     #[arg(long, value_name = "spot|on-demand")]
     pub market: Option<String>,
-    /// The runner's CPU architecture: x86_64 or arm64.
+    /// The runner's CPU architecture: `x86_64` or `arm64`.
     #[arg(long = "arch", value_name = "x86_64|arm64")]
     pub architecture: Option<String>,
     /// Reach the runner through this jump host (`[user@]host[:port]`, comma-separated hops).
