@@ -99,10 +99,12 @@ async fn open_postgres(url: &str, args: &ServeArgs) -> anyhow::Result<Arc<dyn St
 }
 
 /// Builds providers from the flags.
-fn build_providers(
+fn build_providers<S: std::hash::BuildHasher>(
     args: &ServeArgs,
     state_dir: &std::path::Path,
     store: &Arc<dyn Store>,
+    env: &HashMap<String, String, S>,
+    cost_rates: &crabbox_providers::cloud::cost::CostRates,
 ) -> anyhow::Result<BTreeMap<String, Arc<dyn crabbox_providers::Provider>>> {
     let mut out: BTreeMap<String, Arc<dyn crabbox_providers::Provider>> = BTreeMap::new();
     for raw in &args.providers {
@@ -147,13 +149,45 @@ fn build_providers(
                     }),
                 );
             }
+            #[cfg(feature = "aws")]
+            "aws" => {
+                out.insert(name, Arc::new(aws_provider(env, cost_rates)?));
+            }
             other => anyhow::bail!(
-                "provider {other:?} cannot run inside this coordinator yet (available: local, ssh)"
+                "provider {other:?} cannot run inside this coordinator{} (available: {})",
+                if other == "aws" {
+                    " (built without the aws feature)"
+                } else {
+                    " yet"
+                },
+                if cfg!(feature = "aws") {
+                    "local, ssh, aws"
+                } else {
+                    "local, ssh"
+                }
             ),
         }
     }
     anyhow::ensure!(!out.is_empty(), "--providers names no provider");
     Ok(out)
+}
+
+/// The AWS provider with the coordinator's settings: the same `CRABBOX_AWS_*`,
+/// `CRABBOX_CAPACITY_*`, `CRABBOX_SSH_*` and `AWS_REGION` variables the CLI reads, from the
+/// coordinator's environment (no configuration files); credentials from the SDK's chain.
+#[cfg(feature = "aws")]
+fn aws_provider<S: std::hash::BuildHasher>(
+    env: &HashMap<String, String, S>,
+    cost_rates: &crabbox_providers::cloud::cost::CostRates,
+) -> anyhow::Result<crabbox_aws::AwsProvider> {
+    let inputs = crabbox_core::config::ConfigInputs {
+        env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..Default::default()
+    };
+    let resolved =
+        crabbox_core::config::resolve(&inputs).map_err(|e| anyhow::anyhow!("provider aws: {e}"))?;
+    let settings = crabbox_aws::AwsSettings::from_config(resolved.config(), cost_rates.clone());
+    Ok(crabbox_aws::AwsProvider::new(settings))
 }
 
 /// Builds the shared state from flags and an environment map.
@@ -185,7 +219,7 @@ pub async fn build_state<S: std::hash::BuildHasher>(
         .map(str::to_owned)
         .collect();
     let store = open_store(args, &state_dir).await?;
-    let providers = build_providers(args, &state_dir, &store)?;
+    let providers = build_providers(args, &state_dir, &store, env, &cost_rates)?;
     let default_provider = match &args.default_provider {
         Some(p) => {
             let p = providers::canonical_name(p);

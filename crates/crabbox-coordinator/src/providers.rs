@@ -59,8 +59,16 @@ pub fn acquire_request(lease: &Lease, public_key: &str) -> AcquireRequest {
         machine: crabbox_providers::MachineChoice {
             server_type: (!lease.requested_server_type.is_empty())
                 .then(|| lease.requested_server_type.clone()),
-            market: None,
-            architecture: None,
+            market: lease
+                .extra
+                .get("market")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|m| crabbox_core::machine::Market::parse(m).ok()),
+            architecture: lease
+                .extra
+                .get("architecture")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|a| crabbox_core::machine::Architecture::parse(a).ok()),
         },
     }
 }
@@ -81,6 +89,18 @@ pub fn apply_record(lease: &mut Lease, record: &LeaseRecord) {
     lease.ssh_host_key.clone_from(&record.ssh_host_key);
     lease.work_root.clone_from(&record.work_root);
     lease.server_type.clone_from(&record.server_type);
+    if let Some(region) = record.labels.get("aws_region") {
+        lease.region.clone_from(region);
+    }
+    if let Some(market) = record.labels.get("market") {
+        lease.extra.insert("market".into(), market.clone().into());
+    }
+    if !record.provisioning_attempts.is_empty() {
+        lease.extra.insert(
+            "provisioningAttempts".into(),
+            serde_json::to_value(&record.provisioning_attempts).unwrap_or_default(),
+        );
+    }
 }
 
 /// Rebuilds the provider's view of a lease, for health checks and deletes.

@@ -107,7 +107,11 @@ impl LeaseRecord {
             ttl_secs: lease.ttl_seconds,
             idle_timeout_secs: lease.idle_timeout_seconds,
             state: "ready".into(),
-            labels: BTreeMap::default(),
+            labels: if lease.region.is_empty() {
+                BTreeMap::default()
+            } else {
+                [("aws_region".to_owned(), lease.region.clone())].into()
+            },
             provisioning_attempts: Vec::new(),
             hourly_usd: (lease.estimated_hourly_usd > 0.0).then_some(lease.estimated_hourly_usd),
             price_source: String::new(),

@@ -170,8 +170,12 @@ fn plan(
         os: String::new(),
         profile: req.profile.clone().unwrap_or_else(|| "default".into()),
         class,
-        server_type: server_type.clone(),
-        requested_server_type: server_type,
+        requested_server_type: req
+            .server_type
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_default(),
+        server_type,
         pond,
         exposed_ports,
         keep: req.keep.unwrap_or(false),
@@ -187,6 +191,7 @@ fn plan(
         provisioning_coordinator_version: Some(state.generation.clone()),
         ..Lease::default()
     };
+    lease.extra = machine_selectors(req);
     lease.expires_at = lifecycle::expires_at(&lease);
     Ok(Plan {
         provider_name,
@@ -290,4 +295,26 @@ pub(super) async fn create_managed(
             Err(Failure::internal("the create failed unexpectedly; retry"))
         }
     }
+}
+
+/// The create body's `capacity.market` (or `market`) and `architecture`, kept on the lease for
+/// the provider.
+fn machine_selectors(req: &LeaseRequest) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let market = req
+        .extra
+        .get("capacity")
+        .and_then(|c| c.get("market"))
+        .or_else(|| req.extra.get("market"));
+    if let Some(market) = market.and_then(serde_json::Value::as_str) {
+        out.insert("market".into(), market.into());
+    }
+    if let Some(arch) = req
+        .extra
+        .get("architecture")
+        .and_then(serde_json::Value::as_str)
+    {
+        out.insert("architecture".into(), arch.into());
+    }
+    out
 }

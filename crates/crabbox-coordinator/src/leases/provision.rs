@@ -179,11 +179,12 @@ impl Reservation {
             l.provisioning_coordinator_version = None;
             l.provisioning_recovery_observed_at = None;
             l.provisioning_recovery_missing_since = None;
+            let live = record.hourly_usd.filter(|_| record.price_source == "live");
             let rate = cost::hourly_price(
                 &l.provider,
                 &l.server_type,
                 &state.settings.cost_rates,
-                None,
+                live,
             )
             .usd;
             l.estimated_hourly_usd = rate;

@@ -159,7 +159,7 @@ impl<'a> Leases<'a> {
                 &target,
                 "bootstrap",
                 timeout,
-                self.home.ready_check(),
+                self.home.ready_check(&lease.record),
                 |line| output::err(line),
             ) => ready,
         };

@@ -25,7 +25,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The command that proves a new runner ready once SSH works (empty: an authenticated
     /// connection is proof enough).
-    fn ready_check(&self) -> &'static str;
+    fn ready_check(&self, record: &LeaseRecord) -> &'static str;
 
     /// Makes a new lease. A first signal (`interrupt`) may stop it with exit 130, undoing
     /// what was made; a direct provider's create is never abandoned midway.

@@ -93,7 +93,7 @@ impl Backend for Direct {
         self.provider.as_ref().is_ok_and(|p| p.per_lease_key())
     }
 
-    fn ready_check(&self) -> &'static str {
+    fn ready_check(&self, _record: &LeaseRecord) -> &'static str {
         self.provider.as_ref().map_or("true", |p| p.ready_check())
     }
 

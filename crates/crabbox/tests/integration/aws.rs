@@ -282,3 +282,87 @@ fn without_ssh_cidrs_and_no_way_out_the_error_says_what_to_set() {
     assert_eq!(aws.proxy.count("RunInstances"), 0, "nothing was launched");
     assert!(aws.key_pairs().is_empty());
 }
+
+#[test]
+fn brokered_leases_use_the_coordinators_credentials_only() {
+    use crate::coordinator::{ADMIN, SHARED, serve};
+    loopback_only!();
+    let aws = Aws::start();
+    let state = aws.sb.path().join("coordinator-state");
+    let endpoint = aws.proxy.url();
+    let mut env: Vec<(&str, String)> = aws.moto.env(&endpoint);
+    env.push(("CRABBOX_AWS_SSH_CIDRS", "127.0.0.0/8".into()));
+    env.push(("CRABBOX_SSH_USER", aws.emulator.ssh_user().to_owned()));
+    env.push((
+        "CRABBOX_WORK_ROOT",
+        aws.emulator.work_root().display().to_string(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = serve(&aws.sb, &state, &["--providers", "aws"], &env);
+
+    // The CLI has no AWS settings at all: everything goes through the coordinator.
+    let cli = |args: &[&str]| {
+        let mut cmd = aws.sb.crabbox(&aws.repo, args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("CRABBOX_COORDINATOR", &server.url)
+            .env("CRABBOX_COORDINATOR_TOKEN", SHARED)
+            .env("CRABBOX_COORDINATOR_ADMIN_TOKEN", ADMIN)
+            .env("CRABBOX_PROVIDER", "aws")
+            .env("CRABBOX_READY_TIMEOUT", "60s")
+            .output()
+            .expect("crabbox runs")
+    };
+    aws.proxy.inject(
+        Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity)
+            .when("InstanceType", "c7a.8xlarge"),
+    );
+    let out = cli(&[
+        "warmup",
+        "--class",
+        "standard",
+        "--market",
+        "on-demand",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "brokered warmup: {}", stderr(&out));
+    let warm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease_id(&warm);
+    let running = aws.instances("running");
+    assert_eq!(running.len(), 1, "{running:?}");
+    let launch = aws
+        .proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.action == "RunInstances")
+        .last()
+        .unwrap();
+    assert_eq!(launch.param("InstanceType"), Some("c7i.8xlarge"));
+    assert_eq!(
+        launch.param("InstanceMarketOptions.MarketType"),
+        None,
+        "--market on-demand"
+    );
+
+    let out = cli(&["inspect", "--id", &id, "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("InsufficientInstanceCapacity"),
+        "attempts: {text}"
+    );
+
+    let out = cli(&["run", "--id", &id, "--", "cat", "hello.txt"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello from the laptop"));
+
+    let out = cli(&["stop", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(aws.instances("terminated"), running);
+    assert!(
+        aws.key_pairs().is_empty(),
+        "the key pair is deleted with the lease"
+    );
+}

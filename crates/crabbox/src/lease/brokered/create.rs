@@ -101,6 +101,8 @@ async fn create_attempt(
         idle_timeout_seconds: Some(req.idle_timeout_secs as f64),
         keep: Some(req.keep),
         ssh_public_key: Some(req.public_key.clone()),
+        server_type: req.machine.server_type.clone(),
+        extra: machine_selectors(&req.machine),
         ..LeaseRequest::default()
     };
     // An uncertain answer (5xx, a dropped connection) is retried with the same attempt
@@ -163,3 +165,20 @@ const CREATE_RETRY_WINDOW: Duration = Duration::from_secs(90);
 const CREATE_RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// Consecutive creates that could not connect to the coordinator at all before giving up.
 const CREATE_UNREACHABLE_TRIES: u32 = 3;
+
+/// `--market` and `--arch` as the create body's `capacity.market` and `architecture`.
+fn machine_selectors(
+    machine: &crabbox_providers::MachineChoice,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut extra = serde_json::Map::new();
+    if let Some(market) = machine.market {
+        extra.insert(
+            "capacity".into(),
+            serde_json::json!({ "market": market.as_str() }),
+        );
+    }
+    if let Some(arch) = machine.architecture {
+        extra.insert("architecture".into(), arch.as_str().into());
+    }
+    extra
+}

@@ -207,8 +207,13 @@ impl Backend for Brokered {
         true
     }
 
-    fn ready_check(&self) -> &'static str {
-        "git --version >/dev/null && rsync --version >/dev/null"
+    /// A cloud runner is ready when its bootstrap says so (`crabbox-ready`); a pool host or a
+    /// coordinator-side local runner when its tools answer.
+    fn ready_check(&self, record: &LeaseRecord) -> &'static str {
+        match record.provider.as_str() {
+            "aws" | "hetzner" | "azure" => crabbox_providers::cloud::cloud_init::READY_CHECK,
+            _ => "git --version >/dev/null && rsync --version >/dev/null",
+        }
     }
 
     async fn create(&self, req: &AcquireRequest, interrupt: &Interrupt) -> CliResult<LeaseRecord> {
