@@ -337,8 +337,7 @@ fn brokered_leases_use_the_coordinators_credentials_only() {
         .proxy
         .calls()
         .into_iter()
-        .filter(|c| c.action == "RunInstances")
-        .last()
+        .rfind(|c| c.action == "RunInstances")
         .unwrap();
     assert_eq!(launch.param("InstanceType"), Some("c7i.8xlarge"));
     assert_eq!(
