@@ -100,6 +100,34 @@ fn block<T>(future: impl std::future::Future<Output = T>) -> T {
         .block_on(future)
 }
 
+impl Aws {
+    /// How often each action reached the proxy since the last look, by name; every one of
+    /// them must be allowed by the IAM policy the product generates.
+    fn take_calls(&self) -> Vec<(String, usize)> {
+        let policy = self
+            .json(&["admin", "providers", "policy", "--provider", "aws"])
+            .to_string();
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for call in self.proxy.calls() {
+            assert!(
+                policy.contains(&format!("\"ec2:{}\"", call.action)),
+                "{} is not in the policy: {policy}",
+                call.action
+            );
+            *counts.entry(call.action).or_default() += 1;
+        }
+        self.proxy.reset_calls();
+        counts.into_iter().collect()
+    }
+}
+
+fn counts(expected: &[(&str, usize)]) -> Vec<(String, usize)> {
+    expected
+        .iter()
+        .map(|(a, n)| ((*a).to_owned(), *n))
+        .collect()
+}
+
 fn lease_id(warmup: &serde_json::Value) -> String {
     warmup["lease"]["id"].as_str().expect("lease id").to_owned()
 }
@@ -112,6 +140,23 @@ fn warmup_run_stop_on_an_ec2_runner_leaves_nothing_behind() {
     let id = lease_id(&warm);
     let running = aws.instances("running");
     assert_eq!(running.len(), 1, "one instance: {running:?}");
+    // API calls per lease create (docs/PERFORMANCE.md): a first lease in a fresh account also
+    // creates the security group and its two rules.
+    assert_eq!(
+        aws.take_calls(),
+        counts(&[
+            ("AuthorizeSecurityGroupIngress", 1),
+            ("CreateSecurityGroup", 1),
+            ("DescribeImages", 1),
+            // One look at the instance: the view warmup prints asks whether it still runs.
+            ("DescribeInstances", 1),
+            ("DescribeSecurityGroups", 1),
+            ("DescribeSpotPriceHistory", 1),
+            ("DescribeVpcs", 1),
+            ("ImportKeyPair", 1),
+            ("RunInstances", 1),
+        ])
+    );
     let runner = aws
         .emulator
         .wait_for_runner(&running[0], Duration::from_secs(30));
@@ -150,7 +195,13 @@ fn warmup_run_stop_on_an_ec2_runner_leaves_nothing_behind() {
         stdout(&out)
     );
 
+    aws.take_calls();
     aws.ok(&["stop", &id]);
+    assert_eq!(
+        aws.take_calls(),
+        counts(&[("DeleteKeyPair", 1), ("TerminateInstances", 1)]),
+        "API calls per release"
+    );
     assert_eq!(aws.instances("running"), Vec::<String>::new());
     assert_eq!(aws.instances("terminated"), running);
     assert_eq!(
@@ -161,24 +212,21 @@ fn warmup_run_stop_on_an_ec2_runner_leaves_nothing_behind() {
     aws.emulator
         .wait_for_shutdown(&running[0], Duration::from_secs(30));
 
-    // Every call the product made is one the generated IAM policy allows.
-    let policy = aws.json(&[
-        "admin",
-        "providers",
-        "policy",
-        "--provider",
-        "aws",
-        "--json",
-    ]);
-    let allowed = policy.to_string();
-    for call in aws.proxy.calls() {
-        assert!(
-            allowed.contains(&format!("\"ec2:{}\"", call.action)),
-            "{} is not in the policy: {allowed}",
-            call.action
-        );
-    }
-    assert_eq!(aws.proxy.count("RunInstances"), 1);
+    // A later lease finds the security group as it should be.
+    let again = lease_id(&aws.json(&["warmup", "--class", "standard", "--json"]));
+    assert_eq!(
+        aws.take_calls(),
+        counts(&[
+            ("DescribeImages", 1),
+            ("DescribeInstances", 1),
+            ("DescribeSecurityGroups", 1),
+            ("DescribeSpotPriceHistory", 1),
+            ("DescribeVpcs", 1),
+            ("ImportKeyPair", 1),
+            ("RunInstances", 1),
+        ])
+    );
+    aws.ok(&["stop", &again]);
 }
 
 #[test]
