@@ -335,6 +335,29 @@ impl Provider for AwsProvider {
         Ok(leases)
     }
 
+    async fn runners(&self) -> Result<Vec<LeaseRecord>, ProviderError> {
+        Ok(self
+            .instances()
+            .await?
+            .into_iter()
+            .map(|(region, instance)| {
+                let mut labels = instance.labels;
+                labels.insert(REGION_LABEL.into(), region);
+                LeaseRecord {
+                    lease_id: labels.get("lease").cloned().unwrap_or_default(),
+                    slug: labels.get("slug").cloned().unwrap_or_default(),
+                    provider: "aws".into(),
+                    server_id: instance.instance_id,
+                    server_type: labels.get("server_type").cloned().unwrap_or_default(),
+                    ssh_host: instance.public_ip.unwrap_or_default(),
+                    state: instance.state,
+                    labels,
+                    ..LeaseRecord::default()
+                }
+            })
+            .collect())
+    }
+
     async fn boot_log(&self, lease: &LeaseRecord) -> Option<String> {
         let ec2 = self.aws().await.ec2(&self.region_of(lease));
         instances::console_tail(&ec2, &lease.server_id, 30).await

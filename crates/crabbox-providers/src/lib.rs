@@ -98,6 +98,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Every runner this provider holds, as records with at least the lease id, the server id
+    /// and the labels, for `cleanup` and `list` to judge runners no claim accounts for.
+    /// Providers that cannot list return an empty list.
+    async fn runners(&self) -> Result<Vec<LeaseRecord>, ProviderError> {
+        Ok(Vec::new())
+    }
+
     /// The tail of the runner's boot log (a cloud's console output), for the hint of a lease
     /// that never became ready; `None` where there is none.
     async fn boot_log(&self, _lease: &LeaseRecord) -> Option<String> {

@@ -237,6 +237,37 @@ pub fn should_cleanup_server(labels: &BTreeMap<String, String>, now: u64) -> Cle
     }
 }
 
+/// How long past its TTL an unclaimed runner is left alone.
+pub const ORPHAN_GRACE_SECS: u64 = 10 * 60;
+
+/// Whether `cleanup` may delete a runner no local claim accounts for. Another machine may hold
+/// it (direct leases are known only to the machine that made them) and keep it alive with
+/// heartbeats that do not reach the labels, so the idle expiry in the labels proves nothing;
+/// its TTL does: no lease outlives `created_at + ttl_secs`. So: never with `keep=true`; at
+/// once when the labels say it ended (`failed`, `released`, `expired`); else only
+/// [`ORPHAN_GRACE_SECS`] past its TTL; never without the labels to tell.
+pub fn should_cleanup_orphan(labels: &BTreeMap<String, String>, now: u64) -> CleanupDecision {
+    if labels
+        .get("keep")
+        .is_some_and(|keep| keep.eq_ignore_ascii_case("true"))
+    {
+        return CleanupDecision::keep("orphan keep=true");
+    }
+    let state = labels.get("state").map(|s| s.to_ascii_lowercase());
+    if let Some(state) = state.filter(|s| matches!(s.as_str(), "failed" | "released" | "expired")) {
+        return CleanupDecision::delete(format!("orphan state={state}"));
+    }
+    let created = unix_seconds(labels.get("created_at"));
+    let ttl = unix_seconds(labels.get("ttl_secs"));
+    match created.zip(ttl) {
+        Some((created, ttl)) if now > created + ttl + ORPHAN_GRACE_SECS => {
+            CleanupDecision::delete("orphan past its ttl")
+        }
+        Some(_) => CleanupDecision::keep("orphan within its ttl"),
+        None => CleanupDecision::keep("orphan without created_at/ttl_secs labels"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +394,31 @@ mod tests {
                 "{pairs:?}"
             );
         }
+    }
+
+    #[test]
+    fn orphans_are_deleted_only_past_their_ttl_and_never_with_keep() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let live = labels(&[
+            ("state", "ready"),
+            ("created_at", "1000"),
+            ("ttl_secs", "5400"),
+            ("expires_at", "2800"),
+        ]);
+        // Past its idle expiry but within its TTL: another machine may be using it.
+        assert!(!should_cleanup_orphan(&live, 3000).delete);
+        assert!(!should_cleanup_orphan(&live, 1000 + 5400 + ORPHAN_GRACE_SECS).delete);
+        let past = should_cleanup_orphan(&live, 1000 + 5400 + ORPHAN_GRACE_SECS + 1);
+        assert!(past.delete, "{}", past.reason);
+        let mut kept = live.clone();
+        kept.insert("keep".into(), "true".into());
+        assert!(!should_cleanup_orphan(&kept, u64::MAX / 2).delete);
+        assert!(should_cleanup_orphan(&labels(&[("state", "failed")]), 0).delete);
+        assert!(!should_cleanup_orphan(&labels(&[("state", "ready")]), u64::MAX / 2).delete);
     }
 }

@@ -81,9 +81,15 @@ async fn refresh(leases: &Leases<'_>, query: &ListQuery) {
             "lease {id} looks gone, but its claim could not be reconciled: {error}"
         ));
     }
-    for id in &refreshed.orphans {
+    for orphan in &refreshed.orphans {
+        let server = if orphan.server_id.is_empty() {
+            String::new()
+        } else {
+            format!(" server={}", orphan.server_id)
+        };
         output::warn(format!(
-            "orphan runner lease={id}: the provider holds it, but no claim here names it"
+            "orphan runner lease={}{server} orphan=no-active-lease: the provider holds it, but no claim here names it",
+            orphan.lease_id
         ));
     }
 }

@@ -80,8 +80,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// list are added by the caller unless the listing is `exhaustive`.
     async fn list(&self, query: &ListQuery, claims: &[LeaseRecord]) -> CliResult<Listing>;
 
-    /// Runners this backend holds that no claim accounts for (`list --refresh`): lease ids.
-    async fn orphans(&self, claims: &[LeaseRecord]) -> Vec<String>;
+    /// Runners this backend holds that no claim accounts for (`list --refresh`, `cleanup`):
+    /// records with the lease id and, where the provider can list them, the server id and
+    /// labels.
+    async fn orphans(&self, claims: &[LeaseRecord]) -> Vec<LeaseRecord>;
+
+    /// Deletes a runner [`Backend::orphans`] named.
+    async fn delete_orphan(&self, record: &LeaseRecord) -> CliResult<()>;
 
     /// The coordinator that records runs on leases of this backend.
     fn run_log(&self) -> Option<&Client>;

@@ -206,14 +206,29 @@ impl Backend for Direct {
         Ok(Listing::default())
     }
 
-    async fn orphans(&self, claims: &[LeaseRecord]) -> Vec<String> {
+    async fn orphans(&self, claims: &[LeaseRecord]) -> Vec<LeaseRecord> {
         let Ok(provider) = &self.provider else {
             return Vec::new();
         };
-        match provider.inventory().await {
-            Ok(ids) => ids
+        let unclaimed = |id: &String| !claims.iter().any(|c| &c.lease_id == id);
+        let listed = match provider.runners().await {
+            Ok(runners) if !runners.is_empty() => Ok(runners),
+            // Providers that list only lease ids.
+            Ok(_) => provider.inventory().await.map(|ids| {
+                ids.into_iter()
+                    .map(|lease_id| LeaseRecord {
+                        lease_id,
+                        provider: provider.name().to_owned(),
+                        ..LeaseRecord::default()
+                    })
+                    .collect()
+            }),
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(records) => records
                 .into_iter()
-                .filter(|id| !claims.iter().any(|c| &c.lease_id == id))
+                .filter(|r| unclaimed(&r.lease_id))
                 .collect(),
             Err(e) => {
                 output::warn(format!(
@@ -223,6 +238,13 @@ impl Backend for Direct {
                 Vec::new()
             }
         }
+    }
+
+    async fn delete_orphan(&self, record: &LeaseRecord) -> CliResult<()> {
+        self.provider()?
+            .release(record)
+            .await
+            .map_err(|e| CliError::new(ExitStatus::Failure, e))
     }
 
     fn run_log(&self) -> Option<&Client> {

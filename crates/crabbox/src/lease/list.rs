@@ -5,6 +5,8 @@
 use super::backend::{ListQuery, Row, SweepAction};
 use super::context::canonical_provider;
 use super::{Lease, Leases};
+use crabbox_providers::LeaseRecord;
+
 use crate::error::CliResult;
 
 /// What `list --refresh` reconciled.
@@ -14,8 +16,8 @@ pub struct Refreshed {
     pub forgotten: Vec<(String, String, String)>,
     /// Claims that looked stale but could not be reconciled: `(lease id, error)`.
     pub failed: Vec<(String, String)>,
-    /// Runners the configured provider holds that no claim accounts for (lease ids).
-    pub orphans: Vec<String>,
+    /// Runners the configured provider holds that no claim accounts for.
+    pub orphans: Vec<LeaseRecord>,
 }
 
 impl<'a> Leases<'a> {
@@ -60,9 +62,19 @@ impl<'a> Leases<'a> {
                 Err(e) => out.failed.push((id, format!("{:#}", e.error))),
             }
         }
-        let (all, _) = self.ctx.claims.list();
-        out.orphans = self.home.orphans(&all).await;
+        out.orphans = self.orphans().await;
         out
+    }
+
+    /// Runners the configured provider holds that no local claim accounts for.
+    pub async fn orphans(&self) -> Vec<LeaseRecord> {
+        let (all, _) = self.ctx.claims.list();
+        self.home.orphans(&all).await
+    }
+
+    /// Deletes a runner [`Leases::orphans`] named.
+    pub async fn delete_orphan(&self, record: &LeaseRecord) -> CliResult<()> {
+        self.home.delete_orphan(record).await
     }
 
     /// The claims `query` selects (all, or one provider's).

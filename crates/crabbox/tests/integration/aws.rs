@@ -413,3 +413,82 @@ fn brokered_leases_use_the_coordinators_credentials_only() {
         "the key pair is deleted with the lease"
     );
 }
+
+#[test]
+fn cleanup_deletes_unclaimed_runners_only_past_their_ttl_and_list_names_them() {
+    loopback_only!();
+    let aws = Aws::start();
+    let id = lease_id(&aws.json(&["warmup", "--json"]));
+    let running = aws.instances("running");
+    // Another machine's lease, as this one sees it: no claim here.
+    let claim = walk(aws.sb.path())
+        .into_iter()
+        .find(|p| p.ends_with(format!("claims/{id}.json")))
+        .expect("the lease's claim file");
+    std::fs::remove_file(&claim).unwrap();
+
+    let out = aws.crabbox(&["list", "--refresh"], &[]);
+    assert!(
+        stderr(&out).contains(&format!("orphan runner lease={id} server={}", running[0]))
+            && stderr(&out).contains("orphan=no-active-lease"),
+        "{}",
+        stderr(&out)
+    );
+    // warmup leases carry keep=true: never deleted by cleanup.
+    let out = aws.ok(&["cleanup"]);
+    assert!(
+        stderr(&out).contains("reason=orphan keep=true"),
+        "{}",
+        stderr(&out)
+    );
+    // Not kept, but within its TTL: another machine may still be using it.
+    let tag = |key: &str, value: &str| {
+        aws.moto_query(
+            "CreateTags",
+            &[
+                ("ResourceId.1", running[0].as_str()),
+                ("Tag.1.Key", key),
+                ("Tag.1.Value", value),
+            ],
+        );
+    };
+    tag("keep", "false");
+    let out = aws.ok(&["cleanup"]);
+    assert!(
+        stderr(&out).contains("reason=orphan within its ttl"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(aws.instances("running"), running);
+    // Long past its TTL: --dry-run only says so, cleanup deletes it and its key pair.
+    tag("created_at", "1000");
+    let out = aws.ok(&["cleanup", "--dry-run"]);
+    assert!(
+        stdout(&out).contains("would delete orphan"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(aws.instances("running"), running);
+    let out = aws.ok(&["cleanup"]);
+    assert!(
+        stdout(&out).contains(&format!("delete orphan lease={id}")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(aws.instances("terminated"), running);
+    assert!(aws.key_pairs().is_empty());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -360,8 +360,18 @@ impl Backend for Brokered {
     }
 
     /// The coordinator finds and deletes runners without a lease itself.
-    async fn orphans(&self, _claims: &[LeaseRecord]) -> Vec<String> {
+    async fn orphans(&self, _claims: &[LeaseRecord]) -> Vec<LeaseRecord> {
         Vec::new()
+    }
+
+    async fn delete_orphan(&self, record: &LeaseRecord) -> CliResult<()> {
+        Err(CliError::msg(
+            ExitStatus::Usage,
+            format!(
+                "runner of lease {} is the coordinator's to delete",
+                record.lease_id
+            ),
+        ))
     }
 
     fn run_log(&self) -> Option<&Client> {
