@@ -40,3 +40,94 @@ fn cost_rates() -> CliResult<crabbox_providers::cloud::cost::CostRates> {
     crabbox_providers::cloud::cost::CostRates::parse(&text)
         .map_err(|e| CliError::msg(ExitStatus::Usage, e.to_string()))
 }
+
+/// One `doctor` line of a cloud provider.
+#[derive(Debug)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub details: String,
+    pub hint: String,
+}
+
+/// The checks of provider `name` when it is a cloud this build has; none otherwise.
+pub async fn doctor(name: &str, config: &Config) -> Vec<Check> {
+    match name {
+        #[cfg(feature = "aws")]
+        "aws" => aws_doctor(config).await,
+        _ => {
+            let _ = config;
+            Vec::new()
+        }
+    }
+}
+
+/// `aws-identity` (STS) and `aws-quota` (Service Quotas: the spot and on-demand vCPU limits
+/// in the region against what the configured class's first type needs).
+#[cfg(feature = "aws")]
+async fn aws_doctor(config: &Config) -> Vec<Check> {
+    use crabbox_aws::identity;
+    use crabbox_core::machine::Market;
+    let region = &config.aws.region;
+    let aws = crabbox_aws::client::Aws::load(region).await;
+    let mut checks = Vec::new();
+    let who = identity::caller_identity(&aws).await;
+    checks.push(Check {
+        name: "aws-identity".into(),
+        ok: who.is_ok(),
+        details: match &who {
+            Ok(who) => format!("account={} arn={} region={region}", who.account, who.arn),
+            Err(e) => e.to_string(),
+        },
+        hint: "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`"
+            .into(),
+    });
+    if who.is_err() {
+        return checks;
+    }
+    let request = crabbox_providers::cloud::MachineRequest {
+        class: &config.class,
+        server_type: config.server_type.as_deref(),
+        target: config.target,
+        windows_mode: config.windows_mode,
+        architecture: config.architecture,
+    };
+    let first = crabbox_providers::cloud::aws::CATALOG
+        .candidates(&request)
+        .ok()
+        .and_then(|c| c.types.first().cloned());
+    let needs = first
+        .as_deref()
+        .and_then(crabbox_providers::cloud::aws::shape::vcpus);
+    for market in [Market::Spot, Market::OnDemand] {
+        let quota = identity::vcpu_quota(&aws, region, market).await;
+        let code = identity::vcpu_quota_code(market);
+        let (ok, details) = match (&quota, needs) {
+            (Ok(Some(have)), Some(needs)) if f64::from(needs) > *have => (
+                false,
+                format!(
+                    "{market} vCPU quota {code} in {region} is {have}; {} needs {needs}",
+                    first.clone().unwrap_or_default()
+                ),
+            ),
+            (Ok(Some(have)), _) => (
+                true,
+                format!("{market} vCPU quota {code} in {region} is {have}"),
+            ),
+            (Ok(None), _) => (
+                true,
+                format!(
+                    "{market} vCPU quota {code} in {region} is unknown (Service Quotas does not report it)"
+                ),
+            ),
+            (Err(e), _) => (false, e.to_string()),
+        };
+        checks.push(Check {
+            name: format!("aws-quota-{market}"),
+            ok,
+            details,
+            hint: "request a quota increase in Service Quotas, or choose a smaller --class".into(),
+        });
+    }
+    checks
+}

@@ -10,6 +10,10 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check this provider (default: the configured one). `aws` adds the credentials'
+    /// identity and the account's vCPU quotas.
+    #[arg(long)]
+    pub provider: Option<String>,
 }
 
 fn tool_version(program: &str, arg: &str) -> Option<String> {
@@ -74,7 +78,12 @@ pub async fn run(args: &Args) -> u8 {
         };
         checks.push((check.to_owned(), status, details));
     };
-    let ctx = lease::context(Vec::new());
+    let flags = args
+        .provider
+        .iter()
+        .map(|p| crabbox_core::config::FlagValue::new("provider", "--provider", p.clone()))
+        .collect();
+    let ctx = lease::context(flags);
     match &ctx {
         Ok(ctx) => add(
             "config",
@@ -177,6 +186,14 @@ pub async fn run(args: &Args) -> u8 {
             details,
             "raise the limit (sysctl fs.inotify.max_user_watches=524288) or set sync.watch: false",
         );
+    }
+    // A cloud provider used directly: its credentials and the account's limits.
+    if let Ok(ctx) = &ctx
+        && ctx.broker.is_none()
+    {
+        for check in crate::clouds::doctor(&provider, ctx.settings.config()).await {
+            add(&check.name, check.ok, check.details, &check.hint);
+        }
     }
     // Brokered: the coordinator answers, and accepts the configured token.
     if let Some(client) = ctx.as_ref().ok().and_then(|c| c.broker.clone()) {

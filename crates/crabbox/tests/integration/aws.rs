@@ -492,3 +492,35 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn doctor_and_admin_providers_identity_report_the_account() {
+    loopback_only!();
+    let aws = Aws::start();
+    let out = aws.crabbox(&["doctor", "--provider", "aws"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("aws-identity"), "{text}");
+    assert!(text.contains("account=123456789012"), "{text}");
+    // moto's Service Quotas has no EC2 quotas: reported as unknown, not as a failure.
+    assert!(
+        text.contains("spot vCPU quota L-34B43A08 in eu-west-1 is unknown"),
+        "{text}"
+    );
+    let who = aws.json(&[
+        "admin",
+        "providers",
+        "identity",
+        "--provider",
+        "aws",
+        "--json",
+    ]);
+    assert_eq!(who["account"], "123456789012");
+    assert_eq!(who["region"], "eu-west-1");
+    // Bad credentials: exit 3 with what to set.
+    let out = aws.crabbox(
+        &["admin", "providers", "identity", "--provider", "aws"],
+        &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("AWS_PROFILE"), "{}", stderr(&out));
+}
