@@ -27,17 +27,12 @@ pub struct Aws {
 impl Aws {
     /// Loads the SDK's configuration (credential chain, endpoint settings) for `region`.
     pub async fn load(region: &str) -> Self {
-        use aws_smithy_http_client::tls;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .region(Region::new(region.to_owned()))
-            .load()
-            .await;
+        Self::from_sdk_config(loader(region).load().await)
+    }
+
+    /// Clients of an SDK configuration the caller built (with [`loader`], say), for callers
+    /// that configure the SDK in code rather than through the environment.
+    pub fn from_sdk_config(sdk: SdkConfig) -> Self {
         Self {
             sdk,
             ec2: Mutex::new(BTreeMap::new()),
@@ -71,6 +66,19 @@ impl Aws {
             .build();
         aws_sdk_servicequotas::Client::from_conf(config)
     }
+}
+
+/// The SDK's configuration loader for `region`, with the rustls-over-ring HTTPS client.
+pub fn loader(region: &str) -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new(region.to_owned()))
 }
 
 /// A failed call: AWS's error code (empty when the call never got an answer), its message, and

@@ -48,6 +48,14 @@ impl AwsProvider {
         }
     }
 
+    /// A provider on clients the caller made (an SDK configuration built in code).
+    pub fn with_clients(settings: AwsSettings, aws: Aws) -> Self {
+        Self {
+            settings,
+            aws: OnceCell::new_with(Some(Arc::new(aws))),
+        }
+    }
+
     pub fn settings(&self) -> &AwsSettings {
         &self.settings
     }

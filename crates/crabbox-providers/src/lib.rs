@@ -6,6 +6,8 @@
 
 pub mod claims;
 pub mod cloud;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod local;
 pub mod record;
 pub mod static_ssh;

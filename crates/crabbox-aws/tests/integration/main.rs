@@ -1,1 +1,159 @@
-mod smoke {}
+//! The AWS provider in process, against moto behind the fault proxy, in a loopback-only
+//! network namespace: the provider conformance suite, and the failures only a cloud has.
+//! (The whole CLI path, SSH included, is in crates/crabbox/tests/integration/aws.rs.)
+
+use crabbox_aws::client::{Aws, loader};
+use crabbox_aws::{AwsProvider, AwsSettings};
+use crabbox_providers::conformance::{Promises, lifecycle};
+use crabbox_providers::{AcquireRequest, MachineChoice, Provider as _};
+use crabbox_test_support::ec2_query::Ec2Query;
+use crabbox_test_support::fault_proxy::{Ec2Error, Fault, FaultProxy};
+use crabbox_test_support::loopback_only;
+use crabbox_test_support::moto::{ACCESS_KEY_ID, Moto, SECRET_ACCESS_KEY};
+
+/// moto, the proxy in front of it, and a provider configured in code to use them.
+struct Cloud {
+    moto: Moto,
+    proxy: FaultProxy,
+    provider: AwsProvider,
+}
+
+impl Cloud {
+    async fn start() -> Self {
+        let moto = Moto::start();
+        let proxy = FaultProxy::start(&moto.url());
+        let credentials = aws_credential_types::Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "crabbox-tests",
+        );
+        let sdk = loader(moto.region())
+            .endpoint_url(proxy.url())
+            .credentials_provider(credentials)
+            .load()
+            .await;
+        let defaults = crabbox_core::config::resolve(&Default::default()).unwrap();
+        let mut settings = AwsSettings::from_config(defaults.config(), Default::default());
+        settings.region = moto.region().to_owned();
+        settings.ssh_cidrs = vec!["127.0.0.0/8".into()];
+        let provider = AwsProvider::with_clients(settings, Aws::from_sdk_config(sdk));
+        Self {
+            moto,
+            proxy,
+            provider,
+        }
+    }
+
+    /// Instance ids moto holds in `state`, asked directly (not counted by the proxy).
+    async fn instances(&self, state: &str) -> Vec<String> {
+        Ec2Query::new(&self.moto.url(), self.moto.region())
+            .ok(
+                "DescribeInstances",
+                &[
+                    ("Filter.1.Name", "instance-state-name"),
+                    ("Filter.1.Value.1", state),
+                ],
+            )
+            .await
+            .all("instanceId")
+    }
+
+    async fn key_pairs(&self) -> Vec<String> {
+        Ec2Query::new(&self.moto.url(), self.moto.region())
+            .ok("DescribeKeyPairs", &[])
+            .await
+            .all("keyName")
+    }
+}
+
+fn request(lease_id: &str) -> AcquireRequest {
+    AcquireRequest {
+        lease_id: lease_id.into(),
+        slug: "conformance".into(),
+        class: "standard".into(),
+        public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl crabbox".into(),
+        ttl_secs: 600,
+        idle_timeout_secs: 300,
+        keep: false,
+        machine: MachineChoice::default(),
+    }
+}
+
+#[tokio::test]
+async fn aws_provider_conforms() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    let promises = Promises {
+        lists: true,
+        deletes: true,
+        adopts: false,
+    };
+    let record = lifecycle(&cloud.provider, &request("cbx_00000000a001"), promises).await;
+    assert_eq!(record.server_type, "c7a.8xlarge");
+    assert_eq!(cloud.instances("terminated").await, [record.server_id]);
+    assert!(cloud.key_pairs().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_create_that_every_type_refuses_leaves_nothing() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    cloud
+        .proxy
+        .inject(Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity).times(100));
+    let err = cloud
+        .provider
+        .acquire(&request("cbx_00000000a002"))
+        .await
+        .unwrap_err();
+    // standard: 6 types on spot, then the same 6 on-demand.
+    assert_eq!(cloud.proxy.count("RunInstances"), 12, "{err}");
+    assert!(err.to_string().contains("c7a.8xlarge"), "{err}");
+    assert!(cloud.instances("running").await.is_empty());
+    assert!(
+        cloud.key_pairs().await.is_empty(),
+        "the imported key pair is deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_create_retried_after_a_lost_reply_leaves_one_runner() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    cloud.proxy.inject(Fault::drop_reply("RunInstances"));
+    let record = cloud
+        .provider
+        .acquire(&request("cbx_00000000a003"))
+        .await
+        .unwrap();
+    assert_eq!(cloud.proxy.count("RunInstances"), 2);
+    assert_eq!(cloud.instances("running").await, [record.server_id.clone()]);
+    cloud.provider.release(&record).await.unwrap();
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_other_errors_map_to_the_shared_vocabulary() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    cloud
+        .proxy
+        .inject(Fault::refuse("RunInstances", Ec2Error::RequestLimitExceeded).times(2));
+    let record = cloud
+        .provider
+        .acquire(&request("cbx_00000000a004"))
+        .await
+        .unwrap();
+    assert_eq!(
+        cloud.proxy.count("RunInstances"),
+        3,
+        "two throttled tries, then the launch"
+    );
+    assert_eq!(
+        record.server_type, "c7a.8xlarge",
+        "the same plan, not the next type"
+    );
+    assert_eq!(record.provisioning_attempts.len(), 2);
+    cloud.provider.release(&record).await.unwrap();
+}
