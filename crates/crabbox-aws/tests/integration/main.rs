@@ -34,9 +34,13 @@ impl Cloud {
             .credentials_provider(credentials)
             .load()
             .await;
-        let defaults = crabbox_core::config::resolve(&Default::default()).unwrap();
-        let mut settings = AwsSettings::from_config(defaults.config(), Default::default());
-        settings.region = moto.region().to_owned();
+        let defaults =
+            crabbox_core::config::resolve(&crabbox_core::config::ConfigInputs::default()).unwrap();
+        let mut settings = AwsSettings::from_config(
+            defaults.config(),
+            crabbox_providers::cloud::cost::CostRates::default(),
+        );
+        moto.region().clone_into(&mut settings.region);
         settings.ssh_cidrs = vec!["127.0.0.0/8".into()];
         let provider = AwsProvider::with_clients(settings, Aws::from_sdk_config(sdk));
         Self {
@@ -129,7 +133,10 @@ async fn a_create_retried_after_a_lost_reply_leaves_one_runner() {
         .await
         .unwrap();
     assert_eq!(cloud.proxy.count("RunInstances"), 2);
-    assert_eq!(cloud.instances("running").await, [record.server_id.clone()]);
+    assert_eq!(
+        cloud.instances("running").await,
+        std::slice::from_ref(&record.server_id)
+    );
     cloud.provider.release(&record).await.unwrap();
 }
 
