@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::client::Aws;
 use crate::instances::{self, LaunchTemplate, Launched};
 use crate::settings::AwsSettings;
-use crate::{image, keys, network};
+use crate::{identity, image, keys, network};
 
 /// Label of the region a lease's instance runs in.
 pub const REGION_LABEL: &str = "aws_region";
@@ -108,15 +108,55 @@ struct Create<'a> {
     user_data: String,
     labels: BTreeMap<String, String>,
     regions: Mutex<BTreeMap<String, Prepared>>,
+    /// Applied vCPU quotas per region and market, as read once (`None`: unknown).
+    quotas: Mutex<BTreeMap<(String, &'static str), Option<f64>>>,
 }
 
 impl Create<'_> {
-    /// One plan: the region prepared, then `RunInstances`.
+    /// One plan: the quota preflight, the region prepared, then `RunInstances`.
     async fn try_plan(&self, plan: TryPlan, zone: Option<String>) -> Result<Launched, Refusal> {
+        self.preflight(&plan).await?;
         let ec2 = self.aws.ec2(&plan.region);
         let arch = CATALOG.architecture_of(&plan.server_type, self.architecture);
         let template = self.template(&ec2, &plan.region, arch).await?;
         instances::launch(&ec2, &template, &plan, zone.as_deref()).await
+    }
+
+    /// Refuses a plan whose type needs more vCPUs than the account's quota for its market in
+    /// its region, before anything is spent. A quota that cannot be read is unknown: no
+    /// refusal (Service Quotas may not know EC2's quotas in every partition).
+    async fn preflight(&self, plan: &TryPlan) -> Result<(), Refusal> {
+        let Some(needs) = crabbox_providers::cloud::aws::shape::vcpus(&plan.server_type) else {
+            return Ok(());
+        };
+        let key = (plan.region.clone(), plan.market.as_str());
+        let mut quotas = self.quotas.lock().await;
+        let quota = match quotas.get(&key) {
+            Some(known) => *known,
+            None => {
+                let read = identity::vcpu_quota(&self.aws, &plan.region, plan.market).await;
+                let quota = read.unwrap_or_else(|e| {
+                    tracing::warn!(region = %plan.region, error = %e, "vCPU quota unknown");
+                    None
+                });
+                quotas.insert(key, quota);
+                quota
+            }
+        };
+        match quota {
+            Some(have) if f64::from(needs) > have => {
+                let code = identity::vcpu_quota_code(plan.market);
+                let message = format!(
+                    "quota {code} in {} is {have} vCPUs; {} needs {needs} vCPUs",
+                    plan.region, plan.server_type
+                );
+                Err(
+                    Refusal::new(Category::Quota, code, ProviderError::Quota(message))
+                        .spot_recoverable(plan.market == Market::Spot),
+                )
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn template(
@@ -261,6 +301,7 @@ impl Provider for AwsProvider {
             user_data,
             labels,
             regions: Mutex::new(BTreeMap::new()),
+            quotas: Mutex::new(BTreeMap::new()),
         };
         let launched = provision(
             &candidates,

@@ -211,6 +211,8 @@ struct State {
     calls: Vec<Call>,
     faults: Vec<Fault>,
     idempotent: bool,
+    /// Applied EC2 quotas by quota code, answered in moto's place.
+    quotas: HashMap<String, f64>,
 }
 
 /// moto's successful answer to a `RunInstances` with a `ClientToken`, and what was asked.
@@ -258,6 +260,7 @@ impl FaultProxy {
                 calls: Vec::new(),
                 faults: Vec::new(),
                 idempotent: true,
+                quotas: HashMap::new(),
             }),
             tokens: tokio::sync::Mutex::new(HashMap::new()),
         });
@@ -295,6 +298,17 @@ impl FaultProxy {
     /// The proxy's base URL, for `AWS_ENDPOINT_URL`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Makes Service Quotas report `value` for the EC2 quota `code` (`L-34B43A08`, spot
+    /// vCPUs; `L-1216C47A`, on-demand vCPUs). moto's Service Quotas knows no EC2 quotas
+    /// (it answers `NoSuchResourceException`), so the proxy answers `GetServiceQuota` for
+    /// the codes set here itself, in the shape of the Service Quotas API reference
+    /// (`GetServiceQuota`: `{"Quota": {ServiceCode, QuotaCode, QuotaName, Value, Unit,
+    /// Adjustable, GlobalQuota}}`); other calls still go to moto.
+    pub fn set_service_quota(&self, code: &str, value: f64) {
+        let mut state = self.shared.state.lock().expect("proxy state");
+        state.quotas.insert(code.to_owned(), value);
     }
 
     /// Adds a fault; faults are tried in the order added, the first that matches applies.
@@ -358,6 +372,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
     };
     if let Some(Effect::Refuse(error)) = effect {
         return Ok(xml_answer(error.status(), error.xml(&call.params)));
+    }
+    if let Some(answer) = service_quota(&shared, &call, &body) {
+        return Ok(answer);
     }
     let token = call.param("ClientToken").map(str::to_owned);
     let answer = match token {
@@ -474,6 +491,39 @@ fn read_call(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Call {
             .map_or_else(String::new, |(_, v)| v.clone())
     });
     Call { action, params }
+}
+
+/// `GetServiceQuota` for an EC2 quota set with [`FaultProxy::set_service_quota`].
+fn service_quota(shared: &Shared, call: &Call, body: &[u8]) -> Option<Response<Full<Bytes>>> {
+    if call.action != "ServiceQuotasV20190624.GetServiceQuota" {
+        return None;
+    }
+    let asked: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let (service, code) = (asked["ServiceCode"].as_str()?, asked["QuotaCode"].as_str()?);
+    let value = *shared.state.lock().expect("proxy state").quotas.get(code)?;
+    if service != "ec2" {
+        return None;
+    }
+    let answer = serde_json::json!({
+        "Quota": {
+            "ServiceCode": "ec2",
+            "ServiceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+            "QuotaArn": format!("arn:aws:servicequotas:{}:{}:ec2/{code}", crate::moto::DEFAULT_REGION, crate::moto::ACCOUNT_ID),
+            "QuotaCode": code,
+            "QuotaName": "Running instances vCPUs",
+            "Value": value,
+            "Unit": "None",
+            "Adjustable": true,
+            "GlobalQuota": false
+        }
+    });
+    Some(
+        Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .body(Full::new(Bytes::from(answer.to_string())))
+            .expect("a valid answer"),
+    )
 }
 
 fn xml_answer(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

@@ -164,3 +164,60 @@ async fn throttling_is_retried_and_other_errors_map_to_the_shared_vocabulary() {
     assert_eq!(record.provisioning_attempts.len(), 2);
     cloud.provider.release(&record).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_vcpu_quota_preflight_skips_types_before_anything_is_spent() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    // Spot: 16 vCPUs. The standard class's 32-vCPU types are refused without a call.
+    cloud.proxy.set_service_quota("L-34B43A08", 16.0);
+    let record = cloud
+        .provider
+        .acquire(&request("cbx_00000000a005"))
+        .await
+        .unwrap();
+    assert_eq!(
+        record.server_type, "c7a.4xlarge",
+        "the first type that fits"
+    );
+    assert_eq!(cloud.proxy.count("RunInstances"), 1);
+    let refused: Vec<_> = record
+        .provisioning_attempts
+        .iter()
+        .map(|a| {
+            (
+                a.server_type.as_str(),
+                a.category.as_str(),
+                a.message.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert_eq!(
+        refused[0],
+        (
+            "c7a.8xlarge",
+            "quota",
+            "quota L-34B43A08 in eu-west-1 is 16 vCPUs; c7a.8xlarge needs 32 vCPUs"
+        )
+    );
+    cloud.provider.release(&record).await.unwrap();
+
+    // Nothing fits either market: a quota error, and nothing was made.
+    cloud.proxy.set_service_quota("L-34B43A08", 2.0);
+    cloud.proxy.set_service_quota("L-1216C47A", 2.0);
+    cloud.proxy.reset_calls();
+    let mut req = request("cbx_00000000a006");
+    req.machine.server_type = Some("c7a.48xlarge".into());
+    let err = cloud.provider.acquire(&req).await.unwrap_err();
+    assert!(
+        matches!(err, crabbox_providers::ProviderError::Quota(_)),
+        "{err}"
+    );
+    assert_eq!(cloud.proxy.count("RunInstances"), 0);
+    assert_eq!(
+        cloud.proxy.count("ImportKeyPair"),
+        0,
+        "not even the key is imported"
+    );
+}

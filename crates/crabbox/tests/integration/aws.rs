@@ -109,12 +109,18 @@ impl Aws {
             .to_string();
         let mut counts = std::collections::BTreeMap::<String, usize>::new();
         for call in self.proxy.calls() {
+            // JSON-protocol services name the action `<Service>.<Action>`.
+            let action = call
+                .action
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             assert!(
-                policy.contains(&format!("\"ec2:{}\"", call.action)),
-                "{} is not in the policy: {policy}",
-                call.action
+                policy.contains(&format!(":{action}\"")),
+                "{action} is not in the policy: {policy}"
             );
-            *counts.entry(call.action).or_default() += 1;
+            *counts.entry(action).or_default() += 1;
         }
         self.proxy.reset_calls();
         counts.into_iter().collect()
@@ -153,6 +159,7 @@ fn warmup_run_stop_on_an_ec2_runner_leaves_nothing_behind() {
             ("DescribeSecurityGroups", 1),
             ("DescribeSpotPriceHistory", 1),
             ("DescribeVpcs", 1),
+            ("GetServiceQuota", 1),
             ("ImportKeyPair", 1),
             ("RunInstances", 1),
         ])
@@ -222,6 +229,7 @@ fn warmup_run_stop_on_an_ec2_runner_leaves_nothing_behind() {
             ("DescribeSecurityGroups", 1),
             ("DescribeSpotPriceHistory", 1),
             ("DescribeVpcs", 1),
+            ("GetServiceQuota", 1),
             ("ImportKeyPair", 1),
             ("RunInstances", 1),
         ])
