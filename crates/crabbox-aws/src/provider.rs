@@ -131,17 +131,16 @@ impl Create<'_> {
         };
         let key = (plan.region.clone(), plan.market.as_str());
         let mut quotas = self.quotas.lock().await;
-        let quota = match quotas.get(&key) {
-            Some(known) => *known,
-            None => {
-                let read = identity::vcpu_quota(&self.aws, &plan.region, plan.market).await;
-                let quota = read.unwrap_or_else(|e| {
-                    tracing::warn!(region = %plan.region, error = %e, "vCPU quota unknown");
-                    None
-                });
-                quotas.insert(key, quota);
-                quota
-            }
+        let quota = if let Some(known) = quotas.get(&key) {
+            *known
+        } else {
+            let read = identity::vcpu_quota(&self.aws, &plan.region, plan.market).await;
+            let quota = read.unwrap_or_else(|e| {
+                tracing::warn!(region = %plan.region, error = %e, "vCPU quota unknown");
+                None
+            });
+            quotas.insert(key, quota);
+            quota
         };
         match quota {
             Some(have) if f64::from(needs) > have => {
