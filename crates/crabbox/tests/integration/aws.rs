@@ -532,3 +532,40 @@ fn doctor_and_admin_providers_identity_report_the_account() {
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("AWS_PROFILE"), "{}", stderr(&out));
 }
+
+#[test]
+fn ctrl_c_after_the_launch_deletes_what_the_create_made() {
+    loopback_only!();
+    let aws = Aws::start();
+    let mut cmd = aws.sb.crabbox(&aws.repo, &["warmup"]);
+    aws.moto.configure(&mut cmd, &aws.proxy.url());
+    let child = cmd
+        .env("CRABBOX_PROVIDER", "aws")
+        .env("CRABBOX_AWS_SSH_CIDRS", "127.0.0.0/8")
+        // A user the runner does not have: the lease never becomes ready, so the signal
+        // always arrives during the create or the wait for SSH.
+        .env("CRABBOX_SSH_USER", "nobody-here")
+        .env("CRABBOX_READY_TIMEOUT", "60s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("crabbox starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while aws.proxy.count("RunInstances") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no launch seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        aws.instances("running").is_empty(),
+        "the instance is terminated"
+    );
+    assert!(aws.key_pairs().is_empty(), "the key pair is deleted");
+}
