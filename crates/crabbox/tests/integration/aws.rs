@@ -569,3 +569,27 @@ fn ctrl_c_after_the_launch_deletes_what_the_create_made() {
     );
     assert!(aws.key_pairs().is_empty(), "the key pair is deleted");
 }
+
+#[test]
+fn use_private_ip_reaches_the_runner_at_its_private_address() {
+    loopback_only!();
+    let aws = Aws::start();
+    let out = aws.crabbox(
+        &["warmup", "--json"],
+        &[("CRABBOX_AWS_USE_PRIVATE_IP", "true")],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let warm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let running = aws.instances("running");
+    let runner = aws
+        .emulator
+        .wait_for_runner(&running[0], Duration::from_secs(30));
+    let private = runner.private_ip.expect("a private address").to_string();
+    assert_eq!(warm["lease"]["host"], private.as_str());
+    let out = aws.crabbox(
+        &["run", "--id", &lease_id(&warm), "--", "cat", "hello.txt"],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    aws.ok(&["stop", &lease_id(&warm)]);
+}
