@@ -383,6 +383,44 @@ impl Provider for AwsProvider {
         Ok(leases)
     }
 
+    /// `CreateTags` with the heartbeat's labels: `last_touched_at` now, `expires_at` and the
+    /// idle timeout recomputed from the lease's own durations.
+    async fn touch(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
+        let mut labels = lease.labels.clone();
+        labels.insert(
+            "idle_timeout_secs".into(),
+            lease.idle_timeout_secs.to_string(),
+        );
+        let touched = crabbox_providers::cloud::labels::touch(&labels, None, now_secs());
+        let changed: Vec<aws_sdk_ec2::types::Tag> = [
+            "last_touched_at",
+            "expires_at",
+            "idle_timeout",
+            "idle_timeout_secs",
+        ]
+        .iter()
+        .filter_map(|key| {
+            let value = touched.get(*key)?;
+            Some(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(*key)
+                    .value(value)
+                    .build(),
+            )
+        })
+        .collect();
+        let ec2 = self.aws().await.ec2(&self.region_of(lease));
+        crate::client::call(
+            crate::policy::Action::CreateTags,
+            ec2.create_tags()
+                .resources(&lease.server_id)
+                .set_tags(Some(changed))
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn runners(&self) -> Result<Vec<LeaseRecord>, ProviderError> {
         Ok(self
             .instances()

@@ -100,6 +100,12 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Records on the runner that the lease was used now (a cloud's labels: `last_touched_at`,
+    /// `expires_at`), so that another machine's `cleanup` judges it by its real expiry.
+    async fn touch(&self, _lease: &LeaseRecord) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Every runner this provider holds, as records with at least the lease id, the server id
     /// and the labels, for `cleanup` and `list` to judge runners no claim accounts for.
     /// Providers that cannot list return an empty list.

@@ -161,6 +161,12 @@ impl Backend for Direct {
             record.idle_timeout_secs = d.as_secs();
         }
         record.last_touched_at = now_secs();
+        if let Err(e) = self.provider()?.touch(record).await {
+            output::warn(format!(
+                "could not record the heartbeat on the {} runner: {e}",
+                self.name
+            ));
+        }
         Ok(claim_view(record, record.state.clone()))
     }
 

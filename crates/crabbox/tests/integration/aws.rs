@@ -175,6 +175,24 @@ fn warmup_run_stop_on_an_ec2_runner_leaves_nothing_behind() {
         [format!("crabbox-{}", id.replace('_', "-"))]
     );
 
+    // A heartbeat writes the new clock onto the instance's tags.
+    aws.take_calls();
+    aws.ok(&["heartbeat", &id, "--idle-timeout", "45m"]);
+    assert_eq!(
+        aws.take_calls(),
+        counts(&[("CreateTags", 1), ("DescribeInstances", 1)])
+    );
+    let tags = aws.moto_query(
+        "DescribeTags",
+        &[
+            ("Filter.1.Name", "resource-id"),
+            ("Filter.1.Value.1", running[0].as_str()),
+            ("Filter.2.Name", "key"),
+            ("Filter.2.Value.1", "idle_timeout_secs"),
+        ],
+    );
+    assert_eq!(tags.all("value"), ["2700"]);
+
     let inspect = aws.json(&["inspect", "--id", &id, "--json"]);
     let text = inspect.to_string();
     assert!(
