@@ -59,10 +59,10 @@ pub async fn security_group(
     let stale: Vec<Rule> = present.difference(&wanted).cloned().collect();
     let missing: Vec<Rule> = wanted.difference(&present).cloned().collect();
     if !stale.is_empty() {
-        revoke(ec2, &group_id, &stale).await?;
+        change_rules(ec2, &group_id, &stale, false).await?;
     }
     if !missing.is_empty() {
-        authorize(ec2, &group_id, &missing).await?;
+        change_rules(ec2, &group_id, &missing, true).await?;
     }
     Ok(group_id)
 }
@@ -228,42 +228,40 @@ fn permissions(rules: &[Rule]) -> Vec<IpPermission> {
         .collect()
 }
 
-async fn authorize(
+/// Adds or removes ingress rules. Adding one that exists, or removing one that is gone, is
+/// not an error.
+async fn change_rules(
     ec2: &aws_sdk_ec2::Client,
     group: &str,
     rules: &[Rule],
+    add: bool,
 ) -> Result<(), ProviderError> {
-    let sent = call(
-        Action::AuthorizeSecurityGroupIngress,
-        ec2.authorize_security_group_ingress()
-            .group_id(group)
-            .set_ip_permissions(Some(permissions(rules)))
-            .send(),
-    )
-    .await;
+    let permissions = Some(permissions(rules));
+    let sent = if add {
+        call(
+            Action::AuthorizeSecurityGroupIngress,
+            ec2.authorize_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(permissions)
+                .send(),
+        )
+        .await
+        .map(drop)
+    } else {
+        call(
+            Action::RevokeSecurityGroupIngress,
+            ec2.revoke_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(permissions)
+                .send(),
+        )
+        .await
+        .map(drop)
+    };
     match sent {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == "InvalidPermission.Duplicate" => Ok(()),
-        Err(e) => Err(e.error),
-    }
-}
-
-async fn revoke(
-    ec2: &aws_sdk_ec2::Client,
-    group: &str,
-    rules: &[Rule],
-) -> Result<(), ProviderError> {
-    let sent = call(
-        Action::RevokeSecurityGroupIngress,
-        ec2.revoke_security_group_ingress()
-            .group_id(group)
-            .set_ip_permissions(Some(permissions(rules)))
-            .send(),
-    )
-    .await;
-    match sent {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() || e.code == "InvalidPermission.NotFound" => Ok(()),
+        Ok(()) => Ok(()),
+        Err(e) if add && e.code == "InvalidPermission.Duplicate" => Ok(()),
+        Err(e) if !add && (e.is_not_found() || e.code == "InvalidPermission.NotFound") => Ok(()),
         Err(e) => Err(e.error),
     }
 }

@@ -22,27 +22,7 @@ impl Cloud {
     async fn start() -> Self {
         let moto = Moto::start();
         let proxy = FaultProxy::start(&moto.url());
-        let credentials = aws_credential_types::Credentials::new(
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-            None,
-            None,
-            "crabbox-tests",
-        );
-        let sdk = loader(moto.region())
-            .endpoint_url(proxy.url())
-            .credentials_provider(credentials)
-            .load()
-            .await;
-        let defaults =
-            crabbox_core::config::resolve(&crabbox_core::config::ConfigInputs::default()).unwrap();
-        let mut settings = AwsSettings::from_config(
-            defaults.config(),
-            crabbox_providers::cloud::cost::CostRates::default(),
-        );
-        moto.region().clone_into(&mut settings.region);
-        settings.ssh_cidrs = vec!["127.0.0.0/8".into()];
-        let provider = AwsProvider::with_clients(settings, Aws::from_sdk_config(sdk));
+        let provider = provider(&moto, &proxy, &["127.0.0.0/8"]).await;
         Self {
             moto,
             proxy,
@@ -70,6 +50,31 @@ impl Cloud {
             .await
             .all("keyName")
     }
+}
+
+/// A provider configured in code for moto behind `proxy`, allowing SSH from `cidrs`.
+async fn provider(moto: &Moto, proxy: &FaultProxy, cidrs: &[&str]) -> AwsProvider {
+    let credentials = aws_credential_types::Credentials::new(
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        None,
+        None,
+        "crabbox-tests",
+    );
+    let sdk = loader(moto.region())
+        .endpoint_url(proxy.url())
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    let defaults =
+        crabbox_core::config::resolve(&crabbox_core::config::ConfigInputs::default()).unwrap();
+    let mut settings = AwsSettings::from_config(
+        defaults.config(),
+        crabbox_providers::cloud::cost::CostRates::default(),
+    );
+    moto.region().clone_into(&mut settings.region);
+    settings.ssh_cidrs = cidrs.iter().map(|c| (*c).to_owned()).collect();
+    AwsProvider::with_clients(settings, Aws::from_sdk_config(sdk))
 }
 
 fn request(lease_id: &str) -> AcquireRequest {
@@ -220,4 +225,68 @@ async fn the_vcpu_quota_preflight_skips_types_before_anything_is_spent() {
         0,
         "not even the key is imported"
     );
+}
+
+#[tokio::test]
+async fn the_security_group_allows_ssh_from_exactly_the_configured_sources() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    let first = cloud
+        .provider
+        .acquire(&request("cbx_00000000a007"))
+        .await
+        .unwrap();
+    // The sources change: the next create brings the group's Crabbox rules to the new ones
+    // and leaves a rule someone else added alone.
+    let ec2 = Ec2Query::new(&cloud.moto.url(), cloud.moto.region());
+    let group = ec2
+        .ok(
+            "DescribeSecurityGroups",
+            &[
+                ("Filter.1.Name", "group-name"),
+                ("Filter.1.Value.1", "crabbox-runners"),
+            ],
+        )
+        .await
+        .first("groupId")
+        .unwrap();
+    ec2.ok(
+        "AuthorizeSecurityGroupIngress",
+        &[
+            ("GroupId", group.as_str()),
+            ("IpPermissions.1.IpProtocol", "tcp"),
+            ("IpPermissions.1.FromPort", "443"),
+            ("IpPermissions.1.ToPort", "443"),
+            ("IpPermissions.1.IpRanges.1.CidrIp", "10.0.0.0/8"),
+        ],
+    )
+    .await;
+    let moved = provider(
+        &cloud.moto,
+        &cloud.proxy,
+        &["192.0.2.0/24", "2001:db8::/32"],
+    )
+    .await;
+    let second = moved.acquire(&request("cbx_00000000a008")).await.unwrap();
+    let rules = ec2
+        .ok("DescribeSecurityGroups", &[("GroupId.1", group.as_str())])
+        .await;
+    let mut sources = rules.all("cidrIp");
+    sources.extend(rules.all("cidrIpv6"));
+    // The group's default egress rule (`ipPermissionsEgress`) reads the same way.
+    sources.retain(|cidr| cidr != "0.0.0.0/0");
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            "10.0.0.0/8",
+            "192.0.2.0/24",
+            "192.0.2.0/24",
+            "2001:db8::/32",
+            "2001:db8::/32"
+        ],
+        "ports 22 and 2222 from the new sources, the foreign rule kept"
+    );
+    cloud.provider.release(&first).await.unwrap();
+    moved.release(&second).await.unwrap();
 }

@@ -38,8 +38,9 @@ impl Aws {
         }
     }
 
-    /// `crabbox <args>` in the repository, with AWS settings for moto and the emulated runner.
-    fn crabbox(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    /// `crabbox <args>` in the repository, with AWS settings for moto and the emulated runner
+    /// (`env` added last, so it can override them).
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut cmd = self.sb.crabbox(&self.repo, args);
         self.moto.configure(&mut cmd, &self.proxy.url());
         cmd.env("CRABBOX_PROVIDER", "aws")
@@ -50,7 +51,20 @@ impl Aws {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("crabbox runs")
+        cmd
+    }
+
+    fn crabbox(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().expect("crabbox runs")
+    }
+
+    /// No instance runs and no key pair is left.
+    fn assert_nothing_left(&self) {
+        assert!(
+            self.instances("running").is_empty(),
+            "an instance still runs"
+        );
+        assert!(self.key_pairs().is_empty(), "a key pair is left");
     }
 
     fn ok(&self, args: &[&str]) -> Output {
@@ -335,11 +349,7 @@ fn a_runner_that_never_becomes_ready_is_terminated_with_exit_5() {
         "the hint shows the console output: {}",
         stderr(&out)
     );
-    assert!(
-        aws.instances("running").is_empty(),
-        "the instance is terminated"
-    );
-    assert!(aws.key_pairs().is_empty(), "and its key pair deleted");
+    aws.assert_nothing_left();
 }
 
 #[test]
@@ -555,15 +565,10 @@ fn doctor_and_admin_providers_identity_report_the_account() {
 fn ctrl_c_after_the_launch_deletes_what_the_create_made() {
     loopback_only!();
     let aws = Aws::start();
-    let mut cmd = aws.sb.crabbox(&aws.repo, &["warmup"]);
-    aws.moto.configure(&mut cmd, &aws.proxy.url());
-    let child = cmd
-        .env("CRABBOX_PROVIDER", "aws")
-        .env("CRABBOX_AWS_SSH_CIDRS", "127.0.0.0/8")
-        // A user the runner does not have: the lease never becomes ready, so the signal
-        // always arrives during the create or the wait for SSH.
-        .env("CRABBOX_SSH_USER", "nobody-here")
-        .env("CRABBOX_READY_TIMEOUT", "60s")
+    // A user the runner does not have: the lease never becomes ready, so the signal always
+    // arrives during the create or the wait for SSH.
+    let child = aws
+        .command(&["warmup"], &[("CRABBOX_SSH_USER", "nobody-here")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -581,11 +586,7 @@ fn ctrl_c_after_the_launch_deletes_what_the_create_made() {
     assert!(sent.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", stderr(&out));
-    assert!(
-        aws.instances("running").is_empty(),
-        "the instance is terminated"
-    );
-    assert!(aws.key_pairs().is_empty(), "the key pair is deleted");
+    aws.assert_nothing_left();
 }
 
 #[test]
