@@ -612,3 +612,43 @@ fn use_private_ip_reaches_the_runner_at_its_private_address() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     aws.ok(&["stop", &lease_id(&warm)]);
 }
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error_and_nothing_created() {
+    loopback_only!();
+    let aws = Aws::start();
+    for (args, env, says) in [
+        (
+            vec!["warmup", "--class", "huge"],
+            vec![],
+            "unknown class \"huge\"",
+        ),
+        (vec!["warmup", "--type", "beast"], vec![], "beast"),
+        (
+            vec!["warmup", "--market", "cheap"],
+            vec![],
+            "spot or on-demand",
+        ),
+        (vec!["warmup", "--arch", "sparc"], vec![], "x86_64 or arm64"),
+        (
+            vec!["warmup"],
+            vec![("CRABBOX_AWS_SSH_CIDRS", "10.0.0.0/33")],
+            "CRABBOX_AWS_SSH_CIDRS",
+        ),
+        (
+            vec!["warmup"],
+            vec![("CRABBOX_AWS_AMI", "ami-00000000000000000")],
+            "InvalidAMIID",
+        ),
+    ] {
+        let out = aws.crabbox(&args, &env);
+        assert_eq!(code(&out), 2, "{args:?} {env:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        aws.assert_nothing_left();
+    }
+    assert_eq!(
+        aws.proxy.count("RunInstances"),
+        1,
+        "only the bad image got as far as a launch"
+    );
+}
