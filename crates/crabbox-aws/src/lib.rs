@@ -3,6 +3,7 @@
 //! for the vCPU preflight. It uses the shared cloud model of `crabbox_providers::cloud` for
 //! classes, fallback, labels, cloud-init and cost; everything here talks to AWS.
 
+pub mod cache;
 pub mod client;
 pub mod identity;
 pub mod image;

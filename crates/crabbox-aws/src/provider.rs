@@ -25,10 +25,28 @@ use crabbox_providers::cloud::{
 use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
 use tokio::sync::{Mutex, OnceCell};
 
+use crate::cache::{Cache, RegionFacts};
 use crate::client::Aws;
 use crate::instances::{self, LaunchTemplate, Launched};
 use crate::settings::AwsSettings;
 use crate::{identity, image, keys, network};
+
+/// Codes of a launch refused because the security group or image it named is gone.
+const STALE: &[&str] = &[
+    "InvalidGroup.NotFound",
+    "InvalidSecurityGroupID.NotFound",
+    "InvalidAMIID.NotFound",
+    "InvalidAMIID.Unavailable",
+];
+
+/// Whether the template's group or image came from the region's remembered facts.
+fn was_remembered(facts: &RegionFacts, template: &LaunchTemplate) -> bool {
+    facts
+        .security_group
+        .as_ref()
+        .is_some_and(|(id, _)| *id == template.security_group)
+        || facts.images.values().any(|id| *id == template.image_id)
+}
 
 /// Label of the region a lease's instance runs in.
 pub const REGION_LABEL: &str = "aws_region";
@@ -38,11 +56,13 @@ pub const REGION_LABEL: &str = "aws_region";
 pub struct AwsProvider {
     settings: AwsSettings,
     aws: OnceCell<Arc<Aws>>,
+    cache: Cache,
 }
 
 impl AwsProvider {
     pub fn new(settings: AwsSettings) -> Self {
         Self {
+            cache: Cache::new(settings.cache_dir.clone()),
             settings,
             aws: OnceCell::new(),
         }
@@ -51,6 +71,7 @@ impl AwsProvider {
     /// A provider on clients the caller made (an SDK configuration built in code).
     pub fn with_clients(settings: AwsSettings, aws: Aws) -> Self {
         Self {
+            cache: Cache::new(settings.cache_dir.clone()),
             settings,
             aws: OnceCell::new_with(Some(Arc::new(aws))),
         }
@@ -89,13 +110,11 @@ impl AwsProvider {
     }
 }
 
-/// What a region needs before a launch there: the lease's key, the security group and an
-/// image per architecture. Made once per region a create reaches.
+/// What a create imported in a region it reached: the lease's key pair. (The security
+/// group, images and quotas are the region's, in the provider's [`Cache`].)
 #[derive(Debug, Default)]
 struct Prepared {
     key_name: Option<String>,
-    security_group: Option<String>,
-    images: BTreeMap<&'static str, String>,
 }
 
 /// The state of one create: what it made where, so a failure can delete it.
@@ -108,18 +127,37 @@ struct Create<'a> {
     user_data: String,
     labels: BTreeMap<String, String>,
     regions: Mutex<BTreeMap<String, Prepared>>,
-    /// Applied vCPU quotas per region and market, as read once (`None`: unknown).
-    quotas: Mutex<BTreeMap<(String, &'static str), Option<f64>>>,
 }
 
 impl Create<'_> {
-    /// One plan: the quota preflight, the region prepared, then `RunInstances`.
+    /// One plan: the quota preflight, the region prepared, then `RunInstances`. A launch
+    /// refused because a remembered group or image is gone forgets the region's facts and is
+    /// tried again (once: the next look-ups are fresh).
     async fn try_plan(&self, plan: TryPlan, zone: Option<String>) -> Result<Launched, Refusal> {
         self.preflight(&plan).await?;
         let ec2 = self.aws.ec2(&plan.region);
         let arch = CATALOG.architecture_of(&plan.server_type, self.architecture);
+        let remembered = self.provider.cache.get(&plan.region);
         let template = self.template(&ec2, &plan.region, arch).await?;
-        instances::launch(&ec2, &template, &plan, zone.as_deref()).await
+        let launched = instances::launch(&ec2, &template, &plan, zone.as_deref()).await;
+        match launched {
+            Err(refusal)
+                if STALE.contains(&refusal.code.as_str())
+                    && was_remembered(&remembered, &template) =>
+            {
+                self.provider.cache.forget(&plan.region);
+                Err(Refusal::new(
+                    Category::Transient,
+                    refusal.code,
+                    ProviderError::Transient(format!(
+                        "a remembered security group or image in {} is gone: {}",
+                        plan.region,
+                        refusal.error.message()
+                    )),
+                ))
+            }
+            other => other,
+        }
     }
 
     /// Refuses a plan whose type needs more vCPUs than the account's quota for its market in
@@ -129,9 +167,9 @@ impl Create<'_> {
         let Some(needs) = crabbox_providers::cloud::aws::shape::vcpus(&plan.server_type) else {
             return Ok(());
         };
-        let key = (plan.region.clone(), plan.market.as_str());
-        let mut quotas = self.quotas.lock().await;
-        let quota = if let Some(known) = quotas.get(&key) {
+        let cache = &self.provider.cache;
+        let market = plan.market.as_str();
+        let quota = if let Some(known) = cache.get(&plan.region).quotas.get(market) {
             *known
         } else {
             let read = identity::vcpu_quota(&self.aws, &plan.region, plan.market).await;
@@ -139,7 +177,9 @@ impl Create<'_> {
                 tracing::warn!(region = %plan.region, error = %e, "vCPU quota unknown");
                 None
             });
-            quotas.insert(key, quota);
+            cache.update(&plan.region, |f| {
+                f.quotas.insert(market.to_owned(), quota);
+            });
             quota
         };
         match quota {
@@ -174,35 +214,49 @@ impl Create<'_> {
                 .map_err(fatal)?;
             prepared.key_name = Some(name);
         }
-        if prepared.security_group.is_none() {
-            let ports = settings.ssh_ports();
-            let group = network::security_group(
-                ec2,
-                settings.security_group_id.as_deref(),
-                settings.subnet_id.as_deref(),
-                &self.cidrs,
-                &ports,
-            )
-            .await
-            .map_err(fatal)?;
-            prepared.security_group = Some(group);
-        }
-        let image_id = match (&settings.ami, prepared.images.get(arch.as_str())) {
+        let key_name = prepared.key_name.clone().unwrap_or_default();
+        drop(regions);
+        let cache = &self.provider.cache;
+        let facts = cache.get(region);
+        let ports = settings.ssh_ports();
+        let wanted = format!(
+            "{:?} {:?} {:?} {ports:?}",
+            settings.security_group_id, settings.subnet_id, self.cidrs
+        );
+        let security_group = match facts.security_group {
+            Some((id, made_for)) if made_for == wanted => id,
+            _ => {
+                let id = network::security_group(
+                    ec2,
+                    settings.security_group_id.as_deref(),
+                    settings.subnet_id.as_deref(),
+                    &self.cidrs,
+                    &ports,
+                )
+                .await
+                .map_err(fatal)?;
+                cache.update(region, |f| f.security_group = Some((id.clone(), wanted)));
+                id
+            }
+        };
+        let image_id = match (&settings.ami, facts.images.get(arch.as_str())) {
             (Some(ami), _) => ami.clone(),
             (None, Some(found)) => found.clone(),
             (None, None) => {
                 let found = image::linux_image(ec2, region, arch)
                     .await
                     .map_err(|e| Refusal::new(Category::Region, "", e))?;
-                prepared.images.insert(arch.as_str(), found.clone());
+                cache.update(region, |f| {
+                    f.images.insert(arch.as_str().to_owned(), found.clone());
+                });
                 found
             }
         };
         Ok(LaunchTemplate {
             lease_id: self.req.lease_id.clone(),
             image_id,
-            key_name: prepared.key_name.clone().unwrap_or_default(),
-            security_group: prepared.security_group.clone().unwrap_or_default(),
+            key_name,
+            security_group,
             subnet: settings.subnet_id.clone(),
             instance_profile: settings.instance_profile.clone(),
             root_gb: settings.root_gb,
@@ -300,7 +354,6 @@ impl Provider for AwsProvider {
             user_data,
             labels,
             regions: Mutex::new(BTreeMap::new()),
-            quotas: Mutex::new(BTreeMap::new()),
         };
         let launched = provision(
             &candidates,
@@ -451,6 +504,23 @@ impl Provider for AwsProvider {
 }
 
 impl AwsProvider {
+    /// The spot price of the plan's type, remembered for a while.
+    async fn spot_price(&self, ec2: &aws_sdk_ec2::Client, plan: &TryPlan) -> Option<f64> {
+        if let Some(price) = self
+            .cache
+            .get(&plan.region)
+            .spot_prices
+            .get(&plan.server_type)
+        {
+            return Some(*price);
+        }
+        let price = instances::spot_price(ec2, &plan.server_type, None).await?;
+        self.cache.update(&plan.region, |f| {
+            f.spot_prices.insert(plan.server_type.clone(), price);
+        });
+        Some(price)
+    }
+
     /// After the launch: the address, the price, the record. On failure, what to delete.
     async fn finish(
         &self,
@@ -475,7 +545,7 @@ impl AwsProvider {
         .await
         .map_err(|e| (instance_id.clone(), plan.region.clone(), e))?;
         let live = match plan.market {
-            Market::Spot => instances::spot_price(&ec2, &plan.server_type, None).await,
+            Market::Spot => self.spot_price(&ec2, &plan).await,
             Market::OnDemand => None,
         };
         let price = hourly_price("aws", &plan.server_type, &settings.cost_rates, live);

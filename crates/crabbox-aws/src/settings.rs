@@ -34,6 +34,9 @@ pub struct AwsSettings {
     pub cost_rates: CostRates,
     /// How long a launched instance may take to get its address.
     pub address_wait: Duration,
+    /// Where the region facts are remembered between processes (direct mode: the state
+    /// directory's `aws/`); memory only when `None` (a coordinator).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl AwsSettings {
@@ -60,6 +63,7 @@ impl AwsSettings {
             work_root: config.work_root.clone(),
             cost_rates,
             address_wait: Duration::from_mins(10),
+            cache_dir: None,
         }
     }
 

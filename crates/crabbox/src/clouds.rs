@@ -20,7 +20,8 @@ pub fn provider(name: &str, config: &Config) -> CliResult<Option<Arc<dyn Provide
 
 #[cfg(feature = "aws")]
 fn aws(config: &Config) -> CliResult<Arc<dyn Provider>> {
-    let settings = crabbox_aws::AwsSettings::from_config(config, cost_rates()?);
+    let mut settings = crabbox_aws::AwsSettings::from_config(config, cost_rates()?);
+    settings.cache_dir = Some(crate::paths::state_dir().join("aws"));
     Ok(Arc::new(crabbox_aws::AwsProvider::new(settings)))
 }
 

@@ -290,3 +290,52 @@ async fn the_security_group_allows_ssh_from_exactly_the_configured_sources() {
     cloud.provider.release(&first).await.unwrap();
     moved.release(&second).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_remembered_security_group_that_is_gone_is_looked_up_again() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    let first = cloud
+        .provider
+        .acquire(&request("cbx_00000000a009"))
+        .await
+        .unwrap();
+    cloud.provider.release(&first).await.unwrap();
+    // Someone deletes the group the provider remembers.
+    let ec2 = Ec2Query::new(&cloud.moto.url(), cloud.moto.region());
+    let group = ec2
+        .ok(
+            "DescribeSecurityGroups",
+            &[
+                ("Filter.1.Name", "group-name"),
+                ("Filter.1.Value.1", "crabbox-runners"),
+            ],
+        )
+        .await
+        .first("groupId")
+        .unwrap();
+    ec2.ok("DeleteSecurityGroup", &[("GroupId", group.as_str())])
+        .await;
+    cloud.proxy.reset_calls();
+    let second = cloud
+        .provider
+        .acquire(&request("cbx_00000000a00a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        cloud.proxy.count("RunInstances"),
+        2,
+        "refused once, then launched"
+    );
+    assert_eq!(
+        cloud.proxy.count("CreateSecurityGroup"),
+        1,
+        "the group is made again"
+    );
+    assert_eq!(second.provisioning_attempts.len(), 1);
+    assert_eq!(
+        second.provisioning_attempts[0].code,
+        "InvalidGroup.NotFound"
+    );
+    cloud.provider.release(&second).await.unwrap();
+}
