@@ -146,13 +146,13 @@ mod tests {
 
     #[test]
     fn facts_survive_a_new_process_until_they_are_forgotten() {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(Some(dir.path().join("aws")));
         cache.update("eu-west-1", |f| {
             f.images.insert("x86_64".into(), "ami-1".into());
         });
         let file = dir.path().join("aws/eu-west-1.json");
-        use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(
             std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
