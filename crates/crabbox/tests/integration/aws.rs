@@ -648,3 +648,36 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_created() {
         "only the bad image got as far as a launch"
     );
 }
+
+#[test]
+fn an_ec2_runner_is_reached_through_a_jump_host() {
+    use crate::static_ssh::{Agent, user};
+    use crabbox_remote::{keys, sshd};
+    loopback_only!();
+    let aws = Aws::start();
+    let jump = aws.sb.work().join("jump");
+    let jump_key = keys::ensure_ed25519(&jump.join("client"), "id_ed25519", "jump").unwrap();
+    let bastion = block(sshd::start(
+        &jump.join("sshd"),
+        &user(),
+        &jump_key.public_key().unwrap(),
+    ))
+    .unwrap();
+    let agent = Agent::with_key(&jump, &jump_key.private);
+    let hop = format!("{}@127.0.0.1:{}", user(), bastion.port);
+    let socket = agent.socket.display().to_string();
+    let env = [("SSH_AUTH_SOCK", socket.as_str())];
+
+    let out = aws.crabbox(&["warmup", "--json", "--proxy-jump", &hop], &env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    let out = aws.crabbox(&["run", "--id", &id, "--", "cat", "hello.txt"], &env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello from the laptop"));
+    // Without the bastion the runner cannot be reached: it was the way in.
+    block(sshd::stop(&jump.join("sshd")));
+    let out = aws.crabbox(&["run", "--id", &id, "--", "true"], &env);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    aws.ok(&["stop", &id]);
+    aws.assert_nothing_left();
+}

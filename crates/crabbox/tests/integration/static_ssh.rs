@@ -5,7 +5,7 @@ use crabbox_test_support::{code, git_repo, stderr, stdout, write};
 
 use crate::sandbox;
 
-fn user() -> String {
+pub(crate) fn user() -> String {
     crabbox_providers::local::current_user()
 }
 
@@ -112,13 +112,13 @@ fn ssh_provider_without_host_is_a_usage_error() {
 
 /// An ssh-agent holding one key, stopped when dropped (jump hosts authenticate through the
 /// user's agent, as bastions usually do).
-struct Agent {
+pub(crate) struct Agent {
     child: std::process::Child,
-    socket: std::path::PathBuf,
+    pub(crate) socket: std::path::PathBuf,
 }
 
 impl Agent {
-    fn with_key(dir: &std::path::Path, key: &std::path::Path) -> Self {
+    pub(crate) fn with_key(dir: &std::path::Path, key: &std::path::Path) -> Self {
         let socket = dir.join("agent.sock");
         let child = std::process::Command::new("ssh-agent")
             .arg("-D")
