@@ -60,6 +60,19 @@ pub async fn run(args: Args) -> CliResult<u8> {
             "ready ssh={}@{}:{} workroot={}",
             view.ssh_user, view.host, view.ssh_port, view.work_root
         ));
+        if let Some(usd) = view.estimated_hourly_usd {
+            let market = view.labels.get("market").map_or("", String::as_str);
+            output::out(format!(
+                "cost hourly=${usd:.4} market={market} (until stop or expiry)"
+            ));
+        }
+        if !view.provisioning_attempts.is_empty() {
+            output::err(format!(
+                "{} launch attempt(s) refused before this one; `crabbox inspect {}` lists them",
+                view.provisioning_attempts.len(),
+                view.id
+            ));
+        }
         output::out(format!(
             "warmup complete total={}",
             crabbox_core::duration::format_duration(total)

@@ -273,11 +273,29 @@ fn a_refused_type_falls_back_and_the_attempt_is_recorded() {
         Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity)
             .when("InstanceType", "c7a.8xlarge"),
     );
+    // What a person sees: the price and that something was refused.
+    let out = aws.ok(&["warmup", "--class", "standard"]);
+    assert!(
+        stdout(&out).contains("cost hourly=$0.0000 market=spot"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("1 launch attempt(s) refused"),
+        "{}",
+        stderr(&out)
+    );
+    aws.proxy.inject(
+        Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity)
+            .when("InstanceType", "c7a.8xlarge"),
+    );
     let warm = aws.json(&["warmup", "--class", "standard", "--json"]);
     let id = lease_id(&warm);
     let inspect = aws.json(&["inspect", "--id", &id, "--json"]);
     let text = inspect.to_string();
     assert!(text.contains("c7i.8xlarge"), "the next type: {text}");
+    // moto's spot price history quotes 0.00001 USD: the live price, not the table's.
+    assert_eq!(inspect["estimatedHourlyUSD"], 0.00001, "{text}");
     assert!(
         text.contains("InsufficientInstanceCapacity"),
         "the refused attempt is shown: {text}"
