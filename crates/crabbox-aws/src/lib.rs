@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod client;
+mod create;
 pub mod identity;
 pub mod image;
 pub mod instances;

@@ -2,9 +2,8 @@
 //! own key pair, in the `crabbox-runners` security group.
 //!
 //! A create, in order: the candidate types (class or `--type`) and the capacity plan (market,
-//! regions, zones); the SSH sources; then the fallback driver tries the plans, and for each
-//! region it first reaches it imports the lease's key, finds the security group and the image;
-//! the launched instance is waited on until it has its address. Anything that fails after
+//! regions, zones); the SSH sources; then the fallback driver tries the plans (each one a
+//! `create::Create::try_plan`); the launched instance is waited on until it has its address. Anything that fails after
 //! something was created deletes what this create made (instance, key pairs) before it
 //! returns the error.
 
@@ -12,41 +11,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use crabbox_core::machine::{Architecture, Market, TargetOs};
+use crabbox_core::machine::{Market, TargetOs};
 use crabbox_providers::cloud::aws::CATALOG;
 use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::labels::LeaseLabels;
-use crabbox_providers::cloud::names::resource_name;
 use crabbox_providers::cloud::{
-    Backoff, CapacityPlan, Category, MachineRequest, Provisioned, Refusal, SystemPacing, TryPlan,
-    provision,
+    Backoff, CapacityPlan, MachineRequest, Provisioned, SystemPacing, TryPlan, provision,
 };
 use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::cache::{Cache, RegionFacts};
+use crate::cache::Cache;
 use crate::client::Aws;
-use crate::instances::{self, LaunchTemplate, Launched};
+use crate::create::Create;
+use crate::instances::{self, Launched};
 use crate::settings::AwsSettings;
-use crate::{identity, image, keys, network};
-
-/// Codes of a launch refused because the security group or image it named is gone.
-const STALE: &[&str] = &[
-    "InvalidGroup.NotFound",
-    "InvalidSecurityGroupID.NotFound",
-    "InvalidAMIID.NotFound",
-    "InvalidAMIID.Unavailable",
-];
-
-/// Whether the template's group or image came from the region's remembered facts.
-fn was_remembered(facts: &RegionFacts, template: &LaunchTemplate) -> bool {
-    facts
-        .security_group
-        .as_ref()
-        .is_some_and(|(id, _)| *id == template.security_group)
-        || facts.images.values().any(|id| *id == template.image_id)
-}
+use crate::{keys, network};
 
 /// Label of the region a lease's instance runs in.
 pub const REGION_LABEL: &str = "aws_region";
@@ -107,178 +88,6 @@ impl AwsProvider {
             }
         }
         Ok(out)
-    }
-}
-
-/// What a create imported in a region it reached: the lease's key pair. (The security
-/// group, images and quotas are the region's, in the provider's [`Cache`].)
-#[derive(Debug, Default)]
-struct Prepared {
-    key_name: Option<String>,
-}
-
-/// The state of one create: what it made where, so a failure can delete it.
-struct Create<'a> {
-    provider: &'a AwsProvider,
-    aws: Arc<Aws>,
-    req: &'a AcquireRequest,
-    architecture: Architecture,
-    cidrs: Vec<String>,
-    user_data: String,
-    labels: BTreeMap<String, String>,
-    regions: Mutex<BTreeMap<String, Prepared>>,
-}
-
-impl Create<'_> {
-    /// One plan: the quota preflight, the region prepared, then `RunInstances`. A launch
-    /// refused because a remembered group or image is gone forgets the region's facts and is
-    /// tried again (once: the next look-ups are fresh).
-    async fn try_plan(&self, plan: TryPlan, zone: Option<String>) -> Result<Launched, Refusal> {
-        self.preflight(&plan).await?;
-        let ec2 = self.aws.ec2(&plan.region);
-        let arch = CATALOG.architecture_of(&plan.server_type, self.architecture);
-        let remembered = self.provider.cache.get(&plan.region);
-        let template = self.template(&ec2, &plan.region, arch).await?;
-        let launched = instances::launch(&ec2, &template, &plan, zone.as_deref()).await;
-        match launched {
-            Err(refusal)
-                if STALE.contains(&refusal.code.as_str())
-                    && was_remembered(&remembered, &template) =>
-            {
-                self.provider.cache.forget(&plan.region);
-                Err(Refusal::new(
-                    Category::Transient,
-                    refusal.code,
-                    ProviderError::Transient(format!(
-                        "a remembered security group or image in {} is gone: {}",
-                        plan.region,
-                        refusal.error.message()
-                    )),
-                ))
-            }
-            other => other,
-        }
-    }
-
-    /// Refuses a plan whose type needs more vCPUs than the account's quota for its market in
-    /// its region, before anything is spent. A quota that cannot be read is unknown: no
-    /// refusal (Service Quotas may not know EC2's quotas in every partition).
-    async fn preflight(&self, plan: &TryPlan) -> Result<(), Refusal> {
-        let Some(needs) = crabbox_providers::cloud::aws::shape::vcpus(&plan.server_type) else {
-            return Ok(());
-        };
-        let cache = &self.provider.cache;
-        let market = plan.market.as_str();
-        let quota = if let Some(known) = cache.get(&plan.region).quotas.get(market) {
-            *known
-        } else {
-            let read = identity::vcpu_quota(&self.aws, &plan.region, plan.market).await;
-            let quota = read.unwrap_or_else(|e| {
-                tracing::warn!(region = %plan.region, error = %e, "vCPU quota unknown");
-                None
-            });
-            cache.update(&plan.region, |f| {
-                f.quotas.insert(market.to_owned(), quota);
-            });
-            quota
-        };
-        match quota {
-            Some(have) if f64::from(needs) > have => {
-                let code = identity::vcpu_quota_code(plan.market);
-                let message = format!(
-                    "quota {code} in {} is {have} vCPUs; {} needs {needs} vCPUs",
-                    plan.region, plan.server_type
-                );
-                Err(
-                    Refusal::new(Category::Quota, code, ProviderError::Quota(message))
-                        .spot_recoverable(plan.market == Market::Spot),
-                )
-            }
-            _ => Ok(()),
-        }
-    }
-
-    async fn template(
-        &self,
-        ec2: &aws_sdk_ec2::Client,
-        region: &str,
-        arch: Architecture,
-    ) -> Result<LaunchTemplate, Refusal> {
-        let settings = &self.provider.settings;
-        let fatal = |e: ProviderError| Refusal::new(Category::Fatal, "", e);
-        let mut regions = self.regions.lock().await;
-        let prepared = regions.entry(region.to_owned()).or_default();
-        if prepared.key_name.is_none() {
-            let name = keys::import(ec2, &self.req.lease_id, &self.req.public_key)
-                .await
-                .map_err(fatal)?;
-            prepared.key_name = Some(name);
-        }
-        let key_name = prepared.key_name.clone().unwrap_or_default();
-        drop(regions);
-        let cache = &self.provider.cache;
-        let facts = cache.get(region);
-        let ports = settings.ssh_ports();
-        let wanted = format!(
-            "{:?} {:?} {:?} {ports:?}",
-            settings.security_group_id, settings.subnet_id, self.cidrs
-        );
-        let security_group = match facts.security_group {
-            Some((id, made_for)) if made_for == wanted => id,
-            _ => {
-                let id = network::security_group(
-                    ec2,
-                    settings.security_group_id.as_deref(),
-                    settings.subnet_id.as_deref(),
-                    &self.cidrs,
-                    &ports,
-                )
-                .await
-                .map_err(fatal)?;
-                cache.update(region, |f| f.security_group = Some((id.clone(), wanted)));
-                id
-            }
-        };
-        let image_id = match (&settings.ami, facts.images.get(arch.as_str())) {
-            (Some(ami), _) => ami.clone(),
-            (None, Some(found)) => found.clone(),
-            (None, None) => {
-                let found = image::linux_image(ec2, region, arch)
-                    .await
-                    .map_err(|e| Refusal::new(Category::Region, "", e))?;
-                cache.update(region, |f| {
-                    f.images.insert(arch.as_str().to_owned(), found.clone());
-                });
-                found
-            }
-        };
-        Ok(LaunchTemplate {
-            lease_id: self.req.lease_id.clone(),
-            image_id,
-            key_name,
-            security_group,
-            subnet: settings.subnet_id.clone(),
-            instance_profile: settings.instance_profile.clone(),
-            root_gb: settings.root_gb,
-            user_data: self.user_data.clone(),
-            labels: self.labels.clone(),
-            name: resource_name(&self.req.lease_id, &self.req.slug),
-        })
-    }
-
-    /// Deletes the key pairs this create imported, except in `keep_region`.
-    async fn delete_keys(&self, keep_region: Option<&str>) {
-        let regions = self.regions.lock().await;
-        for (region, prepared) in regions.iter() {
-            if Some(region.as_str()) == keep_region {
-                continue;
-            }
-            if let Some(name) = &prepared.key_name
-                && let Err(e) = keys::delete(&self.aws.ec2(region), name).await
-            {
-                tracing::warn!(%region, key = %name, error = %e, "could not delete a key pair");
-            }
-        }
     }
 }
 
@@ -346,7 +155,8 @@ impl Provider for AwsProvider {
         }
         .render();
         let create = Create {
-            provider: self,
+            settings: &self.settings,
+            cache: &self.cache,
             aws: self.aws().await,
             req,
             architecture,
