@@ -17,7 +17,7 @@ use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::labels::LeaseLabels;
 use crabbox_providers::cloud::{
-    Backoff, CapacityPlan, MachineRequest, Provisioned, SystemPacing, TryPlan, provision,
+    Backoff, CapacityPlan, Category, MachineRequest, Provisioned, SystemPacing, TryPlan, provision,
 };
 use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
 use tokio::sync::{Mutex, OnceCell};
@@ -179,6 +179,14 @@ impl Provider for AwsProvider {
         let launched = match launched {
             Ok(launched) => launched,
             Err(failure) => {
+                // A launch whose answer never came may have made an instance all the same.
+                let unanswered = failure
+                    .attempts
+                    .iter()
+                    .any(|a| a.category == Category::Transient);
+                if unanswered {
+                    self.terminate_tagged(&req.lease_id).await;
+                }
                 create.delete_keys(None).await;
                 return Err(failure.error);
             }
@@ -244,6 +252,61 @@ impl Provider for AwsProvider {
         leases.sort();
         leases.dedup();
         Ok(leases)
+    }
+
+    /// The instance an interrupted create launched for the lease, found by its `lease` tag in
+    /// every capacity region (its `ClientToken` made sure there is one per plan); once it has
+    /// its address, its record, rebuilt from its tags. Extra instances (two plans both
+    /// launched before the interruption) are terminated.
+    async fn adopt(&self, lease_id: &str) -> Result<Option<LeaseRecord>, ProviderError> {
+        let aws = self.aws().await;
+        let mut found = Vec::new();
+        for region in self.settings.regions() {
+            let ec2 = aws.ec2(&region);
+            for instance in instances::list(&ec2, Some(lease_id)).await? {
+                found.push((region.clone(), instance));
+            }
+        }
+        let mut found = found.into_iter().filter(|(_, i)| !i.ended());
+        let Some((region, instance)) = found.next() else {
+            return Ok(None);
+        };
+        for (extra_region, extra) in found {
+            instances::terminate(&aws.ec2(&extra_region), &extra.instance_id).await?;
+        }
+        let ec2 = aws.ec2(&region);
+        let (instance, address) = instances::wait_for_address(
+            &ec2,
+            instance,
+            self.settings.use_private_ip,
+            self.settings.address_wait,
+        )
+        .await?;
+        let mut labels = instance.labels;
+        labels.insert(REGION_LABEL.into(), region);
+        let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+        let number = |key: &str| label(key).parse::<u64>().unwrap_or(0);
+        let ports = self.settings.ssh_ports();
+        Ok(Some(LeaseRecord {
+            lease_id: lease_id.to_owned(),
+            slug: label("slug"),
+            provider: "aws".into(),
+            server_id: instance.instance_id,
+            server_type: label("server_type"),
+            ssh_host: address,
+            ssh_user: self.settings.ssh_user.clone(),
+            ssh_port: ports[0],
+            ssh_fallback_ports: ports[1..].to_vec(),
+            work_root: self.settings.work_root.clone(),
+            keep: label("keep") == "true",
+            created_at: number("created_at"),
+            last_touched_at: number("last_touched_at"),
+            ttl_secs: number("ttl_secs"),
+            idle_timeout_secs: number("idle_timeout_secs"),
+            state: "ready".into(),
+            labels,
+            ..LeaseRecord::default()
+        }))
     }
 
     /// `CreateTags` with the heartbeat's labels: `last_touched_at` now, `expires_at` and the
@@ -314,6 +377,23 @@ impl Provider for AwsProvider {
 }
 
 impl AwsProvider {
+    /// Terminates every instance tagged with the lease, in every capacity region (a failed
+    /// create whose launch answers were lost); failures are logged, the create's error wins.
+    async fn terminate_tagged(&self, lease_id: &str) {
+        let aws = self.aws().await;
+        for region in self.settings.regions() {
+            let ec2 = aws.ec2(&region);
+            let found = instances::list(&ec2, Some(lease_id))
+                .await
+                .unwrap_or_default();
+            for instance in found {
+                if let Err(e) = instances::terminate(&ec2, &instance.instance_id).await {
+                    tracing::warn!(instance = %instance.instance_id, error = %e, "could not terminate an unanswered launch");
+                }
+            }
+        }
+    }
+
     /// The spot price of the plan's type, remembered for a while.
     async fn spot_price(&self, ec2: &aws_sdk_ec2::Client, plan: &TryPlan) -> Option<f64> {
         if let Some(price) = self

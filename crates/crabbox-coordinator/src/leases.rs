@@ -29,6 +29,29 @@ mod register;
 
 pub use attempts::cancel_create;
 pub use create::{create, put_fixed};
+
+/// A provisioning lease becomes active with the runner its provider made: the record's fields,
+/// the price (the provider's live quote when it had one), no provisioning fence.
+pub fn activate(
+    l: &mut Lease,
+    record: &crabbox_providers::LeaseRecord,
+    rates: &crabbox_providers::cloud::cost::CostRates,
+    now: Timestamp,
+) {
+    use crabbox_providers::cloud::cost;
+    crate::providers::apply_record(l, record);
+    l.state = LeaseState::Active;
+    l.updated_at = now;
+    l.provisioning_request_started_at = None;
+    l.provisioning_request_settled_at = None;
+    l.provisioning_coordinator_version = None;
+    l.provisioning_recovery_observed_at = None;
+    l.provisioning_recovery_missing_since = None;
+    let live = record.hourly_usd.filter(|_| record.price_source == "live");
+    let rate = cost::hourly_price(&l.provider, &l.server_type, rates, live).usd;
+    l.estimated_hourly_usd = rate;
+    l.max_estimated_usd = cost::reserved_usd(l.ttl_seconds, rate);
+}
 pub use register::register;
 
 fn lease_body(status: StatusCode, lease: Lease) -> Response {

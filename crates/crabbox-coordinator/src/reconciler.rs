@@ -258,6 +258,19 @@ async fn triage(
     Ok(claimed.then_some(lease))
 }
 
+/// The runner an interrupted create made for `lease`, if its provider finds one ready.
+async fn adoptable(state: &AppState, lease: &Lease) -> Option<crabbox_providers::LeaseRecord> {
+    let provider = state.provider(&lease.provider)?;
+    match tokio::time::timeout(Duration::from_mins(10), provider.adopt(&lease.id)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::warn!(lease = %lease.id, error = %state.redact(&e.to_string()), "could not look for the runner of an interrupted create");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 async fn delete_runner(state: &AppState, lease: &Lease) -> Result<(), String> {
     let Some(provider) = state.provider(&lease.provider) else {
         return Err(format!(
@@ -381,6 +394,17 @@ async fn recover_interrupted(
     lease: &Lease,
     now: Timestamp,
 ) -> Result<(), Failure> {
+    if let Some(record) = adoptable(state, lease).await {
+        modify(state, &lease.id, |l| {
+            if l.state == LeaseState::Provisioning && l.cloud_id.is_empty() {
+                crate::leases::activate(l, &record, &state.settings.cost_rates, now);
+                tracing::info!(lease = %l.id, cloud_id = %l.cloud_id, "adopted the runner an interrupted create made");
+            }
+            Ok(())
+        })
+        .await?;
+        return Ok(());
+    }
     let outcome = delete_runner(state, lease).await;
     modify(state, &lease.id, |l| {
         if l.state != LeaseState::Provisioning || !l.cloud_id.is_empty() {

@@ -100,6 +100,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// A runner that an interrupted create (a coordinator stopped between the provider's
+    /// create call and its own record of it) already made for `lease_id`, ready to use, so the
+    /// create can finish with it instead of deleting it or making another. `None` when there is
+    /// none or the provider cannot find runners by lease.
+    async fn adopt(&self, _lease_id: &str) -> Result<Option<LeaseRecord>, ProviderError> {
+        Ok(None)
+    }
+
     /// Records on the runner that the lease was used now (a cloud's labels: `last_touched_at`,
     /// `expires_at`), so that another machine's `cleanup` judges it by its real expiry.
     async fn touch(&self, _lease: &LeaseRecord) -> Result<(), ProviderError> {

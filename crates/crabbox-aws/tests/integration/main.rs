@@ -339,3 +339,24 @@ async fn a_remembered_security_group_that_is_gone_is_looked_up_again() {
     );
     cloud.provider.release(&second).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_create_whose_launch_answers_are_all_lost_leaves_nothing() {
+    loopback_only!();
+    let cloud = Cloud::start().await;
+    // Every try of the first plan launches (moto acts) but its answer never arrives.
+    cloud
+        .proxy
+        .inject(Fault::drop_reply("RunInstances").times(5));
+    let err = cloud
+        .provider
+        .acquire(&request("cbx_00000000a00b"))
+        .await
+        .unwrap_err();
+    assert_eq!(cloud.proxy.count("RunInstances"), 5, "{err}");
+    assert!(
+        cloud.instances("running").await.is_empty(),
+        "the unseen instance is terminated"
+    );
+    assert!(cloud.key_pairs().await.is_empty());
+}

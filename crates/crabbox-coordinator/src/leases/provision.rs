@@ -5,7 +5,6 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use crabbox_api::coord::{Lease, LeaseState, Timestamp};
-use crabbox_providers::cloud::cost;
 use crabbox_store::StoreError;
 
 use super::attempts::{attempt_replay, bind_attempt};
@@ -171,24 +170,7 @@ impl Reservation {
             if lost {
                 return Ok(());
             }
-            providers::apply_record(l, &record);
-            l.state = LeaseState::Active;
-            l.updated_at = done;
-            l.provisioning_request_started_at = None;
-            l.provisioning_request_settled_at = None;
-            l.provisioning_coordinator_version = None;
-            l.provisioning_recovery_observed_at = None;
-            l.provisioning_recovery_missing_since = None;
-            let live = record.hourly_usd.filter(|_| record.price_source == "live");
-            let rate = cost::hourly_price(
-                &l.provider,
-                &l.server_type,
-                &state.settings.cost_rates,
-                live,
-            )
-            .usd;
-            l.estimated_hourly_usd = rate;
-            l.max_estimated_usd = cost::reserved_usd(l.ttl_seconds, rate);
+            super::activate(l, &record, &state.settings.cost_rates, done);
             Ok(())
         })
         .await;

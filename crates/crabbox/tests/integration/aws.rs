@@ -115,6 +115,49 @@ fn block<T>(future: impl std::future::Future<Output = T>) -> T {
 }
 
 impl Aws {
+    /// `crabbox coordinator serve --providers aws` with the AWS settings in its environment
+    /// (and only there), its state under the sandbox.
+    fn coordinator(&self, extra: &[&str]) -> crate::coordinator::Server {
+        let state = self.sb.path().join("coordinator-state");
+        let mut env: Vec<(&str, String)> = self.moto.env(&self.proxy.url());
+        env.push(("CRABBOX_AWS_SSH_CIDRS", "127.0.0.0/8".into()));
+        env.push(("CRABBOX_SSH_USER", self.emulator.ssh_user().to_owned()));
+        env.push((
+            "CRABBOX_WORK_ROOT",
+            self.emulator.work_root().display().to_string(),
+        ));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut args = vec!["--providers", "aws"];
+        args.extend_from_slice(extra);
+        crate::coordinator::serve(&self.sb, &state, &args, &env)
+    }
+
+    /// `crabbox <args>` against `server`, with no AWS setting in its environment.
+    fn brokered_command(
+        &self,
+        server: &crate::coordinator::Server,
+        args: &[&str],
+    ) -> std::process::Command {
+        let mut cmd = self.sb.crabbox(&self.repo, args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("CRABBOX_COORDINATOR", &server.url)
+            .env("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::SHARED)
+            .env("CRABBOX_COORDINATOR_ADMIN_TOKEN", crate::coordinator::ADMIN)
+            .env("CRABBOX_PROVIDER", "aws")
+            .env("CRABBOX_READY_TIMEOUT", "60s");
+        cmd
+    }
+
+    fn brokered(&self, server: &crate::coordinator::Server, args: &[&str]) -> Output {
+        self.brokered_command(server, args)
+            .output()
+            .expect("crabbox runs")
+    }
+
     /// How often each action reached the proxy since the last look, by name; every one of
     /// them must be allowed by the IAM policy the product generates.
     fn take_calls(&self) -> Vec<(String, usize)> {
@@ -383,37 +426,11 @@ fn without_ssh_cidrs_and_no_way_out_the_error_says_what_to_set() {
 
 #[test]
 fn brokered_leases_use_the_coordinators_credentials_only() {
-    use crate::coordinator::{ADMIN, SHARED, serve};
     loopback_only!();
     let aws = Aws::start();
-    let state = aws.sb.path().join("coordinator-state");
-    let endpoint = aws.proxy.url();
-    let mut env: Vec<(&str, String)> = aws.moto.env(&endpoint);
-    env.push(("CRABBOX_AWS_SSH_CIDRS", "127.0.0.0/8".into()));
-    env.push(("CRABBOX_SSH_USER", aws.emulator.ssh_user().to_owned()));
-    env.push((
-        "CRABBOX_WORK_ROOT",
-        aws.emulator.work_root().display().to_string(),
-    ));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = serve(&aws.sb, &state, &["--providers", "aws"], &env);
-
+    let server = aws.coordinator(&[]);
     // The CLI has no AWS settings at all: everything goes through the coordinator.
-    let cli = |args: &[&str]| {
-        let mut cmd = aws.sb.crabbox(&aws.repo, args);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AWS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("CRABBOX_COORDINATOR", &server.url)
-            .env("CRABBOX_COORDINATOR_TOKEN", SHARED)
-            .env("CRABBOX_COORDINATOR_ADMIN_TOKEN", ADMIN)
-            .env("CRABBOX_PROVIDER", "aws")
-            .env("CRABBOX_READY_TIMEOUT", "60s")
-            .output()
-            .expect("crabbox runs")
-    };
+    let cli = |args: &[&str]| aws.brokered(&server, args);
     aws.proxy.inject(
         Fault::refuse("RunInstances", Ec2Error::InsufficientInstanceCapacity)
             .when("InstanceType", "c7a.8xlarge"),
@@ -698,4 +715,50 @@ fn an_ec2_runner_is_reached_through_a_jump_host() {
     assert_eq!(code(&out), 7, "{}", stderr(&out));
     aws.ok(&["stop", &id]);
     aws.assert_nothing_left();
+}
+
+#[test]
+fn a_coordinator_killed_after_run_instances_adopts_the_instance_after_restart() {
+    loopback_only!();
+    let aws = Aws::start();
+    // RunInstances acts but its answers are lost, so the coordinator is retrying the launch
+    // (with the same ClientToken) when it is killed.
+    aws.proxy.inject(Fault::drop_reply("RunInstances").times(5));
+    let mut server = aws.coordinator(&["--provisioning-settle-seconds", "1"]);
+    let mut warmup = aws
+        .brokered_command(&server, &["warmup", "--market", "on-demand"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::coordinator::wait_until("the launch", Duration::from_secs(30), || {
+        aws.proxy.count("RunInstances") > 0
+    });
+    server.kill();
+    let _ = warmup.kill();
+    let _ = warmup.wait();
+    let launched = aws.instances("running");
+    assert_eq!(launched.len(), 1, "{launched:?}");
+
+    let server = aws.coordinator(&["--provisioning-settle-seconds", "1"]);
+    let admin = |args: &[&str]| -> serde_json::Value {
+        let out = aws.brokered(&server, args);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    crate::coordinator::wait_until("recovery", Duration::from_secs(60), || {
+        admin(&["admin", "leases", "--json"])[0]["state"] == "active"
+    });
+    let lease = &admin(&["admin", "leases", "--json"])[0];
+    assert_eq!(
+        lease["cloudID"],
+        launched[0].as_str(),
+        "the same instance: {lease}"
+    );
+    assert_eq!(aws.instances("running"), launched, "and no second one");
+    let id = lease["id"].as_str().unwrap().to_owned();
+    let out = aws.brokered(&server, &["admin", "delete", &id, "--force"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    crate::coordinator::wait_until("nothing left", Duration::from_secs(30), || {
+        aws.instances("running").is_empty() && aws.key_pairs().is_empty()
+    });
 }

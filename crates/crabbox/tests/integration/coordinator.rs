@@ -21,6 +21,14 @@ pub(crate) struct Server {
     pub(crate) url: String,
 }
 
+impl Server {
+    /// SIGKILL: no draining, no closing of the store.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
