@@ -745,7 +745,7 @@ fn a_coordinator_killed_after_run_instances_adopts_the_instance_after_restart() 
         let out = aws.brokered(&server, args);
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     };
-    crate::coordinator::wait_until("recovery", Duration::from_secs(60), || {
+    crate::coordinator::wait_until("recovery", Duration::from_mins(1), || {
         admin(&["admin", "leases", "--json"])[0]["state"] == "active"
     });
     let lease = &admin(&["admin", "leases", "--json"])[0];
