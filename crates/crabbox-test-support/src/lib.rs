@@ -188,7 +188,7 @@ pub(crate) fn background_runtime(name: &str) -> tokio::runtime::Runtime {
 }
 
 /// `s` quoted for a POSIX shell.
-fn sh_quote(s: &str) -> String {
+pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
