@@ -32,7 +32,10 @@ fn main() {
         ("CRABBOX_PROVIDER", "aws".to_owned()),
         ("CRABBOX_AWS_SSH_CIDRS", "127.0.0.0/8".to_owned()),
         ("CRABBOX_SSH_USER", emulator.ssh_user().to_owned()),
-        ("CRABBOX_WORK_ROOT", emulator.work_root().display().to_string()),
+        (
+            "CRABBOX_WORK_ROOT",
+            emulator.work_root().display().to_string(),
+        ),
     ] {
         let _ = writeln!(out, "export {key}={}", sh_quote(&value));
     }

@@ -44,6 +44,21 @@ impl Cloud {
             .all("instanceId")
     }
 
+    /// The id of the `crabbox-runners` group moto holds.
+    async fn group_id(&self) -> String {
+        Ec2Query::new(&self.moto.url(), self.moto.region())
+            .ok(
+                "DescribeSecurityGroups",
+                &[
+                    ("Filter.1.Name", "group-name"),
+                    ("Filter.1.Value.1", "crabbox-runners"),
+                ],
+            )
+            .await
+            .first("groupId")
+            .expect("the crabbox-runners group")
+    }
+
     async fn key_pairs(&self) -> Vec<String> {
         Ec2Query::new(&self.moto.url(), self.moto.region())
             .ok("DescribeKeyPairs", &[])
@@ -239,17 +254,7 @@ async fn the_security_group_allows_ssh_from_exactly_the_configured_sources() {
     // The sources change: the next create brings the group's Crabbox rules to the new ones
     // and leaves a rule someone else added alone.
     let ec2 = Ec2Query::new(&cloud.moto.url(), cloud.moto.region());
-    let group = ec2
-        .ok(
-            "DescribeSecurityGroups",
-            &[
-                ("Filter.1.Name", "group-name"),
-                ("Filter.1.Value.1", "crabbox-runners"),
-            ],
-        )
-        .await
-        .first("groupId")
-        .unwrap();
+    let group = cloud.group_id().await;
     ec2.ok(
         "AuthorizeSecurityGroupIngress",
         &[
@@ -303,17 +308,7 @@ async fn a_remembered_security_group_that_is_gone_is_looked_up_again() {
     cloud.provider.release(&first).await.unwrap();
     // Someone deletes the group the provider remembers.
     let ec2 = Ec2Query::new(&cloud.moto.url(), cloud.moto.region());
-    let group = ec2
-        .ok(
-            "DescribeSecurityGroups",
-            &[
-                ("Filter.1.Name", "group-name"),
-                ("Filter.1.Value.1", "crabbox-runners"),
-            ],
-        )
-        .await
-        .first("groupId")
-        .unwrap();
+    let group = cloud.group_id().await;
     ec2.ok("DeleteSecurityGroup", &[("GroupId", group.as_str())])
         .await;
     cloud.proxy.reset_calls();
