@@ -304,6 +304,9 @@ fn answers_http(addr: SocketAddr) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
+/// The moto release the fixture is written against; scripts/dev-setup pins the same.
+pub const MOTO_VERSION: &str = "5.2.6";
+
 /// The Python that runs moto, and how it was found (for error messages).
 fn python() -> (PathBuf, &'static str) {
     let venv = std::env::var_os("CRABBOX_MOTO_VENV").map_or_else(
@@ -320,16 +323,20 @@ fn python() -> (PathBuf, &'static str) {
     if venv_python.is_file() {
         return (venv_python, "the virtualenv scripts/dev-setup makes");
     }
-    let imports = Command::new("python3")
-        .args(["-c", "import moto.server"])
+    // Another moto than the pinned one may seed images differently or not at all (5.2.1 fails
+    // on the seed file's dates), so only the pinned version is taken.
+    let check = format!("import moto.server, sys; sys.exit(moto.__version__ != {MOTO_VERSION:?})");
+    let pinned = Command::new("python3")
+        .args(["-c", &check])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     assert!(
-        imports,
-        "moto is not installed: no {} and no python3 that imports moto.server; run \
-         scripts/dev-setup (it installs moto[server] from PyPI)",
+        pinned,
+        "moto {MOTO_VERSION} is not installed: no {} and no python3 that imports that version; \
+         run scripts/dev-setup (it installs moto[server]=={MOTO_VERSION} from PyPI into that \
+         virtualenv)",
         venv_python.display()
     );
     (PathBuf::from("python3"), "python3 on PATH")
