@@ -1,12 +1,13 @@
-//! A boot emulator: moto's instances never boot, so this fixture does for each what the
-//! Crabbox cloud-init would, on this machine, inside the test's loopback-only network
-//! namespace ([`crate::netns`]).
+//! A boot emulator: the instances of moto and of our fake clouds never boot, so this fixture
+//! does for each what the Crabbox cloud-init would, on this machine, inside the test's
+//! loopback-only network namespace ([`crate::netns`]).
 //!
-//! It polls moto directly (`DescribeInstances` over plain query calls every ~100 ms, in every
-//! region it is given; never through the fault proxy, so the proxy counts only the product's
-//! calls). For each instance that is `running` and new, it:
+//! It polls a [`Cloud`] every ~100 ms: moto directly ([`MotoCloud`]: `DescribeInstances` over
+//! plain query calls in every region it is given; never through the fault proxy, so the proxy
+//! counts only the product's calls), or a fake's own state (the Hetzner and Azure fakes).
+//! For each machine that is running and new, it:
 //!
-//! 1. reads its user data (`DescribeInstanceAttribute` `userData`) and parses the
+//! 1. reads its user data (moto: `DescribeInstanceAttribute` `userData`) and parses the
 //!    `#cloud-config` for the user and the authorised key ([`crate::cloud_config`]);
 //! 2. puts the instance's public and private addresses on `lo` (`ip addr add <ip>/32 dev lo`);
 //! 3. starts a runner `sshd` bound to each address on ports 2222 and 22, with the key
@@ -25,9 +26,11 @@
 //! no sshd, as a real one would be unreachable; [`BootEmulator::failures`] says why.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -37,8 +40,88 @@ use base64::Engine;
 use crate::ec2_query::{Ec2Answer, Ec2Query};
 use crate::{cloud_config, procs};
 
-/// How often moto is asked for instances.
+/// How often the cloud is asked for its machines.
 const POLL: Duration = Duration::from_millis(100);
+
+/// What a [`Cloud`] answers, boxed so the trait stays object safe.
+pub type CloudFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A machine as its cloud lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The cloud's id for it (EC2 instance id, Hetzner server id, Azure VM name).
+    pub id: String,
+    /// Its region or location.
+    pub region: String,
+    /// Whether it is running (booted machines that stop running are shut down).
+    pub running: bool,
+    pub public_ip: Option<Ipv4Addr>,
+    pub private_ip: Option<Ipv4Addr>,
+}
+
+/// A cloud whose machines the emulator boots: it lists them and hands out their user data.
+pub trait Cloud: Send + Sync + 'static {
+    /// Every machine the cloud has now; `Err` when the cloud did not answer (the emulator
+    /// looks again on its next poll).
+    fn machines(&self) -> CloudFuture<'_, Result<Vec<Machine>, String>>;
+    /// The user data (cloud-init text, decoded) the machine was created with.
+    fn user_data<'a>(&'a self, machine: &'a Machine) -> CloudFuture<'a, Result<String, String>>;
+}
+
+/// moto's EC2, asked directly with plain query calls in each region.
+#[derive(Debug)]
+pub struct MotoCloud {
+    queries: Vec<Ec2Query>,
+}
+
+impl MotoCloud {
+    pub fn new(moto_url: &str, regions: &[&str]) -> Self {
+        Self {
+            queries: regions.iter().map(|r| Ec2Query::new(moto_url, r)).collect(),
+        }
+    }
+}
+
+impl Cloud for MotoCloud {
+    fn machines(&self) -> CloudFuture<'_, Result<Vec<Machine>, String>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for query in &self.queries {
+                let answer = query
+                    .call("DescribeInstances", &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if answer.status != 200 {
+                    return Err(format!("DescribeInstances answered {}", answer.status));
+                }
+                out.extend(instances(&answer, query.region()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn user_data<'a>(&'a self, machine: &'a Machine) -> CloudFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let query = self
+                .queries
+                .iter()
+                .find(|q| q.region() == machine.region)
+                .ok_or("a machine of a region not watched")?;
+            let answer = query
+                .call(
+                    "DescribeInstanceAttribute",
+                    &[("InstanceId", &machine.id), ("Attribute", "userData")],
+                )
+                .await
+                .map_err(|e| format!("DescribeInstanceAttribute failed: {e}"))?;
+            let encoded = answer.first("value").unwrap_or_default();
+            let user_data = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|e| format!("user data is not base64: {e}"))?;
+            Ok(String::from_utf8_lossy(&user_data).into_owned())
+        })
+    }
+}
 
 /// An emulated instance with its runner sshd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +191,11 @@ impl BootEmulator {
     /// Starts watching the moto at `moto_url` in `regions`. Panics outside a loopback-only
     /// network namespace: the addresses it adds to `lo` would otherwise shadow real ones.
     pub fn start(moto_url: &str, regions: &[&str]) -> Self {
+        Self::watch(MotoCloud::new(moto_url, regions))
+    }
+
+    /// Starts watching `cloud`. Panics outside a loopback-only network namespace.
+    pub fn watch(cloud: impl Cloud) -> Self {
         assert!(
             crate::netns::is_loopback_only(),
             "the boot emulator adds the emulated instances' addresses to `lo`: start it only \
@@ -124,13 +212,10 @@ impl BootEmulator {
             user: current_user(),
         });
         let runtime = crate::background_runtime("boot-emulator");
-        let queries: Vec<Ec2Query> = regions.iter().map(|r| Ec2Query::new(moto_url, r)).collect();
         let watcher = Arc::clone(&shared);
         runtime.spawn(async move {
             loop {
-                for query in &queries {
-                    watch(&watcher, query).await;
-                }
+                look(&watcher, &cloud).await;
                 tokio::time::sleep(POLL).await;
             }
         });
@@ -209,36 +294,22 @@ impl Shared {
     }
 }
 
-/// An instance as `DescribeInstances` shows it.
-#[derive(Debug)]
-struct Seen {
-    id: String,
-    running: bool,
-    public_ip: Option<Ipv4Addr>,
-    private_ip: Option<Ipv4Addr>,
-}
-
-/// One look at a region: boots what is new and running, shuts down what no longer runs.
-async fn watch(shared: &Shared, query: &Ec2Query) {
-    let Ok(answer) = query.call("DescribeInstances", &[]).await else {
+/// One look at the cloud: boots what is new and running, shuts down what no longer runs.
+async fn look(shared: &Shared, cloud: &impl Cloud) {
+    let Ok(seen) = cloud.machines().await else {
         return;
     };
-    if answer.status != 200 {
-        return;
-    }
-    let seen = instances(&answer);
     let (to_boot, to_stop) = {
         let state = shared.state();
-        let boot: Vec<&Seen> = seen
+        let boot: Vec<&Machine> = seen
             .iter()
-            .filter(|i| i.running)
-            .filter(|i| !state.runners.contains_key(&i.id) && !state.failures.contains_key(&i.id))
+            .filter(|m| m.running)
+            .filter(|m| !state.runners.contains_key(&m.id) && !state.failures.contains_key(&m.id))
             .collect();
         let stop: Vec<String> = state
             .runners
             .values()
-            .filter(|r| r.region == query.region())
-            .filter(|r| !seen.iter().any(|i| i.id == r.instance_id && i.running))
+            .filter(|r| !seen.iter().any(|m| m.id == r.instance_id && m.running))
             .map(|r| r.instance_id.clone())
             .collect();
         (boot, stop)
@@ -251,20 +322,20 @@ async fn watch(shared: &Shared, query: &Ec2Query) {
             shared.state().runners.remove(&id);
         }
     }
-    for instance in to_boot {
-        match boot(shared, query, instance).await {
+    for machine in to_boot {
+        match boot(shared, cloud, machine).await {
             Ok(runner) => {
-                shared.state().runners.insert(instance.id.clone(), runner);
+                shared.state().runners.insert(machine.id.clone(), runner);
             }
             Err(why) => {
-                shared.state().failures.insert(instance.id.clone(), why);
+                shared.state().failures.insert(machine.id.clone(), why);
             }
         }
     }
 }
 
 /// The instances of a `DescribeInstances` answer.
-fn instances(answer: &Ec2Answer) -> Vec<Seen> {
+fn instances(answer: &Ec2Answer, region: &str) -> Vec<Machine> {
     let Ok(doc) = roxmltree::Document::parse(&answer.body) else {
         return Vec::new();
     };
@@ -279,8 +350,9 @@ fn instances(answer: &Ec2Answer) -> Vec<Seen> {
         .flat_map(|set| set.children().filter(|c| c.has_tag_name("item")))
         .filter_map(|item| {
             let state = item.children().find(|c| c.has_tag_name("instanceState"))?;
-            Some(Seen {
+            Some(Machine {
                 id: child_text(item, "instanceId")?,
+                region: region.to_owned(),
                 running: child_text(state, "name").as_deref() == Some("running"),
                 public_ip: child_text(item, "ipAddress").and_then(|ip| ip.parse().ok()),
                 private_ip: child_text(item, "privateIpAddress").and_then(|ip| ip.parse().ok()),
@@ -289,27 +361,17 @@ fn instances(answer: &Ec2Answer) -> Vec<Seen> {
         .collect()
 }
 
-/// Does what cloud-init would for `instance`; on failure nothing it did is left.
-async fn boot(shared: &Shared, query: &Ec2Query, instance: &Seen) -> Result<Runner, String> {
-    let id = &instance.id;
-    let answer = query
-        .call(
-            "DescribeInstanceAttribute",
-            &[("InstanceId", id), ("Attribute", "userData")],
-        )
-        .await
-        .map_err(|e| format!("DescribeInstanceAttribute failed: {e}"))?;
-    let encoded = answer.first("value").unwrap_or_default();
-    let user_data = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|e| format!("user data is not base64: {e}"))?;
-    let config = cloud_config::parse(&String::from_utf8_lossy(&user_data))?;
+/// Does what cloud-init would for `machine`; on failure nothing it did is left.
+async fn boot(shared: &Shared, cloud: &impl Cloud, machine: &Machine) -> Result<Runner, String> {
+    let id = &machine.id;
+    let user_data = cloud.user_data(machine).await?;
+    let config = cloud_config::parse(&user_data)?;
     let dir = shared.root.join(id);
     let mut runner = Runner {
         instance_id: id.clone(),
-        region: query.region().to_owned(),
-        public_ip: instance.public_ip,
-        private_ip: instance.private_ip,
+        region: machine.region.clone(),
+        public_ip: machine.public_ip,
+        private_ip: machine.private_ip,
         user: config.user,
         authorized_keys: config.authorized_keys,
         host_key: String::new(),
