@@ -11,7 +11,9 @@
 pub mod boot_emulator;
 pub mod cloud_config;
 pub mod ec2_query;
+pub mod fake_azure;
 pub mod fake_github;
+pub mod fake_hetzner;
 pub mod fault_proxy;
 pub mod moto;
 pub mod netns;

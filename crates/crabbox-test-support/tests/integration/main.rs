@@ -2,6 +2,8 @@
 //! it stands in front of (moto, OpenSSH, the kernel's network namespaces).
 
 mod cloud_chain;
+mod fake_azure;
+mod fake_hetzner;
 mod fault_proxy;
 mod moto;
 mod netns;
