@@ -11,6 +11,7 @@ pub mod image;
 pub mod instances;
 pub mod keys;
 pub mod network;
+mod placement;
 pub mod policy;
 pub mod provider;
 pub mod settings;

@@ -27,7 +27,7 @@ use crate::client::Aws;
 use crate::create::Create;
 use crate::instances::{self, Launched};
 use crate::settings::AwsSettings;
-use crate::{keys, network};
+use crate::{keys, network, placement};
 
 /// Label of the region a lease's instance runs in.
 pub const REGION_LABEL: &str = "aws_region";
@@ -125,7 +125,12 @@ impl Provider for AwsProvider {
         if let Some(market) = req.machine.market {
             capacity.market = market;
         }
-        let plan = CapacityPlan::from_config(&settings.region, &capacity)?;
+        let mut plan = CapacityPlan::from_config(&settings.region, &capacity)?;
+        if plan.market == Market::Spot && plan.regions.len() > 1 {
+            let ec2 = self.aws().await.ec2(&plan.regions[0]);
+            plan.regions =
+                placement::best_region_first(&ec2, &candidates.types, &plan.regions).await;
+        }
         let cidrs = network::ssh_cidrs(&settings.ssh_cidrs).await?;
         let ports = settings.ssh_ports();
         let user_data = LinuxCloudInit {

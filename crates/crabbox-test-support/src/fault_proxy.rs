@@ -28,6 +28,7 @@
 //! CLI and waiting for it) while the proxy serves that CLI.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -213,6 +214,8 @@ struct State {
     idempotent: bool,
     /// Applied EC2 quotas by quota code, answered in moto's place.
     quotas: HashMap<String, f64>,
+    /// Spot placement scores by region, answered in moto's place when set.
+    placement_scores: Option<Vec<(String, i32)>>,
 }
 
 /// moto's successful answer to a `RunInstances` with a `ClientToken`, and what was asked.
@@ -261,6 +264,7 @@ impl FaultProxy {
                 faults: Vec::new(),
                 idempotent: true,
                 quotas: HashMap::new(),
+                placement_scores: None,
             }),
             tokens: tokio::sync::Mutex::new(HashMap::new()),
         });
@@ -312,6 +316,16 @@ impl FaultProxy {
     }
 
     /// Adds a fault; faults are tried in the order added, the first that matches applies.
+    /// Makes `GetSpotPlacementScores` answer these region scores (1–10). moto does not
+    /// implement the action (it answers an error, which the product must treat as a
+    /// warning); the proxy answers it itself in the shape of EC2's API reference
+    /// (`GetSpotPlacementScores`: `spotPlacementScoreSet` of `{region, score}` items, only for
+    /// the regions asked for in `RegionNames.N`).
+    pub fn set_spot_placement_scores(&self, scores: &[(&str, i32)]) {
+        let scores = scores.iter().map(|(r, s)| ((*r).to_owned(), *s)).collect();
+        self.state().placement_scores = Some(scores);
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.state().faults.push(fault);
     }
@@ -374,6 +388,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
         return Ok(xml_answer(error.status(), error.xml(&call.params)));
     }
     if let Some(answer) = service_quota(&shared, &call, &body) {
+        return Ok(answer);
+    }
+    if let Some(answer) = placement_scores(&shared, &call) {
         return Ok(answer);
     }
     let token = call.param("ClientToken").map(str::to_owned);
@@ -524,6 +541,43 @@ fn service_quota(shared: &Shared, call: &Call, body: &[u8]) -> Option<Response<F
             .body(Full::new(Bytes::from(answer.to_string())))
             .expect("a valid answer"),
     )
+}
+
+/// `GetSpotPlacementScores` with the scores set by [`FaultProxy::set_spot_placement_scores`].
+fn placement_scores(shared: &Shared, call: &Call) -> Option<Response<Full<Bytes>>> {
+    if call.action != "GetSpotPlacementScores" {
+        return None;
+    }
+    let scores = shared
+        .state
+        .lock()
+        .expect("proxy state")
+        .placement_scores
+        .clone()?;
+    let asked: Vec<&str> = call
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("RegionName."))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let mut items = String::new();
+    for (region, score) in scores.iter().filter(|(r, _)| asked.contains(&r.as_str())) {
+        let region = xml_escape(region);
+        let _ = write!(
+            items,
+            "<item><region>{region}</region><score>{score}</score></item>"
+        );
+    }
+    Some(xml_answer(
+        200,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetSpotPlacementScoresResponse \
+             xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>{}</requestId>\
+             <spotPlacementScoreSet>{items}</spotPlacementScoreSet>\
+             </GetSpotPlacementScoresResponse>",
+            uuid::Uuid::new_v4()
+        ),
+    ))
 }
 
 fn xml_answer(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

@@ -23,9 +23,14 @@ struct Aws {
 
 impl Aws {
     fn start() -> Self {
+        Self::start_in(&[crabbox_test_support::moto::DEFAULT_REGION])
+    }
+
+    /// With the boot emulator watching `regions`.
+    fn start_in(regions: &[&str]) -> Self {
         let moto = Moto::start();
         let proxy = FaultProxy::start(&moto.url());
-        let emulator = BootEmulator::start(&moto.url(), &[moto.region()]);
+        let emulator = BootEmulator::start(&moto.url(), regions);
         let sb = crate::sandbox();
         let repo = sb.work().join("repo");
         git_repo(&repo, &[("hello.txt", "hello from the laptop\n")]);
@@ -91,13 +96,18 @@ impl Aws {
 
     /// Instance ids moto holds in `state` (`running`, `terminated`, …).
     fn instances(&self, state: &str) -> Vec<String> {
-        self.moto_query(
+        self.instances_in(self.moto.region(), state)
+    }
+
+    fn instances_in(&self, region: &str, state: &str) -> Vec<String> {
+        let ec2 = Ec2Query::new(&self.moto.url(), region);
+        block(ec2.ok(
             "DescribeInstances",
             &[
                 ("Filter.1.Name", "instance-state-name"),
                 ("Filter.1.Value.1", state),
             ],
-        )
+        ))
         .all("instanceId")
     }
 
@@ -344,6 +354,59 @@ fn a_refused_type_falls_back_and_the_attempt_is_recorded() {
         "the refused attempt is shown: {text}"
     );
     aws.ok(&["stop", &id]);
+}
+
+#[test]
+fn spot_placement_scores_pick_the_region_tried_first_and_are_only_advice() {
+    loopback_only!();
+    let (home, other) = (crabbox_test_support::moto::DEFAULT_REGION, "us-west-2");
+    let aws = Aws::start_in(&[home, other]);
+    let regions = [("CRABBOX_CAPACITY_REGIONS", other)];
+    aws.proxy
+        .set_spot_placement_scores(&[(home, 3), (other, 9), ("ap-south-1", 10)]);
+    let out = aws.crabbox(&["warmup", "--class", "tiny", "--json"], &regions);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(
+        aws.instances_in(other, "running").len(),
+        1,
+        "launched where spot scores best"
+    );
+    assert!(aws.instances_in(home, "running").is_empty());
+    let asked = aws.proxy.calls();
+    let asked = asked
+        .iter()
+        .find(|c| c.action == "GetSpotPlacementScores")
+        .expect("the scores were asked for");
+    assert_eq!(asked.param("TargetCapacity"), Some("1"));
+    assert_eq!(asked.param("RegionName.2"), Some(other));
+    assert_eq!(code(&aws.crabbox(&["stop", &id], &regions)), 0);
+
+    // On-demand, or a single region: nothing to choose, nothing asked.
+    aws.proxy.reset_calls();
+    let on_demand = aws.crabbox(&["warmup", "--market", "on-demand", "--json"], &regions);
+    assert_eq!(code(&on_demand), 0, "{}", stderr(&on_demand));
+    assert_eq!(aws.proxy.count("GetSpotPlacementScores"), 0);
+    assert_eq!(
+        aws.instances_in(home, "running").len(),
+        1,
+        "the configured order"
+    );
+    let id = lease_id(&serde_json::from_slice(&on_demand.stdout).unwrap());
+    assert_eq!(code(&aws.crabbox(&["stop", &id], &regions)), 0);
+
+    // moto has no placement scores: the error is a warning and the configured order stands.
+    let fresh = Aws::start_in(&[home, other]);
+    let out = fresh.crabbox(&["warmup", "--json"], &regions);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fresh.proxy.count("GetSpotPlacementScores"), 1);
+    assert_eq!(fresh.instances_in(home, "running").len(), 1);
+    let id = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(code(&fresh.crabbox(&["stop", &id], &regions)), 0);
+    for region in [home, other] {
+        assert!(aws.instances_in(region, "running").is_empty());
+        assert!(fresh.instances_in(region, "running").is_empty());
+    }
 }
 
 #[test]
