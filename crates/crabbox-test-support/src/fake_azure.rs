@@ -36,10 +36,23 @@
 //!
 //! **Long-running operations**: creates and updates answer 201/200 with
 //! `Azure-AsyncOperation` and `provisioningState` `Creating` (compute) or `Updating`
-//! (network); deletes answer 202 with `Location` and `Azure-AsyncOperation`. An operation is
-//! `InProgress` for [`FakeAzure::set_lro_polls`] observations (default 1), then `Succeeded`,
-//! or `Failed` with `error{code, message}` when a fault says so. `Retry-After` is
-//! [`FakeAzure::set_retry_after`] seconds (default 0) on every accepted or in-progress answer.
+//! (network); deletes answer 202 with `Location` and `Azure-AsyncOperation` (a resource
+//! group's with `Location` only). Time does not pass in the fake, observations do: an
+//! operation is `InProgress` for [`FakeAzure::set_lro_polls`] observations (default 1) and
+//! ends at the next, `Succeeded`, or `Failed` with `error{code, message}` when a fault says
+//! so. A poll of either URL is an observation, and so is any request addressed to the
+//! resource (its `GET`, a retried `PUT`), as a client re-reading a resource sees it finish on
+//! Azure. `Location` polls answer 202 until the end, then 200 (compute, groups) or 204
+//! (network). `Retry-After` is [`FakeAzure::set_retry_after`] seconds (default 0) on every
+//! accepted or in-progress answer. A change while an operation runs on the resource is
+//! `AnotherOperationInProgress` (409); a delete preempts a create.
+//!
+//! **What stays and what goes**: a delete is refused while something uses the resource
+//! (`NicInUse`, `PublicIPAddressCannotBeDeleted`, `InUseSubnetCannotBeDeleted`,
+//! `InUseNetworkSecurityGroupCannotBeDeleted`, 400; an attached disk `OperationNotAllowed`,
+//! 409); a VM's OS disk and NICs stay after it unless their `deleteOption` is `Delete`; a VM
+//! whose create failed keeps its OS disk, as a failed VM on Azure does; deleting what does
+//! not exist is 204.
 //!
 //! **Routes**, by which calls are counted ([`FakeAzure::count`]) and faulted ([`Fault`]):
 //! `"{METHOD} {what}"` where `what` is the resource type's path segment for one resource

@@ -214,7 +214,8 @@ fn front_door(
             400,
             "InvalidApiVersionParameter",
             format!(
-                "The api-version '{api_version}' is invalid. The supported versions are                  'yyyy-mm-dd' dates, optionally with a '-preview' suffix."
+                "The api-version '{api_version}' is invalid. The supported versions are \
+                 'yyyy-mm-dd' dates, optionally with a '-preview' suffix."
             ),
         ));
     }

@@ -84,6 +84,7 @@ fn put_group(state: &mut State, req: &Req, group: &str, existing: Option<Resourc
             ),
         );
     }
+    let created = existing.is_none();
     let mut group_resource = match existing {
         Some(r) if r.state == Provisioning::Deleting => return being_deleted(group),
         Some(r) if !r.location.eq_ignore_ascii_case(location) => {
@@ -100,7 +101,6 @@ fn put_group(state: &mut State, req: &Req, group: &str, existing: Option<Resourc
         Some(r) => r,
         None => Resource::new(Kind::ResourceGroup, group_id(group), group, group, location),
     };
-    let created = group_resource.operation.is_none() && state.group(group).is_none();
     group_resource.tags = req.body["tags"].as_object().cloned().unwrap_or_default();
     let body = Value::Object(group_resource.envelope());
     state.resources.insert(group_resource.key(), group_resource);

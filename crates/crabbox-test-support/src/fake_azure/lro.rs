@@ -12,16 +12,18 @@ use serde_json::json;
 
 use super::SUBSCRIPTION_ID;
 use super::arm::{Answer, Req, error};
-use super::state::{Action, Kind, Operation, Provisioning, State, Status, timestamp};
+use super::state::{Action, Kind, Operation, Provisioning, State, Status, key, timestamp};
 
-/// Starts an operation on the resource with key `key`, which must exist. An operation still
-/// in progress on it is canceled: a delete preempts a create, as on Azure.
+/// Starts an operation on the resource `id`, which must exist. An operation still in
+/// progress on it is canceled: a delete preempts a create, as on Azure.
 pub(super) fn start(
     state: &mut State,
-    key: &str,
+    id: &str,
     action: Action,
     failure: Option<super::arm::Failure>,
 ) -> String {
+    let key = key(id);
+    let key = key.as_str();
     let resource = &state.resources[key];
     let namespace = match resource.kind {
         Kind::ResourceGroup => "Microsoft.Resources",
@@ -35,11 +37,11 @@ pub(super) fn start(
         op.status = Status::Canceled;
         op.end = Some(timestamp());
     }
-    let id = uuid::Uuid::new_v4().to_string();
+    let op = uuid::Uuid::new_v4().to_string();
     state.operations.insert(
-        id.clone(),
+        op.clone(),
         Operation {
-            id: id.clone(),
+            id: op.clone(),
             resource: key.to_owned(),
             namespace,
             location,
@@ -53,9 +55,9 @@ pub(super) fn start(
         },
     );
     if let Some(r) = state.resources.get_mut(key) {
-        r.operation = Some(id.clone());
+        r.operation = Some(op.clone());
     }
-    id
+    op
 }
 
 /// One observation of operation `id`: its status afterwards, `None` for an unknown one.

@@ -739,3 +739,81 @@ async fn the_boot_emulator_boots_a_vm_of_the_fake() {
     arm.follow_location(&accepted).await;
     emulator.wait_for_shutdown("lease1", Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn delete_options_ephemeral_disks_and_group_deletes_decide_what_is_left() {
+    let arm = Arm::start().await;
+    arm.fake.set_lro_polls(0);
+    arm.network().await;
+
+    // A disk and NIC marked `Delete` go with their VM; the public IP stays.
+    arm.nic("gone").await;
+    let mut body = vm_body("gone", "Standard_D2ads_v6", &b64("#cloud-config\n"));
+    body["properties"]["storageProfile"]["osDisk"]["deleteOption"] = json!("Delete");
+    body["properties"]["networkProfile"]["networkInterfaces"][0]["properties"] =
+        json!({"deleteOption": "Delete"});
+    arm.create(&vm_path("gone"), &body).await;
+    let accepted = arm.delete(&vm_path("gone")).await;
+    assert_eq!(arm.follow(&accepted).await.0["status"], "Succeeded");
+    for (path, left) in [
+        (
+            id("Microsoft.Compute/disks/gone-osdisk"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            id("Microsoft.Network/networkInterfaces/gone-nic"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            id("Microsoft.Network/publicIPAddresses/gone-pip"),
+            StatusCode::OK,
+        ),
+    ] {
+        assert_eq!(arm.get(&path).await.status(), left, "{path}");
+    }
+
+    // An ephemeral OS disk is no resource, and needs a size with a local disk.
+    arm.nic("eph").await;
+    let mut body = vm_body("eph", "Standard_D2as_v6", &b64("#cloud-config\n"));
+    body["properties"]["storageProfile"]["osDisk"]["caching"] = json!("ReadOnly");
+    body["properties"]["storageProfile"]["osDisk"]["diffDiskSettings"] = json!({"option": "Local"});
+    let refused: Value = arm.put(&vm_path("eph"), &body).await.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "InvalidParameter");
+    body["properties"]["hardwareProfile"]["vmSize"] = json!("Standard_D2ads_v6");
+    arm.create(&vm_path("eph"), &body).await;
+    assert_eq!(arm.fake.vm("eph").unwrap().os_disk, None);
+    assert!(
+        !arm.fake
+            .resources()
+            .iter()
+            .any(|r| r.resource_type == "Microsoft.Compute/disks")
+    );
+
+    // Behind the client's back: the VM is gone, so its NIC may go.
+    assert!(arm.fake.remove(&vm_path("eph")));
+    assert_eq!(
+        arm.get(&vm_path("eph")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let nic = arm
+        .delete(&id("Microsoft.Network/networkInterfaces/eph-nic"))
+        .await;
+    assert_eq!(nic.status(), StatusCode::ACCEPTED);
+
+    // A group's delete reports by `Location` only, and takes everything in it.
+    let group = format!("/subscriptions/{SUBSCRIPTION_ID}/resourcegroups/{RG}");
+    let accepted = arm.delete(&group).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    assert!(!accepted.headers().contains_key("azure-asyncoperation"));
+    assert_eq!(arm.follow_location(&accepted).await, StatusCode::OK);
+    assert_eq!(arm.fake.resources(), []);
+
+    arm.fake.expire_tokens();
+    let expired: Value = arm
+        .get(&format!("/subscriptions/{SUBSCRIPTION_ID}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(expired["error"]["code"], "ExpiredAuthenticationToken");
+}
