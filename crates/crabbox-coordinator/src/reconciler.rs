@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use crabbox_api::coord::{Lease, LeaseState, Timestamp};
+use crabbox_providers::cloud::labels::should_cleanup_orphan;
 use crabbox_store::LeaderGuard;
 use tokio_util::sync::CancellationToken;
 
@@ -339,8 +340,13 @@ async fn settle(
 
 /// Deletes runners that no lease record accounts for (a create whose record was pruned, or
 /// state copied from elsewhere). Runners of live leases, of ended leases still owed a delete,
-/// and of leases released without delete are left to the lease lifecycle. Runs with the periodic prune, so at start-up too.
+/// and of leases released without delete are left to the lease lifecycle. A cloud's runner
+/// carries labels and may be another machine's direct lease in the same account, so it is
+/// judged as `crabbox cleanup` judges one (`should_cleanup_orphan`: never `keep=true`, else
+/// once its labels say it ended or 10 minutes past its TTL). Runs with the periodic prune, so
+/// at start-up too.
 async fn sweep_orphans(state: &AppState) -> u64 {
+    let now = u64::try_from(state.now().millis() / 1000).unwrap_or_default();
     let mut deleted = 0;
     for (name, provider) in &state.providers {
         let ids = match provider.inventory().await {
@@ -350,28 +356,36 @@ async fn sweep_orphans(state: &AppState) -> u64 {
                 continue;
             }
         };
-        for id in ids {
-            let owned = match state.store.get_lease(&id).await {
-                // A runner released with `delete: false` is kept on purpose.
-                Ok(Some(l)) => {
-                    l.value.is_live()
-                        || lifecycle::cleanup_pending(&l.value)
-                        || l.value.release_deletes_server == Some(false)
-                }
-                Ok(None) => false,
-                Err(_) => true, // cannot tell: leave it
-            };
-            if owned {
+        let mut labelled = match provider.runners().await {
+            Ok(runners) => runners,
+            Err(e) => {
+                tracing::warn!(provider = %name, error = %e, "could not list runners");
                 continue;
             }
-            let record = crabbox_providers::LeaseRecord {
-                lease_id: id.clone(),
-                provider: name.clone(),
-                ..providers::record_for(&Lease {
-                    id: id.clone(),
+        };
+        for id in ids {
+            if owned(state, &id).await {
+                continue;
+            }
+            let record = match labelled.iter().position(|r| r.lease_id == id) {
+                Some(at) => {
+                    let runner = labelled.swap_remove(at);
+                    let decision = should_cleanup_orphan(&runner.labels, now);
+                    if !decision.delete {
+                        tracing::debug!(provider = %name, lease = %id, reason = %decision.reason, "orphaned runner kept");
+                        continue;
+                    }
+                    runner
+                }
+                None => crabbox_providers::LeaseRecord {
+                    lease_id: id.clone(),
                     provider: name.clone(),
-                    ..Lease::default()
-                })
+                    ..providers::record_for(&Lease {
+                        id: id.clone(),
+                        provider: name.clone(),
+                        ..Lease::default()
+                    })
+                },
             };
             match provider.release(&record).await {
                 Ok(()) => {
@@ -385,6 +399,20 @@ async fn sweep_orphans(state: &AppState) -> u64 {
         }
     }
     deleted
+}
+
+/// Whether a lease record accounts for the runner of `lease_id`.
+async fn owned(state: &AppState, lease_id: &str) -> bool {
+    match state.store.get_lease(lease_id).await {
+        // A runner released with `delete: false` is kept on purpose.
+        Ok(Some(l)) => {
+            l.value.is_live()
+                || lifecycle::cleanup_pending(&l.value)
+                || l.value.release_deletes_server == Some(false)
+        }
+        Ok(None) => false,
+        Err(_) => true, // cannot tell: leave it
+    }
 }
 
 /// A create whose coordinator died mid-call: remove anything the provider may have made for

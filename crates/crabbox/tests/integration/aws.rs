@@ -111,6 +111,30 @@ impl Aws {
         .all("instanceId")
     }
 
+    /// The instance moto holds for `lease` (by its `lease` tag).
+    fn instance_of(&self, lease: &str) -> String {
+        let found = self
+            .moto_query(
+                "DescribeInstances",
+                &[("Filter.1.Name", "tag:lease"), ("Filter.1.Value.1", lease)],
+            )
+            .all("instanceId");
+        assert_eq!(found.len(), 1, "one instance for {lease}: {found:?}");
+        found[0].clone()
+    }
+
+    /// Sets a tag on an instance behind the product's back.
+    fn tag(&self, instance: &str, key: &str, value: &str) {
+        self.moto_query(
+            "CreateTags",
+            &[
+                ("ResourceId.1", instance),
+                ("Tag.1.Key", key),
+                ("Tag.1.Value", value),
+            ],
+        );
+    }
+
     fn key_pairs(&self) -> Vec<String> {
         self.moto_query("DescribeKeyPairs", &[]).all("keyName")
     }
@@ -542,6 +566,55 @@ fn brokered_leases_use_the_coordinators_credentials_only() {
         aws.key_pairs().is_empty(),
         "the key pair is deleted with the lease"
     );
+}
+
+#[test]
+fn the_coordinator_sweeps_unaccounted_runners_only_when_their_labels_prove_them_unused() {
+    loopback_only!();
+    let aws = Aws::start();
+    // Direct leases in the coordinator's account: no coordinator record accounts for them.
+    let (old, young, kept) = (
+        lease_id(&aws.json(&["warmup", "--json"])),
+        lease_id(&aws.json(&["warmup", "--json"])),
+        lease_id(&aws.json(&["warmup", "--json"])),
+    );
+    let (old_vm, young_vm, kept_vm) = (
+        aws.instance_of(&old),
+        aws.instance_of(&young),
+        aws.instance_of(&kept),
+    );
+    aws.tag(&old_vm, "keep", "false");
+    aws.tag(&old_vm, "created_at", "1000");
+    aws.tag(&young_vm, "keep", "false");
+    aws.tag(&kept_vm, "created_at", "1000");
+    // The reconciler sweeps at start-up.
+    let server = aws.coordinator(&[]);
+    crate::coordinator::wait_until("the sweep", Duration::from_secs(30), || {
+        aws.instances("terminated") == [old_vm.clone()]
+    });
+    let mut running = aws.instances("running");
+    running.sort();
+    let mut expected = vec![young_vm, kept_vm];
+    expected.sort();
+    assert_eq!(
+        running, expected,
+        "within its TTL, or keep=true: left alone"
+    );
+    let keys = aws.key_pairs();
+    assert_eq!(
+        keys.len(),
+        2,
+        "the orphan's key pair went with it: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains(&old.to_ascii_lowercase()[4..]))
+    );
+    drop(server);
+    for id in [&young, &kept] {
+        aws.ok(&["stop", id]);
+    }
+    aws.assert_nothing_left();
 }
 
 #[test]
