@@ -491,6 +491,27 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Preset::Unset,
         &["CRABBOX_AWS_MAC_HOST_ID", "CRABBOX_HOST_ID"],
     ),
+    // Hetzner Cloud (spec/providers.md §2.1). The API token is a secret and comes only from
+    // the environment (`HCLOUD_TOKEN`), never from a config file. `HCLOUD_ENDPOINT` is the
+    // hcloud CLI's own variable for the API base URL.
+    key(
+        "hetzner.location",
+        Kind::Text,
+        Preset::Text("fsn1"),
+        &["CRABBOX_HETZNER_LOCATION"],
+    ),
+    key(
+        "hetzner.image",
+        Kind::Text,
+        Preset::Text("ubuntu-24.04"),
+        &["CRABBOX_HETZNER_IMAGE"],
+    ),
+    key(
+        "hetzner.endpoint",
+        Kind::Text,
+        Preset::Text("https://api.hetzner.cloud/v1"),
+        &["HCLOUD_ENDPOINT", "CRABBOX_HETZNER_ENDPOINT"],
+    ),
 ];
 
 /// Keys (and whole sections) the old tool documents that this version does not use yet. Files
@@ -509,7 +530,7 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "desktop",
     "desktopEnv",
     "gcp",
-    "hetzner",
+    "hetzner.sshKey",
     "hostId",
     "islo",
     "jobs",

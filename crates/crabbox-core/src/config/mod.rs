@@ -21,8 +21,8 @@ pub use files::{ConfigFiles, REPO_CONFIG_NAMES, config_files};
 pub use keys::env_names;
 pub use layer::FlagValue;
 pub use model::{
-    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, Market,
-    MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
+    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, HetznerConfig,
+    Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
 };
 pub use origin::Origin;
 pub use resolve::{ConfigInputs, Resolved, resolve};

@@ -32,6 +32,7 @@ pub struct Config {
     pub coordinator: CoordinatorConfig,
     pub capacity: CapacityConfig,
     pub aws: AwsConfig,
+    pub hetzner: HetznerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +128,17 @@ pub struct AwsConfig {
     pub use_private_ip: bool,
     /// The EC2 Mac Dedicated Host that macOS runners are placed on.
     pub mac_host_id: Option<String>,
+}
+
+/// Hetzner Cloud settings (`hetzner.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HetznerConfig {
+    /// The location servers are created in first (`fsn1`); `capacity.regions` adds more.
+    pub location: String,
+    /// A system image name (`ubuntu-24.04`) or a snapshot's numeric id.
+    pub image: String,
+    /// The API base URL (`https://api.hetzner.cloud/v1`).
+    pub endpoint: String,
 }
 
 /// How leases are obtained when a coordinator is configured.

@@ -11,8 +11,8 @@ use super::error::ConfigError;
 use super::keys::{self, KEYS};
 use super::layer::{self, FlagValue};
 use super::model::{
-    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, Market,
-    MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
+    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, HetznerConfig,
+    Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
 };
 use super::origin::Origin;
 use super::secret::Secret;
@@ -292,6 +292,11 @@ fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
             ssh_cidrs: read.list("aws.sshCIDRs"),
             use_private_ip: read.flag("aws.usePrivateIP"),
             mac_host_id: read.optional("aws.macHostId"),
+        },
+        hetzner: HetznerConfig {
+            location: read.text("hetzner.location"),
+            image: read.text("hetzner.image"),
+            endpoint: read.text("hetzner.endpoint"),
         },
     }
 }

@@ -5,8 +5,8 @@
 //! what a runner costs. Pure code: nothing here talks to a network or spawns a process; the
 //! provider crates call it with what their APIs returned.
 //!
-//! Each cloud's data (class tables, type shapes, error codes) is a module of its own (`aws`);
-//! Hetzner and Azure add theirs beside it and reuse everything else.
+//! Each cloud's data (class tables, type shapes, error codes) is a module of its own (`aws`,
+//! `hetzner`); Azure adds its own beside them and reuses everything else.
 
 pub mod attempt;
 pub mod aws;
@@ -15,6 +15,7 @@ pub mod class;
 pub mod cloud_init;
 pub mod cost;
 pub mod fallback;
+pub mod hetzner;
 pub mod labels;
 pub mod names;
 
