@@ -106,7 +106,11 @@ pub(super) fn list(state: &State, query: Query<'_>) -> Answer {
     listing::page(servers, "servers", query)
 }
 
-pub(super) fn get(state: &State, id: u64) -> Answer {
+/// `GET /servers/{id}`. Reading a server also counts as a read of its running actions: on
+/// Hetzner a server comes up as time passes whether or not anyone follows its action, so a
+/// client that polls only the server must see it come up too.
+pub(super) fn get(state: &mut State, id: u64) -> Answer {
+    state.observe_server(id);
     Ok((200, json!({"server": json(state, find(state, id)?)})))
 }
 

@@ -5,7 +5,8 @@
 //! `success` at 100 with `finished` set. Here time does not move them, reading them does: the
 //! N-th read (`GET /actions/{id}`, `GET /actions?id=`, `GET /servers/{id}/actions/{action_id}`)
 //! sees the action done, N being [`super::FakeHetzner::set_action_polls`] (1 unless set; 0 makes
-//! actions finish as they start). What the action does to its resources (a server starts
+//! actions finish as they start); a read of a server counts as a read of the actions bringing
+//! it up. What the action does to its resources (a server starts
 //! running, a snapshot becomes available) happens when it finishes.
 
 use std::collections::BTreeMap;
@@ -114,6 +115,20 @@ impl State {
             }
         }
         self.actions.get(&id).map(Action::json)
+    }
+
+    /// Counts a read of the server as a read of each running action that brings it up.
+    pub fn observe_server(&mut self, server: u64) {
+        let running: Vec<u64> = self
+            .actions
+            .values()
+            .filter(|a| a.status == "running")
+            .filter(|a| matches!(a.then, Then::ServerUp { server: s, .. } if s == server))
+            .map(|a| a.id)
+            .collect();
+        for id in running {
+            self.read_action(id);
+        }
     }
 
     fn finish(&mut self, id: u64) {
