@@ -153,19 +153,26 @@ fn build_providers<S: std::hash::BuildHasher>(
             "aws" => {
                 out.insert(name, Arc::new(aws_provider(env, cost_rates)?));
             }
-            other => anyhow::bail!(
-                "provider {other:?} cannot run inside this coordinator{} (available: {})",
-                if other == "aws" {
-                    " (built without the aws feature)"
+            #[cfg(feature = "hetzner")]
+            "hetzner" => {
+                out.insert(name, Arc::new(hetzner_provider(env, cost_rates)?));
+            }
+            other => {
+                let built: Vec<&str> = ["local", "ssh"]
+                    .into_iter()
+                    .chain(cfg!(feature = "aws").then_some("aws"))
+                    .chain(cfg!(feature = "hetzner").then_some("hetzner"))
+                    .collect();
+                let why = if matches!(other, "aws" | "hetzner") {
+                    format!(" (built without the {other} feature)")
                 } else {
-                    " yet"
-                },
-                if cfg!(feature = "aws") {
-                    "local, ssh, aws"
-                } else {
-                    "local, ssh"
-                }
-            ),
+                    " yet".to_owned()
+                };
+                anyhow::bail!(
+                    "provider {other:?} cannot run inside this coordinator{why} (available: {})",
+                    built.join(", ")
+                )
+            }
         }
     }
     anyhow::ensure!(!out.is_empty(), "--providers names no provider");
@@ -188,6 +195,34 @@ fn aws_provider<S: std::hash::BuildHasher>(
         crabbox_core::config::resolve(&inputs).map_err(|e| anyhow::anyhow!("provider aws: {e}"))?;
     let settings = crabbox_aws::AwsSettings::from_config(resolved.config(), cost_rates.clone());
     Ok(crabbox_aws::AwsProvider::new(settings))
+}
+
+/// The Hetzner provider with the coordinator's settings: `HCLOUD_TOKEN` and the same
+/// `CRABBOX_HETZNER_*`, `HCLOUD_ENDPOINT`, `CRABBOX_CAPACITY_*` and `CRABBOX_SSH_*` variables
+/// the CLI reads, from the coordinator's environment (no configuration files). A coordinator
+/// asked to offer Hetzner without a token does not start.
+#[cfg(feature = "hetzner")]
+fn hetzner_provider<S: std::hash::BuildHasher>(
+    env: &HashMap<String, String, S>,
+    cost_rates: &crabbox_providers::cloud::cost::CostRates,
+) -> anyhow::Result<crabbox_hetzner::HetznerProvider> {
+    let inputs = crabbox_core::config::ConfigInputs {
+        env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..Default::default()
+    };
+    let resolved = crabbox_core::config::resolve(&inputs)
+        .map_err(|e| anyhow::anyhow!("provider hetzner: {e}"))?;
+    let settings = crabbox_hetzner::HetznerSettings::from_config(
+        resolved.config(),
+        cost_rates.clone(),
+        |name| env.get(name).cloned(),
+    );
+    anyhow::ensure!(
+        settings.token.is_some(),
+        "provider hetzner needs an API token: set HCLOUD_TOKEN in the coordinator's environment"
+    );
+    crabbox_hetzner::HetznerProvider::new(settings)
+        .map_err(|e| anyhow::anyhow!("provider hetzner: {e}"))
 }
 
 /// Builds the shared state from flags and an environment map.

@@ -89,7 +89,10 @@ pub fn apply_record(lease: &mut Lease, record: &LeaseRecord) {
     lease.ssh_host_key.clone_from(&record.ssh_host_key);
     lease.work_root.clone_from(&record.work_root);
     lease.server_type.clone_from(&record.server_type);
-    if let Some(region) = record.labels.get("aws_region") {
+    if let Some(region) = ["aws_region", "hetzner_location"]
+        .iter()
+        .find_map(|label| record.labels.get(*label))
+    {
         lease.region.clone_from(region);
     }
     if let Some(market) = record.labels.get("market") {

@@ -9,6 +9,23 @@ use serde_json::{Value, json};
 
 use crate::client::{CallError, Hcloud};
 
+/// Every call the provider makes, as `METHOD /path` with the API reference's placeholders.
+/// Hetzner tokens are per project and either read-only or read-write, with no finer grain:
+/// `admin providers policy --provider hetzner` lists these as what a read-write token is
+/// used for, and the integration tests check every call the fake sees against this list.
+pub const CALLS: &[&str] = &[
+    "GET /servers",
+    "POST /servers",
+    "GET /servers/{id}",
+    "PUT /servers/{id}",
+    "DELETE /servers/{id}",
+    "GET /actions/{id}",
+    "GET /ssh_keys",
+    "POST /ssh_keys",
+    "DELETE /ssh_keys/{id}",
+    "GET /server_types",
+];
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Server {
     pub id: u64,
@@ -142,7 +159,10 @@ pub struct NewServer<'a> {
 }
 
 /// `POST /servers`: the server and the action that creates it.
-pub async fn create_server(api: &Hcloud, new: &NewServer<'_>) -> Result<(Server, Action), CallError> {
+pub async fn create_server(
+    api: &Hcloud,
+    new: &NewServer<'_>,
+) -> Result<(Server, Action), CallError> {
     // A snapshot is named by its numeric id, a system image by its name.
     let image = new
         .image
@@ -178,7 +198,10 @@ pub async fn server(api: &Hcloud, id: u64) -> Result<Option<Server>, CallError> 
 /// `GET /servers` with a label selector (or a name), every page.
 pub async fn servers(api: &Hcloud, query: &[(&str, &str)]) -> Result<Vec<Server>, CallError> {
     let items = api.list("/servers", query, "servers").await?;
-    items.iter().map(|item| parse("GET /servers", item)).collect()
+    items
+        .iter()
+        .map(|item| parse("GET /servers", item))
+        .collect()
 }
 
 /// `PUT /servers/{id}` with a whole new label set (Hetzner replaces labels).
@@ -214,12 +237,18 @@ pub async fn wait_for_action(api: &Hcloud, action: Action, limit: Duration) -> R
                     code: String::new(),
                     message: "failed".into(),
                 });
-                return Err(format!("action {} failed ({}): {}", current.id, error.code, error.message));
+                return Err(format!(
+                    "action {} failed ({}): {}",
+                    current.id, error.code, error.message
+                ));
             }
             _ => {}
         }
         if Instant::now() >= deadline {
-            return Err(format!("action {} still running after {limit:?}", current.id));
+            return Err(format!(
+                "action {} still running after {limit:?}",
+                current.id
+            ));
         }
         let answer = api
             .get(&format!("/actions/{}", current.id), &[])

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 /// How long one request may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_mins(1);
 /// Tries of one request that was throttled, or of a read that failed transiently.
 const TRIES: u32 = 4;
 /// Items per page (the API's maximum).
@@ -239,7 +239,10 @@ impl Hcloud {
         let budget = *self.budget.lock().await;
         if budget.remaining == Some(0) {
             let wait = budget.refill();
-            tracing::debug!(?wait, "hetzner rate limit budget spent; waiting for a refill");
+            tracing::debug!(
+                ?wait,
+                "hetzner rate limit budget spent; waiting for a refill"
+            );
             tokio::time::sleep(wait).await;
             self.budget.lock().await.remaining = None;
         }

@@ -59,7 +59,9 @@ pub async fn ensure_key(
 
 /// Whether two OpenSSH public key lines hold the same key (the comment may differ).
 fn same_key(a: &str, b: &str) -> bool {
-    a.split_whitespace().take(2).eq(b.split_whitespace().take(2))
+    a.split_whitespace()
+        .take(2)
+        .eq(b.split_whitespace().take(2))
 }
 
 /// The state of one create.
@@ -122,8 +124,13 @@ impl Create<'_> {
             .await
             .map_err(|e| fatal(e.into()))?;
         match found.into_iter().next() {
-            Some(server) if server.labels.get("lease").map(String::as_str) == Some(self.lease_id) => {
-                tracing::info!(server = server.id, "a create whose answer was lost made this lease's server; using it");
+            Some(server)
+                if server.labels.get("lease").map(String::as_str) == Some(self.lease_id) =>
+            {
+                tracing::info!(
+                    server = server.id,
+                    "a create whose answer was lost made this lease's server; using it"
+                );
                 Ok(Launched {
                     server,
                     action: None,
@@ -144,7 +151,10 @@ mod tests {
 
     #[test]
     fn keys_compare_by_type_and_blob() {
-        assert!(same_key("ssh-ed25519 AAAA1 a@b", "ssh-ed25519 AAAA1 other\n"));
+        assert!(same_key(
+            "ssh-ed25519 AAAA1 a@b",
+            "ssh-ed25519 AAAA1 other\n"
+        ));
         assert!(!same_key("ssh-ed25519 AAAA1", "ssh-ed25519 AAAA2"));
     }
 }

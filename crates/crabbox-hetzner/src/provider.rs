@@ -381,7 +381,14 @@ impl Provider for HetznerProvider {
         let server = api::server(api, id)
             .await?
             .ok_or_else(|| ProviderError::NotFound(format!("Hetzner server {id}")))?;
-        let labels = touch(&server.labels, None, now_secs());
+        let mut labels = server.labels;
+        // The heartbeat may change the idle timeout (`heartbeat --idle-timeout`).
+        labels.insert(
+            "idle_timeout_secs".into(),
+            lease.idle_timeout_secs.to_string(),
+        );
+        labels.remove("idle_timeout");
+        let labels = touch(&labels, None, now_secs());
         Ok(api::set_labels(api, id, &labels).await?)
     }
 

@@ -107,10 +107,11 @@ impl LeaseRecord {
             ttl_secs: lease.ttl_seconds,
             idle_timeout_secs: lease.idle_timeout_seconds,
             state: "ready".into(),
-            labels: if lease.region.is_empty() {
-                BTreeMap::default()
-            } else {
-                [("aws_region".to_owned(), lease.region.clone())].into()
+            // Where the runner is, under the label its provider reads it from.
+            labels: match lease.provider.as_str() {
+                _ if lease.region.is_empty() => BTreeMap::default(),
+                "hetzner" => [("hetzner_location".to_owned(), lease.region.clone())].into(),
+                _ => [("aws_region".to_owned(), lease.region.clone())].into(),
             },
             provisioning_attempts: Vec::new(),
             hourly_usd: (lease.estimated_hourly_usd > 0.0).then_some(lease.estimated_hourly_usd),

@@ -1,5 +1,5 @@
-//! The cloud providers this build includes, each behind a cargo feature (`aws`, on by
-//! default), built from the resolved configuration. `local` and `ssh` come from
+//! The cloud providers this build includes, each behind a cargo feature (`aws`, `hetzner`,
+//! on by default), built from the resolved configuration. `local` and `ssh` come from
 //! `crabbox_providers::provider_for`.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::error::{CliError, CliResult};
 pub fn provider(name: &str, config: &Config) -> CliResult<Option<Arc<dyn Provider>>> {
     match name.trim().to_ascii_lowercase().as_str() {
         "aws" => aws(config).map(Some),
+        "hetzner" => hetzner(config).map(Some),
         _ => Ok(None),
     }
 }
@@ -34,8 +35,27 @@ fn aws(_config: &Config) -> CliResult<Arc<dyn Provider>> {
     .hint("build with `cargo build --features aws`, or use provider local or ssh"))
 }
 
+#[cfg(feature = "hetzner")]
+fn hetzner(config: &Config) -> CliResult<Arc<dyn Provider>> {
+    let settings = crabbox_hetzner::HetznerSettings::from_config(config, cost_rates()?, |name| {
+        std::env::var(name).ok()
+    });
+    let provider = crabbox_hetzner::HetznerProvider::new(settings)
+        .map_err(|e| CliError::msg(ExitStatus::Usage, e.to_string()))?;
+    Ok(Arc::new(provider))
+}
+
+#[cfg(not(feature = "hetzner"))]
+fn hetzner(_config: &Config) -> CliResult<Arc<dyn Provider>> {
+    Err(CliError::msg(
+        ExitStatus::Usage,
+        "this crabbox was built without Hetzner support (cargo feature `hetzner`)",
+    )
+    .hint("build with `cargo build --features hetzner`, or use provider local or ssh"))
+}
+
 /// `CRABBOX_COST_RATES_JSON`: operator prices per provider and type.
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "hetzner"))]
 fn cost_rates() -> CliResult<crabbox_providers::cloud::cost::CostRates> {
     let text = std::env::var("CRABBOX_COST_RATES_JSON").unwrap_or_default();
     crabbox_providers::cloud::cost::CostRates::parse(&text)
@@ -56,6 +76,8 @@ pub async fn doctor(name: &str, config: &Config) -> Vec<Check> {
     match name {
         #[cfg(feature = "aws")]
         "aws" => aws_doctor(config).await,
+        #[cfg(feature = "hetzner")]
+        "hetzner" => hetzner_doctor(config).await,
         _ => {
             let _ = config;
             Vec::new()
@@ -130,5 +152,58 @@ async fn aws_doctor(config: &Config) -> Vec<Check> {
             hint: "request a quota increase in Service Quotas, or choose a smaller --class".into(),
         });
     }
+    checks
+}
+
+/// `hetzner-auth` (the token reaches the project: one `GET /servers` of Crabbox's servers,
+/// which also counts them) and `hetzner-type` (the configured class's first type and its
+/// price in the location).
+#[cfg(feature = "hetzner")]
+async fn hetzner_doctor(config: &Config) -> Vec<Check> {
+    let Ok(provider) = hetzner(config) else {
+        return Vec::new();
+    };
+    let settings = crabbox_hetzner::HetznerSettings::from_config(
+        config,
+        crabbox_providers::cloud::cost::CostRates::default(),
+        |name| std::env::var(name).ok(),
+    );
+    let location = &settings.location;
+    let leases = provider.inventory().await;
+    let mut checks = vec![Check {
+        name: "hetzner-auth".into(),
+        ok: leases.is_ok(),
+        details: match &leases {
+            Ok(leases) => format!(
+                "auth=ready endpoint={} location={location} leases={}",
+                settings.endpoint,
+                leases.len()
+            ),
+            Err(e) => e.to_string(),
+        },
+        hint: "set HCLOUD_TOKEN to a read-write API token of the project".into(),
+    }];
+    if leases.is_err() {
+        return checks;
+    }
+    let request = crabbox_providers::cloud::MachineRequest {
+        class: &config.class,
+        server_type: config.server_type.as_deref(),
+        target: config.target,
+        windows_mode: config.windows_mode,
+        architecture: config.architecture,
+    };
+    let first = crabbox_providers::cloud::hetzner::CATALOG
+        .candidates(&request)
+        .map(|c| c.types[0].clone());
+    checks.push(Check {
+        name: "hetzner-type".into(),
+        ok: first.is_ok(),
+        details: match &first {
+            Ok(first) => format!("default_type={first} class={}", config.class),
+            Err(e) => e.to_string(),
+        },
+        hint: "choose a class (tiny … beast) or a Hetzner server type".into(),
+    });
     checks
 }

@@ -11,7 +11,8 @@ use crabbox_providers::{AcquireRequest, MachineChoice, Provider as _, ProviderEr
 use crabbox_test_support::fake_hetzner::{FakeHetzner, Fault};
 use crabbox_test_support::loopback_only;
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl crabbox";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl crabbox";
 
 /// A provider configured in code for `fake`, with `extra` locations after `fsn1`.
 fn provider(fake: &FakeHetzner, extra: &[&str]) -> HetznerProvider {
@@ -77,7 +78,10 @@ async fn hetzner_provider_conforms_with_four_calls_per_create_and_two_per_releas
         "DELETE /ssh_keys/{id}",
         "DELETE /servers/{id}",
     ];
-    let record = provider.acquire(&request("cbx_00000000b000")).await.unwrap();
+    let record = provider
+        .acquire(&request("cbx_00000000b000"))
+        .await
+        .unwrap();
     assert_eq!(
         count(&fake, &routes),
         expect(&[
@@ -104,7 +108,10 @@ async fn hetzner_provider_conforms_with_four_calls_per_create_and_two_per_releas
         .unwrap()
         .parse()
         .unwrap();
-    assert!((record.hourly_usd.unwrap() - eur * 1.08).abs() < 1e-9, "{record:?}");
+    assert!(
+        (record.hourly_usd.unwrap() - eur * 1.08).abs() < 1e-9,
+        "{record:?}"
+    );
     assert_eq!(record.price_source, "live");
     fake.reset_calls();
     provider.release(&record).await.unwrap();
@@ -119,7 +126,12 @@ async fn hetzner_provider_conforms_with_four_calls_per_create_and_two_per_releas
     };
     let record = lifecycle(&provider, &request("cbx_00000000b001"), promises).await;
     assert_eq!(record.server_type, "ccx33");
-    assert!(record.labels.get("hetzner_location").is_some_and(|l| l == "fsn1"));
+    assert!(
+        record
+            .labels
+            .get("hetzner_location")
+            .is_some_and(|l| l == "fsn1")
+    );
     assert!(fake.servers().is_empty());
     assert!(fake.ssh_keys().is_empty());
 }
@@ -130,20 +142,41 @@ async fn refused_types_fall_back_then_the_next_location_and_every_try_is_recorde
     let fake = FakeHetzner::start();
     let provider = provider(&fake, &["nbg1"]);
     fake.inject(
-        Fault::refuse("POST /servers", 412, "resource_unavailable", "error during placement")
-            .when("server_type", "ccx33"),
+        Fault::refuse(
+            "POST /servers",
+            412,
+            "resource_unavailable",
+            "error during placement",
+        )
+        .when("server_type", "ccx33"),
     );
     fake.inject(
-        Fault::refuse("POST /servers", 403, "resource_limit_exceeded", "dedicated core limit exceeded")
-            .when("server_type", "cpx62"),
+        Fault::refuse(
+            "POST /servers",
+            403,
+            "resource_limit_exceeded",
+            "dedicated core limit exceeded",
+        )
+        .when("server_type", "cpx62"),
     );
     fake.inject(
-        Fault::refuse("POST /servers", 412, "resource_unavailable", "error during placement")
-            .when("location", "fsn1")
-            .times(10),
+        Fault::refuse(
+            "POST /servers",
+            412,
+            "resource_unavailable",
+            "error during placement",
+        )
+        .when("location", "fsn1")
+        .times(10),
     );
-    let record = provider.acquire(&request("cbx_00000000b002")).await.unwrap();
-    assert_eq!(record.server_type, "ccx33", "the first type, in the next location");
+    let record = provider
+        .acquire(&request("cbx_00000000b002"))
+        .await
+        .unwrap();
+    assert_eq!(
+        record.server_type, "ccx33",
+        "the first type, in the next location"
+    );
     assert_eq!(record.labels["hetzner_location"], "nbg1");
     let tried: Vec<String> = record
         .provisioning_attempts
@@ -168,15 +201,24 @@ async fn a_create_that_everything_refuses_or_a_bad_request_leaves_nothing() {
     let fake = FakeHetzner::start();
     let provider = provider(&fake, &[]);
     fake.inject(
-        Fault::refuse("POST /servers", 412, "resource_unavailable", "error during placement")
-            .times(3),
+        Fault::refuse(
+            "POST /servers",
+            412,
+            "resource_unavailable",
+            "error during placement",
+        )
+        .times(3),
     );
     let err = provider
         .acquire(&request("cbx_00000000b003"))
         .await
         .unwrap_err();
     assert!(matches!(err, ProviderError::Capacity(_)), "{err}");
-    assert_eq!(fake.count("POST /servers"), 3, "standard: ccx33, cpx62, cx53");
+    assert_eq!(
+        fake.count("POST /servers"),
+        3,
+        "standard: ccx33, cpx62, cx53"
+    );
     assert!(fake.servers().is_empty());
     assert!(fake.ssh_keys().is_empty(), "the uploaded key is deleted");
 
@@ -209,7 +251,10 @@ async fn a_create_retried_after_a_lost_reply_takes_the_server_it_made() {
     let fake = FakeHetzner::start();
     let provider = provider(&fake, &[]);
     fake.inject(Fault::drop_reply("POST /servers"));
-    let record = provider.acquire(&request("cbx_00000000b007")).await.unwrap();
+    let record = provider
+        .acquire(&request("cbx_00000000b007"))
+        .await
+        .unwrap();
     assert_eq!(fake.count("POST /servers"), 2, "the retry met the name");
     let servers = fake.servers();
     assert_eq!(servers.len(), 1, "one runner: {servers:?}");
@@ -226,7 +271,10 @@ async fn a_spent_rate_limit_is_waited_for_before_the_api_says_429() {
     // 36000 an hour: one request back every 100 ms; two left.
     fake.set_rate_limit(36_000, 2);
     fake.set_rate_limit_refill(Duration::from_millis(100));
-    let record = provider.acquire(&request("cbx_00000000b008")).await.unwrap();
+    let record = provider
+        .acquire(&request("cbx_00000000b008"))
+        .await
+        .unwrap();
     assert_eq!(
         fake.calls().len(),
         4,
@@ -235,7 +283,15 @@ async fn a_spent_rate_limit_is_waited_for_before_the_api_says_429() {
     );
     // Throttled anyway (another client spent the budget): waited out and repeated.
     fake.reset_calls();
-    fake.inject(Fault::refuse("DELETE /servers/{id}", 429, "rate_limit_exceeded", "limit reached").times(2));
+    fake.inject(
+        Fault::refuse(
+            "DELETE /servers/{id}",
+            429,
+            "rate_limit_exceeded",
+            "limit reached",
+        )
+        .times(2),
+    );
     provider.release(&record).await.unwrap();
     assert_eq!(fake.count("DELETE /servers/{id}"), 3);
     assert!(fake.servers().is_empty());
@@ -254,7 +310,10 @@ async fn a_bad_token_is_an_auth_error_that_names_the_variable_and_creates_nothin
         .unwrap_err();
     assert!(matches!(err, ProviderError::Auth(_)), "{err}");
     assert!(err.to_string().contains("HCLOUD_TOKEN"), "{err}");
-    assert!(!format!("{provider:?}").contains("not-the-token"), "the token never prints");
+    assert!(
+        !format!("{provider:?}").contains("not-the-token"),
+        "the token never prints"
+    );
     settings.token = None;
     let err = HetznerProvider::new(settings)
         .unwrap()
@@ -284,7 +343,10 @@ async fn listing_follows_every_page_and_heartbeats_keep_the_other_labels() {
     let after = fake.server(records[0].server_id.parse().unwrap()).unwrap();
     assert_eq!(after["labels"]["lease"], before["labels"]["lease"]);
     assert_eq!(after["labels"]["crabbox"], "true");
-    assert!(after["labels"]["last_touched_at"].as_str().unwrap() >= before["labels"]["last_touched_at"].as_str().unwrap());
+    assert!(
+        after["labels"]["last_touched_at"].as_str().unwrap()
+            >= before["labels"]["last_touched_at"].as_str().unwrap()
+    );
     for record in &records {
         provider.release(record).await.unwrap();
     }

@@ -1,7 +1,9 @@
-//! `crabbox admin providers identity|policy --provider aws`: who this machine's provider
-//! credentials are (STS `GetCallerIdentity`, with the IAM principal a policy attaches to), and
-//! the least-privilege IAM policy for exactly the calls the provider makes, generated from the
-//! provider's own list of actions. Both work with this machine's credentials (the identity a
+//! `crabbox admin providers identity|policy --provider aws|hetzner`: who this machine's
+//! provider credentials are (AWS: STS `GetCallerIdentity`, with the IAM principal a policy
+//! attaches to; Hetzner, which has no identity API: the project the token reaches and how many
+//! Crabbox servers it holds), and what the credentials must allow: AWS's least-privilege IAM
+//! policy, Hetzner's token kind and the calls it is used for, each generated from the
+//! provider's own list of calls. Both work with this machine's credentials (the identity a
 //! coordinator uses is its host's); the policy needs no credentials at all.
 
 use crabbox_api::ExitStatus;
@@ -40,14 +42,17 @@ pub async fn run(cmd: ProvidersCommand) -> CliResult<u8> {
             provider,
             region,
             json,
-        } => {
-            only_aws(&provider)?;
-            identity(region, json).await
-        }
+        } => match known(&provider)? {
+            Known::Aws => identity(region, json).await,
+            Known::Hetzner => hetzner_identity(json).await,
+        },
         ProvidersCommand::Policy {
             provider, target, ..
         } => {
-            only_aws(&provider)?;
+            if known(&provider)? == Known::Hetzner {
+                output::json(&hetzner_policy()?);
+                return Ok(0);
+            }
             if let Some(target) = target.filter(|t| !t.eq_ignore_ascii_case("linux")) {
                 return Err(CliError::msg(
                     ExitStatus::Usage,
@@ -61,15 +66,100 @@ pub async fn run(cmd: ProvidersCommand) -> CliResult<u8> {
     }
 }
 
-fn only_aws(provider: &str) -> CliResult<()> {
-    if provider.trim().eq_ignore_ascii_case("aws") {
-        Ok(())
-    } else {
-        Err(CliError::msg(
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Aws,
+    Hetzner,
+}
+
+fn known(provider: &str) -> CliResult<Known> {
+    match provider.trim().to_ascii_lowercase().as_str() {
+        "aws" => Ok(Known::Aws),
+        "hetzner" => Ok(Known::Hetzner),
+        _ => Err(CliError::msg(
             ExitStatus::Usage,
-            format!("admin providers knows provider aws only, not {provider:?}"),
-        ))
+            format!("admin providers knows providers aws and hetzner, not {provider:?}"),
+        )),
     }
+}
+
+/// What a Hetzner token must be, and the calls it is used for.
+#[cfg(feature = "hetzner")]
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the build without the hetzner feature fails here"
+)]
+fn hetzner_policy() -> CliResult<serde_json::Value> {
+    Ok(serde_json::json!({
+        "provider": "hetzner",
+        "token": "read-write",
+        "scope": "project",
+        "note": "Hetzner Cloud API tokens are per project and either read-only or read-write; \
+                 Crabbox needs read-write. Use a project that holds only Crabbox runners, or \
+                 accept that the token can change everything in it.",
+        "calls": crabbox_hetzner::api::CALLS,
+    }))
+}
+
+#[cfg(feature = "hetzner")]
+async fn hetzner_identity(json: bool) -> CliResult<u8> {
+    use crabbox_providers::Provider as _;
+    let ctx = crate::lease::context(Vec::new())?;
+    let config = ctx.settings.config();
+    let settings = crabbox_hetzner::HetznerSettings::from_config(
+        config,
+        crabbox_providers::cloud::cost::CostRates::default(),
+        |name| std::env::var(name).ok(),
+    );
+    let source = crabbox_hetzner::settings::TOKEN_VARS
+        .iter()
+        .find(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+        .copied()
+        .unwrap_or("");
+    let endpoint = settings.endpoint.clone();
+    let provider = crabbox_hetzner::HetznerProvider::new(settings)
+        .map_err(|e| CliError::new(ExitStatus::Usage, e))?;
+    let leases = provider.inventory().await.map_err(|e| {
+        let status = match e {
+            crabbox_providers::ProviderError::Auth(_) => ExitStatus::Auth,
+            _ => ExitStatus::Failure,
+        };
+        CliError::new(status, e)
+    })?;
+    if json {
+        output::json(&serde_json::json!({
+            "provider": "hetzner",
+            "endpoint": endpoint,
+            "tokenFrom": source,
+            "crabboxServers": leases.len(),
+        }));
+    } else {
+        output::out(format!(
+            "token={source} endpoint={endpoint} crabbox_servers={} (Hetzner has no identity \
+             API: the token reaches its project)",
+            leases.len()
+        ));
+    }
+    Ok(0)
+}
+
+#[cfg(not(feature = "hetzner"))]
+fn hetzner_policy() -> CliResult<serde_json::Value> {
+    Err(no_hetzner())
+}
+
+#[cfg(not(feature = "hetzner"))]
+#[expect(clippy::unused_async, reason = "the hetzner build's identity awaits")]
+async fn hetzner_identity(_json: bool) -> CliResult<u8> {
+    Err(no_hetzner())
+}
+
+#[cfg(not(feature = "hetzner"))]
+fn no_hetzner() -> CliError {
+    CliError::msg(
+        ExitStatus::Usage,
+        "this crabbox was built without Hetzner support (cargo feature `hetzner`)",
+    )
 }
 
 #[cfg(feature = "aws")]

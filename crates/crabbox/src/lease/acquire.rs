@@ -126,7 +126,10 @@ impl<'a> Leases<'a> {
             keep: new.keep,
             machine: MachineChoice {
                 server_type: config.server_type.clone(),
-                market: Some(config.capacity.market),
+                // Only a market the user chose: a provider without markets (Hetzner) refuses
+                // a chosen spot market, and the default is each provider's own.
+                market: (self.ctx.settings.origin("capacity.market") != "default")
+                    .then_some(config.capacity.market),
                 architecture: Some(config.architecture),
             },
         })

@@ -10,6 +10,7 @@ mod coordinator_interrupt;
 mod coordinator_leases;
 mod coordinator_runs;
 mod coordinator_start;
+mod hetzner;
 mod lease;
 mod run;
 mod static_ssh;

@@ -1,7 +1,7 @@
 //! Hetzner server types per class (spec/providers.md §2.1): dedicated vCPU types (`ccx`)
 //! first, then shared AMD (`cpx`), then shared Intel/AMD cost-optimised (`cx`). Hetzner has no
 //! spot market and no separate Windows offer. The arm64 table (Ampere `cax`) is beyond the old
-//! tool, which knew only x86_64.
+//! tool, which knew only `x86_64`.
 
 use crabbox_core::machine::Architecture;
 
@@ -110,8 +110,7 @@ mod tests {
                 windows_mode: WindowsMode::Normal,
                 architecture: arch,
             })
-            .map(|c| c.types.join(", "))
-            .unwrap_or_else(|e| e.to_string())
+            .map_or_else(|e| e.to_string(), |c| c.types.join(", "))
     }
 
     #[test]
