@@ -106,6 +106,9 @@ fn build_providers<S: std::hash::BuildHasher>(
     env: &HashMap<String, String, S>,
     cost_rates: &crabbox_providers::cloud::cost::CostRates,
 ) -> anyhow::Result<BTreeMap<String, Arc<dyn crabbox_providers::Provider>>> {
+    // Only the cloud providers read the environment and the prices.
+    #[cfg(not(any(feature = "aws", feature = "hetzner")))]
+    let _ = (env, cost_rates);
     let mut out: BTreeMap<String, Arc<dyn crabbox_providers::Provider>> = BTreeMap::new();
     for raw in &args.providers {
         let name = providers::canonical_name(raw);

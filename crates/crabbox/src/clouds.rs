@@ -72,6 +72,10 @@ pub struct Check {
 }
 
 /// The checks of provider `name` when it is a cloud this build has; none otherwise.
+#[cfg_attr(
+    not(any(feature = "aws", feature = "hetzner")),
+    expect(clippy::unused_async, reason = "the cloud builds' checks await")
+)]
 pub async fn doctor(name: &str, config: &Config) -> Vec<Check> {
     match name {
         #[cfg(feature = "aws")]
