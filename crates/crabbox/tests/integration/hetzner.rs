@@ -166,6 +166,11 @@ fn warmup_run_stop_on_a_hetzner_server_leaves_nothing_behind() {
     // A heartbeat writes the new clock onto the server's labels, keeping the others.
     cloud.take_calls();
     cloud.ok(&["heartbeat", &id, "--idle-timeout", "45m"]);
+    assert_eq!(
+        cloud.take_calls(),
+        counts(&[("GET /servers/{id}", 1), ("PUT /servers/{id}", 1)]),
+        "API calls per heartbeat"
+    );
     let labels = &cloud.fake.servers()[0]["labels"];
     assert_eq!(labels["idle_timeout_secs"], "2700", "{labels}");
     assert_eq!(labels["lease"], id.as_str());
