@@ -10,6 +10,7 @@
 
 pub mod attempt;
 pub mod aws;
+pub mod azure;
 pub mod capacity;
 pub mod class;
 pub mod cloud_init;

@@ -1,0 +1,1 @@
+//! Azure data for the shared cloud model (being written).
