@@ -69,24 +69,11 @@ impl AwsSettings {
 
     /// The provider's region first, then the extra capacity regions, each once.
     pub fn regions(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for region in std::iter::once(&self.region).chain(&self.capacity.regions) {
-            let region = region.trim();
-            if !region.is_empty() && !out.iter().any(|r| r == region) {
-                out.push(region.to_owned());
-            }
-        }
-        out
+        crabbox_providers::cloud::capacity::ordered_regions(&self.region, &self.capacity.regions)
     }
 
     /// The SSH ports sshd listens on, primary first.
     pub fn ssh_ports(&self) -> Vec<u16> {
-        let mut ports = vec![self.ssh_port];
-        for port in &self.ssh_fallback_ports {
-            if !ports.contains(port) {
-                ports.push(*port);
-            }
-        }
-        ports
+        crabbox_providers::cloud::capacity::ssh_ports(self.ssh_port, &self.ssh_fallback_ports)
     }
 }

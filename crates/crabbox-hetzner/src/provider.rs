@@ -372,16 +372,24 @@ impl Provider for HetznerProvider {
     }
 
     /// `PUT /servers/{id}` with the heartbeat's labels. Hetzner replaces a server's labels
-    /// whole, so they are read first: a record's labels may be only part of them.
+    /// whole: a record made from the server carries all of them; one that does not (rebuilt
+    /// from a coordinator's lease) has them read from the server first.
     async fn touch(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
         let api = self.api()?;
         let id = lease.server_id.parse::<u64>().map_err(|_| {
             ProviderError::InvalidSpec(format!("not a Hetzner server id: {:?}", lease.server_id))
         })?;
-        let server = api::server(api, id)
-            .await?
-            .ok_or_else(|| ProviderError::NotFound(format!("Hetzner server {id}")))?;
-        let mut labels = server.labels;
+        let whole = ["crabbox", "created_by", "provider", "lease", "slug", "keep", "created_at"]
+            .iter()
+            .all(|key| lease.labels.contains_key(*key));
+        let mut labels = if whole {
+            lease.labels.clone()
+        } else {
+            api::server(api, id)
+                .await?
+                .ok_or_else(|| ProviderError::NotFound(format!("Hetzner server {id}")))?
+                .labels
+        };
         // The heartbeat may change the idle timeout (`heartbeat --idle-timeout`).
         labels.insert(
             "idle_timeout_secs".into(),

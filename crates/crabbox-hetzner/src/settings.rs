@@ -76,24 +76,11 @@ impl HetznerSettings {
 
     /// The provider's location first, then the extra capacity regions, each once.
     pub fn locations(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for location in std::iter::once(&self.location).chain(&self.capacity.regions) {
-            let location = location.trim();
-            if !location.is_empty() && !out.iter().any(|l| l == location) {
-                out.push(location.to_owned());
-            }
-        }
-        out
+        crabbox_providers::cloud::capacity::ordered_regions(&self.location, &self.capacity.regions)
     }
 
     /// The SSH ports sshd listens on, primary first.
     pub fn ssh_ports(&self) -> Vec<u16> {
-        let mut ports = vec![self.ssh_port];
-        for port in &self.ssh_fallback_ports {
-            if !ports.contains(port) {
-                ports.push(*port);
-            }
-        }
-        ports
+        crabbox_providers::cloud::capacity::ssh_ports(self.ssh_port, &self.ssh_fallback_ports)
     }
 }

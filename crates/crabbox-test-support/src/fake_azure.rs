@@ -199,29 +199,11 @@ impl FakeAzure {
     /// Starts the fake on a free 127.0.0.1 port. Works inside and outside a Tokio runtime.
     pub fn start() -> Self {
         let runtime = crate::background_runtime("fake-azure");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the Azure fake");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("the fake's address");
+        let (listener, addr) = crate::loopback_listener("Azure fake");
         let state: Shared = Arc::new(Mutex::new(State::new(format!("http://{addr}"))));
         let served = Arc::clone(&state);
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = Arc::clone(&served);
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| handle(Arc::clone(&state), req));
-                    // An error here is a dropped reply or a client gone: nothing to report.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        crate::serve_http(&runtime, listener, move |req| {
+            handle(Arc::clone(&served), req)
         });
         Self {
             addr,
@@ -435,7 +417,7 @@ impl Cloud for AzureCloud {
     }
 }
 
-type Answered = Result<Response<Full<Bytes>>, std::io::Error>;
+type Answered = crate::HttpAnswer;
 
 async fn handle(state: Shared, req: Request<Incoming>) -> Answered {
     let (parts, body) = req.into_parts();

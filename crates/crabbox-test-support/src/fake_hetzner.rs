@@ -173,29 +173,10 @@ impl FakeHetzner {
     pub fn start() -> Self {
         let shared: Shared = Arc::new(Mutex::new(State::new()));
         let runtime = crate::background_runtime("fake-hetzner");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("fake address");
-        let accept_shared = Arc::clone(&shared);
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = Arc::clone(&accept_shared);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        serve::handle(Arc::clone(&shared), req)
-                    });
-                    // An error here is a dropped reply or a client gone: nothing to report.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let (listener, addr) = crate::loopback_listener("Hetzner fake");
+        let served = Arc::clone(&shared);
+        crate::serve_http(&runtime, listener, move |req| {
+            serve::handle(Arc::clone(&served), req)
         });
         Self {
             addr,

@@ -269,28 +269,10 @@ impl FaultProxy {
             tokens: tokio::sync::Mutex::new(HashMap::new()),
         });
         let runtime = crate::background_runtime("fault-proxy");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("proxy address");
-        let accept_shared = Arc::clone(&shared);
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = Arc::clone(&accept_shared);
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| handle(Arc::clone(&shared), req));
-                    // An error here is a dropped reply or a client gone: nothing to report.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let (listener, addr) = crate::loopback_listener("proxy");
+        let served = Arc::clone(&shared);
+        crate::serve_http(&runtime, listener, move |req| {
+            handle(Arc::clone(&served), req)
         });
         Self {
             addr,
@@ -364,7 +346,7 @@ impl FaultProxy {
     }
 }
 
-type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
+type Answer = crate::HttpAnswer;
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
     let (parts, body) = req.into_parts();

@@ -189,6 +189,50 @@ pub(crate) fn background_runtime(name: &str) -> tokio::runtime::Runtime {
         .expect("a runtime for a fixture")
 }
 
+/// What a fixture's HTTP handler answers: an error closes the connection without an answer
+/// (how the fakes and the fault proxy drop a reply).
+pub(crate) type HttpAnswer =
+    Result<hyper::Response<http_body_util::Full<hyper::body::Bytes>>, std::io::Error>;
+
+/// A listener on a free 127.0.0.1 port, and its address, for a fixture that needs the
+/// address before it serves (to put it in its answers).
+pub(crate) fn loopback_listener(what: &str) -> (std::net::TcpListener, std::net::SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("bind the {what}: {e}"));
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let addr = listener.local_addr().expect("the listener's address");
+    (listener, addr)
+}
+
+/// Serves HTTP/1.1 on `listener` from `runtime`, every request to `handle`.
+pub(crate) fn serve_http<H, F>(
+    runtime: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    handle: H,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = HttpAnswer> + Send + 'static,
+{
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(handle);
+                // An error here is a dropped reply or a client gone: nothing to report.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
 /// `s` quoted for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))

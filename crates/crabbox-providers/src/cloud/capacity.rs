@@ -7,6 +7,30 @@ use crabbox_core::machine::{Market, MarketFallback};
 
 use super::class::SpecError;
 
+/// `primary` first, then `extra` in order, each once, blanks dropped: the regions (or
+/// locations) a provider tries and lists.
+pub fn ordered_regions(primary: &str, extra: &[String]) -> Vec<String> {
+    let mut regions: Vec<String> = Vec::new();
+    for region in std::iter::once(primary).chain(extra.iter().map(String::as_str)) {
+        let region = region.trim();
+        if !region.is_empty() && !regions.iter().any(|known| known == region) {
+            regions.push(region.to_owned());
+        }
+    }
+    regions
+}
+
+/// The SSH ports a runner's sshd listens on: `primary` first, then the fallbacks, each once.
+pub fn ssh_ports(primary: u16, fallback: &[u16]) -> Vec<u16> {
+    let mut ports = vec![primary];
+    for port in fallback {
+        if !ports.contains(port) {
+            ports.push(*port);
+        }
+    }
+    ports
+}
+
 /// The capacity side of a provisioning plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapacityPlan {
@@ -27,13 +51,7 @@ impl CapacityPlan {
         extra_regions: &[String],
         availability_zones: &[String],
     ) -> Result<Self, SpecError> {
-        let mut regions: Vec<String> = Vec::new();
-        for region in std::iter::once(primary).chain(extra_regions.iter().map(String::as_str)) {
-            let region = region.trim();
-            if !region.is_empty() && !regions.iter().any(|known| known == region) {
-                regions.push(region.to_owned());
-            }
-        }
+        let regions = ordered_regions(primary, extra_regions);
         if regions.is_empty() {
             return Err(SpecError::NoRegion);
         }

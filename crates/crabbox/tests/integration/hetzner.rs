@@ -351,3 +351,33 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn ctrl_c_after_the_create_deletes_the_server_and_key() {
+    loopback_only!();
+    let cloud = Hetzner::start();
+    // A user the runner does not have: the lease never becomes ready, so the signal always
+    // arrives during the create or the wait for SSH.
+    let mut cmd = cloud.sb.crabbox(&cloud.repo, &["warmup"]);
+    cmd.env("CRABBOX_PROVIDER", "hetzner")
+        .envs(cloud.env())
+        .env("CRABBOX_SSH_USER", "nobody-here");
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("crabbox starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cloud.fake.count("POST /servers") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no create seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    cloud.assert_nothing_left();
+}
