@@ -114,7 +114,7 @@ pub struct Candidates {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     #[error(
-        "unknown class {class:?} (use {}, or a {provider} machine type like {example})",
+        "unknown class {class:?} (use {}, or one of {provider}'s machine types like {example})",
         machine::CLASSES_ACCEPTED
     )]
     UnknownClass {
@@ -124,7 +124,7 @@ pub enum SpecError {
     },
     #[error("--type {0:?} names a class; use --class {0} instead")]
     ClassAsType(String),
-    #[error("{value:?} is not a {provider} machine type (they look like {example})")]
+    #[error("{value:?} is not one of {provider}'s machine types (they look like {example})")]
     NotAType {
         value: String,
         provider: &'static str,
@@ -350,7 +350,7 @@ mod tests {
         };
         assert_eq!(
             TOY.candidates(&junk).unwrap_err().to_string(),
-            "\"big one\" is not a toy machine type (they look like x.8)"
+            "\"big one\" is not one of toy's machine types (they look like x.8)"
         );
     }
 
@@ -365,8 +365,8 @@ mod tests {
     fn unknown_classes_and_platforms_name_what_works() {
         assert_eq!(
             TOY.candidates(&request("beats")).unwrap_err().to_string(),
-            "unknown class \"beats\" (use tiny, small, standard, fast, large or beast, or a toy \
-             machine type like x.8)"
+            "unknown class \"beats\" (use tiny, small, standard, fast, large or beast, or one of \
+             toy's machine types like x.8)"
         );
         let windows = MachineRequest {
             target: TargetOs::Windows,
