@@ -379,9 +379,17 @@ impl Provider for HetznerProvider {
         let id = lease.server_id.parse::<u64>().map_err(|_| {
             ProviderError::InvalidSpec(format!("not a Hetzner server id: {:?}", lease.server_id))
         })?;
-        let whole = ["crabbox", "created_by", "provider", "lease", "slug", "keep", "created_at"]
-            .iter()
-            .all(|key| lease.labels.contains_key(*key));
+        let whole = [
+            "crabbox",
+            "created_by",
+            "provider",
+            "lease",
+            "slug",
+            "keep",
+            "created_at",
+        ]
+        .iter()
+        .all(|key| lease.labels.contains_key(*key));
         let mut labels = if whole {
             lease.labels.clone()
         } else {
