@@ -248,8 +248,12 @@ fn bad_input_and_bad_tokens_are_clear_errors_and_create_nothing() {
     assert!(!stderr(&out).contains("wrong"), "the token never prints");
 
     let out = cloud.crabbox(&["warmup"], &[("CRABBOX_HETZNER_LOCATION", "mars1")]);
-    assert_ne!(code(&out), 0);
-    assert!(stderr(&out).contains("location"), "{}", stderr(&out));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("check hetzner.location / CRABBOX_HETZNER_LOCATION"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = cloud.crabbox(&["warmup", "--market", "spot"], &[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));

@@ -53,7 +53,20 @@ pub fn provider_error(what: &str, status: u16, code: &str, message: &str) -> Pro
     } else if code == "not_found" {
         ProviderError::NotFound(detail)
     } else {
-        ProviderError::InvalidSpec(detail)
+        ProviderError::InvalidSpec(format!("{detail}{}", setting_hint(message)))
+    }
+}
+
+/// Which setting to check when Hetzner names the field it refused.
+fn setting_hint(message: &str) -> &'static str {
+    if message.contains("'location'") {
+        "; check hetzner.location / CRABBOX_HETZNER_LOCATION (fsn1, nbg1, hel1, ash, hil, sin)"
+    } else if message.contains("'image'") {
+        "; check hetzner.image / CRABBOX_HETZNER_IMAGE (an image name like ubuntu-24.04, or a snapshot id)"
+    } else if message.contains("'server_type'") {
+        "; check --type / --class (Hetzner server types look like ccx33)"
+    } else {
+        ""
     }
 }
 
