@@ -1,5 +1,5 @@
 //! A stateful fake of Azure Resource Manager and the Microsoft Entra token endpoint, served
-//! over real HTTP on 127.0.0.1 (one ephemeral port for both) from a runtime of its own, for
+//! over real HTTPS on 127.0.0.1 (one ephemeral port for both) from a runtime of its own, for
 //! tests of the Azure provider. Paths, status codes, headers and JSON shapes follow
 //! Microsoft's public references:
 //!
@@ -19,6 +19,14 @@
 //!   `ResourceNotFound`, `SkuNotAvailable`, `AllocationFailed`, `NicInUse`,
 //!   `PublicIPAddressCannotBeDeleted`, `OperationNotAllowed` for an attached disk,
 //!   `InvalidResourceReference`).
+//!
+//! **TLS**: Azure is HTTPS-only, and Microsoft's `azure_identity` refuses an authority host
+//! that is not `https://`, so the fake is too. Its certificate (for `127.0.0.1` and
+//! `localhost`) comes from a CA of its own ([`crate::tls::TestCa`]), whose PEM file is
+//! [`FakeAzure::ca_file`]: [`FakeAzure::env`] passes it as `SSL_CERT_FILE`, and a client
+//! built in a test adds [`FakeAzure::ca_pem`] as a root. Every URL the fake hands out
+//! (`Azure-AsyncOperation`, `Location`, `nextLink`, the identity platform's metadata) is
+//! `https://` too.
 //!
 //! **Identity** ([`FakeAzure::authority_url`], for `AZURE_AUTHORITY_HOST`): `POST
 //! /{tenant}/oauth2/v2.0/token` (client credentials, secret in the form or HTTP Basic; scope
@@ -86,6 +94,7 @@ mod vnets;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::Engine;
@@ -95,6 +104,7 @@ use hyper::{Request, Response};
 use serde_json::Value;
 
 use crate::boot_emulator::{Cloud, CloudFuture, Machine};
+use crate::tls::TestCa;
 pub use faults::{AzureError, Call, Effect, Fault};
 pub use skus::LOCATIONS;
 use state::{Kind, State};
@@ -122,6 +132,7 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 pub struct FakeAzure {
     addr: SocketAddr,
     state: Shared,
+    ca: TestCa,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -200,21 +211,35 @@ impl FakeAzure {
     pub fn start() -> Self {
         let runtime = crate::background_runtime("fake-azure");
         let (listener, addr) = crate::loopback_listener("Azure fake");
-        let state: Shared = Arc::new(Mutex::new(State::new(format!("http://{addr}"))));
+        let ca = TestCa::new();
+        let state: Shared = Arc::new(Mutex::new(State::new(format!("https://{addr}"))));
         let served = Arc::clone(&state);
-        crate::serve_http(&runtime, listener, move |req| {
+        crate::serve_https(&runtime, listener, ca.server_config(), move |req| {
             handle(Arc::clone(&served), req)
         });
         Self {
             addr,
             state,
+            ca,
             runtime: Some(runtime),
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
+    }
+
+    /// The PEM file of the CA that signed the fake's certificate (`SSL_CERT_FILE`). It is
+    /// removed when the fake is dropped.
+    pub fn ca_file(&self) -> &Path {
+        self.ca.ca_file()
+    }
+
+    /// The CA certificate, PEM-encoded, for a client built in the test
+    /// (`reqwest::Certificate::from_pem`).
+    pub fn ca_pem(&self) -> &str {
+        self.ca.ca_pem()
     }
 
     /// The identity platform's authority host (`AZURE_AUTHORITY_HOST`).
@@ -232,9 +257,11 @@ impl FakeAzure {
         format!("{}/{TENANT_ID}/oauth2/v2.0/token", self.authority_url())
     }
 
-    /// The environment a product process needs to use the fake with a client secret.
+    /// The environment a product process needs to use the fake with a client secret,
+    /// `SSL_CERT_FILE` (the fake's CA) included.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
+            ("SSL_CERT_FILE", self.ca_file().display().to_string()),
             ("AZURE_AUTHORITY_HOST", self.authority_url()),
             ("CRABBOX_AZURE_ARM_ENDPOINT", self.arm_url()),
             ("AZURE_TENANT_ID", TENANT_ID.to_owned()),

@@ -18,6 +18,7 @@ pub mod fault_proxy;
 pub mod moto;
 pub mod netns;
 pub mod procs;
+pub mod tls;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -221,16 +222,56 @@ pub(crate) fn serve_http<H, F>(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            tokio::spawn(serve_connection(stream, handle.clone()));
+        }
+    });
+}
+
+/// Serves HTTP/1.1 over TLS on `listener` from `runtime`, every request to `handle`, with the
+/// certificate of `tls` (a [`tls::TestCa`]'s server configuration).
+pub(crate) fn serve_https<H, F>(
+    runtime: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    handle: H,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = HttpAnswer> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
             let handle = handle.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(handle);
-                // An error here is a dropped reply or a client gone: nothing to report.
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                // A failed handshake is a client that does not trust the test CA (or is not
+                // speaking TLS): it gets its alert and nothing else.
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    serve_connection(stream, handle).await;
+                }
             });
         }
     });
+}
+
+/// Answers the requests of one connection until it closes.
+async fn serve_connection<S, H, F>(stream: S, handle: H)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = HttpAnswer> + Send + 'static,
+{
+    let service = hyper::service::service_fn(handle);
+    // An error here is a dropped reply or a client gone: nothing to report. Either way the
+    // connection is closed (over TLS without a close_notify), so a dropped reply reaches the
+    // client as a connection cut before any answer.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
 }
 
 /// `s` quoted for a POSIX shell.

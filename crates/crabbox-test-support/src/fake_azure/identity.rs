@@ -350,7 +350,7 @@ fn instance_discovery(state: &State, query: &[(String, String)]) -> Answer {
         .and_then(|u| u.path_segments()?.next().map(str::to_owned))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| TENANT_ID.to_owned());
-    let host = state.base.trim_start_matches("http://").to_owned();
+    let host = state.base.trim_start_matches("https://").to_owned();
     Answer::json(
         200,
         json!({

@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn addresses_start_after_the_reserved_ones() {
-        let state = State::new("http://x".into());
+        let state = State::new("https://x".into());
         let ip = allocate(&state, "/s", "10.42.0.0/24", "/n", &[]);
         assert_eq!(ip.as_deref(), Some("10.42.0.4"));
         let next = allocate(&state, "/s", "10.42.0.0/24", "/n", &["10.42.0.4".into()]);

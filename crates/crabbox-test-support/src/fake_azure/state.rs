@@ -239,7 +239,7 @@ pub(super) struct Token {
 
 #[derive(Debug)]
 pub(super) struct State {
-    /// `http://127.0.0.1:<port>`: the authority host and the ARM endpoint.
+    /// `https://127.0.0.1:<port>`: the authority host and the ARM endpoint.
     pub base: String,
     pub tokens: HashMap<String, Token>,
     pub resources: BTreeMap<String, Resource>,
@@ -420,7 +420,7 @@ mod tests {
     #[test]
     fn keys_ignore_case_host_query_and_trailing_slash() {
         assert_eq!(
-            key("http://127.0.0.1:1/subscriptions/A/resourceGroups/RG/?api-version=1"),
+            key("https://127.0.0.1:1/subscriptions/A/resourceGroups/RG/?api-version=1"),
             "/subscriptions/a/resourcegroups/rg"
         );
     }

@@ -1,4 +1,4 @@
-//! The Azure fake over real HTTP: the identity platform's client credentials grant, ARM's
+//! The Azure fake over real HTTPS: clients trust it by its own CA only; the identity platform's client credentials grant, ARM's
 //! front-door checks, the create and delete chains with their long-running operations, the
 //! refusals Azure makes on its own and the faults a test injects, and the boot emulator
 //! booting a VM the fake holds.
@@ -28,12 +28,18 @@ struct Arm {
     token: String,
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+/// A client that trusts the fake's CA (as the product does through `SSL_CERT_FILE`).
+fn http(fake: &FakeAzure) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(fake.ca_pem().as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap()
 }
 
 async fn token(fake: &FakeAzure, secret: &str) -> Response {
-    http()
+    http(fake)
         .post(fake.token_url())
         .form(&[
             ("grant_type", "client_credentials"),
@@ -67,8 +73,8 @@ impl Arm {
         let answer: Value = token(&fake, CLIENT_SECRET).await.json().await.unwrap();
         let token = answer["access_token"].as_str().unwrap().to_owned();
         Self {
+            http: http(&fake),
             fake,
-            http: http(),
             token,
         }
     }
@@ -76,6 +82,10 @@ impl Arm {
     /// A request to `path` (an ARM path, or an absolute URL the fake handed out).
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let url = if path.starts_with("http") {
+            assert!(
+                path.starts_with(&format!("{}/", self.fake.url())),
+                "a URL the fake hands out is its own, https: {path}"
+            );
             path.to_owned()
         } else {
             let sep = if path.contains('?') { '&' } else { '?' };
@@ -248,6 +258,74 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
+/// The rustls error somewhere in `err`'s chain. An `io::Error`'s `source` skips the error it
+/// wraps, so the chain goes through `get_ref` there.
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+#[tokio::test]
+async fn only_a_client_that_trusts_the_fakes_ca_gets_through() {
+    let fake = FakeAzure::start();
+    assert!(
+        fake.url().starts_with("https://127.0.0.1:"),
+        "{}",
+        fake.url()
+    );
+    let env = fake.env();
+    let cert_file = env.iter().find(|(k, _)| *k == "SSL_CERT_FILE").unwrap();
+    assert_eq!(std::path::Path::new(&cert_file.1), fake.ca_file());
+    assert_eq!(
+        std::fs::read_to_string(fake.ca_file()).unwrap(),
+        fake.ca_pem()
+    );
+
+    let untrusting = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = untrusting
+        .post(fake.token_url())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap_err();
+    assert!(refused.is_connect(), "{refused:?}");
+    assert_eq!(
+        rustls_error(&refused),
+        Some(&rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer
+        )),
+        "{refused:?}"
+    );
+    assert_eq!(fake.count("POST token"), 0, "no request got through");
+
+    let granted = token(&fake, CLIENT_SECRET).await;
+    assert_eq!(granted.status(), StatusCode::OK);
+    // The certificate names `localhost` as well as 127.0.0.1.
+    let port = fake.url().rsplit(':').next().unwrap().to_owned();
+    let discovery: Value = http(&fake)
+        .get(format!(
+            "https://localhost:{port}/{TENANT_ID}/v2.0/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["token_endpoint"], fake.token_url());
+}
+
 #[tokio::test]
 async fn the_token_endpoint_grants_client_credentials_and_arm_takes_only_its_tokens() {
     let arm = Arm::start().await;
@@ -268,7 +346,7 @@ async fn the_token_endpoint_grants_client_credentials_and_arm_takes_only_its_tok
             .starts_with("AADSTS7000215: ")
     );
 
-    let elsewhere = http()
+    let elsewhere = http(&arm.fake)
         .post(format!(
             "{}/{}/oauth2/v2.0/token",
             arm.fake.authority_url(),
@@ -288,7 +366,7 @@ async fn the_token_endpoint_grants_client_credentials_and_arm_takes_only_its_tok
     assert_eq!(elsewhere["error"], "invalid_request");
     assert_eq!(elsewhere["error_codes"], json!([90002]));
 
-    let discovery: Value = http()
+    let discovery: Value = http(&arm.fake)
         .get(format!(
             "{}/{TENANT_ID}/v2.0/.well-known/openid-configuration",
             arm.fake.authority_url()
@@ -307,12 +385,12 @@ async fn the_token_endpoint_grants_client_credentials_and_arm_takes_only_its_tok
         "{}{subscription}?api-version=2022-12-01",
         arm.fake.arm_url()
     );
-    let anonymous = http().get(&url).send().await.unwrap();
+    let anonymous = http(&arm.fake).get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&anonymous, "www-authenticate").starts_with("Bearer authorization_uri="));
     let anonymous: Value = anonymous.json().await.unwrap();
     assert_eq!(anonymous["error"]["code"], "AuthenticationFailed");
-    let forged = http()
+    let forged = http(&arm.fake)
         .get(&url)
         .bearer_auth("eyJforged")
         .send()
@@ -335,7 +413,7 @@ async fn every_arm_call_needs_an_api_version_and_a_known_subscription() {
         arm.fake.arm_url()
     );
     // Asked before the token, as ARM does.
-    let bare = http().get(&group).send().await.unwrap();
+    let bare = http(&arm.fake).get(&group).send().await.unwrap();
     assert_eq!(bare.status(), StatusCode::BAD_REQUEST);
     let bare: Value = bare.json().await.unwrap();
     assert_eq!(bare["error"]["code"], "MissingApiVersionParameter");
