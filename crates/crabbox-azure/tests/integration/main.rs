@@ -1,0 +1,86 @@
+//! crabbox-azure against the stateful Azure fake over HTTPS (its throwaway CA trusted through
+//! `SSL_CERT_FILE`), in a loopback-only network namespace.
+
+use crabbox_azure::credential::Credential;
+use crabbox_azure::transport::{Transport, http_client};
+use crabbox_providers::ProviderError;
+use crabbox_test_support::fake_azure::FakeAzure;
+use crabbox_test_support::loopback_only;
+
+/// The fake's environment, with `changes` on top (an empty value unsets).
+fn env_of(fake: &FakeAzure, changes: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let mut env: Vec<(String, String)> = fake
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect();
+    for (k, v) in changes {
+        env.retain(|(name, _)| name != k);
+        env.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    move |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[tokio::test]
+async fn a_service_principal_gets_an_arm_token_over_https_from_the_configured_authority() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let env = env_of(&fake, &[]);
+    let transport = Transport(http_client(&env).unwrap());
+    let credential = Credential::from_env(&env, &transport).unwrap();
+    assert_eq!(credential.kind, "client-secret");
+    let token = credential.arm_token().await.unwrap();
+    assert!(!token.secret().is_empty());
+    assert_eq!(fake.count("POST token"), 1);
+    // Cached until it expires.
+    credential.arm_token().await.unwrap();
+    assert_eq!(fake.count("POST token"), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_or_an_untrusted_authority_is_an_auth_error_that_says_what_to_set() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let env = env_of(&fake, &[("AZURE_CLIENT_SECRET", "not-the-secret")]);
+    let transport = Transport(http_client(&env).unwrap());
+    let err = Credential::from_env(&env, &transport)
+        .unwrap()
+        .arm_token()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Auth(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("AADSTS7000215"), "Entra's reason: {text}");
+    assert!(text.contains("AZURE_CLIENT_SECRET"), "the hint: {text}");
+    assert!(
+        !text.contains("not-the-secret"),
+        "the secret never prints: {text}"
+    );
+
+    // Without the CA the fake's certificate is not trusted: no token, nothing sent.
+    let env = env_of(&fake, &[("SSL_CERT_FILE", "")]);
+    let transport = Transport(http_client(&env).unwrap());
+    let err = Credential::from_env(&env, &transport)
+        .unwrap()
+        .arm_token()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Auth(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_plain_http_authority_is_refused_before_any_request() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let plain = fake.authority_url().replacen("https://", "http://", 1);
+    let env = env_of(&fake, &[("AZURE_AUTHORITY_HOST", &plain)]);
+    let transport = Transport(http_client(&env).unwrap());
+    let err = Credential::from_env(&env, &transport).unwrap_err();
+    assert!(err.to_string().contains("HTTPS"), "{err}");
+    assert_eq!(fake.count("POST token"), 0);
+}
