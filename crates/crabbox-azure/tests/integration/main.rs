@@ -84,3 +84,82 @@ async fn a_plain_http_authority_is_refused_before_any_request() {
     assert!(err.to_string().contains("HTTPS"), "{err}");
     assert_eq!(fake.count("POST token"), 0);
 }
+
+/// An ARM client of the fake's subscription.
+fn arm(fake: &FakeAzure) -> crabbox_azure::arm::Arm {
+    let env = env_of(fake, &[]);
+    let http = http_client(&env).unwrap();
+    let credential = Credential::from_env(&env, &Transport(http.clone())).unwrap();
+    crabbox_azure::arm::Arm::new(
+        http,
+        &fake.arm_url(),
+        crabbox_test_support::fake_azure::SUBSCRIPTION_ID,
+        credential,
+    )
+}
+
+const NETWORK: &str = "2024-05-01";
+const GROUPS: &str = "2021-04-01";
+
+#[tokio::test]
+async fn writes_follow_their_operations_and_deletes_never_read_what_they_deleted() {
+    use crabbox_test_support::fake_azure::{AzureError, Fault};
+    use serde_json::json;
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let arm = arm(&fake);
+    let group = arm.group_path("crabbox-leases");
+    assert_eq!(arm.get(&group, GROUPS).await.unwrap(), None, "not yet");
+    arm.put(
+        &group,
+        GROUPS,
+        &json!({"location": "eastus", "tags": {"managed_by": "crabbox"}}),
+    )
+    .await
+    .unwrap();
+    assert!(arm.get(&group, GROUPS).await.unwrap().is_some());
+
+    let pip = format!("{group}/providers/Microsoft.Network/publicIPAddresses/lease-pip");
+    let body = json!({"location": "eastus", "sku": {"name": "Standard"},
+                      "properties": {"publicIPAllocationMethod": "Static"}});
+    // Throttled first: waited out and repeated.
+    fake.inject(Fault::refuse(
+        "PUT publicIPAddresses",
+        AzureError::Throttled,
+    ));
+    let made = arm.put(&pip, NETWORK, &body).await.unwrap();
+    assert_eq!(fake.count("PUT publicIPAddresses"), 2);
+    assert_eq!(made["properties"]["provisioningState"], "Succeeded");
+    let address = made["properties"]["ipAddress"].as_str().unwrap_or_default();
+    assert!(
+        !address.is_empty(),
+        "the address, once the operation ended: {made}"
+    );
+    assert!(
+        fake.count("GET operations") >= 1,
+        "the operation was followed"
+    );
+
+    fake.reset_calls();
+    arm.delete(&pip, NETWORK).await.unwrap();
+    assert_eq!(
+        fake.count("GET publicIPAddresses"),
+        0,
+        "a deleted resource is not read again"
+    );
+    assert!(
+        fake.resources()
+            .iter()
+            .all(|r| !r.id.ends_with("lease-pip"))
+    );
+    arm.delete(&pip, NETWORK).await.unwrap();
+
+    // An error keeps ARM's code, mapped to the shared vocabulary.
+    fake.inject(Fault::refuse(
+        "PUT publicIPAddresses",
+        AzureError::QuotaExceeded,
+    ));
+    let err = arm.put(&pip, NETWORK, &body).await.unwrap_err();
+    assert_eq!(err.code(), AzureError::QuotaExceeded.code());
+    assert!(matches!(ProviderError::from(err), ProviderError::Quota(_)));
+}
