@@ -163,3 +163,109 @@ async fn writes_follow_their_operations_and_deletes_never_read_what_they_deleted
     assert_eq!(err.code(), AzureError::QuotaExceeded.code());
     assert!(matches!(ProviderError::from(err), ProviderError::Quota(_)));
 }
+
+fn network() -> crabbox_azure::network::Network {
+    crabbox_azure::network::Network {
+        group: "crabbox-leases".into(),
+        location: "eastus".into(),
+        vnet: "crabbox-vnet".into(),
+        subnet: "crabbox-subnet".into(),
+        nsg: "crabbox-nsg".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_shared_network_is_made_once_then_only_read_and_someone_elses_is_refused() {
+    use crabbox_azure::network::{NETWORK_API, ensure};
+    use serde_json::json;
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let arm = arm(&fake);
+    let net = network();
+    let cidrs = vec!["198.51.100.7/32".to_owned()];
+    let prepared = ensure(&arm, &net, &cidrs, &[2222, 22]).await.unwrap();
+    assert!(
+        prepared
+            .subnet_id
+            .ends_with("/virtualNetworks/crabbox-vnet/subnets/crabbox-subnet")
+    );
+    assert_eq!(fake.count("PUT resourceGroups"), 1);
+    assert_eq!(fake.count("PUT virtualNetworks"), 1);
+    assert_eq!(fake.count("PUT networkSecurityGroups"), 1);
+    let nsg = arm
+        .get(&prepared.nsg_id, NETWORK_API)
+        .await
+        .unwrap()
+        .unwrap();
+    let rules = nsg["properties"]["securityRules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+
+    // The next create reads and writes nothing more.
+    fake.reset_calls();
+    ensure(&arm, &net, &cidrs, &[2222, 22]).await.unwrap();
+    let writes = fake.calls().iter().filter(|c| c.method != "GET").count();
+    assert_eq!(writes, 0, "{:?}", fake.calls());
+    assert_eq!(fake.calls().len(), 3, "three reads: {:?}", fake.calls());
+
+    // A rule someone else added stays; a new source replaces Crabbox's rules.
+    let mut with_foreign = rules.clone();
+    with_foreign.push(json!({"name": "allow-vpn", "properties": {"protocol": "Tcp",
+        "sourcePortRange": "*", "destinationPortRange": "443", "sourceAddressPrefix": "10.0.0.0/8",
+        "destinationAddressPrefix": "*", "access": "Allow", "priority": 300, "direction": "Inbound"}}));
+    arm.put(
+        &prepared.nsg_id,
+        NETWORK_API,
+        &json!({"location": "eastus", "tags": nsg["tags"],
+        "properties": {"securityRules": with_foreign}}),
+    )
+    .await
+    .unwrap();
+    ensure(&arm, &net, &["203.0.113.0/24".to_owned()], &[2222, 22])
+        .await
+        .unwrap();
+    let nsg = arm
+        .get(&prepared.nsg_id, NETWORK_API)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = nsg["properties"]["securityRules"].to_string();
+    assert!(
+        text.contains("allow-vpn") && text.contains("203.0.113.0/24"),
+        "{text}"
+    );
+    assert!(!text.contains("198.51.100.7/32"), "{text}");
+
+    // A network that is not Crabbox's is refused, and nothing is changed.
+    let foreign = crabbox_azure::network::Network {
+        vnet: "their-vnet".into(),
+        ..network()
+    };
+    let vnet = format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/their-vnet",
+        arm.group_path("crabbox-leases")
+    );
+    arm.put(
+        &vnet,
+        NETWORK_API,
+        &json!({"location": "eastus", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.9.0.0/16"]},
+        "subnets": [{"name": "crabbox-subnet", "properties": {"addressPrefix": "10.9.0.0/24"}}]}}),
+    )
+    .await
+    .unwrap();
+    fake.reset_calls();
+    let err = ensure(&arm, &foreign, &cidrs, &[22]).await.unwrap_err();
+    assert!(
+        err.to_string().contains("not tagged managed_by=crabbox"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("CRABBOX_AZURE_VNET"), "{err}");
+    assert!(
+        fake.calls().iter().all(|c| c.method == "GET"),
+        "{:?}",
+        fake.calls()
+    );
+}
