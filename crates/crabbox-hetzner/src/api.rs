@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crabbox_providers::ProviderError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -225,37 +226,39 @@ pub async fn delete_server(api: &Hcloud, id: u64) -> Result<(), CallError> {
 }
 
 /// Polls `GET /actions/{id}` until it succeeds or fails, or `limit` passes: at once, then
-/// every second (a server create takes 10–30 s).
-pub async fn wait_for_action(api: &Hcloud, action: Action, limit: Duration) -> Result<(), String> {
+/// every second (a server create takes 10–30 s). A call that fails keeps its own kind (a
+/// refused token stays an auth error); an action that fails or outlives `limit` is transient.
+pub async fn wait_for_action(
+    api: &Hcloud,
+    action: Action,
+    limit: Duration,
+) -> Result<(), ProviderError> {
     let deadline = Instant::now() + limit;
     let mut current = action;
     loop {
         match current.status.as_str() {
             "success" => return Ok(()),
             "error" => {
-                let error = current.error.unwrap_or(ActionError {
-                    code: String::new(),
-                    message: "failed".into(),
-                });
-                return Err(format!(
-                    "action {} failed ({}): {}",
-                    current.id, error.code, error.message
-                ));
+                let (code, message) = current
+                    .error
+                    .map_or((String::new(), "failed".to_owned()), |e| {
+                        (e.code, e.message)
+                    });
+                return Err(ProviderError::Transient(format!(
+                    "Hetzner action {} failed ({code}): {message}",
+                    current.id
+                )));
             }
             _ => {}
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "action {} still running after {limit:?}",
+            return Err(ProviderError::Transient(format!(
+                "Hetzner action {} still running after {limit:?}",
                 current.id
-            ));
+            )));
         }
-        let answer = api
-            .get(&format!("/actions/{}", current.id), &[])
-            .await
-            .map_err(|e| crabbox_providers::ProviderError::from(e).to_string())?;
-        let next: Action = parse("GET /actions/{id}", &answer["action"])
-            .map_err(|e| crabbox_providers::ProviderError::from(e).to_string())?;
+        let answer = api.get(&format!("/actions/{}", current.id), &[]).await?;
+        let next: Action = parse("GET /actions/{id}", &answer["action"])?;
         if next.status == "running" {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

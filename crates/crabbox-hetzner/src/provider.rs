@@ -107,11 +107,7 @@ impl HetznerProvider {
         // create's answer said its status was then.
         let mut started = false;
         if let Some(action) = action {
-            api::wait_for_action(api, action, self.settings.action_wait)
-                .await
-                .map_err(|e| {
-                    ProviderError::Transient(format!("Hetzner server {}: {e}", server.id))
-                })?;
+            api::wait_for_action(api, action, self.settings.action_wait).await?;
             started = true;
         }
         let deadline = Instant::now() + SERVER_WAIT;

@@ -37,12 +37,17 @@ fn aws(_config: &Config) -> CliResult<Arc<dyn Provider>> {
 
 #[cfg(feature = "hetzner")]
 fn hetzner(config: &Config) -> CliResult<Arc<dyn Provider>> {
+    Ok(Arc::new(hetzner_provider(config)?))
+}
+
+/// The Hetzner provider itself, for the commands that read its settings too.
+#[cfg(feature = "hetzner")]
+pub(crate) fn hetzner_provider(config: &Config) -> CliResult<crabbox_hetzner::HetznerProvider> {
     let settings = crabbox_hetzner::HetznerSettings::from_config(config, cost_rates()?, |name| {
         std::env::var(name).ok()
     });
-    let provider = crabbox_hetzner::HetznerProvider::new(settings)
-        .map_err(|e| CliError::msg(ExitStatus::Usage, e.to_string()))?;
-    Ok(Arc::new(provider))
+    crabbox_hetzner::HetznerProvider::new(settings)
+        .map_err(|e| CliError::msg(ExitStatus::Usage, e.to_string()))
 }
 
 #[cfg(not(feature = "hetzner"))]
@@ -164,14 +169,11 @@ async fn aws_doctor(config: &Config) -> Vec<Check> {
 /// price in the location).
 #[cfg(feature = "hetzner")]
 async fn hetzner_doctor(config: &Config) -> Vec<Check> {
-    let Ok(provider) = hetzner(config) else {
+    use crabbox_providers::Provider as _;
+    let Ok(provider) = hetzner_provider(config) else {
         return Vec::new();
     };
-    let settings = crabbox_hetzner::HetznerSettings::from_config(
-        config,
-        crabbox_providers::cloud::cost::CostRates::default(),
-        |name| std::env::var(name).ok(),
-    );
+    let settings = provider.settings();
     let location = &settings.location;
     let leases = provider.inventory().await;
     let mut checks = vec![Check {

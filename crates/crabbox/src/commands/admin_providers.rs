@@ -105,20 +105,13 @@ fn hetzner_policy() -> CliResult<serde_json::Value> {
 async fn hetzner_identity(json: bool) -> CliResult<u8> {
     use crabbox_providers::Provider as _;
     let ctx = crate::lease::context(Vec::new())?;
-    let config = ctx.settings.config();
-    let settings = crabbox_hetzner::HetznerSettings::from_config(
-        config,
-        crabbox_providers::cloud::cost::CostRates::default(),
-        |name| std::env::var(name).ok(),
-    );
+    let provider = crate::clouds::hetzner_provider(ctx.settings.config())?;
     let source = crabbox_hetzner::settings::TOKEN_VARS
         .iter()
         .find(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
         .copied()
         .unwrap_or("");
-    let endpoint = settings.endpoint.clone();
-    let provider = crabbox_hetzner::HetznerProvider::new(settings)
-        .map_err(|e| CliError::new(ExitStatus::Usage, e))?;
+    let endpoint = provider.settings().endpoint.clone();
     let leases = provider.inventory().await.map_err(|e| {
         let status = match e {
             crabbox_providers::ProviderError::Auth(_) => ExitStatus::Auth,
