@@ -146,6 +146,15 @@ fn run_in_namespace(test: &str) {
             }
         })
     });
+    // Its namespace is also noted here, while it runs (an exited process's is gone): on a
+    // loaded machine the pump may see the first line only after the child is done, and a
+    // namespace never noted would leave its leftovers running.
+    while namespace.get().is_none() && matches!(child.try_wait(), Ok(None)) {
+        if let Some(ns) = net_namespace(pid) {
+            let _ = namespace.set(ns);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let status = child.wait().expect("wait for the namespaced test");
     // Before the pumps finish: a leftover may hold the child's stdout or stderr open.
     if let Some(namespace) = namespace.get() {
