@@ -1,11 +1,17 @@
-//! The Azure VM provider (spec/providers.md §2.3), being built: `azure_identity`'s
-//! credentials on an HTTP transport of the tree's own ([`transport`]), the token they give for
-//! Azure Resource Manager ([`credential`]), and the ARM client with long-running operations,
-//! listings and ARM's errors ([`arm`]), and the network leases share ([`network`]). The
-//! per-lease resources and the `Provider` come next (docs/design/cloud-providers.md, "Azure"); the crate is not yet part
-//! of the binary.
+//! The Azure VM provider (spec/providers.md §2.3): `azure_identity`'s credentials on an HTTP
+//! transport of the tree's own ([`transport`]), the token they give for Azure Resource Manager
+//! ([`credential`]), the ARM client with long-running operations, listings and ARM's errors
+//! ([`arm`]), the network leases share ([`network`]), one lease's public IP, NIC and VM
+//! ([`vm`]), and the [`provider::AzureProvider`] that leases them
+//! (docs/design/cloud-providers.md, "Azure").
 
 pub mod arm;
 pub mod credential;
 pub mod network;
+pub mod provider;
+pub mod settings;
 pub mod transport;
+pub mod vm;
+
+pub use provider::AzureProvider;
+pub use settings::AzureSettings;

@@ -1,6 +1,8 @@
 //! crabbox-azure against the stateful Azure fake over HTTPS (its throwaway CA trusted through
 //! `SSL_CERT_FILE`), in a loopback-only network namespace.
 
+mod provider;
+
 use crabbox_azure::credential::Credential;
 use crabbox_azure::transport::{Transport, http_client};
 use crabbox_providers::ProviderError;

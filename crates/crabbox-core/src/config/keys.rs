@@ -9,6 +9,12 @@ use crate::machine::{Architecture, Market, MarketFallback, TargetOs, WindowsMode
 
 /// Accepted values of `broker.mode`.
 pub(crate) const BROKER_MODES: &[&str] = &["managed", "registered"];
+/// Accepted values of `azure.backend`; only `vm` leases yet.
+pub(crate) const AZURE_BACKENDS: &[&str] = &["vm", "dynamic-sessions"];
+/// Accepted values of `azure.osDisk`.
+pub(crate) const AZURE_OS_DISKS: &[&str] = &["managed", "ephemeral", "ephemeral-preview", "auto"];
+/// Accepted values of `azure.network`: which address SSH uses.
+pub(crate) const AZURE_NETWORKS: &[&str] = &["public", "private"];
 /// Accepted values of `capacity.strategy`. Recorded for compatibility; no provider uses it yet.
 pub(crate) const CAPACITY_STRATEGIES: &[&str] = &[
     "most-available",
@@ -512,13 +518,107 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Preset::Text("https://api.hetzner.cloud/v1"),
         &["HCLOUD_ENDPOINT", "CRABBOX_HETZNER_ENDPOINT"],
     ),
+    // Azure VMs (spec/providers.md §2.3). The client secret is a secret and comes only from
+    // the environment (`AZURE_CLIENT_SECRET`); the ids rank Crabbox's variable, then the one
+    // Azure's own tools read, then the files.
+    key(
+        "azure.subscriptionId",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AZURE_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID"],
+    ),
+    key(
+        "azure.tenantId",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AZURE_TENANT_ID", "AZURE_TENANT_ID"],
+    ),
+    key(
+        "azure.clientId",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AZURE_CLIENT_ID", "AZURE_CLIENT_ID"],
+    ),
+    key(
+        "azure.backend",
+        Kind::OneOf(AZURE_BACKENDS, "vm or dynamic-sessions"),
+        Preset::Text("vm"),
+        &["CRABBOX_AZURE_BACKEND"],
+    ),
+    key(
+        "azure.location",
+        Kind::Text,
+        Preset::Text("eastus"),
+        &["CRABBOX_AZURE_LOCATION"],
+    ),
+    key(
+        "azure.resourceGroup",
+        Kind::Text,
+        Preset::Text("crabbox-leases"),
+        &["CRABBOX_AZURE_RESOURCE_GROUP"],
+    ),
+    // `Publisher:Offer:SKU:Version`; unset means Ubuntu (or Windows Server) for the target
+    // and architecture.
+    key("azure.image", Kind::Text, Preset::Unset, &["CRABBOX_AZURE_IMAGE"]),
+    key(
+        "azure.osDisk",
+        Kind::OneOf(
+            AZURE_OS_DISKS,
+            "managed, ephemeral, ephemeral-preview or auto",
+        ),
+        Preset::Text("managed"),
+        &["CRABBOX_AZURE_OS_DISK"],
+    ),
+    key(
+        "azure.osDiskSKU",
+        Kind::Text,
+        Preset::Text("StandardSSD_LRS"),
+        &["CRABBOX_AZURE_OS_DISK_SKU"],
+    ),
+    key(
+        "azure.vnet",
+        Kind::Text,
+        Preset::Text("crabbox-vnet"),
+        &["CRABBOX_AZURE_VNET"],
+    ),
+    key(
+        "azure.subnet",
+        Kind::Text,
+        Preset::Text("crabbox-subnet"),
+        &["CRABBOX_AZURE_SUBNET"],
+    ),
+    key(
+        "azure.nsg",
+        Kind::Text,
+        Preset::Text("crabbox-nsg"),
+        &["CRABBOX_AZURE_NSG"],
+    ),
+    key(
+        "azure.sshCIDRs",
+        Kind::ListOf(check_cidr),
+        Preset::Unset,
+        &["CRABBOX_AZURE_SSH_CIDRS"],
+    ),
+    key(
+        "azure.network",
+        Kind::OneOf(AZURE_NETWORKS, "public or private"),
+        Preset::Text("public"),
+        &["CRABBOX_AZURE_NETWORK"],
+    ),
+    key(
+        "azure.armEndpoint",
+        Kind::Text,
+        Preset::Text("https://management.azure.com"),
+        &["CRABBOX_AZURE_ARM_ENDPOINT"],
+    ),
 ];
 
 /// Keys (and whole sections) the old tool documents that this version does not use yet. Files
 /// written for the old tool carry them, so they are skipped without a warning.
 const ACCEPTED_UNUSED: &[&str] = &[
     "actions",
-    "azure",
+    "azure.snapshotSKU",
+    "azureDynamicSessions",
     "blacksmith",
     "broker.access",
     "broker.autoWebVNC",

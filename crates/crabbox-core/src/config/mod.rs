@@ -21,7 +21,8 @@ pub use files::{ConfigFiles, REPO_CONFIG_NAMES, config_files};
 pub use keys::env_names;
 pub use layer::FlagValue;
 pub use model::{
-    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, HetznerConfig,
+    Architecture, AwsConfig, AzureConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig,
+    HetznerConfig,
     Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
 };
 pub use origin::Origin;

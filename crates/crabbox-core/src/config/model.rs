@@ -33,6 +33,7 @@ pub struct Config {
     pub capacity: CapacityConfig,
     pub aws: AwsConfig,
     pub hetzner: HetznerConfig,
+    pub azure: AzureConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +140,35 @@ pub struct HetznerConfig {
     pub image: String,
     /// The API base URL (`https://api.hetzner.cloud/v1`).
     pub endpoint: String,
+}
+
+/// Azure settings (`azure.*`, spec/providers.md §2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AzureConfig {
+    pub subscription_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    /// `vm` (or `dynamic-sessions`, which this version refuses).
+    pub backend: String,
+    /// The location VMs are created in first (`eastus`); `capacity.regions` adds more.
+    pub location: String,
+    /// The group every lease's resources and the shared network live in.
+    pub resource_group: String,
+    /// `Publisher:Offer:SKU:Version`; `None` means the default for the target.
+    pub image: Option<String>,
+    /// `managed`, `ephemeral`, `ephemeral-preview` or `auto`.
+    pub os_disk: String,
+    /// The managed OS disk's storage type (`StandardSSD_LRS`).
+    pub os_disk_sku: String,
+    pub vnet: String,
+    pub subnet: String,
+    pub nsg: String,
+    /// Who may reach runners' SSH ports; empty means the caller's own address.
+    pub ssh_cidrs: Vec<String>,
+    /// `public` or `private`: the address SSH connects to.
+    pub network: String,
+    /// The Resource Manager endpoint (`https://management.azure.com`).
+    pub arm_endpoint: String,
 }
 
 /// How leases are obtained when a coordinator is configured.

@@ -11,7 +11,8 @@ use super::error::ConfigError;
 use super::keys::{self, KEYS};
 use super::layer::{self, FlagValue};
 use super::model::{
-    Architecture, AwsConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig, HetznerConfig,
+    Architecture, AwsConfig, AzureConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig,
+    HetznerConfig,
     Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
 };
 use super::origin::Origin;
@@ -297,6 +298,23 @@ fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
             location: read.text("hetzner.location"),
             image: read.text("hetzner.image"),
             endpoint: read.text("hetzner.endpoint"),
+        },
+        azure: AzureConfig {
+            subscription_id: read.optional("azure.subscriptionId"),
+            tenant_id: read.optional("azure.tenantId"),
+            client_id: read.optional("azure.clientId"),
+            backend: read.text("azure.backend"),
+            location: read.text("azure.location"),
+            resource_group: read.text("azure.resourceGroup"),
+            image: read.optional("azure.image"),
+            os_disk: read.text("azure.osDisk"),
+            os_disk_sku: read.text("azure.osDiskSKU"),
+            vnet: read.text("azure.vnet"),
+            subnet: read.text("azure.subnet"),
+            nsg: read.text("azure.nsg"),
+            ssh_cidrs: read.list("azure.sshCIDRs"),
+            network: read.text("azure.network"),
+            arm_endpoint: read.text("azure.armEndpoint"),
         },
     }
 }

@@ -589,8 +589,9 @@ fn the_coordinator_sweeps_unaccounted_runners_only_when_their_labels_prove_them_
     aws.tag(&kept_vm, "created_at", "1000");
     // The reconciler sweeps at start-up.
     let server = aws.coordinator(&[]);
+    // The release terminates the instance, then deletes its key pair: wait for both.
     crate::coordinator::wait_until("the sweep", Duration::from_secs(30), || {
-        aws.instances("terminated") == [old_vm.clone()]
+        aws.instances("terminated") == [old_vm.clone()] && aws.key_pairs().len() == 2
     });
     let mut running = aws.instances("running");
     running.sort();

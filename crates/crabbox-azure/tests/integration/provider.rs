@@ -1,0 +1,332 @@
+//! The Azure provider in process, against the stateful Azure fake over HTTPS, in a
+//! loopback-only network namespace: the provider conformance suite, the fallbacks, and the
+//! failures only a cloud has. (The whole CLI path, SSH included, is in
+//! crates/crabbox/tests/integration/azure.rs.)
+
+use crabbox_azure::{AzureProvider, AzureSettings};
+use crabbox_core::machine::Market;
+use crabbox_providers::conformance::{Promises, lifecycle};
+use crabbox_providers::{AcquireRequest, MachineChoice, Provider as _, ProviderError};
+use crabbox_test_support::fake_azure::{AzureError, FakeAzure, Fault};
+use crabbox_test_support::loopback_only;
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl crabbox";
+
+/// The settings of the default configuration, pointed at `fake`, SSH allowed from a
+/// documentation range, `extra` locations after `eastus`.
+fn settings(fake: &FakeAzure, extra: &[&str]) -> AzureSettings {
+    let env: Vec<(&str, String)> = fake.env();
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let inputs = crabbox_core::config::ConfigInputs {
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .chain([("CRABBOX_AZURE_SSH_CIDRS".to_owned(), "198.51.100.0/24".to_owned())])
+            .collect(),
+        ..crabbox_core::config::ConfigInputs::default()
+    };
+    let resolved = crabbox_core::config::resolve(&inputs).unwrap();
+    let mut settings = AzureSettings::from_config(
+        resolved.config(),
+        crabbox_providers::cloud::cost::CostRates::default(),
+        lookup,
+    );
+    settings.capacity.regions = extra.iter().map(|l| (*l).to_owned()).collect();
+    settings
+}
+
+fn provider(fake: &FakeAzure, extra: &[&str]) -> AzureProvider {
+    AzureProvider::new(settings(fake, extra)).unwrap()
+}
+
+fn request(lease_id: &str) -> AcquireRequest {
+    AcquireRequest {
+        lease_id: lease_id.into(),
+        slug: "conformance".into(),
+        class: "standard".into(),
+        public_key: KEY.into(),
+        ttl_secs: 600,
+        idle_timeout_secs: 300,
+        keep: false,
+        machine: MachineChoice::default(),
+    }
+}
+
+/// The lease resources left in the fake: VMs, NICs, public IPs, disks.
+fn lease_resources(fake: &FakeAzure) -> Vec<String> {
+    fake.resources()
+        .into_iter()
+        .filter(|r| {
+            [
+                "Microsoft.Compute/virtualMachines",
+                "Microsoft.Compute/disks",
+                "Microsoft.Network/networkInterfaces",
+                "Microsoft.Network/publicIPAddresses",
+            ]
+            .iter()
+            .any(|t| r.resource_type.eq_ignore_ascii_case(t))
+        })
+        .map(|r| format!("{} {}", r.resource_type, r.name))
+        .collect()
+}
+
+fn routes(fake: &FakeAzure) -> Vec<String> {
+    fake.calls().iter().map(|c| c.route.clone()).collect()
+}
+
+#[tokio::test]
+async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let provider = provider(&fake, &[]);
+    let record = provider
+        .acquire(&request("cbx_00000000a000"))
+        .await
+        .unwrap();
+    let first = routes(&fake);
+    println!("first create: {} calls {first:?}", first.len());
+    assert_eq!(fake.count("PUT resourceGroups"), 1, "the shared network is made");
+    assert_eq!(fake.count("PUT virtualNetworks"), 1);
+    assert_eq!(fake.count("PUT networkSecurityGroups"), 1);
+    assert_eq!(fake.count("PUT publicIPAddresses"), 1);
+    assert_eq!(fake.count("PUT networkInterfaces"), 1);
+    assert_eq!(fake.count("PUT virtualMachines"), 1);
+    let vm = fake.vm(&record.server_id).expect("the VM");
+    assert_eq!(vm.vm_size, "Standard_D32ads_v6", "standard's first size");
+    assert_eq!(vm.priority.as_deref(), Some("Spot"), "spot by default");
+    assert_eq!(vm.tags["lease"], "cbx_00000000a000");
+    assert_eq!(vm.tags["market"], "spot");
+    assert_eq!(record.ssh_host, vm.public_ip.unwrap().to_string());
+    let cloud_init = vm.user_data().unwrap();
+    assert!(cloud_init.starts_with("#cloud-config"), "{cloud_init}");
+    assert!(cloud_init.contains(KEY), "the lease's key in the cloud-init");
+    assert_eq!(record.labels["azure_location"], "eastus");
+    assert_eq!(record.price_source, "default", "{record:?}");
+
+    // The second lease finds the network as it should be: three reads, no writes.
+    fake.reset_calls();
+    let second = provider
+        .acquire(&request("cbx_00000000a001"))
+        .await
+        .unwrap();
+    let calls = routes(&fake);
+    println!("second create: {} calls {calls:?}", calls.len());
+    for write in ["PUT resourceGroups", "PUT virtualNetworks", "PUT networkSecurityGroups"] {
+        assert_eq!(fake.count(write), 0, "{write}: {calls:?}");
+    }
+    // Per lease: one PUT of each resource, followed to its end, then read once.
+    for (route, n) in [
+        ("GET resourceGroups", 1),
+        ("PUT publicIPAddresses", 1),
+        ("PUT networkInterfaces", 1),
+        ("PUT virtualMachines", 1),
+        ("GET virtualMachines", 1),
+    ] {
+        assert_eq!(fake.count(route), n, "{route}: {calls:?}");
+    }
+    fake.reset_calls();
+    provider.release(&second).await.unwrap();
+    let calls = routes(&fake);
+    println!("release: {} calls {calls:?}", calls.len());
+    for route in [
+        "DELETE virtualMachines",
+        "DELETE networkInterfaces",
+        "DELETE publicIPAddresses",
+        "DELETE disks",
+    ] {
+        assert_eq!(fake.count(route), 1, "{route}: {calls:?}");
+    }
+    assert_eq!(fake.count("GET virtualMachines"), 0, "nothing deleted is read again");
+    assert_eq!(fake.count("GET publicIPAddresses"), 0);
+    provider.release(&record).await.unwrap();
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+
+    let promises = Promises {
+        lists: true,
+        deletes: true,
+        adopts: false,
+    };
+    let record = lifecycle(&provider, &request("cbx_00000000a002"), promises).await;
+    assert_eq!(record.server_type, "Standard_D32ads_v6");
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+}
+
+#[tokio::test]
+async fn spot_refusals_fall_back_to_on_demand_then_locations_and_every_try_is_recorded() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let provider = provider(&fake, &["westus2"]);
+    // No spot capacity anywhere; no standard capacity at all in eastus.
+    fake.inject(
+        Fault::refuse("PUT virtualMachines", AzureError::AllocationFailed)
+            .when("/properties/priority", "Spot")
+            .times(100),
+    );
+    fake.inject(
+        Fault::refuse("PUT virtualMachines", AzureError::SkuNotAvailable)
+            .when("/location", "eastus")
+            .times(100),
+    );
+    let mut req = request("cbx_00000000a003");
+    req.class = "tiny".into();
+    let record = provider.acquire(&req).await.unwrap();
+    let tried: Vec<String> = record
+        .provisioning_attempts
+        .iter()
+        .map(|a| format!("{}@{} {} {}", a.server_type, a.region, a.market, a.code))
+        .collect();
+    // In each location every size on spot, then every size on-demand (spec §2.3).
+    let sizes = [
+        "Standard_D2ads_v6",
+        "Standard_D2ds_v6",
+        "Standard_D2ads_v5",
+        "Standard_D2ds_v5",
+        "Standard_F2s_v2",
+    ];
+    let mut expected: Vec<String> = Vec::new();
+    for (location, market, code) in [
+        ("eastus", "spot", "AllocationFailed"),
+        ("eastus", "on-demand", "SkuNotAvailable"),
+        ("westus2", "spot", "AllocationFailed"),
+    ] {
+        expected.extend(sizes.iter().map(|s| format!("{s}@{location} {market} {code}")));
+    }
+    assert_eq!(tried, expected);
+    let vm = fake.vm(&record.server_id).unwrap();
+    assert_eq!(vm.location, "westus2");
+    assert_eq!(vm.vm_size, "Standard_D2ads_v6");
+    assert_eq!(vm.tags["market"], "on-demand");
+    assert_ne!(vm.priority.as_deref(), Some("Spot"));
+    // Each location has its own network; the lease's IP and NIC moved with it.
+    let names: Vec<String> = fake.resources().into_iter().map(|r| r.name).collect();
+    assert!(names.contains(&"crabbox-vnet-westus2".to_owned()), "{names:?}");
+    let left = lease_resources(&fake);
+    assert_eq!(left.len(), 4, "the VM, its disk, NIC and IP only: {left:?}");
+    provider.release(&record).await.unwrap();
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+}
+
+#[tokio::test]
+async fn a_create_that_everything_refuses_or_a_bad_request_leaves_nothing() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let provider = provider(&fake, &[]);
+    fake.inject(
+        Fault::refuse("PUT virtualMachines", AzureError::QuotaExceeded).times(100),
+    );
+    let mut req = request("cbx_00000000a004");
+    req.machine.market = Some(Market::OnDemand);
+    let err = provider.acquire(&req).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Quota(_)), "{err}");
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+
+    // A size this build does not know is refused before any call.
+    let fake = FakeAzure::start();
+    let provider = self::provider(&fake, &[]);
+    let mut req = request("cbx_00000000a005");
+    req.class = "c7a.large".into();
+    let err = provider.acquire(&req).await.unwrap_err();
+    assert!(err.to_string().contains("unknown class"), "{err}");
+    assert!(fake.calls().is_empty(), "{:?}", routes(&fake));
+
+    // No subscription: says which variable to set, before any call.
+    let mut no_subscription = settings(&fake, &[]);
+    no_subscription.subscription_id = None;
+    let err = AzureProvider::new(no_subscription)
+        .unwrap()
+        .acquire(&request("cbx_00000000a006"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Auth(_)), "{err}");
+    assert!(err.to_string().contains("AZURE_SUBSCRIPTION_ID"), "{err}");
+
+    // A wrong secret: Entra's reason and the variables, never the secret.
+    let mut wrong_secret = settings(&fake, &[]);
+    wrong_secret
+        .env
+        .insert("AZURE_CLIENT_SECRET".into(), "not-the-secret".into());
+    let err = AzureProvider::new(wrong_secret)
+        .unwrap()
+        .acquire(&request("cbx_00000000a007"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Auth(_)), "{err}");
+    assert!(err.to_string().contains("AZURE_CLIENT_SECRET"), "{err}");
+    assert!(!err.to_string().contains("not-the-secret"), "{err}");
+
+    // An image that is not Publisher:Offer:SKU:Version.
+    let mut bad_image = settings(&fake, &[]);
+    bad_image.image = Some("ubuntu-24.04".into());
+    let err = AzureProvider::new(bad_image)
+        .unwrap()
+        .acquire(&request("cbx_00000000a008"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("CRABBOX_AZURE_IMAGE"), "{err}");
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+}
+
+#[tokio::test]
+async fn a_create_retried_after_a_lost_reply_makes_one_vm() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let provider = provider(&fake, &[]);
+    fake.inject(Fault::drop_reply("PUT virtualMachines"));
+    let record = provider
+        .acquire(&request("cbx_00000000a009"))
+        .await
+        .unwrap();
+    // Asked again (while the first create's operation still runs, Azure answers
+    // AnotherOperationInProgress, which is asked again too).
+    assert!(fake.count("PUT virtualMachines") >= 2, "{:?}", routes(&fake));
+    let vms: Vec<_> = fake
+        .resources()
+        .into_iter()
+        .filter(|r| r.resource_type.ends_with("virtualMachines"))
+        .collect();
+    assert_eq!(vms.len(), 1, "one runner: {vms:?}");
+    provider.release(&record).await.unwrap();
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+}
+
+#[tokio::test]
+async fn listing_follows_every_page_heartbeats_keep_the_tags_and_orphans_are_released_by_lease() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    fake.set_page_size(2);
+    let provider = provider(&fake, &[]);
+    let mut records = Vec::new();
+    for n in 0..5u32 {
+        let mut req = request(&format!("cbx_0000000{:05x}", 0xa100 + n));
+        req.class = "tiny".into();
+        records.push(provider.acquire(&req).await.unwrap());
+    }
+    let ids = provider.inventory().await.unwrap();
+    assert_eq!(ids.len(), 5, "three pages of two: {ids:?}");
+    let runners = provider.runners().await.unwrap();
+    assert!(runners.iter().all(|r| !r.ssh_host.is_empty()), "{runners:?}");
+    let before = fake.vm(&records[0].server_id).unwrap().tags;
+    provider.touch(&records[0]).await.unwrap();
+    let after = fake.vm(&records[0].server_id).unwrap().tags;
+    assert_eq!(after["lease"], before["lease"]);
+    assert_eq!(after["crabbox"], "true");
+    assert!(after["last_touched_at"] >= before["last_touched_at"]);
+    // An orphan known only by its lease id.
+    let orphan = crabbox_providers::LeaseRecord {
+        lease_id: records[1].lease_id.clone(),
+        provider: "azure".into(),
+        ..Default::default()
+    };
+    provider.release(&orphan).await.unwrap();
+    assert_eq!(provider.inventory().await.unwrap().len(), 4);
+    for record in &records {
+        provider.release(record).await.unwrap();
+    }
+    assert!(provider.inventory().await.unwrap().is_empty());
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+}
