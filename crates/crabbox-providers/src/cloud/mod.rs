@@ -19,6 +19,7 @@ pub mod fallback;
 pub mod hetzner;
 pub mod labels;
 pub mod names;
+pub mod windows;
 
 pub use attempt::{Category, ProvisioningAttempt, Refusal};
 pub use capacity::CapacityPlan;
