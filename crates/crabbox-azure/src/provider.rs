@@ -13,13 +13,14 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use crabbox_core::machine::TargetOs;
+use crabbox_core::machine::{TargetOs, WindowsMode};
 use crabbox_providers::cloud::azure::CATALOG;
 use crabbox_providers::cloud::azure::errors::classify_create;
 use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::labels::{LeaseLabels, touch};
 use crabbox_providers::cloud::names::resource_name;
+use crabbox_providers::cloud::windows::{self, WindowsBootstrap};
 use crabbox_providers::cloud::{
     Backoff, CapacityPlan, Category, MachineRequest, Provisioned, Refusal, SystemPacing, TryPlan,
     provision,
@@ -159,7 +160,7 @@ impl AzureProvider {
             ssh_user: self.settings.ssh_user.clone(),
             ssh_port: ports[0],
             ssh_fallback_ports: ports[1..].to_vec(),
-            work_root: self.settings.work_root.clone(),
+            work_root: self.work_root().to_owned(),
             keep: label("keep") == "true",
             created_at: number("created_at"),
             last_touched_at: number("last_touched_at"),
@@ -255,6 +256,13 @@ impl Create<'_> {
             tags: &tags_of(&tags),
         };
         match vm::create_vm(self.arm, &self.paths, &self.names, &spec).await {
+            Ok(vm) if settings.target == TargetOs::Windows => {
+                // The VM agent runs the bootstrap Azure wrote from the custom data.
+                vm::run_bootstrap_extension(self.arm, &self.paths, &plan.region)
+                    .await
+                    .map_err(|e| refusal(e.into()))?;
+                Ok(Launched { vm, addresses })
+            }
             Ok(vm) => Ok(Launched { vm, addresses }),
             Err(CallError::Api {
                 status,
@@ -335,7 +343,11 @@ impl Provider for AzureProvider {
     }
 
     fn ready_check(&self) -> &'static str {
-        READY_CHECK
+        if self.settings.target == TargetOs::Windows {
+            windows::READY_CHECK
+        } else {
+            READY_CHECK
+        }
     }
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
@@ -365,15 +377,7 @@ impl Provider for AzureProvider {
         let cidrs = network::ssh_cidrs(&settings.ssh_cidrs, settings.use_private_ip).await?;
         let ports = settings.ssh_ports();
         let name = resource_name(&req.lease_id, &req.slug);
-        let cloud_init = LinuxCloudInit {
-            user: &settings.ssh_user,
-            public_key: &req.public_key,
-            work_root: &settings.work_root,
-            ssh_ports: &ports,
-            units: &[],
-        }
-        .render()
-        .map_err(|e| ProviderError::InvalidSpec(e.to_string()))?;
+        let os_profile = self.os_profile(&name, req, &ports)?;
         let labels = LeaseLabels {
             provider: "azure",
             lease_id: &req.lease_id,
@@ -395,7 +399,7 @@ impl Provider for AzureProvider {
             provider: self,
             arm,
             paths: Paths::new(arm, &settings.resource_group, &names),
-            os_profile: vm::linux_os_profile(&name, &settings.ssh_user, &req.public_key, &cloud_init),
+            os_profile,
             names,
             cidrs,
             ports,
@@ -543,13 +547,68 @@ impl AzureProvider {
                     .into(),
             ));
         }
-        if settings.target != TargetOs::Linux {
-            return Err(ProviderError::InvalidSpec(format!(
-                "target {} on azure is not supported by this build yet (linux is)",
-                settings.target
-            )));
+        match (settings.target, settings.windows_mode) {
+            (TargetOs::Linux, _) | (TargetOs::Windows, WindowsMode::Normal) => Ok(()),
+            (TargetOs::Windows, mode) => Err(ProviderError::InvalidSpec(format!(
+                "windows mode {mode} on azure is not supported by this version (normal is)"
+            ))),
+            (target, _) => Err(ProviderError::InvalidSpec(format!(
+                "target {target} is not offered on azure (linux and windows are)"
+            ))),
         }
-        Ok(())
+    }
+
+    /// The VM's OS profile: on Linux the SSH user with the lease's key and the cloud-init; on
+    /// Windows the admin Azure requires (a random password nobody uses) and the bootstrap,
+    /// which the bootstrap extension runs, that makes the SSH user with the lease's key.
+    fn os_profile(
+        &self,
+        name: &str,
+        req: &AcquireRequest,
+        ports: &[u16],
+    ) -> Result<Value, ProviderError> {
+        let settings = &self.settings;
+        let invalid = |e: String| ProviderError::InvalidSpec(e);
+        if settings.target == TargetOs::Windows {
+            let script = WindowsBootstrap {
+                user: &settings.ssh_user,
+                public_key: &req.public_key,
+                work_root: self.work_root(),
+                ssh_ports: ports,
+            }
+            .render()
+            .map_err(|e| invalid(e.to_string()))?;
+            return Ok(vm::windows_os_profile(
+                &windows_computer_name(&req.lease_id),
+                &windows::admin_password(),
+                &script,
+            ));
+        }
+        let cloud_init = LinuxCloudInit {
+            user: &settings.ssh_user,
+            public_key: &req.public_key,
+            work_root: &settings.work_root,
+            ssh_ports: ports,
+            units: &[],
+        }
+        .render()
+        .map_err(|e| invalid(e.to_string()))?;
+        Ok(vm::linux_os_profile(
+            name,
+            &settings.ssh_user,
+            &req.public_key,
+            &cloud_init,
+        ))
+    }
+
+    /// Where commands run: on Windows a Windows path (the configured one when it is one).
+    fn work_root(&self) -> &str {
+        let configured = &self.settings.work_root;
+        if self.settings.target == TargetOs::Windows && !configured.contains(':') {
+            windows::DEFAULT_WORK_ROOT
+        } else {
+            configured
+        }
     }
 
     /// After the VM runs: its address, the price, the record.
@@ -572,6 +631,17 @@ impl AzureProvider {
             ..self.record(&value.vm, &addresses)
         })
     }
+}
+
+/// A Windows computer name (at most 15 characters): `cbx` and the lease id's hex.
+fn windows_computer_name(lease_id: &str) -> String {
+    let hex: String = lease_id
+        .trim_start_matches("cbx_")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    format!("cbx{hex}")
 }
 
 /// Labels as Azure tags: keys that start with `windows` are kept as `crabbox_windows…`.

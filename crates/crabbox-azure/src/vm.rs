@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crabbox_core::config::Secret;
 use crabbox_core::machine::Market;
+use crabbox_providers::cloud::windows;
 use serde_json::{Value, json};
 
 use crate::arm::{Arm, CallError};
@@ -207,6 +209,34 @@ pub fn linux_os_profile(name: &str, user: &str, public_key: &str, cloud_init: &s
             }]}
         }
     })
+}
+
+/// The OS profile of a Windows VM: Azure's admin with a password nobody uses, the VM agent
+/// on (it runs the bootstrap extension), the bootstrap script as custom data.
+pub fn windows_os_profile(computer_name: &str, password: &Secret, script: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "computerName": computer_name,
+        "adminUsername": windows::AZURE_ADMIN_USER,
+        "adminPassword": password.expose(),
+        "customData": base64::engine::general_purpose::STANDARD.encode(script),
+        "allowExtensionOperations": true,
+        "windowsConfiguration": {
+            "enableAutomaticUpdates": false,
+            "provisionVMAgent": true
+        }
+    })
+}
+
+/// `PUT` of the bootstrap extension (`CustomScriptExtension`), followed until the script ran.
+pub async fn run_bootstrap_extension(
+    arm: &Arm,
+    paths: &Paths,
+    location: &str,
+) -> Result<Value, CallError> {
+    let path = format!("{}/extensions/{}", paths.vm, windows::AZURE_EXTENSION_NAME);
+    arm.put(&path, COMPUTE_API, &windows::custom_script_extension(location))
+        .await
 }
 
 /// Deletes the lease's resources, VM first (its NIC and disk go with it, as their

@@ -330,3 +330,61 @@ async fn listing_follows_every_page_heartbeats_keep_the_tags_and_orphans_are_rel
     assert!(provider.inventory().await.unwrap().is_empty());
     assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
 }
+
+#[tokio::test]
+async fn a_windows_lease_boots_with_the_bootstrap_as_custom_data_run_by_the_extension() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let mut settings = settings(&fake, &[]);
+    settings.target = crabbox_core::machine::TargetOs::Windows;
+    let provider = AzureProvider::new(settings).unwrap();
+    assert!(provider.ready_check().contains("crabbox-ready.ps1"));
+    let mut req = request("cbx_00000000a00b");
+    req.class = "tiny".into();
+    let record = provider.acquire(&req).await.unwrap();
+    let vm = fake.vm(&record.server_id).unwrap();
+    assert_eq!(vm.vm_size, "Standard_D2ads_v6", "Windows' tiny size");
+    let profile = &vm.body["properties"]["osProfile"];
+    assert_eq!(profile["adminUsername"], "crabadmin");
+    assert_eq!(profile["computerName"], "cbx00000000a00b");
+    assert_eq!(profile["windowsConfiguration"]["provisionVMAgent"], true);
+    assert!(profile.get("adminPassword").is_none(), "ARM never shows it");
+    assert_eq!(
+        vm.body["properties"]["storageProfile"]["imageReference"]["publisher"],
+        "MicrosoftWindowsServer"
+    );
+    let script = vm.user_data().unwrap();
+    assert!(script.contains("administrators_authorized_keys"), "{script}");
+    assert!(script.contains(KEY), "the lease's key");
+    assert_eq!(fake.count("PUT extensions"), 1, "{:?}", routes(&fake));
+    let extension = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.route == "PUT extensions")
+        .unwrap();
+    assert_eq!(extension.resource_name(), "crabbox-bootstrap");
+    let command = extension.body["properties"]["protectedSettings"]["commandToExecute"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(command.contains("CustomData.bin"), "{command}");
+    assert_eq!(record.work_root, r"C:\crabbox");
+    assert_eq!(vm.tags["target"], "windows");
+    assert_eq!(vm.tags["crabbox_windows_mode"], "normal", "windows* tags are prefixed");
+    assert_eq!(record.labels["windows_mode"], "normal", "and read back");
+    provider.release(&record).await.unwrap();
+    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+
+    // WSL2 needs more than this bootstrap: refused before anything is made.
+    let mut settings = self::settings(&fake, &[]);
+    settings.target = crabbox_core::machine::TargetOs::Windows;
+    settings.windows_mode = crabbox_core::machine::WindowsMode::Wsl2;
+    fake.reset_calls();
+    let err = AzureProvider::new(settings)
+        .unwrap()
+        .acquire(&request("cbx_00000000a00c"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wsl2"), "{err}");
+    assert!(fake.calls().is_empty());
+}
