@@ -8,6 +8,7 @@
 pub mod arm;
 pub mod credential;
 pub mod network;
+pub mod policy;
 pub mod provider;
 pub mod settings;
 pub mod transport;

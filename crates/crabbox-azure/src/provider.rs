@@ -116,7 +116,11 @@ impl AzureProvider {
         let named = |items: &[Value], name: &str| {
             items
                 .iter()
-                .find(|i| i["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                .find(|i| {
+                    i["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
                 .cloned()
                 .unwrap_or(Value::Null)
         };
@@ -184,7 +188,12 @@ impl AzureProvider {
 
     /// Waits until the address SSH uses is known (a static IP has it once made; a NIC's
     /// private address may come a moment later).
-    async fn address(&self, arm: &Arm, paths: &Paths, mut got: Addresses) -> Result<Addresses, ProviderError> {
+    async fn address(
+        &self,
+        arm: &Arm,
+        paths: &Paths,
+        mut got: Addresses,
+    ) -> Result<Addresses, ProviderError> {
         let deadline = std::time::Instant::now() + self.settings.address_wait;
         loop {
             let have = if self.settings.use_private_ip {
@@ -475,9 +484,10 @@ impl Provider for AzureProvider {
     async fn adopt(&self, lease_id: &str) -> Result<Option<LeaseRecord>, ProviderError> {
         let arm = self.arm()?;
         let found = self.vms_of(lease_id).await?;
-        let Some((vm, addresses)) = found.into_iter().find(|(v, _)| {
-            v["properties"]["provisioningState"] == "Succeeded"
-        }) else {
+        let Some((vm, addresses)) = found
+            .into_iter()
+            .find(|(v, _)| v["properties"]["provisioningState"] == "Succeeded")
+        else {
             return Ok(None);
         };
         let paths = self.paths(arm, vm["name"].as_str().unwrap_or_default());
@@ -491,15 +501,24 @@ impl Provider for AzureProvider {
     async fn touch(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
         let arm = self.arm()?;
         let paths = self.paths(arm, &lease.server_id);
-        let whole = ["crabbox", "created_by", "provider", "lease", "slug", "keep", "created_at"]
-            .iter()
-            .all(|key| lease.labels.contains_key(*key));
+        let whole = [
+            "crabbox",
+            "created_by",
+            "provider",
+            "lease",
+            "slug",
+            "keep",
+            "created_at",
+        ]
+        .iter()
+        .all(|key| lease.labels.contains_key(*key));
         let mut labels = if whole {
             lease.labels.clone()
         } else {
-            let vm = arm.get(&paths.vm, COMPUTE_API).await?.ok_or_else(|| {
-                ProviderError::NotFound(format!("Azure VM {}", lease.server_id))
-            })?;
+            let vm = arm
+                .get(&paths.vm, COMPUTE_API)
+                .await?
+                .ok_or_else(|| ProviderError::NotFound(format!("Azure VM {}", lease.server_id)))?;
             labels_of(&vm["tags"])
         };
         labels.insert(
@@ -508,8 +527,12 @@ impl Provider for AzureProvider {
         );
         labels.remove("idle_timeout");
         let labels = touch(&labels, None, now_secs());
-        arm.patch(&paths.vm, COMPUTE_API, &serde_json::json!({"tags": tags_of(&labels)}))
-            .await?;
+        arm.patch(
+            &paths.vm,
+            COMPUTE_API,
+            &serde_json::json!({"tags": tags_of(&labels)}),
+        )
+        .await?;
         Ok(())
     }
 
@@ -622,7 +645,9 @@ impl AzureProvider {
             plan,
             attempts,
         } = launched;
-        let addresses = self.address(create.arm, &create.paths, value.addresses).await?;
+        let addresses = self
+            .address(create.arm, &create.paths, value.addresses)
+            .await?;
         let price = hourly_price("azure", &plan.server_type, &self.settings.cost_rates, None);
         Ok(LeaseRecord {
             provisioning_attempts: attempts,
@@ -665,7 +690,9 @@ fn labels_of(tags: &Value) -> BTreeMap<String, String> {
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| {
-            let key = k.strip_prefix("crabbox_").filter(|k| k.starts_with("windows"));
+            let key = k
+                .strip_prefix("crabbox_")
+                .filter(|k| k.starts_with("windows"));
             Some((key.unwrap_or(k).to_owned(), v.as_str()?.to_owned()))
         })
         .collect()

@@ -25,7 +25,8 @@ const ENV_VARS: &[&str] = &[
 /// The images leases boot when `azure.image` is unset.
 const LINUX_X86_64: &str = "Canonical:ubuntu-26_04-lts:server:latest";
 const LINUX_ARM64: &str = "Canonical:ubuntu-26_04-lts:server-arm64:latest";
-const WINDOWS: &str = "MicrosoftWindowsServer:windowsserver2022:2022-datacenter-smalldisk-g2:latest";
+const WINDOWS: &str =
+    "MicrosoftWindowsServer:windowsserver2022:2022-datacenter-smalldisk-g2:latest";
 
 #[derive(Debug, Clone)]
 pub struct AzureSettings {

@@ -235,8 +235,12 @@ pub async fn run_bootstrap_extension(
     location: &str,
 ) -> Result<Value, CallError> {
     let path = format!("{}/extensions/{}", paths.vm, windows::AZURE_EXTENSION_NAME);
-    arm.put(&path, COMPUTE_API, &windows::custom_script_extension(location))
-        .await
+    arm.put(
+        &path,
+        COMPUTE_API,
+        &windows::custom_script_extension(location),
+    )
+    .await
 }
 
 /// Deletes the lease's resources, VM first (its NIC and disk go with it, as their

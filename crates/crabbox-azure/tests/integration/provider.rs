@@ -17,16 +17,15 @@ const KEY: &str =
 /// documentation range, `extra` locations after `eastus`.
 fn settings(fake: &FakeAzure, extra: &[&str]) -> AzureSettings {
     let env: Vec<(&str, String)> = fake.env();
-    let lookup = |name: &str| {
-        env.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
     let inputs = crabbox_core::config::ConfigInputs {
         env: env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .chain([("CRABBOX_AZURE_SSH_CIDRS".to_owned(), "198.51.100.0/24".to_owned())])
+            .chain([(
+                "CRABBOX_AZURE_SSH_CIDRS".to_owned(),
+                "198.51.100.0/24".to_owned(),
+            )])
             .collect(),
         ..crabbox_core::config::ConfigInputs::default()
     };
@@ -90,7 +89,11 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
         .unwrap();
     let first = routes(&fake);
     println!("first create: {} calls {first:?}", first.len());
-    assert_eq!(fake.count("PUT resourceGroups"), 1, "the shared network is made");
+    assert_eq!(
+        fake.count("PUT resourceGroups"),
+        1,
+        "the shared network is made"
+    );
     assert_eq!(fake.count("PUT virtualNetworks"), 1);
     assert_eq!(fake.count("PUT networkSecurityGroups"), 1);
     assert_eq!(fake.count("PUT publicIPAddresses"), 1);
@@ -104,7 +107,10 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
     assert_eq!(record.ssh_host, vm.public_ip.unwrap().to_string());
     let cloud_init = vm.user_data().unwrap();
     assert!(cloud_init.starts_with("#cloud-config"), "{cloud_init}");
-    assert!(cloud_init.contains(KEY), "the lease's key in the cloud-init");
+    assert!(
+        cloud_init.contains(KEY),
+        "the lease's key in the cloud-init"
+    );
     assert_eq!(record.labels["azure_location"], "eastus");
     assert_eq!(record.price_source, "default", "{record:?}");
 
@@ -116,7 +122,11 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
         .unwrap();
     let calls = routes(&fake);
     println!("second create: {} calls {calls:?}", calls.len());
-    for write in ["PUT resourceGroups", "PUT virtualNetworks", "PUT networkSecurityGroups"] {
+    for write in [
+        "PUT resourceGroups",
+        "PUT virtualNetworks",
+        "PUT networkSecurityGroups",
+    ] {
         assert_eq!(fake.count(write), 0, "{write}: {calls:?}");
     }
     // Per lease: one PUT of each resource, followed to its end, then read once.
@@ -141,10 +151,18 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
     ] {
         assert_eq!(fake.count(route), 1, "{route}: {calls:?}");
     }
-    assert_eq!(fake.count("GET virtualMachines"), 0, "nothing deleted is read again");
+    assert_eq!(
+        fake.count("GET virtualMachines"),
+        0,
+        "nothing deleted is read again"
+    );
     assert_eq!(fake.count("GET publicIPAddresses"), 0);
     provider.release(&record).await.unwrap();
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
 
     let promises = Promises {
         lists: true,
@@ -153,7 +171,12 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
     };
     let record = lifecycle(&provider, &request("cbx_00000000a002"), promises).await;
     assert_eq!(record.server_type, "Standard_D32ads_v6");
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert_policy_lists(&fake);
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
 }
 
 #[tokio::test]
@@ -194,7 +217,11 @@ async fn spot_refusals_fall_back_to_on_demand_then_locations_and_every_try_is_re
         ("eastus", "on-demand", "SkuNotAvailable"),
         ("westus2", "spot", "AllocationFailed"),
     ] {
-        expected.extend(sizes.iter().map(|s| format!("{s}@{location} {market} {code}")));
+        expected.extend(
+            sizes
+                .iter()
+                .map(|s| format!("{s}@{location} {market} {code}")),
+        );
     }
     assert_eq!(tried, expected);
     let vm = fake.vm(&record.server_id).unwrap();
@@ -204,11 +231,18 @@ async fn spot_refusals_fall_back_to_on_demand_then_locations_and_every_try_is_re
     assert_ne!(vm.priority.as_deref(), Some("Spot"));
     // Each location has its own network; the lease's IP and NIC moved with it.
     let names: Vec<String> = fake.resources().into_iter().map(|r| r.name).collect();
-    assert!(names.contains(&"crabbox-vnet-westus2".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"crabbox-vnet-westus2".to_owned()),
+        "{names:?}"
+    );
     let left = lease_resources(&fake);
     assert_eq!(left.len(), 4, "the VM, its disk, NIC and IP only: {left:?}");
     provider.release(&record).await.unwrap();
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
 }
 
 #[tokio::test]
@@ -216,14 +250,16 @@ async fn a_create_that_everything_refuses_or_a_bad_request_leaves_nothing() {
     loopback_only!();
     let fake = FakeAzure::start();
     let provider = provider(&fake, &[]);
-    fake.inject(
-        Fault::refuse("PUT virtualMachines", AzureError::QuotaExceeded).times(100),
-    );
+    fake.inject(Fault::refuse("PUT virtualMachines", AzureError::QuotaExceeded).times(100));
     let mut req = request("cbx_00000000a004");
     req.machine.market = Some(Market::OnDemand);
     let err = provider.acquire(&req).await.unwrap_err();
     assert!(matches!(err, ProviderError::Quota(_)), "{err}");
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
 
     // A size this build does not know is refused before any call.
     let fake = FakeAzure::start();
@@ -268,7 +304,11 @@ async fn a_create_that_everything_refuses_or_a_bad_request_leaves_nothing() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("CRABBOX_AZURE_IMAGE"), "{err}");
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
 }
 
 #[tokio::test]
@@ -283,7 +323,11 @@ async fn a_create_retried_after_a_lost_reply_makes_one_vm() {
         .unwrap();
     // Asked again (while the first create's operation still runs, Azure answers
     // AnotherOperationInProgress, which is asked again too).
-    assert!(fake.count("PUT virtualMachines") >= 2, "{:?}", routes(&fake));
+    assert!(
+        fake.count("PUT virtualMachines") >= 2,
+        "{:?}",
+        routes(&fake)
+    );
     let vms: Vec<_> = fake
         .resources()
         .into_iter()
@@ -291,7 +335,11 @@ async fn a_create_retried_after_a_lost_reply_makes_one_vm() {
         .collect();
     assert_eq!(vms.len(), 1, "one runner: {vms:?}");
     provider.release(&record).await.unwrap();
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
 }
 
 #[tokio::test]
@@ -309,7 +357,10 @@ async fn listing_follows_every_page_heartbeats_keep_the_tags_and_orphans_are_rel
     let ids = provider.inventory().await.unwrap();
     assert_eq!(ids.len(), 5, "three pages of two: {ids:?}");
     let runners = provider.runners().await.unwrap();
-    assert!(runners.iter().all(|r| !r.ssh_host.is_empty()), "{runners:?}");
+    assert!(
+        runners.iter().all(|r| !r.ssh_host.is_empty()),
+        "{runners:?}"
+    );
     let before = fake.vm(&records[0].server_id).unwrap().tags;
     provider.touch(&records[0]).await.unwrap();
     let after = fake.vm(&records[0].server_id).unwrap().tags;
@@ -328,7 +379,12 @@ async fn listing_follows_every_page_heartbeats_keep_the_tags_and_orphans_are_rel
         provider.release(record).await.unwrap();
     }
     assert!(provider.inventory().await.unwrap().is_empty());
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
+    assert_policy_lists(&fake);
 }
 
 #[tokio::test]
@@ -354,7 +410,10 @@ async fn a_windows_lease_boots_with_the_bootstrap_as_custom_data_run_by_the_exte
         "MicrosoftWindowsServer"
     );
     let script = vm.user_data().unwrap();
-    assert!(script.contains("administrators_authorized_keys"), "{script}");
+    assert!(
+        script.contains("administrators_authorized_keys"),
+        "{script}"
+    );
     assert!(script.contains(KEY), "the lease's key");
     assert_eq!(fake.count("PUT extensions"), 1, "{:?}", routes(&fake));
     let extension = fake
@@ -369,11 +428,19 @@ async fn a_windows_lease_boots_with_the_bootstrap_as_custom_data_run_by_the_exte
         .to_owned();
     assert!(command.contains("CustomData.bin"), "{command}");
     assert_eq!(record.work_root, r"C:\crabbox");
+    assert_policy_lists(&fake);
     assert_eq!(vm.tags["target"], "windows");
-    assert_eq!(vm.tags["crabbox_windows_mode"], "normal", "windows* tags are prefixed");
+    assert_eq!(
+        vm.tags["crabbox_windows_mode"], "normal",
+        "windows* tags are prefixed"
+    );
     assert_eq!(record.labels["windows_mode"], "normal", "and read back");
     provider.release(&record).await.unwrap();
-    assert!(lease_resources(&fake).is_empty(), "{:?}", lease_resources(&fake));
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
 
     // WSL2 needs more than this bootstrap: refused before anything is made.
     let mut settings = self::settings(&fake, &[]);
@@ -387,4 +454,14 @@ async fn a_windows_lease_boots_with_the_bootstrap_as_custom_data_run_by_the_exte
         .unwrap_err();
     assert!(err.to_string().contains("wsl2"), "{err}");
     assert!(fake.calls().is_empty());
+}
+
+/// Every call the fake saw is one `admin providers policy --provider azure` grants.
+fn assert_policy_lists(fake: &FakeAzure) {
+    for route in routes(fake) {
+        assert!(
+            crabbox_azure::policy::is_listed(&route),
+            "{route} is not in crabbox_azure::policy::CALLS"
+        );
+    }
 }
