@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 /// VM's, its NIC.
 pub const CALLS: &[(&str, &[&str])] = &[
     (
+        "GET subscriptions",
+        &["Microsoft.Resources/subscriptions/read"],
+    ),
+    (
         "GET resourceGroups",
         &["Microsoft.Resources/subscriptions/resourceGroups/read"],
     ),

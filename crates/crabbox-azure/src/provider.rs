@@ -9,7 +9,7 @@
 //! before the next plan; anything that fails after something was created deletes what this
 //! create made before it returns the error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -85,13 +85,38 @@ impl AzureProvider {
             .ok_or_else(|| ProviderError::Auth("no Azure subscription".into()))
     }
 
+    /// The subscription the credentials reach (`GET /subscriptions/{id}`): its id, name and
+    /// state, and the tenant it belongs to.
+    pub async fn identity(&self) -> Result<Value, ProviderError> {
+        let arm = self.arm()?;
+        let found = arm
+            .get(&arm.subscription_path(), "2022-12-01")
+            .await?
+            .ok_or_else(|| {
+                ProviderError::NotFound(format!(
+                    "Azure subscription {} is not visible to these credentials",
+                    self.settings.subscription().unwrap_or_default()
+                ))
+            })?;
+        Ok(serde_json::json!({
+            "provider": "azure",
+            "credential": self.credential_kind,
+            "subscriptionId": found["subscriptionId"],
+            "subscriptionName": found["displayName"],
+            "state": found["state"],
+            "tenantId": found["tenantId"],
+            "clientId": self.settings.client_id,
+            "armEndpoint": self.settings.arm_endpoint,
+        }))
+    }
+
     fn paths(&self, arm: &Arm, vm: &str) -> Paths {
         Paths::new(arm, &self.settings.resource_group, &Names::of(vm))
     }
 
-    /// Crabbox's VMs in the lease group, with the addresses of their public IPs and NICs
-    /// (three listings, whatever the number of VMs). A group that does not exist holds none.
-    pub async fn vms(&self) -> Result<Vec<(Value, Addresses)>, ProviderError> {
+    /// The lease group's VMs, public IPs and NICs (three listings, whatever their number). A
+    /// group that does not exist holds none.
+    async fn listing(&self) -> Result<Listing, ProviderError> {
         let arm = self.arm()?;
         let group = arm.group_path(&self.settings.resource_group);
         let list = |kind: &str, api: &'static str| {
@@ -103,16 +128,16 @@ impl AzureProvider {
                 }
             }
         };
-        let vms = list("Microsoft.Compute/virtualMachines", COMPUTE_API).await?;
-        let crabbox: Vec<Value> = vms
-            .into_iter()
-            .filter(|v| v["tags"]["crabbox"] == "true")
-            .collect();
-        if crabbox.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pips = list("Microsoft.Network/publicIPAddresses", network::NETWORK_API).await?;
-        let nics = list("Microsoft.Network/networkInterfaces", network::NETWORK_API).await?;
+        Ok(Listing {
+            vms: list("Microsoft.Compute/virtualMachines", COMPUTE_API).await?,
+            pips: list("Microsoft.Network/publicIPAddresses", network::NETWORK_API).await?,
+            nics: list("Microsoft.Network/networkInterfaces", network::NETWORK_API).await?,
+        })
+    }
+
+    /// Crabbox's VMs in the lease group, with the addresses of their public IPs and NICs.
+    pub async fn vms(&self) -> Result<Vec<(Value, Addresses)>, ProviderError> {
+        let Listing { vms, pips, nics } = self.listing().await?;
         let named = |items: &[Value], name: &str| {
             items
                 .iter()
@@ -124,8 +149,9 @@ impl AzureProvider {
                 .cloned()
                 .unwrap_or(Value::Null)
         };
-        Ok(crabbox
+        Ok(vms
             .into_iter()
+            .filter(|v| v["tags"]["crabbox"] == "true")
             .map(|v| {
                 let names = Names::of(v["name"].as_str().unwrap_or_default());
                 let addresses = Addresses {
@@ -136,6 +162,30 @@ impl AzureProvider {
                 (v, addresses)
             })
             .collect())
+    }
+
+    /// Each lease with anything in the group, and the VM names its resources belong to: a
+    /// create that died before its VM leaves a public IP or NIC tagged with the lease.
+    async fn leases(&self) -> Result<BTreeMap<String, BTreeSet<String>>, ProviderError> {
+        let Listing { vms, pips, nics } = self.listing().await?;
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (items, suffix) in [(vms, ""), (pips, "-pip"), (nics, "-nic")] {
+            for item in items {
+                let (Some(lease), Some(name)) =
+                    (item["tags"]["lease"].as_str(), item["name"].as_str())
+                else {
+                    continue;
+                };
+                if item["tags"]["crabbox"] != "true" {
+                    continue;
+                }
+                let vm = name.strip_suffix(suffix).unwrap_or(name);
+                out.entry(lease.to_owned())
+                    .or_default()
+                    .insert(vm.to_owned());
+            }
+        }
+        Ok(out)
     }
 
     /// A lease's record from its VM: everything but what only the create knows (attempts,
@@ -220,6 +270,13 @@ impl AzureProvider {
             }
         }
     }
+}
+
+/// The lease group's resources of the kinds a lease has.
+struct Listing {
+    vms: Vec<Value>,
+    pips: Vec<Value>,
+    nics: Vec<Value>,
 }
 
 /// The state of one create.
@@ -453,30 +510,22 @@ impl Provider for AzureProvider {
     }
 
     /// Deletes the lease's VM, NIC, public IP and disk, each followed to its end. A record
-    /// without a VM name (an orphan known only by its lease id) finds its VMs by tag. Every
+    /// without a VM name (an orphan known only by its lease id) finds its resources by tag. Every
     /// delete tolerates "already gone".
     async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
         let arm = self.arm()?;
         if !lease.server_id.is_empty() {
             return Ok(vm::delete_all(arm, &self.paths(arm, &lease.server_id)).await?);
         }
-        for (v, _) in self.vms_of(&lease.lease_id).await? {
-            let name = v["name"].as_str().unwrap_or_default();
+        let leases = self.leases().await?;
+        for name in leases.get(&lease.lease_id).into_iter().flatten() {
             vm::delete_all(arm, &self.paths(arm, name)).await?;
         }
         Ok(())
     }
 
     async fn inventory(&self) -> Result<Vec<String>, ProviderError> {
-        let mut leases: Vec<String> = self
-            .vms()
-            .await?
-            .into_iter()
-            .filter_map(|(v, _)| v["tags"]["lease"].as_str().map(str::to_owned))
-            .collect();
-        leases.sort();
-        leases.dedup();
-        Ok(leases)
+        Ok(self.leases().await?.into_keys().collect())
     }
 
     /// The VM an interrupted create made for the lease, found by its `lease` tag, once it

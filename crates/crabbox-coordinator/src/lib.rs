@@ -107,7 +107,7 @@ fn build_providers<S: std::hash::BuildHasher>(
     cost_rates: &crabbox_providers::cloud::cost::CostRates,
 ) -> anyhow::Result<BTreeMap<String, Arc<dyn crabbox_providers::Provider>>> {
     // Only the cloud providers read the environment and the prices.
-    #[cfg(not(any(feature = "aws", feature = "hetzner")))]
+    #[cfg(not(any(feature = "aws", feature = "azure", feature = "hetzner")))]
     let _ = (env, cost_rates);
     let mut out: BTreeMap<String, Arc<dyn crabbox_providers::Provider>> = BTreeMap::new();
     for raw in &args.providers {
@@ -156,6 +156,10 @@ fn build_providers<S: std::hash::BuildHasher>(
             "aws" => {
                 out.insert(name, Arc::new(aws_provider(env, cost_rates)?));
             }
+            #[cfg(feature = "azure")]
+            "azure" => {
+                out.insert(name, Arc::new(azure_provider(env, cost_rates)?));
+            }
             #[cfg(feature = "hetzner")]
             "hetzner" => {
                 out.insert(name, Arc::new(hetzner_provider(env, cost_rates)?));
@@ -164,9 +168,10 @@ fn build_providers<S: std::hash::BuildHasher>(
                 let built: Vec<&str> = ["local", "ssh"]
                     .into_iter()
                     .chain(cfg!(feature = "aws").then_some("aws"))
+                    .chain(cfg!(feature = "azure").then_some("azure"))
                     .chain(cfg!(feature = "hetzner").then_some("hetzner"))
                     .collect();
-                let why = if matches!(other, "aws" | "hetzner") {
+                let why = if matches!(other, "aws" | "azure" | "hetzner") {
                     format!(" (built without the {other} feature)")
                 } else {
                     " yet".to_owned()
@@ -226,6 +231,35 @@ fn hetzner_provider<S: std::hash::BuildHasher>(
     );
     crabbox_hetzner::HetznerProvider::new(settings)
         .map_err(|e| anyhow::anyhow!("provider hetzner: {e}"))
+}
+
+/// The Azure provider with the coordinator's settings: the service principal
+/// (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`), `AZURE_SUBSCRIPTION_ID` and
+/// the same `CRABBOX_AZURE_*`, `CRABBOX_CAPACITY_*` and `CRABBOX_SSH_*` variables the CLI reads,
+/// from the coordinator's environment (no configuration files). A coordinator asked to offer
+/// Azure without a subscription does not start.
+#[cfg(feature = "azure")]
+fn azure_provider<S: std::hash::BuildHasher>(
+    env: &HashMap<String, String, S>,
+    cost_rates: &crabbox_providers::cloud::cost::CostRates,
+) -> anyhow::Result<crabbox_azure::AzureProvider> {
+    let inputs = crabbox_core::config::ConfigInputs {
+        env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..Default::default()
+    };
+    let resolved = crabbox_core::config::resolve(&inputs)
+        .map_err(|e| anyhow::anyhow!("provider azure: {e}"))?;
+    let settings =
+        crabbox_azure::AzureSettings::from_config(resolved.config(), cost_rates.clone(), |name| {
+            env.get(name).cloned()
+        });
+    anyhow::ensure!(
+        settings.subscription_id.is_some(),
+        "provider azure needs a subscription: set AZURE_SUBSCRIPTION_ID (and the service \
+         principal's AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET) in the \
+         coordinator's environment"
+    );
+    crabbox_azure::AzureProvider::new(settings).map_err(|e| anyhow::anyhow!("provider azure: {e}"))
 }
 
 /// Builds the shared state from flags and an environment map.

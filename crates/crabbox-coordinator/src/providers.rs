@@ -89,7 +89,7 @@ pub fn apply_record(lease: &mut Lease, record: &LeaseRecord) {
     lease.ssh_host_key.clone_from(&record.ssh_host_key);
     lease.work_root.clone_from(&record.work_root);
     lease.server_type.clone_from(&record.server_type);
-    if let Some(region) = ["aws_region", "hetzner_location"]
+    if let Some(region) = ["aws_region", "azure_location", "hetzner_location"]
         .iter()
         .find_map(|label| record.labels.get(*label))
     {

@@ -111,6 +111,7 @@ impl LeaseRecord {
             labels: match lease.provider.as_str() {
                 _ if lease.region.is_empty() => BTreeMap::default(),
                 "hetzner" => [("hetzner_location".to_owned(), lease.region.clone())].into(),
+                "azure" => [("azure_location".to_owned(), lease.region.clone())].into(),
                 _ => [("aws_region".to_owned(), lease.region.clone())].into(),
             },
             provisioning_attempts: Vec::new(),

@@ -107,7 +107,7 @@ use crate::boot_emulator::{Cloud, CloudFuture, Machine};
 use crate::tls::TestCa;
 pub use faults::{AzureError, Call, Effect, Fault};
 pub use skus::LOCATIONS;
-use state::{Kind, State};
+use state::{Kind, Resource, State};
 
 /// The directory (tenant) the fake's identity platform knows.
 pub const TENANT_ID: &str = "0c8a6f1e-4b7d-4f2a-9c3e-5d1b2a7f8e90";
@@ -350,6 +350,24 @@ impl FakeAzure {
             private_ip,
             body,
         })
+    }
+
+    /// Sets a tag of the VM called `name` behind the client's back (as someone editing it in
+    /// the portal would). Whether there was such a VM.
+    pub fn set_vm_tag(&self, name: &str, key: &str, value: &str) -> bool {
+        let mut state = self.lock();
+        let Some(key_of) = state
+            .of_kind(Kind::VirtualMachine)
+            .find(|vm| vm.name.eq_ignore_ascii_case(name))
+            .map(Resource::key)
+        else {
+            return false;
+        };
+        if let Some(vm) = state.resources.get_mut(&key_of) {
+            vm.tags
+                .insert(key.to_owned(), Value::String(value.to_owned()));
+        }
+        true
     }
 
     /// Deletes the resource with ARM id `id` behind the client's back, at once and with what

@@ -1,5 +1,5 @@
-//! The cloud providers this build includes, each behind a cargo feature (`aws`, `hetzner`,
-//! on by default), built from the resolved configuration. `local` and `ssh` come from
+//! The cloud providers this build includes, each behind a cargo feature (`aws`, `azure`,
+//! `hetzner`, on by default), built from the resolved configuration. `local` and `ssh` come from
 //! `crabbox_providers::provider_for`.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::error::{CliError, CliResult};
 pub fn provider(name: &str, config: &Config) -> CliResult<Option<Arc<dyn Provider>>> {
     match name.trim().to_ascii_lowercase().as_str() {
         "aws" => aws(config).map(Some),
+        "azure" => azure(config).map(Some),
         "hetzner" => hetzner(config).map(Some),
         _ => Ok(None),
     }
@@ -33,6 +34,30 @@ fn aws(_config: &Config) -> CliResult<Arc<dyn Provider>> {
         "this crabbox was built without AWS support (cargo feature `aws`)",
     )
     .hint("build with `cargo build --features aws`, or use provider local or ssh"))
+}
+
+#[cfg(feature = "azure")]
+fn azure(config: &Config) -> CliResult<Arc<dyn Provider>> {
+    Ok(Arc::new(azure_provider(config)?))
+}
+
+/// The Azure provider itself, for the commands that read its settings too.
+#[cfg(feature = "azure")]
+pub(crate) fn azure_provider(config: &Config) -> CliResult<crabbox_azure::AzureProvider> {
+    let settings = crabbox_azure::AzureSettings::from_config(config, cost_rates()?, |name| {
+        std::env::var(name).ok()
+    });
+    crabbox_azure::AzureProvider::new(settings)
+        .map_err(|e| CliError::msg(ExitStatus::Usage, e.to_string()))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure(_config: &Config) -> CliResult<Arc<dyn Provider>> {
+    Err(CliError::msg(
+        ExitStatus::Usage,
+        "this crabbox was built without Azure support (cargo feature `azure`)",
+    )
+    .hint("build with `cargo build --features azure`, or use provider local or ssh"))
 }
 
 #[cfg(feature = "hetzner")]
@@ -60,7 +85,7 @@ fn hetzner(_config: &Config) -> CliResult<Arc<dyn Provider>> {
 }
 
 /// `CRABBOX_COST_RATES_JSON`: operator prices per provider and type.
-#[cfg(any(feature = "aws", feature = "hetzner"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "hetzner"))]
 fn cost_rates() -> CliResult<crabbox_providers::cloud::cost::CostRates> {
     let text = std::env::var("CRABBOX_COST_RATES_JSON").unwrap_or_default();
     crabbox_providers::cloud::cost::CostRates::parse(&text)
@@ -78,13 +103,15 @@ pub struct Check {
 
 /// The checks of provider `name` when it is a cloud this build has; none otherwise.
 #[cfg_attr(
-    not(any(feature = "aws", feature = "hetzner")),
+    not(any(feature = "aws", feature = "azure", feature = "hetzner")),
     expect(clippy::unused_async, reason = "the cloud builds' checks await")
 )]
 pub async fn doctor(name: &str, config: &Config) -> Vec<Check> {
     match name {
         #[cfg(feature = "aws")]
         "aws" => aws_doctor(config).await,
+        #[cfg(feature = "azure")]
+        "azure" => azure_doctor(config).await,
         #[cfg(feature = "hetzner")]
         "hetzner" => hetzner_doctor(config).await,
         _ => {
@@ -213,3 +240,64 @@ async fn hetzner_doctor(config: &Config) -> Vec<Check> {
     });
     checks
 }
+
+/// `azure-auth` (the credentials reach the subscription: `GET /subscriptions/{id}`) and
+/// `azure-size` (the configured class's first size).
+#[cfg(feature = "azure")]
+async fn azure_doctor(config: &Config) -> Vec<Check> {
+    let provider = match azure_provider(config) {
+        Ok(provider) => provider,
+        Err(e) => {
+            return vec![Check {
+                name: "azure-auth".into(),
+                ok: false,
+                details: e.report(),
+                hint: AZURE_AUTH_HINT.into(),
+            }];
+        }
+    };
+    let settings = provider.settings();
+    let who = provider.identity().await;
+    let mut checks = vec![Check {
+        name: "azure-auth".into(),
+        ok: who.is_ok(),
+        details: match &who {
+            Ok(who) => format!(
+                "auth=ready credential={} subscription={} location={} group={}",
+                provider.credential_kind(),
+                who["subscriptionId"].as_str().unwrap_or_default(),
+                settings.location,
+                settings.resource_group
+            ),
+            Err(e) => e.to_string(),
+        },
+        hint: AZURE_AUTH_HINT.into(),
+    }];
+    if who.is_err() {
+        return checks;
+    }
+    let request = crabbox_providers::cloud::MachineRequest {
+        class: &config.class,
+        server_type: config.server_type.as_deref(),
+        target: config.target,
+        windows_mode: config.windows_mode,
+        architecture: config.architecture,
+    };
+    let first = crabbox_providers::cloud::azure::CATALOG
+        .candidates(&request)
+        .map(|c| c.types[0].clone());
+    checks.push(Check {
+        name: "azure-size".into(),
+        ok: first.is_ok(),
+        details: match &first {
+            Ok(first) => format!("default_size={first} class={}", config.class),
+            Err(e) => e.to_string(),
+        },
+        hint: "choose a class (tiny … beast) or an Azure VM size".into(),
+    });
+    checks
+}
+
+#[cfg(feature = "azure")]
+const AZURE_AUTH_HINT: &str = "set AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and \
+     AZURE_SUBSCRIPTION_ID (a service principal), or sign in with `az login`";

@@ -375,6 +375,34 @@ async fn listing_follows_every_page_heartbeats_keep_the_tags_and_orphans_are_rel
     };
     provider.release(&orphan).await.unwrap();
     assert_eq!(provider.inventory().await.unwrap().len(), 4);
+    // A create that died after its public IP and NIC, before its VM: listed by its lease,
+    // and released by it.
+    let vm = fake.vm(&records[2].server_id).unwrap();
+    assert!(fake.remove(&vm.id), "the VM, behind the provider's back");
+    assert!(
+        lease_resources(&fake)
+            .iter()
+            .any(|r| r.ends_with(&format!("{}-pip", vm.name))),
+        "its public IP stays"
+    );
+    assert!(
+        provider
+            .inventory()
+            .await
+            .unwrap()
+            .contains(&records[2].lease_id)
+    );
+    let half_made = crabbox_providers::LeaseRecord {
+        lease_id: records[2].lease_id.clone(),
+        provider: "azure".into(),
+        ..Default::default()
+    };
+    provider.release(&half_made).await.unwrap();
+    assert!(
+        !lease_resources(&fake).iter().any(|r| r.contains(&vm.name)),
+        "{:?}",
+        lease_resources(&fake)
+    );
     for record in &records {
         provider.release(record).await.unwrap();
     }

@@ -559,7 +559,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
     ),
     // `Publisher:Offer:SKU:Version`; unset means Ubuntu (or Windows Server) for the target
     // and architecture.
-    key("azure.image", Kind::Text, Preset::Unset, &["CRABBOX_AZURE_IMAGE"]),
+    key(
+        "azure.image",
+        Kind::Text,
+        Preset::Unset,
+        &["CRABBOX_AZURE_IMAGE"],
+    ),
     key(
         "azure.osDisk",
         Kind::OneOf(

@@ -22,8 +22,8 @@ pub use keys::env_names;
 pub use layer::FlagValue;
 pub use model::{
     Architecture, AwsConfig, AzureConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig,
-    HetznerConfig,
-    Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
+    HetznerConfig, Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
+    WindowsMode,
 };
 pub use origin::Origin;
 pub use resolve::{ConfigInputs, Resolved, resolve};

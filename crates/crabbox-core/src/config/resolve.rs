@@ -12,8 +12,8 @@ use super::keys::{self, KEYS};
 use super::layer::{self, FlagValue};
 use super::model::{
     Architecture, AwsConfig, AzureConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig,
-    HetznerConfig,
-    Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs, WindowsMode,
+    HetznerConfig, Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
+    WindowsMode,
 };
 use super::origin::Origin;
 use super::secret::Secret;

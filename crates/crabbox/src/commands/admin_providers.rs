@@ -1,9 +1,10 @@
-//! `crabbox admin providers identity|policy --provider aws|hetzner`: who this machine's
+//! `crabbox admin providers identity|policy --provider aws|azure|hetzner`: who this machine's
 //! provider credentials are (AWS: STS `GetCallerIdentity`, with the IAM principal a policy
-//! attaches to; Hetzner, which has no identity API: the project the token reaches and how many
-//! Crabbox servers it holds), and what the credentials must allow: AWS's least-privilege IAM
-//! policy, Hetzner's token kind and the calls it is used for, each generated from the
-//! provider's own list of calls. Both work with this machine's credentials (the identity a
+//! attaches to; Azure: the subscription the credential reaches; Hetzner, which has no identity
+//! API: the project the token reaches and how many Crabbox servers it holds), and what the
+//! credentials must allow: AWS's least-privilege IAM policy, Azure's custom role, Hetzner's
+//! token kind and the calls it is used for, each generated from the provider's own list of
+//! calls. Both work with this machine's credentials (the identity a
 //! coordinator uses is its host's); the policy needs no credentials at all.
 
 use crabbox_api::ExitStatus;
@@ -44,14 +45,22 @@ pub async fn run(cmd: ProvidersCommand) -> CliResult<u8> {
             json,
         } => match known(&provider)? {
             Known::Aws => identity(region, json).await,
+            Known::Azure => azure_identity(json).await,
             Known::Hetzner => hetzner_identity(json).await,
         },
         ProvidersCommand::Policy {
             provider, target, ..
         } => {
-            if known(&provider)? == Known::Hetzner {
-                output::json(&hetzner_policy()?);
-                return Ok(0);
+            match known(&provider)? {
+                Known::Hetzner => {
+                    output::json(&hetzner_policy()?);
+                    return Ok(0);
+                }
+                Known::Azure => {
+                    output::json(&azure_policy()?);
+                    return Ok(0);
+                }
+                Known::Aws => {}
             }
             if let Some(target) = target.filter(|t| !t.eq_ignore_ascii_case("linux")) {
                 return Err(CliError::msg(
@@ -69,18 +78,77 @@ pub async fn run(cmd: ProvidersCommand) -> CliResult<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Known {
     Aws,
+    Azure,
     Hetzner,
 }
 
 fn known(provider: &str) -> CliResult<Known> {
     match provider.trim().to_ascii_lowercase().as_str() {
         "aws" => Ok(Known::Aws),
+        "azure" => Ok(Known::Azure),
         "hetzner" => Ok(Known::Hetzner),
         _ => Err(CliError::msg(
             ExitStatus::Usage,
-            format!("admin providers knows providers aws and hetzner, not {provider:?}"),
+            format!("admin providers knows providers aws, azure and hetzner, not {provider:?}"),
         )),
     }
+}
+
+/// The custom role an Azure service principal needs, for the configured subscription.
+#[cfg(feature = "azure")]
+fn azure_policy() -> CliResult<serde_json::Value> {
+    let ctx = crate::lease::context(Vec::new())?;
+    let subscription = ctx.settings.config().azure.subscription_id.clone();
+    Ok(crabbox_azure::policy::role_definition(
+        subscription.as_deref(),
+    ))
+}
+
+#[cfg(feature = "azure")]
+async fn azure_identity(json: bool) -> CliResult<u8> {
+    let ctx = crate::lease::context(Vec::new())?;
+    let provider = crate::clouds::azure_provider(ctx.settings.config())?;
+    let who = provider.identity().await.map_err(|e| {
+        let status = match e {
+            crabbox_providers::ProviderError::Auth(_) => ExitStatus::Auth,
+            _ => ExitStatus::Failure,
+        };
+        CliError::new(status, e)
+    })?;
+    if json {
+        output::json(&who);
+    } else {
+        let text = |key: &str| who[key].as_str().unwrap_or_default().to_owned();
+        output::out(format!(
+            "subscription={} name={:?} state={} tenant={} client={} credential={}",
+            text("subscriptionId"),
+            text("subscriptionName"),
+            text("state"),
+            text("tenantId"),
+            text("clientId"),
+            text("credential"),
+        ));
+    }
+    Ok(0)
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure_policy() -> CliResult<serde_json::Value> {
+    Err(no_azure())
+}
+
+#[cfg(not(feature = "azure"))]
+#[expect(clippy::unused_async, reason = "the azure build's identity awaits")]
+async fn azure_identity(_json: bool) -> CliResult<u8> {
+    Err(no_azure())
+}
+
+#[cfg(not(feature = "azure"))]
+fn no_azure() -> CliError {
+    CliError::msg(
+        ExitStatus::Usage,
+        "this crabbox was built without Azure support (cargo feature `azure`)",
+    )
 }
 
 /// What a Hetzner token must be, and the calls it is used for.

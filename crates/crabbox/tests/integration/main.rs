@@ -1,6 +1,7 @@
 //! End-to-end tests of the `crabbox` binary against real sshd, rsync and git (local provider).
 
 mod aws;
+mod azure;
 mod command_changes;
 mod config;
 mod coordinator;
