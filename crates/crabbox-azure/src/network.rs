@@ -204,6 +204,52 @@ fn wanted_rules(current: &[Value], cidrs: &[String], ports: &[u16]) -> Option<Ve
     Some(rules)
 }
 
+/// Where this machine's public address is looked up when no CIDR is configured.
+const CHECKIP_URL: &str = "https://checkip.amazonaws.com";
+
+/// The CIDRs SSH is allowed from: the configured ones, else this machine's public IPv4
+/// address as a /32, looked up with a short timeout. A private network has no public address
+/// to detect: it needs them configured.
+pub async fn ssh_cidrs(configured: &[String], private: bool) -> Result<Vec<String>, ProviderError> {
+    if !configured.is_empty() {
+        return Ok(configured.to_vec());
+    }
+    if private {
+        return Err(ProviderError::InvalidSpec(
+            "azure.network private needs the sources SSH comes from: set \
+             CRABBOX_AZURE_SSH_CIDRS (or azure.sshCIDRs), e.g. your VPN's range"
+                .into(),
+        ));
+    }
+    let looked_up = async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let text = client
+            .get(CHECKIP_URL)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.without_url().to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        text.trim()
+            .parse::<std::net::Ipv4Addr>()
+            .map(|ip| format!("{ip}/32"))
+            .map_err(|_| format!("it answered {:?}", text.trim()))
+    };
+    match looked_up.await {
+        Ok(cidr) => Ok(vec![cidr]),
+        Err(why) => Err(ProviderError::InvalidSpec(format!(
+            "could not find this machine's public address to allow SSH from ({CHECKIP_URL}: \
+             {why}); set CRABBOX_AZURE_SSH_CIDRS (or azure.sshCIDRs) to the CIDRs runners may \
+             be reached from"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,51 +294,5 @@ mod tests {
                 .iter()
                 .all(|r| r["properties"]["sourceAddressPrefix"] != "198.51.100.7/32")
         );
-    }
-}
-
-/// Where this machine's public address is looked up when no CIDR is configured.
-const CHECKIP_URL: &str = "https://checkip.amazonaws.com";
-
-/// The CIDRs SSH is allowed from: the configured ones, else this machine's public IPv4
-/// address as a /32, looked up with a short timeout. A private network has no public address
-/// to detect: it needs them configured.
-pub async fn ssh_cidrs(configured: &[String], private: bool) -> Result<Vec<String>, ProviderError> {
-    if !configured.is_empty() {
-        return Ok(configured.to_vec());
-    }
-    if private {
-        return Err(ProviderError::InvalidSpec(
-            "azure.network private needs the sources SSH comes from: set \
-             CRABBOX_AZURE_SSH_CIDRS (or azure.sshCIDRs), e.g. your VPN's range"
-                .into(),
-        ));
-    }
-    let looked_up = async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let text = client
-            .get(CHECKIP_URL)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.without_url().to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        text.trim()
-            .parse::<std::net::Ipv4Addr>()
-            .map(|ip| format!("{ip}/32"))
-            .map_err(|_| format!("it answered {:?}", text.trim()))
-    };
-    match looked_up.await {
-        Ok(cidr) => Ok(vec![cidr]),
-        Err(why) => Err(ProviderError::InvalidSpec(format!(
-            "could not find this machine's public address to allow SSH from ({CHECKIP_URL}: \
-             {why}); set CRABBOX_AZURE_SSH_CIDRS (or azure.sshCIDRs) to the CIDRs runners may \
-             be reached from"
-        ))),
     }
 }

@@ -138,7 +138,7 @@ impl AzureProvider {
     /// Crabbox's VMs in the lease group, with the addresses of their public IPs and NICs.
     pub async fn vms(&self) -> Result<Vec<(Value, Addresses)>, ProviderError> {
         let Listing { vms, pips, nics } = self.listing().await?;
-        let named = |items: &[Value], name: &str| {
+        let find = |items: &[Value], name: &str| {
             items
                 .iter()
                 .find(|i| {
@@ -156,8 +156,8 @@ impl AzureProvider {
                 let names = Names::of(v["name"].as_str().unwrap_or_default());
                 let addresses = Addresses {
                     location: v["location"].as_str().unwrap_or_default().to_owned(),
-                    public: vm::public_address(&named(&pips, &names.pip)),
-                    private: vm::private_address(&named(&nics, &names.nic)),
+                    public: vm::public_address(&find(&pips, &names.pip)),
+                    private: vm::private_address(&find(&nics, &names.nic)),
                 };
                 (v, addresses)
             })

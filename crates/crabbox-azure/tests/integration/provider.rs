@@ -88,7 +88,7 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
         .await
         .unwrap();
     let first = routes(&fake);
-    println!("first create: {} calls {first:?}", first.len());
+    assert_eq!(first.len(), 25, "the first create's calls: {first:?}");
     assert_eq!(
         fake.count("PUT resourceGroups"),
         1,
@@ -121,7 +121,7 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
         .await
         .unwrap();
     let calls = routes(&fake);
-    println!("second create: {} calls {calls:?}", calls.len());
+    assert_eq!(calls.len(), 15, "a create's calls: {calls:?}");
     for write in [
         "PUT resourceGroups",
         "PUT virtualNetworks",
@@ -142,7 +142,7 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
     fake.reset_calls();
     provider.release(&second).await.unwrap();
     let calls = routes(&fake);
-    println!("release: {} calls {calls:?}", calls.len());
+    assert_eq!(calls.len(), 8, "a release's calls: {calls:?}");
     for route in [
         "DELETE virtualMachines",
         "DELETE networkInterfaces",
