@@ -2,7 +2,8 @@
 //! loopback-only (scripts/bench-cloud runs this under `unshare -n`):
 //!
 //! - `cloud aws` (the default): moto, the fault proxy in front of it and the boot emulator;
-//! - `cloud hetzner`: the Hetzner fake and the boot emulator.
+//! - `cloud hetzner`: the Hetzner fake and the boot emulator;
+//! - `cloud azure`: the Azure fake (HTTPS; its CA in `SSL_CERT_FILE`) and the boot emulator.
 //!
 //! Prints the environment a `crabbox` needs to use them, one `export` line each, then
 //! `# ready`; runs until its stdin closes, then prints the API calls the proxy or the fake
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, Write as _};
 
 use crabbox_test_support::boot_emulator::BootEmulator;
+use crabbox_test_support::fake_azure::FakeAzure;
 use crabbox_test_support::fake_hetzner::FakeHetzner;
 use crabbox_test_support::fault_proxy::FaultProxy;
 use crabbox_test_support::moto::Moto;
@@ -68,7 +70,22 @@ fn main() {
             });
             _keep = Box::new(fake);
         }
-        other => panic!("unknown cloud {other:?} (aws or hetzner)"),
+        "azure" => {
+            let fake = std::rc::Rc::new(FakeAzure::start());
+            emulator = BootEmulator::watch(fake.cloud());
+            env.extend(fake.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+            env.push(("CRABBOX_AZURE_SSH_CIDRS".into(), "127.0.0.0/8".into()));
+            let calls = std::rc::Rc::clone(&fake);
+            counted = Box::new(move || {
+                let mut counts = BTreeMap::new();
+                for call in calls.calls() {
+                    *counts.entry(call.route).or_default() += 1;
+                }
+                counts
+            });
+            _keep = Box::new(fake);
+        }
+        other => panic!("unknown cloud {other:?} (aws, hetzner or azure)"),
     }
     env.push(("CRABBOX_PROVIDER".into(), provider.clone()));
     env.push(("CRABBOX_SSH_USER".into(), emulator.ssh_user().to_owned()));
