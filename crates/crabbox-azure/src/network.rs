@@ -32,6 +32,14 @@ pub struct Network {
     pub nsg: String,
 }
 
+/// Where SSH may come from: the configured sources (exactly those), or this machine's
+/// detected address (added to what is there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSources {
+    pub cidrs: Vec<String>,
+    pub detected: bool,
+}
+
 /// What a lease's NIC refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
@@ -43,7 +51,7 @@ pub struct Prepared {
 pub async fn ensure(
     arm: &Arm,
     net: &Network,
-    cidrs: &[String],
+    sources: &SshSources,
     ports: &[u16],
 ) -> Result<Prepared, ProviderError> {
     let group = arm.group_path(&net.group);
@@ -105,7 +113,7 @@ pub async fn ensure(
         .as_ref()
         .and_then(|nsg| nsg["properties"]["securityRules"].as_array().cloned())
         .unwrap_or_default();
-    if let Some(rules) = wanted_rules(&current, cidrs, ports) {
+    if let Some(rules) = wanted_rules(&current, sources, ports)? {
         let body = json!({
             "location": net.location,
             "tags": tags(),
@@ -152,12 +160,27 @@ fn adoptable(
 
 /// The group's rules with Crabbox's brought to one allow rule per port and source, or `None`
 /// when they already are exactly that.
-fn wanted_rules(current: &[Value], cidrs: &[String], ports: &[u16]) -> Option<Vec<Value>> {
+fn wanted_rules(
+    current: &[Value],
+    sources: &SshSources,
+    ports: &[u16],
+) -> Result<Option<Vec<Value>>, ProviderError> {
     let is_ours = |rule: &&Value| {
         rule["name"]
             .as_str()
             .is_some_and(|name| name.starts_with(RULE_PREFIX))
     };
+    let mut cidrs: BTreeSet<String> = sources.cidrs.iter().cloned().collect();
+    if sources.detected {
+        // A detected address joins those other machines' leases use, never replaces them.
+        cidrs.extend(
+            current
+                .iter()
+                .filter(is_ours)
+                .filter_map(|r| r["properties"]["sourceAddressPrefix"].as_str())
+                .map(str::to_owned),
+        );
+    }
     let wanted: BTreeSet<(u16, String)> = ports
         .iter()
         .flat_map(|port| cidrs.iter().map(move |cidr| (*port, cidr.clone())))
@@ -173,7 +196,7 @@ fn wanted_rules(current: &[Value], cidrs: &[String], ports: &[u16]) -> Option<Ve
         })
         .collect();
     if have == wanted && current.iter().filter(is_ours).count() == wanted.len() {
-        return None;
+        return Ok(None);
     }
     let mut rules: Vec<Value> = current.iter().filter(|r| !is_ours(r)).cloned().collect();
     let taken: BTreeSet<u64> = rules
@@ -183,7 +206,13 @@ fn wanted_rules(current: &[Value], cidrs: &[String], ports: &[u16]) -> Option<Ve
         .collect();
     let mut free = (100u64..=4096).filter(|p| !taken.contains(p));
     for (port, cidr) in &wanted {
-        let priority = free.next()?;
+        let priority = free.next().ok_or_else(|| {
+            ProviderError::InvalidSpec(
+                "the network security group has no free inbound priority left for Crabbox's \
+                 SSH rules; remove unused rules or set CRABBOX_AZURE_NSG to another name"
+                    .into(),
+            )
+        })?;
         // The i-th source of this port (`wanted` is ordered by port, then source).
         let i = wanted.iter().filter(|(p, c)| p == port && c < cidr).count();
         rules.push(json!({
@@ -201,18 +230,24 @@ fn wanted_rules(current: &[Value], cidrs: &[String], ports: &[u16]) -> Option<Ve
             }
         }));
     }
-    Some(rules)
+    Ok(Some(rules))
 }
 
 /// Where this machine's public address is looked up when no CIDR is configured.
 const CHECKIP_URL: &str = "https://checkip.amazonaws.com";
 
-/// The CIDRs SSH is allowed from: the configured ones, else this machine's public IPv4
-/// address as a /32, looked up with a short timeout. A private network has no public address
+/// Where SSH is allowed from: the configured CIDRs, else this machine's public IPv4 address as
+/// a /32, looked up with a short timeout. A private network has no public address
 /// to detect: it needs them configured.
-pub async fn ssh_cidrs(configured: &[String], private: bool) -> Result<Vec<String>, ProviderError> {
+pub async fn ssh_sources(
+    configured: &[String],
+    private: bool,
+) -> Result<SshSources, ProviderError> {
     if !configured.is_empty() {
-        return Ok(configured.to_vec());
+        return Ok(SshSources {
+            cidrs: configured.to_vec(),
+            detected: false,
+        });
     }
     if private {
         return Err(ProviderError::InvalidSpec(
@@ -241,7 +276,10 @@ pub async fn ssh_cidrs(configured: &[String], private: bool) -> Result<Vec<Strin
             .map_err(|_| format!("it answered {:?}", text.trim()))
     };
     match looked_up.await {
-        Ok(cidr) => Ok(vec![cidr]),
+        Ok(cidr) => Ok(SshSources {
+            cidrs: vec![cidr],
+            detected: true,
+        }),
         Err(why) => Err(ProviderError::InvalidSpec(format!(
             "could not find this machine's public address to allow SSH from ({CHECKIP_URL}: \
              {why}); set CRABBOX_AZURE_SSH_CIDRS (or azure.sshCIDRs) to the CIDRs runners may \
@@ -266,13 +304,22 @@ mod tests {
             .collect()
     }
 
+    fn configured(cidrs: &[&str]) -> SshSources {
+        SshSources {
+            cidrs: cidrs.iter().map(|c| (*c).to_owned()).collect(),
+            detected: false,
+        }
+    }
+
     #[test]
     fn crabbox_rules_take_free_priorities_and_leave_others_alone() {
         let foreign = json!({"name": "allow-vpn", "properties": {
             "priority": 100, "direction": "Inbound", "access": "Allow",
             "destinationPortRange": "443", "sourceAddressPrefix": "10.0.0.0/8"}});
-        let cidrs = vec!["198.51.100.7/32".to_owned()];
-        let rules = wanted_rules(std::slice::from_ref(&foreign), &cidrs, &[2222, 22]).unwrap();
+        let sources = configured(&["198.51.100.7/32"]);
+        let rules = wanted_rules(std::slice::from_ref(&foreign), &sources, &[2222, 22])
+            .unwrap()
+            .unwrap();
         assert_eq!(
             names_and_priorities(&rules),
             [
@@ -282,17 +329,41 @@ mod tests {
             ]
         );
         assert_eq!(
-            wanted_rules(&rules, &cidrs, &[2222, 22]),
+            wanted_rules(&rules, &sources, &[2222, 22]).unwrap(),
             None,
             "already right"
         );
-        let moved = vec!["203.0.113.0/24".to_owned()];
-        let rules = wanted_rules(&rules, &moved, &[2222, 22]).unwrap();
-        assert_eq!(rules.len(), 3);
+        // Configured sources are exactly those.
+        let moved = configured(&["203.0.113.0/24"]);
+        let replaced = wanted_rules(&rules, &moved, &[2222, 22]).unwrap().unwrap();
+        assert_eq!(replaced.len(), 3);
         assert!(
-            rules
+            replaced
                 .iter()
                 .all(|r| r["properties"]["sourceAddressPrefix"] != "198.51.100.7/32")
+        );
+        // A detected address joins the others: another machine's leases stay reachable.
+        let detected = SshSources {
+            cidrs: vec!["203.0.113.9/32".to_owned()],
+            detected: true,
+        };
+        let joined = wanted_rules(&rules, &detected, &[22]).unwrap().unwrap();
+        let sources: Vec<&str> = joined
+            .iter()
+            .filter_map(|r| r["properties"]["sourceAddressPrefix"].as_str())
+            .collect();
+        assert!(sources.contains(&"198.51.100.7/32") && sources.contains(&"203.0.113.9/32"));
+    }
+
+    #[test]
+    fn no_free_priority_is_an_error_not_a_silent_no_op() {
+        let full: Vec<Value> = (100..=4096)
+            .map(|p| json!({"name": format!("r{p}"), "properties": {"priority": p, "direction": "Inbound"}}))
+            .collect();
+        let err = wanted_rules(&full, &configured(&["198.51.100.7/32"]), &[22]).unwrap_err();
+        assert!(
+            err.to_string().contains("no free inbound priority"),
+            "{err}"
         );
     }
 }

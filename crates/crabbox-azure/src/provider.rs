@@ -137,31 +137,7 @@ impl AzureProvider {
 
     /// Crabbox's VMs in the lease group, with the addresses of their public IPs and NICs.
     pub async fn vms(&self) -> Result<Vec<(Value, Addresses)>, ProviderError> {
-        let Listing { vms, pips, nics } = self.listing().await?;
-        let find = |items: &[Value], name: &str| {
-            items
-                .iter()
-                .find(|i| {
-                    i["name"]
-                        .as_str()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
-                })
-                .cloned()
-                .unwrap_or(Value::Null)
-        };
-        Ok(vms
-            .into_iter()
-            .filter(|v| v["tags"]["crabbox"] == "true")
-            .map(|v| {
-                let names = Names::of(v["name"].as_str().unwrap_or_default());
-                let addresses = Addresses {
-                    location: v["location"].as_str().unwrap_or_default().to_owned(),
-                    public: vm::public_address(&find(&pips, &names.pip)),
-                    private: vm::private_address(&find(&nics, &names.nic)),
-                };
-                (v, addresses)
-            })
-            .collect())
+        Ok(vms_in(&self.listing().await?))
     }
 
     /// Each lease with anything in the group, and the VM names its resources belong to: a
@@ -272,6 +248,34 @@ impl AzureProvider {
     }
 }
 
+/// Crabbox's VMs of a listing, with the addresses of their public IPs and NICs.
+fn vms_in(listing: &Listing) -> Vec<(Value, Addresses)> {
+    let Listing { vms, pips, nics } = listing;
+    let find = |items: &[Value], name: &str| {
+        items
+            .iter()
+            .find(|i| {
+                i["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    vms.iter()
+        .filter(|v| v["tags"]["crabbox"] == "true")
+        .map(|v| {
+            let names = Names::of(v["name"].as_str().unwrap_or_default());
+            let addresses = Addresses {
+                location: v["location"].as_str().unwrap_or_default().to_owned(),
+                public: vm::public_address(&find(pips, &names.pip)),
+                private: vm::private_address(&find(nics, &names.nic)),
+            };
+            (v.clone(), addresses)
+        })
+        .collect()
+}
+
 /// The lease group's resources of the kinds a lease has.
 struct Listing {
     vms: Vec<Value>,
@@ -285,7 +289,7 @@ struct Create<'a> {
     arm: &'a Arm,
     names: Names,
     paths: Paths,
-    cidrs: Vec<String>,
+    sources: network::SshSources,
     ports: Vec<u16>,
     image: &'a str,
     os_profile: Value,
@@ -368,7 +372,7 @@ impl Create<'_> {
                 p.clone()
             } else {
                 let net = self.provider.settings.network(location);
-                let p = network::ensure(self.arm, &net, &self.cidrs, &self.ports).await?;
+                let p = network::ensure(self.arm, &net, &self.sources, &self.ports).await?;
                 networks.insert(location.to_owned(), p.clone());
                 p
             }
@@ -377,8 +381,8 @@ impl Create<'_> {
             self.arm,
             &self.paths,
             location,
-            &prepared.subnet_id,
-            &prepared.nsg_id,
+            &prepared,
+            !self.provider.settings.use_private_ip,
             &tags_of(&self.labels),
         )
         .await?;
@@ -440,7 +444,7 @@ impl Provider for AzureProvider {
                  resource id; fix CRABBOX_AZURE_IMAGE (or azure.image)"
             )));
         }
-        let cidrs = network::ssh_cidrs(&settings.ssh_cidrs, settings.use_private_ip).await?;
+        let sources = network::ssh_sources(&settings.ssh_cidrs, settings.use_private_ip).await?;
         let ports = settings.ssh_ports();
         let name = resource_name(&req.lease_id, &req.slug);
         let os_profile = self.os_profile(&name, req, &ports)?;
@@ -467,7 +471,7 @@ impl Provider for AzureProvider {
             paths: Paths::new(arm, &settings.resource_group, &names),
             os_profile,
             names,
-            cidrs,
+            sources,
             ports,
             image,
             labels,
@@ -585,19 +589,44 @@ impl Provider for AzureProvider {
         Ok(())
     }
 
+    /// The VMs, and what a create that died before its VM left (a public IP or NIC), as
+    /// records with their tags, so `cleanup` and the coordinator judge them like VMs.
     async fn runners(&self) -> Result<Vec<LeaseRecord>, ProviderError> {
-        Ok(self
-            .vms()
-            .await?
+        let listing = self.listing().await?;
+        let mut records: Vec<LeaseRecord> = vms_in(&listing)
             .iter()
             .map(|(vm, addresses)| LeaseRecord {
-                state: vm["properties"]["provisioningState"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_ascii_lowercase(),
+                state: match vm["properties"]["provisioningState"].as_str() {
+                    Some("Succeeded") => "running".to_owned(),
+                    Some(other) => other.to_ascii_lowercase(),
+                    None => "unknown".to_owned(),
+                },
                 ..self.record(vm, addresses)
             })
-            .collect())
+            .collect();
+        for item in listing.pips.iter().chain(&listing.nics) {
+            let lease = item["tags"]["lease"].as_str().unwrap_or_default();
+            if item["tags"]["crabbox"] != "true"
+                || lease.is_empty()
+                || records.iter().any(|r| r.lease_id == lease)
+            {
+                continue;
+            }
+            let location = item["location"].as_str().unwrap_or_default().to_owned();
+            let addresses = Addresses {
+                location,
+                public: String::new(),
+                private: String::new(),
+            };
+            records.push(LeaseRecord {
+                // Released by its lease id: there is no VM to name.
+                server_id: String::new(),
+                server_type: String::new(),
+                state: "leftover".into(),
+                ..self.record(item, &addresses)
+            });
+        }
+        Ok(records)
     }
 }
 

@@ -19,7 +19,6 @@ const ENV_VARS: &[&str] = &[
     "AZURE_CLIENT_SECRET",
     "AZURE_AUTHORITY_HOST",
     "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
 ];
 
 /// The images leases boot when `azure.image` is unset.

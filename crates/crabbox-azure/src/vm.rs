@@ -14,7 +14,7 @@ use crabbox_providers::cloud::windows;
 use serde_json::{Value, json};
 
 use crate::arm::{Arm, CallError};
-use crate::network::NETWORK_API;
+use crate::network::{self, NETWORK_API};
 
 pub const COMPUTE_API: &str = "2024-07-01";
 
@@ -85,17 +85,18 @@ pub struct Addresses {
     pub private: String,
 }
 
-/// Makes (or, asked again, keeps) the lease's public IP and NIC in `location`.
+/// Makes (or, asked again, keeps) the lease's NIC in `location`, and its public IP unless
+/// the lease is reached at its private address (`public` false).
 pub async fn create_network(
     arm: &Arm,
     paths: &Paths,
     location: &str,
-    subnet_id: &str,
-    nsg_id: &str,
+    subnet: &network::Prepared,
+    public: bool,
     tags: &BTreeMap<String, String>,
 ) -> Result<Addresses, CallError> {
-    let pip = arm
-        .put(
+    let pip = if public {
+        arm.put(
             &paths.pip,
             NETWORK_API,
             &json!({
@@ -108,7 +109,17 @@ pub async fn create_network(
                 }
             }),
         )
-        .await?;
+        .await?
+    } else {
+        Value::Null
+    };
+    let mut ip_configuration = json!({
+        "privateIPAllocationMethod": "Dynamic",
+        "subnet": {"id": subnet.subnet_id}
+    });
+    if public {
+        ip_configuration["publicIPAddress"] = json!({"id": pip_id(&pip, &paths.pip)});
+    }
     let nic = arm
         .put(
             &paths.nic,
@@ -117,14 +128,10 @@ pub async fn create_network(
                 "location": location,
                 "tags": tags,
                 "properties": {
-                    "networkSecurityGroup": {"id": nsg_id},
+                    "networkSecurityGroup": {"id": subnet.nsg_id},
                     "ipConfigurations": [{
                         "name": "ipconfig1",
-                        "properties": {
-                            "privateIPAllocationMethod": "Dynamic",
-                            "subnet": {"id": subnet_id},
-                            "publicIPAddress": {"id": pip_id(&pip, &paths.pip)}
-                        }
+                        "properties": ip_configuration
                     }]
                 }
             }),

@@ -178,13 +178,16 @@ fn network() -> crabbox_azure::network::Network {
 
 #[tokio::test]
 async fn the_shared_network_is_made_once_then_only_read_and_someone_elses_is_refused() {
-    use crabbox_azure::network::{NETWORK_API, ensure};
+    use crabbox_azure::network::{NETWORK_API, SshSources, ensure};
     use serde_json::json;
     loopback_only!();
     let fake = FakeAzure::start();
     let arm = arm(&fake);
     let net = network();
-    let cidrs = vec!["198.51.100.7/32".to_owned()];
+    let cidrs = SshSources {
+        cidrs: vec!["198.51.100.7/32".to_owned()],
+        detected: false,
+    };
     let prepared = ensure(&arm, &net, &cidrs, &[2222, 22]).await.unwrap();
     assert!(
         prepared
@@ -225,9 +228,11 @@ async fn the_shared_network_is_made_once_then_only_read_and_someone_elses_is_ref
     )
     .await
     .unwrap();
-    ensure(&arm, &net, &["203.0.113.0/24".to_owned()], &[2222, 22])
-        .await
-        .unwrap();
+    let moved = SshSources {
+        cidrs: vec!["203.0.113.0/24".to_owned()],
+        detected: false,
+    };
+    ensure(&arm, &net, &moved, &[2222, 22]).await.unwrap();
     let nsg = arm
         .get(&prepared.nsg_id, NETWORK_API)
         .await
