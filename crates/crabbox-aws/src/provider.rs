@@ -19,7 +19,7 @@ use crabbox_providers::cloud::labels::LeaseLabels;
 use crabbox_providers::cloud::{
     Backoff, CapacityPlan, Category, MachineRequest, Provisioned, SystemPacing, TryPlan, provision,
 };
-use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
+use crabbox_providers::{AcquireRequest, Capability, Health, LeaseRecord, Provider, ProviderError};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::cache::Cache;
@@ -105,6 +105,10 @@ impl Provider for AwsProvider {
         READY_CHECK
     }
 
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::Desktop, Capability::Browser]
+    }
+
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let settings = &self.settings;
         if settings.target != TargetOs::Linux {
@@ -133,17 +137,19 @@ impl Provider for AwsProvider {
         }
         let cidrs = network::ssh_cidrs(&settings.ssh_cidrs).await?;
         let ports = settings.ssh_ports();
+        let optional =
+            crabbox_providers::cloud::desktop::for_lease(&req.capabilities, &settings.ssh_user)?;
         let user_data = LinuxCloudInit {
             user: &settings.ssh_user,
             public_key: &req.public_key,
             work_root: &settings.work_root,
             ssh_ports: &ports,
-            units: &[],
+            units: &optional.units,
         }
         .render()
         .map_err(|e| ProviderError::InvalidSpec(e.to_string()))?;
         let now = now_secs();
-        let labels = LeaseLabels {
+        let mut labels = LeaseLabels {
             provider: "aws",
             lease_id: &req.lease_id,
             slug: &req.slug,
@@ -159,6 +165,7 @@ impl Provider for AwsProvider {
             idle_timeout_secs: req.idle_timeout_secs,
         }
         .render();
+        labels.extend(optional.labels);
         let create = Create {
             settings: &self.settings,
             cache: &self.cache,

@@ -25,7 +25,9 @@ use crabbox_providers::cloud::{
     Backoff, CapacityPlan, Category, MachineRequest, Provisioned, Refusal, SystemPacing, TryPlan,
     provision,
 };
-use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
+use crabbox_providers::{
+    AcquireRequest, Capabilities, Capability, Health, LeaseRecord, Provider, ProviderError,
+};
 use serde_json::Value;
 
 use crate::arm::{Arm, CallError};
@@ -412,6 +414,10 @@ impl Provider for AzureProvider {
         true
     }
 
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::Desktop, Capability::Browser]
+    }
+
     fn ready_check(&self) -> &'static str {
         if self.settings.target == TargetOs::Windows {
             windows::READY_CHECK
@@ -422,7 +428,7 @@ impl Provider for AzureProvider {
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let settings = &self.settings;
-        self.check_supported()?;
+        self.check_supported(&req.capabilities)?;
         let arm = self.arm()?;
         let architecture = req.machine.architecture.unwrap_or(settings.architecture);
         let candidates = CATALOG.candidates(&MachineRequest {
@@ -448,7 +454,7 @@ impl Provider for AzureProvider {
         let ports = settings.ssh_ports();
         let name = resource_name(&req.lease_id, &req.slug);
         let os_profile = self.os_profile(&name, req, &ports)?;
-        let labels = LeaseLabels {
+        let mut labels = LeaseLabels {
             provider: "azure",
             lease_id: &req.lease_id,
             slug: &req.slug,
@@ -464,6 +470,10 @@ impl Provider for AzureProvider {
             idle_timeout_secs: req.idle_timeout_secs,
         }
         .render();
+        labels.extend(
+            crabbox_providers::cloud::desktop::for_lease(&req.capabilities, &settings.ssh_user)?
+                .labels,
+        );
         let names = Names::of(&name);
         let create = Create {
             provider: self,
@@ -632,7 +642,7 @@ impl Provider for AzureProvider {
 
 impl AzureProvider {
     /// What this version cannot lease yet, refused before anything is made.
-    fn check_supported(&self) -> Result<(), ProviderError> {
+    fn check_supported(&self, caps: &Capabilities) -> Result<(), ProviderError> {
         let settings = &self.settings;
         if settings.backend != "vm" {
             return Err(ProviderError::InvalidSpec(format!(
@@ -645,6 +655,13 @@ impl AzureProvider {
             return Err(ProviderError::InvalidSpec(
                 "azure.osDisk ephemeral-preview is not supported by this version; use managed \
                  or ephemeral"
+                    .into(),
+            ));
+        }
+        if settings.target == TargetOs::Windows && !caps.asked().is_empty() {
+            return Err(ProviderError::InvalidSpec(
+                "a desktop or browser on a Windows lease is not supported by this version (on \
+                 linux it is)"
                     .into(),
             ));
         }
@@ -685,12 +702,14 @@ impl AzureProvider {
                 &script,
             ));
         }
+        let optional =
+            crabbox_providers::cloud::desktop::for_lease(&req.capabilities, &settings.ssh_user)?;
         let cloud_init = LinuxCloudInit {
             user: &settings.ssh_user,
             public_key: &req.public_key,
             work_root: &settings.work_root,
             ssh_ports: ports,
-            units: &[],
+            units: &optional.units,
         }
         .render()
         .map_err(|e| invalid(e.to_string()))?;

@@ -70,6 +70,12 @@ pub fn acquire_request(lease: &Lease, public_key: &str) -> AcquireRequest {
                 .and_then(serde_json::Value::as_str)
                 .and_then(|a| crabbox_core::machine::Architecture::parse(a).ok()),
         },
+        capabilities: crabbox_providers::Capabilities {
+            desktop: lease.desktop,
+            desktop_env: (!lease.desktop_env.is_empty()).then(|| lease.desktop_env.clone()),
+            browser: lease.browser,
+            code: lease.code,
+        },
     }
 }
 
@@ -94,6 +100,17 @@ pub fn apply_record(lease: &mut Lease, record: &LeaseRecord) {
         .find_map(|label| record.labels.get(*label))
     {
         lease.region.clone_from(region);
+    }
+    // Where a runner's desktop and browser are, when they are not where a cloud runner's are.
+    for (label, key) in [
+        ("desktop_display", "desktopDisplay"),
+        ("vnc_port", "vncPort"),
+        ("vnc_password_file", "vncPasswordFile"),
+        ("browser_bin", "browserBin"),
+    ] {
+        if let Some(value) = record.labels.get(label) {
+            lease.extra.insert(key.into(), value.clone().into());
+        }
     }
     if let Some(market) = record.labels.get("market") {
         lease.extra.insert("market".into(), market.clone().into());

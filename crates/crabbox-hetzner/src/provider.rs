@@ -20,7 +20,7 @@ use crabbox_providers::cloud::names::{provider_key_name, resource_name};
 use crabbox_providers::cloud::{
     Backoff, CapacityPlan, Category, MachineRequest, Provisioned, SystemPacing, provision,
 };
-use crabbox_providers::{AcquireRequest, Health, LeaseRecord, Provider, ProviderError};
+use crabbox_providers::{AcquireRequest, Capability, Health, LeaseRecord, Provider, ProviderError};
 
 use crate::api::{self, Server};
 use crate::client::Hcloud;
@@ -208,6 +208,10 @@ impl Provider for HetznerProvider {
         READY_CHECK
     }
 
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::Desktop, Capability::Browser]
+    }
+
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let settings = &self.settings;
         let api = self.api()?;
@@ -234,16 +238,18 @@ impl Provider for HetznerProvider {
             &[],
         )?;
         let ports = settings.ssh_ports();
+        let optional =
+            crabbox_providers::cloud::desktop::for_lease(&req.capabilities, &settings.ssh_user)?;
         let user_data = LinuxCloudInit {
             user: &settings.ssh_user,
             public_key: &req.public_key,
             work_root: &settings.work_root,
             ssh_ports: &ports,
-            units: &[],
+            units: &optional.units,
         }
         .render()
         .map_err(|e| ProviderError::InvalidSpec(e.to_string()))?;
-        let labels = LeaseLabels {
+        let mut labels = LeaseLabels {
             provider: "hetzner",
             lease_id: &req.lease_id,
             slug: &req.slug,
@@ -259,6 +265,7 @@ impl Provider for HetznerProvider {
             idle_timeout_secs: req.idle_timeout_secs,
         }
         .render();
+        labels.extend(optional.labels);
         let key = create::ensure_key(api, req, &labels).await?;
         let create = Create {
             api,

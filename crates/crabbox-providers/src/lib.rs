@@ -15,7 +15,9 @@ pub mod static_ssh;
 use async_trait::async_trait;
 
 pub use claims::ClaimStore;
-pub use record::{AcquireRequest, LeaseRecord, MachineChoice};
+pub use record::{
+    AcquireRequest, Capabilities, Capability, LeaseDesktop, LeaseRecord, MachineChoice,
+};
 
 /// Errors every provider speaks, so retry and fallback never parse provider strings.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,12 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// connection is proof enough.
     fn ready_check(&self) -> &'static str {
         "git --version >/dev/null && rsync --version >/dev/null"
+    }
+
+    /// What its leases can offer beyond a shell ([`Capability`]); a request for anything else
+    /// is refused before a runner is made.
+    fn capabilities(&self) -> &'static [Capability] {
+        &[]
     }
 
     /// Creates (or, for static hosts, adopts) a runner.

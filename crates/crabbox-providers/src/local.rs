@@ -1,14 +1,19 @@
 //! The `local` provider: every lease is a real OpenSSH sshd on a free loopback port, running
 //! as the current user with its own host key and work root under the state directory. It runs
-//! the whole data plane (SSH, rsync, git) for real, without any cloud.
+//! the whole data plane (SSH, rsync, git) for real, without any cloud. A desktop lease also
+//! gets a display, window manager and VNC server of its own, a browser lease a browser
+//! wrapper (`crabbox_remote::desktop`); they stop with the lease.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use crabbox_remote::sshd;
+use crabbox_remote::{desktop, sshd};
 
-use crate::record::{AcquireRequest, LeaseRecord};
+use crate::record::{AcquireRequest, Capabilities, Capability, LeaseDesktop, LeaseRecord};
 use crate::{Health, Provider, ProviderError};
+
+/// The one desktop environment the local provider runs.
+const DESKTOP_ENV: &str = "openbox";
 
 /// The local provider.
 #[derive(Debug, Clone)]
@@ -73,7 +78,12 @@ impl Provider for LocalProvider {
         ""
     }
 
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::Desktop, Capability::Browser]
+    }
+
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
+        check_desktop(&req.capabilities)?;
         let dir = self.lease_dir(&req.lease_id);
         let user = current_user();
         let handle = sshd::start(&dir.join("sshd"), &user, &req.public_key)
@@ -85,6 +95,31 @@ impl Provider for LocalProvider {
                     source: Box::new(e),
                 }
             })?;
+        let mut labels: std::collections::BTreeMap<String, String> =
+            [("class".to_owned(), req.class.clone())].into();
+        let caps = &req.capabilities;
+        if caps.desktop || caps.browser {
+            match desktop::start(&dir.join("desktop"), caps.desktop, caps.browser).await {
+                Ok(started) => labels.extend(
+                    LeaseDesktop {
+                        display: started.display,
+                        desktop_env: DESKTOP_ENV.into(),
+                        vnc_port: started.vnc_port.unwrap_or_default(),
+                        vnc_password_file: started
+                            .password_file
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        browser: started.browser.map(|p| p.display().to_string()),
+                    }
+                    .labels(),
+                ),
+                Err(e) => {
+                    sshd::stop(&dir.join("sshd")).await;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(desktop_error(e));
+                }
+            }
+        }
         let created = now();
         Ok(LeaseRecord {
             lease_id: req.lease_id.clone(),
@@ -107,7 +142,7 @@ impl Provider for LocalProvider {
             ttl_secs: req.ttl_secs,
             idle_timeout_secs: req.idle_timeout_secs,
             state: "ready".into(),
-            labels: [("class".to_owned(), req.class.clone())].into(),
+            labels,
             ..LeaseRecord::default()
         })
     }
@@ -138,6 +173,7 @@ impl Provider for LocalProvider {
 
     async fn release(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
         let dir = self.lease_dir(&lease.lease_id);
+        desktop::stop(&dir.join("desktop")).await;
         sshd::stop(&dir.join("sshd")).await;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -147,5 +183,32 @@ impl Provider for LocalProvider {
                 source: Box::new(e),
             }),
         }
+    }
+}
+
+/// The local desktop is openbox: another desktop environment is a cloud's.
+fn check_desktop(caps: &Capabilities) -> Result<(), ProviderError> {
+    match caps.desktop_env.as_deref() {
+        Some(env) if caps.desktop && env != DESKTOP_ENV => {
+            Err(ProviderError::InvalidSpec(format!(
+                "the local provider's desktop is {DESKTOP_ENV}, not {env}; drop --desktop-env or \
+             lease {env} from a cloud provider"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn desktop_error(e: desktop::DesktopError) -> ProviderError {
+    match e {
+        desktop::DesktopError::Missing(tools) => ProviderError::InvalidSpec(format!(
+            "a local desktop or browser needs {} on this machine; install them (Debian: \
+             `apt-get install xvfb openbox x11vnc chromium`, or run scripts/dev-setup)",
+            tools.join(", ")
+        )),
+        other => ProviderError::Io {
+            context: "could not start the lease's desktop".into(),
+            source: Box::new(other),
+        },
     }
 }

@@ -18,6 +18,113 @@ pub struct AcquireRequest {
     /// (`--type`, no fallback), the market to try first and the architecture (`--market`,
     /// `--arch`). `None` means the provider's configured default.
     pub machine: MachineChoice,
+    /// What the lease offers beyond a shell (`--desktop`, `--browser`, `--code`).
+    pub capabilities: Capabilities,
+}
+
+/// One thing a lease may offer beyond a shell (spec/providers.md §5), as its label names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    Desktop,
+    Browser,
+    Code,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Desktop => "desktop",
+            Self::Browser => "browser",
+            Self::Code => "code",
+        }
+    }
+}
+
+/// Where a lease's desktop and browser are, as its labels say: `desktop`, `desktop_env`,
+/// `browser`, and where they differ from a cloud runner's (spec/providers.md §5: display `:99`,
+/// VNC on 5900, `/var/lib/crabbox/vnc.password`, `crabbox-browser`) `desktop_display`,
+/// `vnc_port`, `vnc_password_file`, `browser_bin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseDesktop {
+    /// `None` when the lease has no desktop.
+    pub display: Option<String>,
+    pub desktop_env: String,
+    pub vnc_port: u16,
+    pub vnc_password_file: String,
+    /// `None` when the lease has no browser.
+    pub browser: Option<String>,
+}
+
+impl LeaseDesktop {
+    /// The labels of a lease with this desktop and browser.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        if let Some(display) = &self.display {
+            labels.insert("desktop".into(), "true".into());
+            labels.insert("desktop_env".into(), self.desktop_env.clone());
+            labels.insert("desktop_display".into(), display.clone());
+            labels.insert("vnc_port".into(), self.vnc_port.to_string());
+            labels.insert("vnc_password_file".into(), self.vnc_password_file.clone());
+        }
+        if let Some(browser) = &self.browser {
+            labels.insert("browser".into(), "true".into());
+            labels.insert("browser_bin".into(), browser.clone());
+        }
+        labels
+    }
+
+    /// A lease's desktop and browser from its labels, a cloud runner's defaults where they
+    /// do not say.
+    pub fn of(record: &LeaseRecord) -> Self {
+        let label = |key: &str| record.labels.get(key).filter(|v| !v.is_empty());
+        let on = |key: &str| label(key).is_some_and(|v| v == "true");
+        Self {
+            display: on("desktop").then(|| {
+                label("desktop_display")
+                    .map_or(":99", String::as_str)
+                    .to_owned()
+            }),
+            desktop_env: label("desktop_env")
+                .map_or("xfce", String::as_str)
+                .to_owned(),
+            vnc_port: label("vnc_port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5900),
+            vnc_password_file: label("vnc_password_file")
+                .map_or("/var/lib/crabbox/vnc.password", String::as_str)
+                .to_owned(),
+            browser: on("browser").then(|| {
+                label("browser_bin")
+                    .map_or("/usr/local/bin/crabbox-browser", String::as_str)
+                    .to_owned()
+            }),
+        }
+    }
+}
+
+/// What a lease asks to offer beyond a shell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub desktop: bool,
+    /// The desktop environment the user chose (`xfce`, `openbox`…); `None` means the
+    /// provider's own.
+    pub desktop_env: Option<String>,
+    pub browser: bool,
+    pub code: bool,
+}
+
+impl Capabilities {
+    /// Each capability asked for.
+    pub fn asked(&self) -> Vec<Capability> {
+        [
+            (self.desktop, Capability::Desktop),
+            (self.browser, Capability::Browser),
+            (self.code, Capability::Code),
+        ]
+        .into_iter()
+        .filter_map(|(asked, c)| asked.then_some(c))
+        .collect()
+    }
 }
 
 /// `--type`, `--market`, `--arch` of a lease request.

@@ -5,6 +5,7 @@
 //! progress: callers pass plans in and get typed results and errors back.
 
 pub mod archive;
+pub mod desktop;
 pub mod git_seed;
 pub mod keys;
 pub mod process;

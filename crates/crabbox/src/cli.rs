@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     admin, cleanup, completions, config, coordinator, doctor, heartbeat, history, init, inspect,
-    list, login, run, ssh, status, stop, sync_plan, usage, warmup, watch,
+    list, login, run, screenshot, ssh, status, stop, sync_plan, usage, vnc, warmup, watch,
 };
 use crate::error::CliResult;
 
@@ -33,6 +33,10 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Print the ssh command line for a lease.
     Ssh(ssh::Args),
+    /// Save a PNG of a desktop lease's screen.
+    Screenshot(screenshot::Args),
+    /// Forward a local port to a desktop lease's VNC server until Ctrl-C.
+    Vnc(vnc::Args),
     /// Touch a lease once now (with the runner's telemetry) and print its new expiry.
     Heartbeat(heartbeat::Args),
     /// Release direct leases past their TTL or idle timeout.
@@ -85,6 +89,8 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Status(args) => status::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Ssh(args) => ssh::run(args).await,
+        Command::Screenshot(args) => screenshot::run(args).await,
+        Command::Vnc(args) => vnc::run(args).await,
         Command::Heartbeat(args) => heartbeat::run(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::SyncPlan(args) => sync_plan::run(&args),

@@ -342,6 +342,15 @@ pub struct LeaseRequest {
     pub pond: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<Vec<String>>,
+    /// What the lease offers beyond a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -102,6 +102,7 @@ fn request(lease_id: &str) -> AcquireRequest {
         idle_timeout_secs: 300,
         keep: false,
         machine: MachineChoice::default(),
+        capabilities: crabbox_providers::Capabilities::default(),
     }
 }
 

@@ -53,6 +53,7 @@ fn request(lease_id: &str) -> AcquireRequest {
         idle_timeout_secs: 300,
         keep: false,
         machine: MachineChoice::default(),
+        capabilities: crabbox_providers::Capabilities::default(),
     }
 }
 
@@ -392,6 +393,15 @@ async fn listing_follows_every_page_heartbeats_keep_the_tags_and_orphans_are_rel
             .unwrap()
             .contains(&records[2].lease_id)
     );
+    let leftover = provider
+        .runners()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.lease_id == records[2].lease_id)
+        .expect("the leftover is a runner to judge");
+    assert_eq!(leftover.state, "leftover");
+    assert_eq!(leftover.labels["ttl_secs"], "600", "judged by its own tags");
     let half_made = crabbox_providers::LeaseRecord {
         lease_id: records[2].lease_id.clone(),
         provider: "azure".into(),
@@ -492,4 +502,36 @@ fn assert_policy_lists(fake: &FakeAzure) {
             "{route} is not in crabbox_azure::policy::CALLS"
         );
     }
+}
+
+#[tokio::test]
+async fn a_private_network_lease_has_no_public_ip_and_is_reached_at_its_private_address() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let mut settings = settings(&fake, &[]);
+    settings.use_private_ip = true;
+    let provider = AzureProvider::new(settings.clone()).unwrap();
+    let record = provider
+        .acquire(&request("cbx_00000000a00d"))
+        .await
+        .unwrap();
+    assert_eq!(fake.count("PUT publicIPAddresses"), 0);
+    let vm = fake.vm(&record.server_id).unwrap();
+    assert_eq!(vm.public_ip, None);
+    assert_eq!(record.ssh_host, vm.private_ip.unwrap().to_string());
+    provider.release(&record).await.unwrap();
+    assert!(
+        lease_resources(&fake).is_empty(),
+        "{:?}",
+        lease_resources(&fake)
+    );
+
+    // Without configured sources there is no address to detect on a private network.
+    settings.ssh_cidrs.clear();
+    let err = AzureProvider::new(settings)
+        .unwrap()
+        .acquire(&request("cbx_00000000a00e"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("CRABBOX_AZURE_SSH_CIDRS"), "{err}");
 }

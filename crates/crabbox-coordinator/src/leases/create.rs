@@ -160,6 +160,25 @@ fn plan(
         .map(crabbox_core::slug::normalize_slug)
         .unwrap_or_default();
     let exposed_ports = super::normalize_ports(req.exposed_ports.as_deref());
+    let capabilities = crabbox_providers::Capabilities {
+        desktop: req.desktop.unwrap_or(false),
+        desktop_env: req.desktop_env.clone().filter(|e| !e.trim().is_empty()),
+        browser: req.browser.unwrap_or(false),
+        code: req.code.unwrap_or(false),
+    };
+    if let Some(missing) = capabilities
+        .asked()
+        .into_iter()
+        .find(|c| !provider.capabilities().contains(c))
+    {
+        return Err(Failure::bad_request(
+            "capability_unsupported",
+            format!(
+                "provider {provider_name} cannot offer a {} lease",
+                missing.as_str()
+            ),
+        ));
+    }
     let mut lease = Lease {
         id,
         provider: provider_name.clone(),
@@ -178,6 +197,10 @@ fn plan(
         server_type,
         pond,
         exposed_ports,
+        desktop: capabilities.desktop,
+        desktop_env: capabilities.desktop_env.clone().unwrap_or_default(),
+        browser: capabilities.browser,
+        code: capabilities.code,
         keep: req.keep.unwrap_or(false),
         ttl_seconds: ttl,
         idle_timeout_seconds: idle,

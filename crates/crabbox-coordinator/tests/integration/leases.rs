@@ -519,6 +519,7 @@ async fn runners_without_a_lease_record_are_deleted_by_the_reconciler() {
             idle_timeout_secs: 60,
             keep: false,
             machine: crabbox_providers::MachineChoice::default(),
+            capabilities: crabbox_providers::Capabilities::default(),
         })
         .await
         .unwrap();

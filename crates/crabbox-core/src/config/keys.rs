@@ -9,6 +9,9 @@ use crate::machine::{Architecture, Market, MarketFallback, TargetOs, WindowsMode
 
 /// Accepted values of `broker.mode`.
 pub(crate) const BROKER_MODES: &[&str] = &["managed", "registered"];
+/// Accepted values of `desktopEnv`: the cloud desktops of the spec, and the light one the
+/// local provider runs.
+pub(crate) const DESKTOP_ENVS: &[&str] = &["xfce", "wayland", "gnome", "openbox"];
 /// Accepted values of `azure.backend`; only `vm` leases yet.
 pub(crate) const AZURE_BACKENDS: &[&str] = &["vm", "dynamic-sessions"];
 /// Accepted values of `azure.osDisk`.
@@ -184,6 +187,27 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Preset::Text("default"),
         &["CRABBOX_PROFILE"],
     ),
+    // What a new lease offers beyond a shell (spec/providers.md §5); a lease cannot gain them
+    // later.
+    key(
+        "desktop",
+        Kind::Bool,
+        Preset::Bool(false),
+        &["CRABBOX_DESKTOP"],
+    ),
+    key(
+        "desktopEnv",
+        Kind::OneOf(DESKTOP_ENVS, "xfce, wayland, gnome or openbox"),
+        Preset::Text("xfce"),
+        &["CRABBOX_DESKTOP_ENV"],
+    ),
+    key(
+        "browser",
+        Kind::Bool,
+        Preset::Bool(false),
+        &["CRABBOX_BROWSER"],
+    ),
+    key("code", Kind::Bool, Preset::Bool(false), &["CRABBOX_CODE"]),
     aliased(
         "ttl",
         &["lease.ttl"],
@@ -628,12 +652,8 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "broker.access",
     "broker.autoWebVNC",
     "broker.loginRedirectOrigins",
-    "browser",
     "cache",
-    "code",
     "daytona",
-    "desktop",
-    "desktopEnv",
     "gcp",
     "hetzner.sshKey",
     "hostId",

@@ -21,9 +21,9 @@ pub use files::{ConfigFiles, REPO_CONFIG_NAMES, config_files};
 pub use keys::env_names;
 pub use layer::FlagValue;
 pub use model::{
-    Architecture, AwsConfig, AzureConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig,
-    HetznerConfig, Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
-    WindowsMode,
+    Architecture, AwsConfig, AzureConfig, BrokerMode, Capabilities, CapacityConfig, Config,
+    CoordinatorConfig, HetznerConfig, Market, MarketFallback, SshConfig, StaticHostConfig,
+    SyncConfig, TargetOs, WindowsMode,
 };
 pub use origin::Origin;
 pub use resolve::{ConfigInputs, Resolved, resolve};

@@ -19,6 +19,8 @@ pub struct Config {
     pub windows_mode: WindowsMode,
     pub architecture: Architecture,
     pub profile: String,
+    /// What a new lease offers beyond a shell.
+    pub capabilities: Capabilities,
     pub ttl: Duration,
     pub idle_timeout: Duration,
     pub work_root: String,
@@ -140,6 +142,16 @@ pub struct HetznerConfig {
     pub image: String,
     /// The API base URL (`https://api.hetzner.cloud/v1`).
     pub endpoint: String,
+}
+
+/// What a lease offers beyond a shell (`desktop`, `desktopEnv`, `browser`, `code`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub desktop: bool,
+    /// `xfce`, `wayland`, `gnome` or `openbox`.
+    pub desktop_env: String,
+    pub browser: bool,
+    pub code: bool,
 }
 
 /// Azure settings (`azure.*`, spec/providers.md §2.3).

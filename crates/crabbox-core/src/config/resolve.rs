@@ -11,9 +11,9 @@ use super::error::ConfigError;
 use super::keys::{self, KEYS};
 use super::layer::{self, FlagValue};
 use super::model::{
-    Architecture, AwsConfig, AzureConfig, BrokerMode, CapacityConfig, Config, CoordinatorConfig,
-    HetznerConfig, Market, MarketFallback, SshConfig, StaticHostConfig, SyncConfig, TargetOs,
-    WindowsMode,
+    Architecture, AwsConfig, AzureConfig, BrokerMode, Capabilities, CapacityConfig, Config,
+    CoordinatorConfig, HetznerConfig, Market, MarketFallback, SshConfig, StaticHostConfig,
+    SyncConfig, TargetOs, WindowsMode,
 };
 use super::origin::Origin;
 use super::secret::Secret;
@@ -225,6 +225,12 @@ fn typed_config(entries: &BTreeMap<&'static str, Entry>) -> Config {
         windows_mode: read.word("windows.mode", WindowsMode::parse),
         architecture: read.word("architecture", Architecture::parse),
         profile: read.text("profile"),
+        capabilities: Capabilities {
+            desktop: read.flag("desktop"),
+            desktop_env: read.text("desktopEnv"),
+            browser: read.flag("browser"),
+            code: read.flag("code"),
+        },
         ttl: read.duration("ttl"),
         idle_timeout: read.duration("idleTimeout"),
         work_root: read.text("workRoot"),

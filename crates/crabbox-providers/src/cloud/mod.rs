@@ -15,6 +15,7 @@ pub mod capacity;
 pub mod class;
 pub mod cloud_init;
 pub mod cost;
+pub mod desktop;
 pub mod fallback;
 pub mod hetzner;
 pub mod labels;

@@ -16,6 +16,7 @@ fn request(lease_id: &str, public_key: String) -> AcquireRequest {
         idle_timeout_secs: 300,
         keep: false,
         machine: MachineChoice::default(),
+        capabilities: crabbox_providers::Capabilities::default(),
     }
 }
 

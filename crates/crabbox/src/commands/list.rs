@@ -51,8 +51,17 @@ pub async fn run(args: Args) -> CliResult<u8> {
         output::err("no leases; `crabbox warmup` creates one");
     }
     for Row { view: v, extra, .. } in rows {
+        // What the lease offers beyond a shell (`desktop=xfce browser=true`).
+        let mut offers = String::new();
+        if v.labels.get("desktop").is_some_and(|d| d == "true") {
+            let env = v.labels.get("desktop_env").map_or("xfce", String::as_str);
+            offers = format!(" desktop={env}");
+        }
+        if v.labels.get("browser").is_some_and(|b| b == "true") {
+            offers.push_str(" browser=true");
+        }
         output::out(format!(
-            "{:<20} {:<28} {:<12} {:<14} {:<15} lease={} slug={} keep={} target={} expires={}{extra}",
+            "{:<20} {:<28} {:<12} {:<14} {:<15} lease={} slug={} keep={} target={} expires={}{offers}{extra}",
             v.server_id,
             v.slug,
             v.state,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crabbox_api::{ExitStatus, LeaseId};
 use crabbox_core::slug;
-use crabbox_providers::{AcquireRequest, LeaseRecord, MachineChoice};
+use crabbox_providers::{AcquireRequest, Capabilities, LeaseRecord, MachineChoice};
 use crabbox_remote::keys;
 use crabbox_remote::ssh::wait_ready;
 
@@ -132,6 +132,14 @@ impl<'a> Leases<'a> {
                     .then_some(config.capacity.market),
                 architecture: Some(config.architecture),
             },
+            capabilities: Capabilities {
+                desktop: config.capabilities.desktop,
+                // Only a desktop the user chose: each provider has its own default.
+                desktop_env: (self.ctx.settings.origin("desktopEnv") != "default")
+                    .then(|| config.capabilities.desktop_env.clone()),
+                browser: config.capabilities.browser,
+                code: config.capabilities.code,
+            },
         })
     }
 
@@ -152,6 +160,10 @@ impl<'a> Leases<'a> {
         let timeout = match self.ctx.settings.config().ready_timeout {
             Some(timeout) => timeout,
             None if record.provider == "local" => Duration::from_secs(30),
+            // A cloud desktop installs a desktop environment first (spec/providers.md §5).
+            None if record.labels.get("desktop").is_some_and(|d| d == "true") => {
+                Duration::from_mins(45)
+            }
             None => Duration::from_mins(20),
         };
         let target = lease.target();

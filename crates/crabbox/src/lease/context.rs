@@ -74,6 +74,18 @@ pub struct LeaseFlags {
     /// Reach the runner through this command (ssh's `ProxyCommand`: `%h`, `%p` expanded).
     #[arg(long = "proxy-command", value_name = "COMMAND")]
     pub proxy_command: Option<String>,
+    /// A new lease with a desktop (X display and VNC); `run` exports `DISPLAY`.
+    #[arg(long)]
+    pub desktop: bool,
+    /// The desktop environment: xfce (clouds' default), wayland, gnome or openbox (local).
+    #[arg(long = "desktop-env", value_name = "ENV")]
+    pub desktop_env: Option<String>,
+    /// A new lease with a browser; `run` exports `BROWSER` and `CHROME_BIN`.
+    #[arg(long)]
+    pub browser: bool,
+    /// A new lease with a code server.
+    #[arg(long)]
+    pub code: bool,
 }
 
 impl LeaseFlags {
@@ -102,6 +114,16 @@ impl LeaseFlags {
         );
         add("ssh.proxyJump", "--proxy-jump", &self.proxy_jump);
         add("ssh.proxyCommand", "--proxy-command", &self.proxy_command);
+        add("desktopEnv", "--desktop-env", &self.desktop_env);
+        for (on, key, flag) in [
+            (self.desktop, "desktop", "--desktop"),
+            (self.browser, "browser", "--browser"),
+            (self.code, "code", "--code"),
+        ] {
+            if on {
+                out.push(FlagValue::new(key, flag, "true".to_owned()));
+            }
+        }
         out
     }
 }

@@ -99,6 +99,35 @@ impl Backend for Direct {
 
     async fn create(&self, req: &AcquireRequest, interrupt: &Interrupt) -> CliResult<LeaseRecord> {
         let provider = self.provider()?;
+        if let Some(missing) = req
+            .capabilities
+            .asked()
+            .into_iter()
+            .find(|c| !provider.capabilities().contains(c))
+        {
+            let offered: Vec<&str> = provider.capabilities().iter().map(|c| c.as_str()).collect();
+            return Err(CliError::msg(
+                ExitStatus::Usage,
+                format!(
+                    "provider {} cannot offer a {} lease",
+                    provider.name(),
+                    missing.as_str()
+                ),
+            )
+            .hint(if offered.is_empty() {
+                format!(
+                    "drop --{}, or lease from a provider that offers it",
+                    missing.as_str()
+                )
+            } else {
+                format!(
+                    "{} offers {}; drop --{} or choose another provider",
+                    provider.name(),
+                    offered.join(", "),
+                    missing.as_str()
+                )
+            }));
+        }
         let acquire = provider.acquire(req);
         tokio::pin!(acquire);
         // A cloud create cannot be dropped midway (it would leak what it launched): on a

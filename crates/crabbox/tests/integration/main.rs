@@ -11,6 +11,7 @@ mod coordinator_interrupt;
 mod coordinator_leases;
 mod coordinator_runs;
 mod coordinator_start;
+mod desktop;
 mod hetzner;
 mod lease;
 mod run;

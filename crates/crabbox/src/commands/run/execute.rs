@@ -202,6 +202,7 @@ fn plan(
     env.push(("CRABBOX_LEASE_ID".into(), record.lease_id.clone()));
     env.push(("CRABBOX_RUN_ID".into(), run_id.to_string()));
     env.push(("CRABBOX_SLUG".into(), record.slug.clone()));
+    env.extend(desktop_env(config, record));
     SessionPlan {
         meta: if is_git {
             format!("{workdir}/.git/crabbox")
@@ -224,6 +225,31 @@ fn plan(
         env,
         argv: words,
     }
+}
+
+/// `run --desktop` and `--browser`'s environment (spec/providers.md §5): `CRABBOX_DESKTOP`
+/// and `DISPLAY`; `CRABBOX_BROWSER`, `BROWSER` and `CHROME_BIN`. The lease has them:
+/// [`super::check_capabilities`] refused it otherwise.
+fn desktop_env(
+    config: &crabbox_core::config::Config,
+    record: &crabbox_providers::LeaseRecord,
+) -> Vec<(String, String)> {
+    let desktop = crabbox_providers::LeaseDesktop::of(record);
+    let mut env = Vec::new();
+    if config.capabilities.desktop
+        && let Some(display) = desktop.display
+    {
+        env.push(("CRABBOX_DESKTOP".into(), "1".into()));
+        env.push(("DISPLAY".into(), display));
+    }
+    if config.capabilities.browser
+        && let Some(browser) = desktop.browser
+    {
+        env.push(("CRABBOX_BROWSER".into(), "1".into()));
+        env.push(("BROWSER".into(), browser.clone()));
+        env.push(("CHROME_BIN".into(), browser));
+    }
+    env
 }
 
 /// Session events become progress lines and, when the run is recorded, run events.

@@ -93,7 +93,16 @@ pub async fn run(args: Args) -> CliResult<u8> {
         None => record::before_leasing(&leases, &ctx, &args).await,
         Some(_) => None,
     };
-    let mut held = match hold(&leases, &args, &progress, &interrupt, recorder.as_ref()).await {
+    let mut held = match hold(
+        &ctx,
+        &leases,
+        &args,
+        &progress,
+        &interrupt,
+        recorder.as_ref(),
+    )
+    .await
+    {
         Ok(held) => held,
         Err(err) => return Err(RunRecorder::abandon(recorder, err).await),
     };
@@ -166,9 +175,43 @@ fn check(args: &Args) -> CliResult<Duration> {
         .map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --lock-timeout: {e}")))
 }
 
+/// `--desktop` and `--browser` on an existing lease: it must have them (a lease cannot gain
+/// them later).
+pub(crate) fn check_capabilities(
+    config: &crabbox_core::config::Config,
+    record: &crabbox_providers::LeaseRecord,
+) -> CliResult<()> {
+    let has = crabbox_providers::LeaseDesktop::of(record);
+    for (asked, present, what) in [
+        (
+            config.capabilities.desktop,
+            has.display.is_some(),
+            "desktop",
+        ),
+        (
+            config.capabilities.browser,
+            has.browser.is_some(),
+            "browser",
+        ),
+    ] {
+        if asked && !present {
+            return Err(CliError::msg(
+                ExitStatus::Usage,
+                format!("lease {} has no {what}", record.lease_id),
+            )
+            .hint(format!(
+                "a lease cannot gain a {what} later: warm a new one with `crabbox warmup \
+                 --{what}`, or drop --{what}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `--id`'s lease, resolved; else a fresh one, acquired (the run record hears of it as soon
 /// as it exists, before the wait for its ssh).
 async fn hold<'a>(
+    ctx: &crate::lease::Ctx,
     leases: &Leases<'a>,
     args: &Args,
     progress: &Progress,
@@ -176,8 +219,10 @@ async fn hold<'a>(
     recorder: Option<&RunRecorder>,
 ) -> CliResult<Held<'a>> {
     if let Some(id) = &args.id {
+        let lease = leases.resolve(id).await?;
+        check_capabilities(ctx.settings.config(), &lease.record)?;
         return Ok(Held {
-            lease: leases.resolve(id).await?,
+            lease,
             fresh: false,
             lease_time: Duration::ZERO,
             ready_time: Duration::ZERO,

@@ -102,6 +102,10 @@ async fn create_attempt(
         keep: Some(req.keep),
         ssh_public_key: Some(req.public_key.clone()),
         server_type: req.machine.server_type.clone(),
+        desktop: req.capabilities.desktop.then_some(true),
+        desktop_env: req.capabilities.desktop_env.clone(),
+        browser: req.capabilities.browser.then_some(true),
+        code: req.capabilities.code.then_some(true),
         extra: machine_selectors(&req.machine),
         ..LeaseRequest::default()
     };

@@ -64,6 +64,33 @@ pub fn record_from(lease: &Lease, url: &str) -> LeaseRecord {
         ("class".to_owned(), lease.class.clone()),
     ]
     .into();
+    // Where the desktop and browser are, where the runner's differ from a cloud's.
+    let extra = |key: &str| {
+        lease
+            .extra
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let defaults = crabbox_providers::LeaseDesktop::of(&LeaseRecord::default());
+    record.labels.extend(
+        crabbox_providers::LeaseDesktop {
+            display: lease
+                .desktop
+                .then(|| extra("desktopDisplay").unwrap_or_else(|| ":99".into())),
+            desktop_env: Some(lease.desktop_env.clone())
+                .filter(|e| !e.is_empty())
+                .unwrap_or(defaults.desktop_env),
+            vnc_port: extra("vncPort")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(defaults.vnc_port),
+            vnc_password_file: extra("vncPasswordFile").unwrap_or(defaults.vnc_password_file),
+            browser: lease.browser.then(|| {
+                extra("browserBin").unwrap_or_else(|| "/usr/local/bin/crabbox-browser".into())
+            }),
+        }
+        .labels(),
+    );
     record
 }
 
