@@ -147,21 +147,22 @@ impl Arm {
         self.write(Method::PATCH, path, api_version, body).await
     }
 
-    /// `DELETE`, followed to the end; a resource that is already gone is fine.
-    pub async fn delete(&self, path: &str, api_version: &str) -> Result<(), CallError> {
+    /// `DELETE`, followed to the end; a resource that is already gone is fine. Whether there
+    /// was one to delete (ARM answers 204 for none).
+    pub async fn delete(&self, path: &str, api_version: &str) -> Result<bool, CallError> {
         let what = format!("DELETE {}", describe(path));
         let answer = match self
             .send(Method::DELETE, &self.url(path, api_version), None)
             .await
         {
             Ok(answer) => answer,
-            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(false),
             Err(e) => return Err(e),
         };
         if answer.status == StatusCode::ACCEPTED {
             self.follow(&what, &answer).await?;
         }
-        Ok(())
+        Ok(answer.status != StatusCode::NO_CONTENT)
     }
 
     /// Every item of a listing, through `nextLink`.

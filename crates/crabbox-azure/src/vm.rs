@@ -1,9 +1,9 @@
 //! The resources of one lease (spec/providers.md §2.3): a static Standard public IP
 //! `<name>-pip`, a NIC `<name>-nic` on the shared subnet and security group, and the VM
 //! `<name>` with its managed OS disk `<name>-osdisk`, all in the lease group, tagged with the
-//! lease's labels. Deleting goes VM → NIC → public IP → disk, each followed to its end and
-//! none read again; what Azure still holds for a moment (a NIC reserved for the deleted VM, a
-//! disk not yet detached) is asked again until it lets go.
+//! lease's labels. Deleting goes VM (its NIC and disk go with it) → public IP, each followed
+//! to its end and none read again; what Azure still holds for a moment (a NIC reserved for the
+//! deleted VM, a disk not yet detached) is asked again until it lets go.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -250,30 +250,39 @@ pub async fn run_bootstrap_extension(
     .await
 }
 
-/// Deletes the lease's resources, VM first (its NIC and disk go with it, as their
-/// `deleteOption` says), then whatever of NIC, public IP and disk is left: a VM whose create
-/// failed keeps its disk, a NIC made for a VM never made stays.
+/// Deletes the lease's resources, VM first. A VM Crabbox made takes its NIC and OS disk with
+/// it (their `deleteOption`), so then only the public IP is left to delete; without a VM (a
+/// create that died before it, or a VM deleted by hand) each of NIC, public IP and disk is
+/// deleted, none read again.
 pub async fn delete_all(arm: &Arm, paths: &Paths) -> Result<(), CallError> {
-    delete(arm, &paths.vm, COMPUTE_API).await?;
-    delete(arm, &paths.nic, NETWORK_API).await?;
+    let had_vm = delete(arm, &paths.vm, COMPUTE_API).await?;
+    if !had_vm {
+        delete(arm, &paths.nic, NETWORK_API).await?;
+    }
     delete(arm, &paths.pip, NETWORK_API).await?;
-    delete(arm, &paths.disk, COMPUTE_API).await
+    if !had_vm {
+        delete(arm, &paths.disk, COMPUTE_API).await?;
+    }
+    Ok(())
 }
 
-/// Deletes the VM and its disk (a failed create's), leaving the network for the next try.
+/// Deletes the VM and its disk (a failed create's: a VM whose create failed keeps its disk),
+/// leaving the public IP for the next try.
 pub async fn delete_vm(arm: &Arm, paths: &Paths) -> Result<(), CallError> {
     delete(arm, &paths.vm, COMPUTE_API).await?;
-    delete(arm, &paths.disk, COMPUTE_API).await
+    delete(arm, &paths.disk, COMPUTE_API).await?;
+    Ok(())
 }
 
 /// Deletes the NIC and public IP (a location the create moved away from).
 pub async fn delete_network(arm: &Arm, paths: &Paths) -> Result<(), CallError> {
     delete(arm, &paths.nic, NETWORK_API).await?;
-    delete(arm, &paths.pip, NETWORK_API).await
+    delete(arm, &paths.pip, NETWORK_API).await?;
+    Ok(())
 }
 
-/// One delete, asked again while Azure still holds the resource.
-async fn delete(arm: &Arm, path: &str, api_version: &str) -> Result<(), CallError> {
+/// One delete, asked again while Azure still holds the resource; whether there was one.
+async fn delete(arm: &Arm, path: &str, api_version: &str) -> Result<bool, CallError> {
     let deadline = Instant::now() + DELETE_PATIENCE;
     let mut wait = Duration::from_millis(500);
     loop {

@@ -143,14 +143,15 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
     fake.reset_calls();
     provider.release(&second).await.unwrap();
     let calls = routes(&fake);
-    assert_eq!(calls.len(), 8, "a release's calls: {calls:?}");
-    for route in [
-        "DELETE virtualMachines",
-        "DELETE networkInterfaces",
-        "DELETE publicIPAddresses",
-        "DELETE disks",
+    assert_eq!(calls.len(), 6, "a release's calls: {calls:?}");
+    // The VM takes its NIC and disk with it: then only the public IP is left to delete.
+    for (route, n) in [
+        ("DELETE virtualMachines", 1),
+        ("DELETE networkInterfaces", 0),
+        ("DELETE publicIPAddresses", 1),
+        ("DELETE disks", 0),
     ] {
-        assert_eq!(fake.count(route), 1, "{route}: {calls:?}");
+        assert_eq!(fake.count(route), n, "{route}: {calls:?}");
     }
     assert_eq!(
         fake.count("GET virtualMachines"),
@@ -534,4 +535,39 @@ async fn a_private_network_lease_has_no_public_ip_and_is_reached_at_its_private_
         .await
         .unwrap_err();
     assert!(err.to_string().contains("CRABBOX_AZURE_SSH_CIDRS"), "{err}");
+}
+
+#[tokio::test]
+async fn a_desktop_lease_boots_with_the_desktop_and_browser_units_and_says_so() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let provider = provider(&fake, &[]);
+    let mut req = request("cbx_00000000a00f");
+    req.capabilities = crabbox_providers::Capabilities {
+        desktop: true,
+        desktop_env: None,
+        browser: true,
+        code: false,
+    };
+    let record = provider.acquire(&req).await.unwrap();
+    let vm = fake.vm(&record.server_id).unwrap();
+    let cloud_init = vm.user_data().unwrap();
+    for part in ["crabbox-xvfb.service", "crabbox-browser", "127.0.0.1:5900"] {
+        assert!(cloud_init.contains(part), "{part} in the cloud-init");
+    }
+    assert_eq!(vm.tags["desktop"], "true");
+    assert_eq!(vm.tags["desktop_env"], "xfce");
+    assert_eq!(vm.tags["browser"], "true");
+    let desktop = crabbox_providers::LeaseDesktop::of(&record);
+    assert_eq!(desktop.display.as_deref(), Some(":99"));
+    assert_eq!(desktop.vnc_port, 5900);
+    provider.release(&record).await.unwrap();
+
+    // A desktop environment this version does not build: refused before any call.
+    fake.reset_calls();
+    req.lease_id = "cbx_00000000a010".into();
+    req.capabilities.desktop_env = Some("wayland".into());
+    let err = provider.acquire(&req).await.unwrap_err();
+    assert!(err.to_string().contains("use xfce"), "{err}");
+    assert!(fake.calls().is_empty(), "{:?}", routes(&fake));
 }

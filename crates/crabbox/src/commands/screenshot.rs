@@ -170,6 +170,18 @@ mod tests {
     }
 
     #[test]
+    fn without_scrot_or_import_the_runner_says_so_with_127() {
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &remote_command(":99")])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(NO_TOOL));
+        assert!(out.stdout.is_empty(), "nothing that could pass for a PNG");
+    }
+
+    #[test]
     fn the_remote_command_quotes_the_display() {
         let command = remote_command(":101");
         assert!(command.starts_with("export DISPLAY=:101;"), "{command}");
