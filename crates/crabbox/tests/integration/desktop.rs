@@ -104,7 +104,7 @@ impl Shot {
 /// Screenshots until the block's middle has `colour` (the browser takes a moment to draw).
 fn screenshot_showing(sb: &Sandbox, repo: &Path, id: &str, colour: [u8; 3]) -> Shot {
     let path = sb.work().join(format!("{id}.png"));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         let out = sb.run(
             repo,
