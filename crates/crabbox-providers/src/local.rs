@@ -175,13 +175,24 @@ impl Provider for LocalProvider {
         let dir = self.lease_dir(&lease.lease_id);
         desktop::stop(&dir.join("desktop")).await;
         sshd::stop(&dir.join("sshd")).await;
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ProviderError::Io {
-                context: format!("could not remove {}", dir.display()),
-                source: Box::new(e),
-            }),
+        // A process that just ended may still have written a file as it went (a browser
+        // saving its profile): the removal is tried a few times.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(_) if tries < 5 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    return Err(ProviderError::Io {
+                        context: format!("could not remove {}", dir.display()),
+                        source: Box::new(e),
+                    });
+                }
+            }
         }
     }
 }

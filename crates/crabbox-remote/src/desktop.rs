@@ -118,11 +118,17 @@ pub async fn stop(dir: &Path) {
         }
     }
     let display = display.trim();
-    let on_display = if display.is_empty() {
+    let mut on_display = if display.is_empty() {
         Vec::new()
     } else {
         processes_on(display)
     };
+    // The browser's helpers (its crash handler among them) name the lease's profile.
+    for pid in processes_naming(dir) {
+        if !on_display.contains(&pid) && !groups.contains(&pid) {
+            on_display.push(pid);
+        }
+    }
     for pid in &groups {
         process::terminate_group(pid.cast_unsigned());
     }
@@ -137,6 +143,24 @@ pub async fn stop(dir: &Path) {
     for pid in everyone.iter().filter(|pid| process::pid_alive(**pid)) {
         process::signal_pid(*pid, true);
     }
+}
+
+/// The pids of this user's processes whose command line names `dir`.
+fn processes_naming(dir: &Path) -> Vec<i32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let me = std::process::id().cast_signed();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
 }
 
 /// The pids of this user's processes whose environment says `DISPLAY=<display>`.

@@ -336,3 +336,95 @@ fn desktop_requests_a_lease_cannot_meet_are_clear_errors_that_change_nothing() {
     );
     let _ = sb.run(&repo, &["stop", &plain]);
 }
+
+#[test]
+fn a_brokered_desktop_lease_keeps_its_display_through_the_coordinator() {
+    let (sb, repo) = setup("rgb(0,0,255)");
+    let state = sb.path().join("coordinator-state");
+    let server = crate::coordinator::serve(
+        &sb,
+        &state,
+        &[
+            "--providers",
+            "local,ssh",
+            "--ssh-pool",
+            "nobody@127.0.0.1:1",
+        ],
+        &[],
+    );
+    let cli = |args: &[&str]| {
+        sb.crabbox(&repo, args)
+            .env("CRABBOX_COORDINATOR", &server.url)
+            .env("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::SHARED)
+            .output()
+            .expect("crabbox runs")
+    };
+    let out = cli(&[
+        "warmup",
+        "--provider",
+        "local",
+        "--desktop",
+        "--browser",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "brokered desktop warmup: {}", stderr(&out));
+    let warm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = warm["lease"]["id"].as_str().unwrap().to_owned();
+    let out = cli(&[
+        "run",
+        "--id",
+        &id,
+        "--desktop",
+        "--browser",
+        "--shell",
+        "setsid -f \"$BROWSER\" --kiosk --disable-gpu \"file://$PWD/page.html\" \
+         </dev/null >/dev/null 2>&1; echo display=$DISPLAY",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let display = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("display="))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(
+        display, ":99",
+        "the local runner's own display, from the coordinator"
+    );
+    let path = sb.work().join("brokered.png");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let out = cli(&[
+            "screenshot",
+            "--id",
+            &id,
+            "--output",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        if Shot::read(&path).pixel(300, 250) == [0, 0, 255] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the page never showed");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = cli(&["stop", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // A provider without desktops: the coordinator refuses before leasing.
+    let out = cli(&["warmup", "--provider", "ssh", "--desktop"]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("cannot offer a desktop lease"),
+        "{}",
+        stderr(&out)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_of(&display).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?}",
+            processes_of(&display)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
