@@ -571,3 +571,29 @@ async fn a_desktop_lease_boots_with_the_desktop_and_browser_units_and_says_so() 
     assert!(err.to_string().contains("use xfce"), "{err}");
     assert!(fake.calls().is_empty(), "{:?}", routes(&fake));
 }
+
+#[tokio::test]
+async fn an_interrupted_create_is_adopted_by_its_lease_id() {
+    loopback_only!();
+    let fake = FakeAzure::start();
+    let provider = provider(&fake, &[]);
+    let record = provider
+        .acquire(&request("cbx_00000000a011"))
+        .await
+        .unwrap();
+    // A coordinator that stopped after the create finds the lease's VM by its tag.
+    let adopted = provider
+        .adopt("cbx_00000000a011")
+        .await
+        .unwrap()
+        .expect("the lease's VM");
+    assert_eq!(adopted.server_id, record.server_id);
+    assert_eq!(adopted.ssh_host, record.ssh_host);
+    assert_eq!(
+        provider.adopt("cbx_00000000a012").await.unwrap(),
+        None,
+        "no VM: none"
+    );
+    provider.release(&record).await.unwrap();
+    assert_eq!(provider.adopt("cbx_00000000a011").await.unwrap(), None);
+}
