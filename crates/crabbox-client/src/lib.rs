@@ -533,6 +533,80 @@ impl Client {
         Ok(b.lease)
     }
 
+    /// `POST /v1/images` (admin): an image of a lease's runner; `{"image": …}`.
+    pub async fn create_image(&self, body: &Value) -> Result<Value, ClientError> {
+        self.json(
+            Method::POST,
+            "/v1/images",
+            Some(body),
+            Duration::from_mins(5),
+        )
+        .await
+    }
+
+    /// `GET /v1/images` (admin): the promoted image of each scope and Crabbox's images.
+    pub async fn list_images(&self, query: &str) -> Result<Value, ClientError> {
+        self.json(
+            Method::GET,
+            &with_query("/v1/images", query),
+            None::<&()>,
+            Duration::from_mins(2),
+        )
+        .await
+    }
+
+    /// `GET /v1/images/{id}` (admin).
+    pub async fn get_image(&self, id: &str, query: &str) -> Result<Value, ClientError> {
+        self.json(
+            Method::GET,
+            &with_query(&format!("/v1/images/{}", enc(id)), query),
+            None::<&()>,
+            Self::SHORT,
+        )
+        .await
+    }
+
+    /// `POST /v1/images/{id}/promote` (admin), the scope in the body.
+    pub async fn promote_image(
+        &self,
+        id: &str,
+        query: &str,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        self.json(
+            Method::POST,
+            &with_query(&format!("/v1/images/{}/promote", enc(id)), query),
+            Some(body),
+            Duration::from_mins(5),
+        )
+        .await
+    }
+
+    /// `GET /v1/images/{id}/fast-snapshot-restore` (admin).
+    pub async fn image_fsr(&self, id: &str, query: &str) -> Result<Value, ClientError> {
+        self.json(
+            Method::GET,
+            &with_query(
+                &format!("/v1/images/{}/fast-snapshot-restore", enc(id)),
+                query,
+            ),
+            None::<&()>,
+            Self::SHORT,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/images/{id}` (admin).
+    pub async fn delete_image(&self, id: &str, query: &str) -> Result<Value, ClientError> {
+        self.json(
+            Method::DELETE,
+            &with_query(&format!("/v1/images/{}", enc(id)), query),
+            None::<&()>,
+            Duration::from_mins(10),
+        )
+        .await
+    }
+
     /// `POST /v1/auth/github/start`.
     pub async fn github_start(&self, body: &Value) -> Result<Value, ClientError> {
         self.json(

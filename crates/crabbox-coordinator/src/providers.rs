@@ -69,6 +69,22 @@ pub fn acquire_request(lease: &Lease, public_key: &str) -> AcquireRequest {
                 .get("architecture")
                 .and_then(serde_json::Value::as_str)
                 .and_then(|a| crabbox_core::machine::Architecture::parse(a).ok()),
+            image: match (
+                lease
+                    .extra
+                    .get("imageID")
+                    .and_then(serde_json::Value::as_str),
+                lease
+                    .extra
+                    .get("imageRegion")
+                    .and_then(serde_json::Value::as_str),
+            ) {
+                (Some(id), Some(region)) => Some(crabbox_providers::ImageChoice {
+                    id: id.to_owned(),
+                    region: region.to_owned(),
+                }),
+                _ => None,
+            },
         },
         capabilities: crabbox_providers::Capabilities {
             desktop: lease.desktop,

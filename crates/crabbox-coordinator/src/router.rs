@@ -9,7 +9,7 @@ use axum::routing::{get, post, put};
 
 use crate::error::Failure;
 use crate::state::AppState;
-use crate::{admin, leases, login, runs, service, usage};
+use crate::{admin, images, leases, login, runs, service, usage};
 
 /// Authenticated bodies up to 16 MiB; run finishes up to 64 MiB; login bodies 1 MiB.
 pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -55,6 +55,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/runs/{id}/telemetry", post(runs::post_telemetry))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/images", post(images::create).get(images::list))
+        .route("/v1/images/{id}", get(images::get).delete(images::delete))
+        .route("/v1/images/{id}/promote", post(images::promote))
+        .route(
+            "/v1/images/{id}/fast-snapshot-restore",
+            get(images::fsr_status),
+        )
         .route("/v1/admin/leases", get(admin::list))
         .route("/v1/admin/leases/{id}/release", post(admin::release))
         .route("/v1/admin/leases/{id}/delete", post(admin::delete))

@@ -8,6 +8,7 @@ pub mod claims;
 pub mod cloud;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod images;
 pub mod local;
 pub mod record;
 pub mod static_ssh;
@@ -16,7 +17,7 @@ use async_trait::async_trait;
 
 pub use claims::ClaimStore;
 pub use record::{
-    AcquireRequest, Capabilities, Capability, LeaseDesktop, LeaseRecord, MachineChoice,
+    AcquireRequest, Capabilities, Capability, ImageChoice, LeaseDesktop, LeaseRecord, MachineChoice,
 };
 
 /// Errors every provider speaks, so retry and fallback never parse provider strings.
@@ -90,6 +91,11 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// is refused before a runner is made.
     fn capabilities(&self) -> &'static [Capability] {
         &[]
+    }
+
+    /// Its native runner images, for providers that have them (AWS AMIs).
+    fn images(&self) -> Option<&dyn images::Images> {
+        None
     }
 
     /// Creates (or, for static hosts, adopts) a runner.

@@ -133,6 +133,16 @@ pub struct MachineChoice {
     pub server_type: Option<String>,
     pub market: Option<crabbox_core::machine::Market>,
     pub architecture: Option<crabbox_core::machine::Architecture>,
+    /// The image to boot and the region it is in (a coordinator's promoted image); `None`
+    /// means the provider's own choice.
+    pub image: Option<ImageChoice>,
+}
+
+/// A provider image a lease boots, in its region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChoice {
+    pub id: String,
+    pub region: String,
 }
 
 /// One lease, as a provider created it and the CLI tracks it.

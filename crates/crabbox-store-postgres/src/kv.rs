@@ -1,9 +1,11 @@
-//! Versioned single documents: create attempts and the small kv documents.
+//! Versioned single documents: create attempts and the small kv documents, one at a time or
+//! several in one transaction.
 
 use crabbox_api::coord::CreateAttempt;
 use crabbox_store::codec;
-use crabbox_store::{StoreError, Versioned};
+use crabbox_store::{KvPut, KvWrite, StoreError, Versioned};
 use serde_json::Value;
+use sqlx::postgres::PgConnection;
 use sqlx::{PgPool, Row as _};
 
 use crate::columns::text;
@@ -85,36 +87,86 @@ pub(crate) async fn put(
     expected: Option<i64>,
 ) -> Attempt<i64> {
     let doc = codec::encode(key, value)?;
-    let Some(expected) = expected else {
-        let done = sqlx::query(
-            "INSERT INTO kv (key, version, doc) VALUES ($1, 1, $2) ON CONFLICT (key) DO NOTHING",
+    let put = expected.map_or(KvPut::Insert, KvPut::Swap);
+    put_one(&mut *pool.acquire().await?, key, &doc, put).await
+}
+
+/// Writes every document of `writes` in one transaction on one connection. The rows are
+/// written (and so locked) in the order of their stored keys, the same in every batch, so two
+/// batches on the same keys wait for each other instead of deadlocking; a key's own writes keep
+/// the order given.
+pub(crate) async fn put_many(pool: &PgPool, writes: &[KvWrite]) -> Attempt<Vec<i64>> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docs = writes
+        .iter()
+        .map(|w| codec::encode(&w.key, &w.value))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut order: Vec<usize> = (0..writes.len()).collect();
+    order.sort_by(|&a, &b| text(&writes[a].key).cmp(&text(&writes[b].key)));
+    let mut versions = vec![0; writes.len()];
+    let mut tx = pool.begin().await?;
+    for i in order {
+        let write = &writes[i];
+        match put_one(&mut tx, &write.key, &docs[i], write.put).await {
+            Ok(version) => versions[i] = version,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(versions)
+}
+
+/// One document write on `conn`; returns the new version.
+async fn put_one(conn: &mut PgConnection, key: &str, doc: &str, put: KvPut) -> Attempt<i64> {
+    match put {
+        KvPut::Upsert => Ok(sqlx::query_scalar(
+            "INSERT INTO kv (key, version, doc) VALUES ($1, 1, $2) \
+             ON CONFLICT (key) DO UPDATE SET doc = EXCLUDED.doc, version = kv.version + 1 \
+             RETURNING version",
         )
         .bind(text(key))
         .bind(doc)
-        .execute(pool)
-        .await?;
-        return if done.rows_affected() == 1 {
-            Ok(1)
-        } else {
-            Err(StoreError::Conflict(format!("{key} exists")).into())
-        };
-    };
-    let done = sqlx::query(
-        "UPDATE kv SET doc = $2, version = version + 1 WHERE key = $1 AND version = $3",
-    )
-    .bind(text(key))
-    .bind(doc)
-    .bind(expected)
-    .execute(pool)
-    .await?;
-    if done.rows_affected() == 1 {
-        return Ok(expected + 1);
+        .fetch_one(&mut *conn)
+        .await?),
+        KvPut::Insert => {
+            let done = sqlx::query(
+                "INSERT INTO kv (key, version, doc) VALUES ($1, 1, $2) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(text(key))
+            .bind(doc)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 1 {
+                Ok(1)
+            } else {
+                Err(StoreError::Conflict(format!("{key} exists")).into())
+            }
+        }
+        KvPut::Swap(expected) => {
+            let done = sqlx::query(
+                "UPDATE kv SET doc = $2, version = version + 1 WHERE key = $1 AND version = $3",
+            )
+            .bind(text(key))
+            .bind(doc)
+            .bind(expected)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(expected + 1);
+            }
+            let current: Option<i64> = sqlx::query_scalar("SELECT version FROM kv WHERE key = $1")
+                .bind(text(key))
+                .fetch_optional(&mut *conn)
+                .await?;
+            Err(cas_failure(key, current, expected).into())
+        }
     }
-    let current: Option<i64> = sqlx::query_scalar("SELECT version FROM kv WHERE key = $1")
-        .bind(text(key))
-        .fetch_optional(pool)
-        .await?;
-    Err(cas_failure(key, current, expected).into())
 }
 
 pub(crate) async fn take(pool: &PgPool, key: &str) -> Attempt<Option<Value>> {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use crabbox_api::coord::{CreateAttempt, Lease, LeaseState, Run, RunEvent, Timestamp};
 use crabbox_store::{
-    Admission, LeaderGuard, LeaseIndex, LeaseQuery, RunQuery, Store, StoreError, Versioned,
+    Admission, KvWrite, LeaderGuard, LeaseIndex, LeaseQuery, RunQuery, Store, StoreError, Versioned,
 };
 use serde_json::Value;
 
@@ -128,6 +128,10 @@ impl Store for PgStore {
         expected: Option<i64>,
     ) -> Result<i64, StoreError> {
         retrying(|| kv::put(&self.pool, key, value, expected)).await
+    }
+
+    async fn kv_put_many(&self, writes: &[KvWrite]) -> Result<Vec<i64>, StoreError> {
+        retrying(|| kv::put_many(&self.pool, writes)).await
     }
 
     async fn kv_take(&self, key: &str) -> Result<Option<Value>, StoreError> {

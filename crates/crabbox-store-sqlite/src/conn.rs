@@ -75,7 +75,8 @@ impl Connections {
     }
 
     /// Runs `job`, a write, on the writer connection and returns its result once committed
-    /// (see `writer`). `job` must make at most one change (one effective statement).
+    /// (see `writer`). `job` must make at most one change (one effective statement), or make
+    /// its changes inside `writer::all_or_nothing`.
     pub(crate) async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

@@ -1,14 +1,16 @@
-//! Versioned single documents: create attempts and the small kv documents.
+//! Versioned single documents: create attempts and the small kv documents, one at a time or
+//! several in one transaction.
 
 use crabbox_api::coord::CreateAttempt;
 use crabbox_store::codec;
-use crabbox_store::{StoreError, Versioned};
-use rusqlite::OptionalExtension as _;
+use crabbox_store::{KvPut, KvWrite, StoreError, Versioned};
+use rusqlite::{Connection, OptionalExtension as _};
 use serde_json::Value;
 
 use crate::backend;
 use crate::conn::Connections;
 use crate::leases::{cas_failure, version_of};
+use crate::writer::all_or_nothing;
 
 /// `(version, doc)` of the row `sql` finds by `id`.
 fn read(db: &Connections, sql: &str, id: &str) -> Result<Option<(i64, String)>, StoreError> {
@@ -45,6 +47,11 @@ const KV: Table = Table {
     version: "SELECT version FROM kv WHERE key = ?1",
 };
 
+/// Creates a kv document at version 1 or replaces it, bumping its version.
+const UPSERT: &str = "INSERT INTO kv (key, version, doc) VALUES (?1, 1, ?2) \
+     ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, version = kv.version + 1 \
+     RETURNING version";
+
 /// Inserts (`expected` `None`) or compares and swaps the document `doc` under `id`.
 async fn put(
     db: &Connections,
@@ -54,29 +61,50 @@ async fn put(
     doc: String,
     expected: Option<i64>,
 ) -> Result<i64, StoreError> {
-    db.write(move |conn| {
-        let Some(expected) = expected else {
-            let inserted = conn
-                .prepare_cached(table.insert)
-                .and_then(|mut stmt| stmt.execute((&id, &doc)))
-                .map_err(backend)?;
-            return if inserted == 1 {
-                Ok(1)
-            } else {
-                Err(StoreError::Conflict(format!("{key} exists")))
-            };
-        };
-        let updated = conn
-            .prepare_cached(table.update)
-            .and_then(|mut stmt| stmt.execute((&id, &doc, expected)))
-            .map_err(backend)?;
-        if updated == 1 {
-            return Ok(expected + 1);
-        }
-        let current = version_of(conn, table.version, &id)?;
-        Err(cas_failure(&key, current, expected))
+    db.write(move |conn| match expected {
+        None => insert(conn, table, &key, &id, &doc),
+        Some(expected) => swap(conn, table, &key, &id, &doc, expected),
     })
     .await
+}
+
+/// Inserts `doc` under `id` at version 1; `Conflict` if `id` exists.
+fn insert(
+    conn: &Connection,
+    table: &Table,
+    key: &str,
+    id: &str,
+    doc: &str,
+) -> Result<i64, StoreError> {
+    let inserted = conn
+        .prepare_cached(table.insert)
+        .and_then(|mut stmt| stmt.execute((id, doc)))
+        .map_err(backend)?;
+    if inserted == 1 {
+        Ok(1)
+    } else {
+        Err(StoreError::Conflict(format!("{key} exists")))
+    }
+}
+
+/// Replaces the document under `id` if it is still at version `expected`.
+fn swap(
+    conn: &Connection,
+    table: &Table,
+    key: &str,
+    id: &str,
+    doc: &str,
+    expected: i64,
+) -> Result<i64, StoreError> {
+    let updated = conn
+        .prepare_cached(table.update)
+        .and_then(|mut stmt| stmt.execute((id, doc, expected)))
+        .map_err(backend)?;
+    if updated == 1 {
+        return Ok(expected + 1);
+    }
+    let current = version_of(conn, table.version, id)?;
+    Err(cas_failure(key, current, expected))
 }
 
 pub(crate) fn get_attempt(
@@ -117,6 +145,32 @@ pub(crate) async fn put_value(
 ) -> Result<i64, StoreError> {
     let doc = codec::encode(key, value)?;
     put(db, &KV, key.to_owned(), key.to_owned(), doc, expected).await
+}
+
+/// Writes every document of `writes` in one transaction (see [`all_or_nothing`]).
+pub(crate) async fn put_many(db: &Connections, writes: &[KvWrite]) -> Result<Vec<i64>, StoreError> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = writes
+        .iter()
+        .map(|w| Ok((w.key.clone(), codec::encode(&w.key, &w.value)?, w.put)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    db.write(move |conn| {
+        all_or_nothing(conn, |conn| {
+            rows.iter()
+                .map(|(key, doc, put)| match *put {
+                    KvPut::Upsert => conn
+                        .prepare_cached(UPSERT)
+                        .and_then(|mut stmt| stmt.query_row((key, doc), |row| row.get(0)))
+                        .map_err(backend),
+                    KvPut::Insert => insert(conn, &KV, key, key, doc),
+                    KvPut::Swap(expected) => swap(conn, &KV, key, key, doc, expected),
+                })
+                .collect()
+        })
+    })
+    .await
 }
 
 pub(crate) async fn take(db: &Connections, key: &str) -> Result<Option<Value>, StoreError> {

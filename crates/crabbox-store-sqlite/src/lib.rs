@@ -9,8 +9,8 @@
 //! connection, so writers never spin on `SQLITE_BUSY`: a write runs inline when the writer is
 //! idle, and otherwise queues for the writer thread, which commits what is queued together
 //! (group commit, see `writer`). Every write is one effective statement (a run with its events
-//! and log goes through a view's `INSTEAD OF` trigger); a read lock is never upgraded to a
-//! write lock. Other processes on the same file wait up to five seconds for the write lock.
+//! and log goes through a view's `INSTEAD OF` trigger), except a batch of kv documents, whose
+//! statements share a savepoint; a read lock is never upgraded to a write lock. Other processes on the same file wait up to five seconds for the write lock.
 
 mod checkpoint;
 mod conn;

@@ -15,7 +15,9 @@
 //! Every store write is one effective statement (a compare-and-swap, an insert, a delete, or the
 //! run view's trigger), and SQLite rolls back a failed statement without ending the transaction
 //! around it, so one write's failure (a version conflict, a duplicate) leaves the others in the
-//! batch alone. A failure that ends the transaction (I/O error, full disk) fails every write of
+//! batch alone. A write of several statements (a batch of kv documents) runs them under a
+//! savepoint of its own ([`all_or_nothing`]), so that its failure undoes exactly its own
+//! statements. A failure that ends the transaction (I/O error, full disk) fails every write of
 //! the batch that ran before it; the rest start a new transaction.
 
 use std::collections::VecDeque;
@@ -220,6 +222,49 @@ fn batch(conn: &Connection, jobs: Vec<Job>) {
     }
 }
 
+/// Runs `statements`, a write of several changes, all or nothing. Inside a batch's transaction
+/// they run under a savepoint that their failure rolls back, leaving the batch's other writes
+/// alone; on their own they run in a transaction that takes the write lock first (`BEGIN
+/// IMMEDIATE`), so that a read lock is never upgraded. A panic undoes them too: half of them
+/// must not commit with the rest of a batch.
+pub(crate) fn all_or_nothing<T>(
+    conn: &Connection,
+    statements: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let (begin, commit, undo) = if conn.is_autocommit() {
+        ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+    } else {
+        (
+            "SAVEPOINT all_or_nothing",
+            "RELEASE all_or_nothing",
+            "ROLLBACK TO all_or_nothing; RELEASE all_or_nothing",
+        )
+    };
+    conn.execute_batch(begin).map_err(crate::backend)?;
+    let mut guard = Undo { conn, undo };
+    let value = statements(conn)?;
+    conn.execute_batch(commit).map_err(crate::backend)?;
+    guard.undo = "";
+    Ok(value)
+}
+
+/// Undoes an [`all_or_nothing`] write that did not reach its end (an error, a failed commit,
+/// a panic) when dropped. When the failure already ended the transaction there is nothing left
+/// to undo, and the statement fails harmlessly.
+struct Undo<'a> {
+    conn: &'a Connection,
+    /// Empty once the write committed.
+    undo: &'static str,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.undo.is_empty() {
+            let _ = self.conn.execute_batch(self.undo);
+        }
+    }
+}
+
 /// Runs one job; `None` if it panicked (its caller then gets an error).
 fn attempt(conn: &Connection, job: Job) -> Option<Done> {
     catch_unwind(AssertUnwindSafe(|| job(conn))).ok()
@@ -252,7 +297,7 @@ mod tests {
     use crabbox_store::StoreError;
     use rusqlite::Connection;
 
-    use super::{Writer, lock};
+    use super::{Writer, all_or_nothing, lock};
 
     /// A writer on a fresh file with one table, `t (k TEXT PRIMARY KEY)`, plus a second
     /// connection to look at what was committed.
@@ -343,6 +388,54 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_leaves_the_rest_of_its_batch() {
         the_middle_write_fails_alone(Box::new(insert("a")), "UNIQUE").await;
+    }
+
+    /// Inserts `c` and then runs `last`, which fails or panics, all or nothing.
+    fn c_then(last: fn(&Connection) -> Result<bool, StoreError>) -> TestJob {
+        Box::new(move |conn: &Connection| {
+            all_or_nothing(conn, |conn| {
+                insert("c")(conn)?;
+                last(conn)
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_of_several_statements_undoes_only_itself() {
+        the_middle_write_fails_alone(c_then(|conn| insert("a")(conn)), "UNIQUE").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_of_several_statements_undoes_only_itself() {
+        the_middle_write_fails_alone(c_then(|_| panic!("a bug in a write")), "did not run").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_of_several_statements_commits_whole_in_a_batch_and_alone() {
+        let (_dir, writer, look) = open();
+        let both = |first: &'static str, second: &'static str| -> TestJob {
+            Box::new(move |conn: &Connection| {
+                all_or_nothing(conn, |conn| {
+                    insert(first)(conn)?;
+                    insert(second)(conn)
+                })
+            })
+        };
+        let results = batch_of(&writer, vec![Box::new(insert("a")), both("b", "c")]).await;
+        assert!(results.iter().all(|r| matches!(r, Ok(true))), "{results:?}");
+        assert_eq!(keys(&look), ["a", "b", "c"]);
+
+        // Alone it is a transaction of its own, which ends with it: failed, it leaves nothing,
+        // and either way the next lone write commits on its own.
+        let failed = writer.write(both("d", "a")).await;
+        assert!(
+            matches!(&failed, Err(StoreError::Backend(m)) if m.contains("UNIQUE")),
+            "{failed:?}"
+        );
+        assert!(!writer.write(insert("e")).await.unwrap());
+        assert!(writer.write(both("f", "g")).await.unwrap());
+        assert!(!writer.write(insert("h")).await.unwrap());
+        assert_eq!(keys(&look), ["a", "b", "c", "e", "f", "g", "h"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,6 +531,16 @@ mod tests {
             .unwrap();
         assert_ne!(thread.as_deref(), Some("sqlite-writer"));
         assert_eq!(keys(&look), ["b"]);
+
+        // A write of several statements that panicked inline leaves no transaction open.
+        let panicked = tokio::spawn({
+            let writer = Arc::clone(&writer);
+            async move { writer.write(c_then(|_| panic!("a bug"))).await }
+        })
+        .await;
+        assert!(panicked.is_err_and(|e| e.is_panic()));
+        assert!(!writer.write(insert("d")).await.unwrap());
+        assert_eq!(keys(&look), ["b", "d"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

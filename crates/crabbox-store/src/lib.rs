@@ -101,6 +101,53 @@ pub struct LeaseIndex {
     pub next_check_at: Option<Timestamp>,
 }
 
+/// How one write of [`Store::kv_put_many`] treats what its key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvPut {
+    /// Creates the key at version 1, or replaces whatever it holds and bumps its version: for
+    /// a document whose newest write wins (an image promotion replaces the one before).
+    Upsert,
+    /// Creates the key at version 1; `Conflict` if it exists.
+    Insert,
+    /// Replaces the document if its stored version is still this one; `Conflict` when the
+    /// version moved, `NotFound` when the key is gone.
+    Swap(i64),
+}
+
+/// One document of a [`Store::kv_put_many`] batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvWrite {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub put: KvPut,
+}
+
+impl KvWrite {
+    pub fn upsert(key: impl Into<String>, value: serde_json::Value) -> Self {
+        Self {
+            key: key.into(),
+            value,
+            put: KvPut::Upsert,
+        }
+    }
+
+    pub fn insert(key: impl Into<String>, value: serde_json::Value) -> Self {
+        Self {
+            key: key.into(),
+            value,
+            put: KvPut::Insert,
+        }
+    }
+
+    pub fn swap(key: impl Into<String>, value: serde_json::Value, expected: i64) -> Self {
+        Self {
+            key: key.into(),
+            value,
+            put: KvPut::Swap(expected),
+        }
+    }
+}
+
 /// The storage every coordinator backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -209,12 +256,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         expected: Option<i64>,
     ) -> Result<i64, StoreError>;
 
+    /// Writes every document of `writes` in one transaction, all or nothing, and returns their
+    /// new versions in the order given. A write that cannot be made (an `Insert` of an existing
+    /// key, a `Swap` that lost) fails the whole batch with that write's error and leaves every
+    /// key as it was; when several would fail, which one the error names is unspecified.
+    /// Writes to one key apply in the order given, so a key may appear more than once. Readers
+    /// and other batches see a batch whole or not at all. An empty batch writes nothing.
+    async fn kv_put_many(&self, writes: &[KvWrite]) -> Result<Vec<i64>, StoreError>;
+
     /// Atomically reads and deletes (one-time tickets).
     async fn kv_take(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
 
     async fn kv_delete(&self, key: &str) -> Result<bool, StoreError>;
 
-    /// Keys with this prefix in key order (`%`, `_` and `\` in the prefix match literally).
+    /// Keys with this prefix in key order (`%`, `_` and `\` in the prefix match literally), at
+    /// most `limit` (0 returns none). The rows come from one consistent read: a
+    /// [`kv_put_many`](Self::kv_put_many) batch is in it whole or not at all.
     async fn kv_list(
         &self,
         prefix: &str,

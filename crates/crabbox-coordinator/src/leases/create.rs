@@ -273,6 +273,7 @@ pub(super) async fn create_managed(
         public_key,
         mut lease,
     } = plan(state, caller, &req, id.clone(), now)?;
+    select_image(state, provider.as_ref(), &mut lease).await?;
     let fixed_hash = fixed_id
         .is_some()
         .then(|| fixed_intent_hash(requested_slug.as_deref(), &lease, &public_key));
@@ -322,6 +323,55 @@ pub(super) async fn create_managed(
 
 /// The create body's `capacity.market` (or `market`) and `architecture`, kept on the lease for
 /// the provider.
+/// The promoted image of the lease's scope (spec/providers.md §4, "How a new brokered AWS
+/// lease picks an image"): target, architecture and the provider's region, the exact scoped
+/// key first, then the region-less and legacy ones. Found, it is the lease's image
+/// (`imageID`, `imageRegion`, `imageSource: promoted`), which the provider boots and the CLI
+/// reports; none, the provider's own image.
+async fn select_image(
+    state: &AppState,
+    provider: &dyn crabbox_providers::Provider,
+    lease: &mut Lease,
+) -> Result<()> {
+    let Some(images) = provider.images() else {
+        return Ok(());
+    };
+    let scope = crate::promotions::Scope {
+        target: if lease.target.is_empty() {
+            "linux".into()
+        } else {
+            lease.target.clone()
+        },
+        architecture: lease
+            .extra
+            .get("architecture")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|a| crabbox_core::machine::Architecture::parse(a).ok())
+            .map_or("x86_64", crabbox_core::machine::Architecture::as_str)
+            .to_owned(),
+        region: images.home_region(),
+        os: None,
+        server_type: None,
+    };
+    for key in scope.lookup_keys() {
+        if let Some(found) = state.store.kv_get(&key).await? {
+            let promoted = found.value;
+            for (from, to) in [
+                ("id", "imageID"),
+                ("region", "imageRegion"),
+                ("promotedAt", "imagePromotedAt"),
+            ] {
+                if let Some(value) = promoted.get(from).and_then(serde_json::Value::as_str) {
+                    lease.extra.insert(to.into(), value.into());
+                }
+            }
+            lease.extra.insert("imageSource".into(), "promoted".into());
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 fn machine_selectors(req: &LeaseRequest) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     let market = req

@@ -12,6 +12,7 @@
 mod accounting;
 pub mod bench;
 mod kv;
+mod kv_batches;
 mod leases;
 mod races;
 mod runs;
@@ -29,6 +30,10 @@ pub use accounting::{
 };
 pub use kv::{
     kv_list_prefix_is_literal, kv_put_cas_take_delete, leader_is_exclusive, ping_answers,
+};
+pub use kv_batches::{
+    kv_put_many_empty_batch_writes_nothing, kv_put_many_failure_writes_nothing,
+    kv_put_many_writes_every_key, racing_kv_batches_never_interleave,
 };
 pub use leases::{
     due_leases_follow_next_check, lease_insert_existing_conflicts, lease_list_filters_and_order,
@@ -107,11 +112,15 @@ macro_rules! conformance_tests {
             prune_runs_keeps_running_and_recent,
             kv_put_cas_take_delete,
             kv_list_prefix_is_literal,
+            kv_put_many_writes_every_key,
+            kv_put_many_failure_writes_nothing,
+            kv_put_many_empty_batch_writes_nothing,
             leader_is_exclusive,
             ping_answers,
             racing_cas_updates_lose_nothing,
             racing_inserts_have_one_winner,
             racing_takes_have_one_winner,
+            racing_kv_batches_never_interleave,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

@@ -9,6 +9,7 @@ pub mod coordinator;
 pub mod doctor;
 pub mod heartbeat;
 pub mod history;
+pub mod image;
 pub mod init;
 pub mod inspect;
 pub mod list;

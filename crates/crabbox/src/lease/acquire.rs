@@ -131,6 +131,8 @@ impl<'a> Leases<'a> {
                 market: (self.ctx.settings.origin("capacity.market") != "default")
                     .then_some(config.capacity.market),
                 architecture: Some(config.architecture),
+                // Direct mode never consults promotions (spec/providers.md §4).
+                image: None,
             },
             capabilities: Capabilities {
                 desktop: config.capabilities.desktop,

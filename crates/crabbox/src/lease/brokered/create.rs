@@ -161,6 +161,26 @@ async fn create_attempt(
             ),
         ));
     }
+    if let Some(id) = lease
+        .extra
+        .get("imageID")
+        .and_then(serde_json::Value::as_str)
+    {
+        let field = |key: &str| {
+            lease
+                .extra
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("-")
+                .to_owned()
+        };
+        crate::output::err(format!(
+            "image selected id={id} source={} region={} promoted_at={}",
+            field("imageSource"),
+            field("imageRegion"),
+            field("imagePromotedAt")
+        ));
+    }
     Ok(record_from(&lease, url))
 }
 
