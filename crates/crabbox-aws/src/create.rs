@@ -166,8 +166,19 @@ impl Create<'_> {
                 id
             }
         };
-        let image_id = match (&settings.ami, facts.images.get(arch.as_str())) {
-            (Some(ami), _) => ami.clone(),
+        let promoted = self
+            .req
+            .machine
+            .image
+            .as_ref()
+            .filter(|image| image.region == region)
+            .map(|image| image.id.clone());
+        // An image pinned on this side (`CRABBOX_AWS_AMI`) wins over one the request names.
+        let image_id = match (
+            settings.ami.clone().or(promoted),
+            facts.images.get(arch.as_str()),
+        ) {
+            (Some(ami), _) => ami,
             (None, Some(found)) => found.clone(),
             (None, None) => {
                 let found = image::linux_image(ec2, region, arch)

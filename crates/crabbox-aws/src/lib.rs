@@ -8,6 +8,8 @@ pub mod client;
 mod create;
 pub mod identity;
 pub mod image;
+pub mod images;
+pub mod imaging;
 pub mod instances;
 pub mod keys;
 pub mod network;

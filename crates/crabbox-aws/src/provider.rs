@@ -70,7 +70,7 @@ impl AwsProvider {
             .clone()
     }
 
-    fn region_of(&self, lease: &LeaseRecord) -> String {
+    pub(crate) fn region_of(&self, lease: &LeaseRecord) -> String {
         lease
             .labels
             .get(REGION_LABEL)
@@ -109,6 +109,10 @@ impl Provider for AwsProvider {
         &[Capability::Desktop, Capability::Browser]
     }
 
+    fn images(&self) -> Option<&dyn crabbox_providers::images::Images> {
+        Some(self)
+    }
+
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let settings = &self.settings;
         if settings.target != TargetOs::Linux {
@@ -129,7 +133,13 @@ impl Provider for AwsProvider {
         if let Some(market) = req.machine.market {
             capacity.market = market;
         }
-        let mut plan = CapacityPlan::from_config(&settings.region, &capacity)?;
+        // A coordinator's promoted image lives in one region: leases start there.
+        let home = req
+            .machine
+            .image
+            .as_ref()
+            .map_or(settings.region.as_str(), |image| image.region.as_str());
+        let mut plan = CapacityPlan::from_config(home, &capacity)?;
         if plan.market == Market::Spot && plan.regions.len() > 1 {
             let ec2 = self.aws().await.ec2(&plan.regions[0]);
             plan.regions =

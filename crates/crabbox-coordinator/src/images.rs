@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use crate::access::Caller;
 use crate::error::{Failure, Result};
 use crate::promotions::{CATALOG_PREFIX, PROMOTED_PREFIX, Promotion, Scope};
+use crate::providers;
 use crate::state::AppState;
-use crate::{leases, providers};
 
 /// The one provider with native images this coordinator serves.
 const PROVIDER: &str = "aws";
@@ -152,8 +152,12 @@ pub async fn create(
             ));
         }
     }
-    let lease = leases::resolve(&state, &caller, &body.lease_id)
+    // An admin route: any owner's lease.
+    let lease = state
+        .store
+        .get_lease(&body.lease_id)
         .await?
+        .ok_or_else(Failure::not_found)?
         .value;
     if lease.cloud_id.is_empty() || lease.is_registered() {
         return Err(Failure::bad_request(

@@ -126,7 +126,7 @@ impl Scope {
 
     /// The keys a lease of this scope looks its image up under, in order: the exact scoped
     /// key, then (Linux with an OS) the region-less OS key; then, for the old tool's default
-    /// scope (Linux x86_64, no OS or 24.04), its legacy key.
+    /// scope (Linux `x86_64`, no OS or 24.04), its legacy key.
     pub fn lookup_keys(&self) -> Vec<String> {
         let mut keys = self.promoted_keys();
         keys.retain(|k| k != LEGACY_KEY);

@@ -48,6 +48,9 @@ pub trait Images: Send + Sync {
     /// The region leases are made in first (`aws.region`), the scope of their promotions.
     fn home_region(&self) -> String;
 
+    /// The image every lease boots whatever is promoted (`CRABBOX_AWS_AMI` on this side).
+    fn pinned_image(&self) -> Option<String>;
+
     /// Starts an image of the lease's runner (`no_reboot`: without stopping it first).
     async fn create_image(
         &self,

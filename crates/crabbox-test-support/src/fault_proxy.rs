@@ -13,6 +13,9 @@
 //! header of JSON-protocol services), optionally one form parameter (`InstanceType=c7a.48xlarge`,
 //! `InstanceMarketOptions.MarketType=spot`), and apply to the next N matching calls.
 //!
+//! **Snapshots.** moto refuses snapshot tags in `CreateImage` and has no fast snapshot restore;
+//! the proxy supplies both (`fault_proxy/snapshots.rs`).
+//!
 //! The proxy also counts calls per action (API calls per lease are a performance figure) and
 //! keeps each call's parameters, so a test can assert what was sent.
 //!
@@ -37,6 +40,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap};
 use hyper::{Request, Response};
 
+mod snapshots;
+
 /// An EC2 error the proxy can answer with, with EC2's HTTP status and message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ec2Error {
@@ -52,6 +57,9 @@ pub enum Ec2Error {
     Unsupported,
     /// Throttled (HTTP 503).
     RequestLimitExceeded,
+    /// The snapshot is still used by an image (400): what EC2 answers to a `DeleteSnapshot`
+    /// for a moment after the image was deregistered.
+    InvalidSnapshotInUse,
     /// A `ClientToken` reused with different parameters (400).
     IdempotentParameterMismatch,
 }
@@ -65,6 +73,7 @@ impl Ec2Error {
             Self::VcpuLimitExceeded => "VcpuLimitExceeded",
             Self::Unsupported => "Unsupported",
             Self::RequestLimitExceeded => "RequestLimitExceeded",
+            Self::InvalidSnapshotInUse => "InvalidSnapshot.InUse",
             Self::IdempotentParameterMismatch => "IdempotentParameterMismatch",
         }
     }
@@ -109,6 +118,10 @@ impl Ec2Error {
                 Please check the documentation for supported configurations."
                 .to_owned(),
             Self::RequestLimitExceeded => "Request limit exceeded.".to_owned(),
+            Self::InvalidSnapshotInUse => format!(
+                "The snapshot {} is currently in use by an AMI",
+                param("SnapshotId")
+            ),
             Self::IdempotentParameterMismatch => "Arguments on this idempotent request are \
                 inconsistent with arguments used in previous request(s)."
                 .to_owned(),
@@ -216,6 +229,8 @@ struct State {
     quotas: HashMap<String, f64>,
     /// Spot placement scores by region, answered in moto's place when set.
     placement_scores: Option<Vec<(String, i32)>>,
+    /// Fast snapshot restores, kept in moto's place.
+    restores: snapshots::Restores,
 }
 
 /// moto's successful answer to a `RunInstances` with a `ClientToken`, and what was asked.
@@ -265,6 +280,7 @@ impl FaultProxy {
                 idempotent: true,
                 quotas: HashMap::new(),
                 placement_scores: None,
+                restores: snapshots::Restores::default(),
             }),
             tokens: tokio::sync::Mutex::new(HashMap::new()),
         });
@@ -376,11 +392,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
         return Ok(answer);
     }
     let token = call.param("ClientToken").map(str::to_owned);
-    let answer = match token {
-        Some(token) if idempotent && call.action == "RunInstances" => {
-            idempotent_run(&shared, &parts, &body, &call, token).await?
+    let answer = if let Some(answer) = snapshots::answer(&shared, &parts, &body, &call).await? {
+        answer
+    } else {
+        match token {
+            Some(token) if idempotent && call.action == "RunInstances" => {
+                idempotent_run(&shared, &parts, &body, &call, token).await?
+            }
+            _ => forward(&shared, &parts, body).await?,
         }
-        _ => forward(&shared, &parts, body).await?,
     };
     if effect == Some(Effect::DropReply) {
         // hyper closes the connection without an answer when the service fails.

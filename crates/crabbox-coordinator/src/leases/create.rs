@@ -273,7 +273,7 @@ pub(super) async fn create_managed(
         public_key,
         mut lease,
     } = plan(state, caller, &req, id.clone(), now)?;
-    select_image(state, provider.as_ref(), &mut lease).await?;
+    select_image(state, caller, &req, provider.as_ref(), &mut lease).await?;
     let fixed_hash = fixed_id
         .is_some()
         .then(|| fixed_intent_hash(requested_slug.as_deref(), &lease, &public_key));
@@ -330,12 +330,44 @@ pub(super) async fn create_managed(
 /// reports; none, the provider's own image.
 async fn select_image(
     state: &AppState,
+    caller: &Caller,
+    req: &LeaseRequest,
     provider: &dyn crabbox_providers::Provider,
     lease: &mut Lease,
 ) -> Result<()> {
     let Some(images) = provider.images() else {
         return Ok(());
     };
+    if let Some(pinned) = images.pinned_image() {
+        lease.extra.insert("imageID".into(), pinned.into());
+        lease
+            .extra
+            .insert("imageRegion".into(), images.home_region().into());
+        lease
+            .extra
+            .insert("imageSource".into(), "coordinator".into());
+        return Ok(());
+    }
+    // An image the request names (`CRABBOX_AWS_AMI` on the CLI: a candidate's smoke) is an
+    // admin's choice (spec: restricted provider selectors).
+    if let Some(ami) = req.extra.get("awsAMI").and_then(serde_json::Value::as_str) {
+        if !caller.admin {
+            return Err(
+                Failure::new(axum::http::StatusCode::FORBIDDEN, "admin_required")
+                    .message("awsAMI selects an image: admin only")
+                    .with("fields", ["awsAMI"]),
+            );
+        }
+        let region = req
+            .extra
+            .get("awsRegion")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| images.home_region(), str::to_owned);
+        lease.extra.insert("imageID".into(), ami.into());
+        lease.extra.insert("imageRegion".into(), region.into());
+        lease.extra.insert("imageSource".into(), "request".into());
+        return Ok(());
+    }
     let scope = crate::promotions::Scope {
         target: if lease.target.is_empty() {
             "linux".into()

@@ -57,7 +57,7 @@ pub enum ImageCommand {
         /// The mac instance type (macOS promotions).
         #[arg(long = "type", alias = "server-type")]
         server_type: Option<String>,
-        /// x86_64, arm64 (x86_64_mac, arm64_mac); default: the image's.
+        /// `x86_64`, `arm64` (`x86_64_mac`, `arm64_mac`); default: the image's.
         #[arg(long)]
         architecture: Option<String>,
         /// Enable fast snapshot restore of its snapshots in the `--fsr-az` zones.
@@ -289,9 +289,7 @@ async fn wait_available(
                 ExitStatus::Readiness,
                 format!("image {id} is not available after {timeout:?}"),
             )
-            .hint(format!(
-                "check later with `crabbox image list`, or raise --wait-timeout"
-            )));
+            .hint("check later with `crabbox image list`, or raise --wait-timeout"));
         }
         tokio::time::sleep(WAIT_POLL.min(timeout.saturating_sub(started.elapsed()))).await;
         let q = query(&[("region", Some(region.clone()))]);

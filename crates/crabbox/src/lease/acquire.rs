@@ -131,8 +131,17 @@ impl<'a> Leases<'a> {
                 market: (self.ctx.settings.origin("capacity.market") != "default")
                     .then_some(config.capacity.market),
                 architecture: Some(config.architecture),
-                // Direct mode never consults promotions (spec/providers.md §4).
-                image: None,
+                // `CRABBOX_AWS_AMI`: a direct lease boots it anyway; a brokered one asks the
+                // coordinator for it (an admin's choice). Promotions are the coordinator's.
+                image: config
+                    .aws
+                    .ami
+                    .clone()
+                    .filter(|_| config.provider == "aws")
+                    .map(|id| crabbox_providers::ImageChoice {
+                        id,
+                        region: config.aws.region.clone(),
+                    }),
             },
             capabilities: Capabilities {
                 desktop: config.capabilities.desktop,

@@ -899,3 +899,178 @@ fn a_coordinator_killed_after_run_instances_adopts_the_instance_after_restart() 
         aws.instances("running").is_empty() && aws.key_pairs().is_empty()
     });
 }
+
+/// The runbook's Linux image lifecycle through a coordinator (admin token), against moto and
+/// the boot emulator: create an image of a source lease, boot a candidate from it by
+/// `CRABBOX_AWS_AMI`, promote it, a normal brokered lease boots it and says so, roll back by
+/// promoting the earlier image, delete the candidate (its AMI and snapshot gone in moto).
+#[test]
+fn images_are_created_promoted_selected_rolled_back_and_deleted() {
+    loopback_only!();
+    let aws = Aws::start();
+    let server = aws.coordinator(&[]);
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = aws.brokered_command(&server, args);
+        cmd.envs(env.iter().copied());
+        cmd.output().expect("crabbox runs")
+    };
+    let ok_json = |args: &[&str], env: &[(&str, &str)]| -> serde_json::Value {
+        let out = run(args, env);
+        assert_eq!(code(&out), 0, "crabbox {args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("crabbox {args:?}: not JSON ({e}): {}", stdout(&out)))
+    };
+    let admin = [("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::ADMIN)];
+    // 1. A source lease.
+    let source = lease_id(&ok_json(&["warmup", "--class", "standard", "--json"], &[]));
+    // 3. Its image, waited for.
+    let made = ok_json(
+        &[
+            "image",
+            "create",
+            "--id",
+            &source,
+            "--name",
+            "crabbox-linux-devtools-20261206-0700",
+            "--wait",
+            "--json",
+        ],
+        &[],
+    );
+    let ami = made["image"]["id"].as_str().unwrap().to_owned();
+    assert!(ami.starts_with("ami-"), "{made}");
+    assert_eq!(made["image"]["state"], "available");
+    assert_eq!(made["image"]["sourceLease"], source.as_str());
+    // A second image, the known-good one to roll back to.
+    let good = ok_json(
+        &[
+            "image",
+            "create",
+            "--id",
+            &source,
+            "--name",
+            "crabbox-linux-devtools-20261205-0700",
+            "--json",
+        ],
+        &[],
+    )["image"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Bad input changes nothing: a bad name, promoting something that is not there.
+    let out = run(&["image", "create", "--id", &source, "--name", "x"], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = run(
+        &["image", "promote", "ami-0123456789abcdef0", "--json"],
+        &[],
+    );
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    let out = run(&["image", "promote", &ami, "--target", "macos"], &[]);
+    assert_eq!(code(&out), 2, "macOS needs --type: {}", stderr(&out));
+    assert!(stderr(&out).contains("--type"), "{}", stderr(&out));
+    // Without the admin token: refused.
+    let out = aws
+        .brokered_command(&server, &["image", "list"])
+        .env_remove("CRABBOX_COORDINATOR_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+
+    // Smoke the candidate: booted by an explicit image (an admin's request).
+    let out = run(
+        &["warmup", "--json"],
+        &[admin[0], ("CRABBOX_AWS_AMI", ami.as_str())],
+    );
+    assert_eq!(code(&out), 0, "candidate warmup: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("image selected id={ami} source=request")),
+        "{}",
+        stderr(&out)
+    );
+    let candidate = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    let instance = aws.instance_of(&candidate);
+    let image_of = |instance: &str| {
+        aws.moto_query("DescribeInstances", &[("InstanceId.1", instance)])
+            .all("imageId")[0]
+            .clone()
+    };
+    assert_eq!(image_of(&instance), ami);
+    let out = run(
+        &[
+            "run",
+            "--id",
+            &candidate,
+            "--no-sync",
+            "--shell",
+            "--",
+            "echo image-smoke-ok",
+        ],
+        &admin,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("image-smoke-ok"));
+
+    // Promote; a normal brokered lease boots it and says so.
+    let promoted = ok_json(&["image", "promote", &ami, "--json"], &[]);
+    assert_eq!(promoted["image"]["id"], ami.as_str());
+    assert_eq!(promoted["image"]["target"], "linux");
+    let out = run(&["warmup", "--json"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("image selected id={ami} source=promoted")),
+        "{}",
+        stderr(&out)
+    );
+    let normal = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(image_of(&aws.instance_of(&normal)), ami);
+    let listed = ok_json(&["image", "list", "--json"], &[]);
+    assert!(listed["promoted"].to_string().contains(&ami), "{listed}");
+    assert!(listed["images"].as_array().unwrap().len() >= 2, "{listed}");
+
+    // A promoted image is not deleted without --force.
+    let out = run(&["image", "delete", &ami], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("promoted"), "{}", stderr(&out));
+
+    // Roll back: promote the earlier image; new leases boot it.
+    ok_json(&["image", "promote", &good, "--json"], &[]);
+    let out = run(&["warmup", "--json"], &[]);
+    assert!(
+        stderr(&out).contains(&format!("image selected id={good} source=promoted")),
+        "{}",
+        stderr(&out)
+    );
+    let rolled = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(image_of(&aws.instance_of(&rolled)), good);
+
+    // The candidate, no longer promoted, is deleted with its snapshot.
+    let snapshots: Vec<String> = aws
+        .moto_query("DescribeImages", &[("ImageId.1", ami.as_str())])
+        .all("snapshotId");
+    assert!(!snapshots.is_empty(), "moto gives images a snapshot");
+    let deleted = ok_json(&["image", "delete", &ami, "--json"], &[]);
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    assert!(
+        aws.moto_query("DescribeImages", &[("ImageId.1", ami.as_str())])
+            .all("imageId")
+            .is_empty()
+            || aws
+                .moto_query("DescribeImages", &[("Owner.1", "self")])
+                .all("imageId")
+                .iter()
+                .all(|i| *i != ami)
+    );
+    let left: Vec<String> = aws.moto_query("DescribeSnapshots", &[]).all("snapshotId");
+    for snapshot in &snapshots {
+        assert!(!left.contains(snapshot), "snapshot {snapshot} is left");
+    }
+    for (id, env) in [
+        (&source, &[][..]),
+        (&candidate, &admin[..]),
+        (&normal, &[][..]),
+        (&rolled, &[][..]),
+    ] {
+        let out = run(&["stop", id], env);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+}

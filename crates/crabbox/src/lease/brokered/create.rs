@@ -204,5 +204,9 @@ fn machine_selectors(
     if let Some(arch) = machine.architecture {
         extra.insert("architecture".into(), arch.as_str().into());
     }
+    if let Some(image) = &machine.image {
+        extra.insert("awsAMI".into(), image.id.clone().into());
+        extra.insert("awsRegion".into(), image.region.clone().into());
+    }
     extra
 }
