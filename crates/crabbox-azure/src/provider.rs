@@ -18,7 +18,7 @@ use crabbox_providers::cloud::azure::CATALOG;
 use crabbox_providers::cloud::azure::errors::classify_create;
 use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
 use crabbox_providers::cloud::cost::hourly_price;
-use crabbox_providers::cloud::labels::{LeaseLabels, touch};
+use crabbox_providers::cloud::labels::{self, LeaseLabels};
 use crabbox_providers::cloud::names::resource_name;
 use crabbox_providers::cloud::windows::{self, WindowsBootstrap};
 use crabbox_providers::cloud::{
@@ -564,18 +564,7 @@ impl Provider for AzureProvider {
     async fn touch(&self, lease: &LeaseRecord) -> Result<(), ProviderError> {
         let arm = self.arm()?;
         let paths = self.paths(arm, &lease.server_id);
-        let whole = [
-            "crabbox",
-            "created_by",
-            "provider",
-            "lease",
-            "slug",
-            "keep",
-            "created_at",
-        ]
-        .iter()
-        .all(|key| lease.labels.contains_key(*key));
-        let mut labels = if whole {
+        let labels = if labels::is_whole_set(&lease.labels) {
             lease.labels.clone()
         } else {
             let vm = arm
@@ -584,12 +573,7 @@ impl Provider for AzureProvider {
                 .ok_or_else(|| ProviderError::NotFound(format!("Azure VM {}", lease.server_id)))?;
             labels_of(&vm["tags"])
         };
-        labels.insert(
-            "idle_timeout_secs".into(),
-            lease.idle_timeout_secs.to_string(),
-        );
-        labels.remove("idle_timeout");
-        let labels = touch(&labels, None, now_secs());
+        let labels = labels::heartbeat(labels, lease.idle_timeout_secs, now_secs());
         arm.patch(
             &paths.vm,
             COMPUTE_API,

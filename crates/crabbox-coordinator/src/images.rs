@@ -174,7 +174,10 @@ pub async fn create(
         )
         .await
         .map_err(|e| provider_failure(&e))?;
-    Ok((StatusCode::CREATED, Json(json!({ "image": image }))).into_response())
+    // The runbook keeps who made it with the image's record.
+    let mut out = serde_json::to_value(&image).unwrap_or_default();
+    out["createdBy"] = json!(caller.owner);
+    Ok((StatusCode::CREATED, Json(json!({ "image": out }))).into_response())
 }
 
 pub async fn get(

@@ -15,7 +15,7 @@ use crabbox_core::machine::{Market, MarketFallback, WindowsMode};
 use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::hetzner::CATALOG;
-use crabbox_providers::cloud::labels::{LeaseLabels, touch};
+use crabbox_providers::cloud::labels::{self, LeaseLabels};
 use crabbox_providers::cloud::names::{provider_key_name, resource_name};
 use crabbox_providers::cloud::{
     Backoff, CapacityPlan, Category, MachineRequest, Provisioned, SystemPacing, provision,
@@ -382,18 +382,7 @@ impl Provider for HetznerProvider {
         let id = lease.server_id.parse::<u64>().map_err(|_| {
             ProviderError::InvalidSpec(format!("not a Hetzner server id: {:?}", lease.server_id))
         })?;
-        let whole = [
-            "crabbox",
-            "created_by",
-            "provider",
-            "lease",
-            "slug",
-            "keep",
-            "created_at",
-        ]
-        .iter()
-        .all(|key| lease.labels.contains_key(*key));
-        let mut labels = if whole {
+        let labels = if labels::is_whole_set(&lease.labels) {
             lease.labels.clone()
         } else {
             api::server(api, id)
@@ -401,13 +390,7 @@ impl Provider for HetznerProvider {
                 .ok_or_else(|| ProviderError::NotFound(format!("Hetzner server {id}")))?
                 .labels
         };
-        // The heartbeat may change the idle timeout (`heartbeat --idle-timeout`).
-        labels.insert(
-            "idle_timeout_secs".into(),
-            lease.idle_timeout_secs.to_string(),
-        );
-        labels.remove("idle_timeout");
-        let labels = touch(&labels, None, now_secs());
+        let labels = labels::heartbeat(labels, lease.idle_timeout_secs, now_secs());
         Ok(api::set_labels(api, id, &labels).await?)
     }
 

@@ -148,24 +148,22 @@ pub async fn stop(dir: &Path) {
 /// The pids of this user's processes whose command line names `dir`.
 fn processes_naming(dir: &Path) -> Vec<i32> {
     let needle = dir.as_os_str().as_encoded_bytes();
-    let me = std::process::id().cast_signed();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
-        })
-        .collect()
+    processes_where("cmdline", |cmdline| {
+        cmdline.windows(needle.len()).any(|w| w == needle)
+    })
 }
 
 /// The pids of this user's processes whose environment says `DISPLAY=<display>`.
 pub fn processes_on(display: &str) -> Vec<i32> {
     let needle = format!("DISPLAY={display}");
+    processes_where("environ", |env| {
+        env.split(|b| *b == 0)
+            .any(|entry| entry == needle.as_bytes())
+    })
+}
+
+/// The pids of the processes (this one left out) whose `/proc/<pid>/<file>` matches.
+fn processes_where(file: &str, matches: impl Fn(&[u8]) -> bool) -> Vec<i32> {
     let me = std::process::id().cast_signed();
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -174,12 +172,7 @@ pub fn processes_on(display: &str) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid != me)
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|entry| entry == needle.as_bytes())
-            })
-        })
+        .filter(|pid| fs::read(format!("/proc/{pid}/{file}")).is_ok_and(|bytes| matches(&bytes)))
         .collect()
 }
 

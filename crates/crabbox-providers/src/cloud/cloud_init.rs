@@ -244,8 +244,9 @@ fn breaks_a_line(c: char) -> bool {
 }
 
 /// What `useradd` accepts without `--badname`: a letter or `_`, then letters, digits, `_`,
-/// `.` and `-`, optionally ending in `$`.
-fn is_user_name(name: &str) -> bool {
+/// `.` and `-`, optionally ending in `$`. It also keeps the name a plain word in a systemd
+/// `User=` line, which has no quoting (the desktop units use it there).
+pub(super) fn is_user_name(name: &str) -> bool {
     let body = name.strip_suffix('$').unwrap_or(name);
     let mut chars = body.chars();
     name.len() <= 32

@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 use crabbox_remote::quote::sh_quote;
 
-use super::cloud_init::{BootstrapUnit, WriteFile};
+use super::cloud_init::{BootstrapUnit, WriteFile, is_user_name};
 
 /// The X display the desktop runs on; `run --desktop` exports it as `DISPLAY`.
 pub const DESKTOP_DISPLAY: &str = ":99";
@@ -362,19 +362,6 @@ fn unit_file(name: &str, service: &str) -> WriteFile {
         permissions: "0644".into(),
         content: format!("{service}\n[Install]\nWantedBy=multi-user.target\n"),
     }
-}
-
-/// The rule [`LinuxCloudInit`](super::cloud_init::LinuxCloudInit) applies to its user, which
-/// is what `useradd` accepts without `--badname`; it also keeps the name a plain word in a
-/// systemd `User=` line, which has no quoting.
-fn is_user_name(name: &str) -> bool {
-    let body = name.strip_suffix('$').unwrap_or(name);
-    let mut chars = body.chars();
-    name.len() <= 32
-        && chars
-            .next()
-            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 #[cfg(test)]

@@ -114,6 +114,35 @@ pub fn touch(
     sanitize(next)
 }
 
+/// The labels a record carries when it was made from its runner: a provider that replaces a
+/// runner's labels whole (Hetzner, Azure) writes a heartbeat from them; a record without them
+/// (rebuilt from a coordinator's lease) has the runner's read first.
+pub fn is_whole_set(labels: &BTreeMap<String, String>) -> bool {
+    [
+        "crabbox",
+        "created_by",
+        "provider",
+        "lease",
+        "slug",
+        "keep",
+        "created_at",
+    ]
+    .iter()
+    .all(|key| labels.contains_key(*key))
+}
+
+/// A heartbeat's labels for a runner whose labels are `current`: the lease's idle timeout
+/// (`heartbeat --idle-timeout` may change it), the clock touched.
+pub fn heartbeat(
+    mut current: BTreeMap<String, String>,
+    idle_timeout_secs: u64,
+    now: u64,
+) -> BTreeMap<String, String> {
+    current.insert("idle_timeout_secs".into(), idle_timeout_secs.to_string());
+    current.remove("idle_timeout");
+    touch(&current, None, now)
+}
+
 /// `min(last_touched + idle, created + ttl)`; a zero TTL means none.
 fn expires_at(created_at: u64, last_touched_at: u64, ttl: u64, idle: u64) -> u64 {
     let idle_expiry = last_touched_at.saturating_add(idle);

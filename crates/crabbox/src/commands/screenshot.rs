@@ -25,6 +25,9 @@ const NO_TOOL: &str = "crabbox-screenshot: neither scrot nor ImageMagick's impor
 pub struct Args {
     #[command(flatten)]
     pub target: super::status::LeaseArg,
+    /// The provider the lease must belong to (as the runbook writes it).
+    #[arg(long)]
+    pub provider: Option<String>,
     /// Where to write the PNG (default `crabbox-<slug>-screenshot.png` here).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -35,6 +38,9 @@ pub struct Args {
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
     let mut lease = Leases::new(&ctx).resolve(&args.target.one()?).await?;
+    if let Some(wanted) = &args.provider {
+        super::status::check_provider(&lease.record, wanted)?;
+    }
     lease.touch();
     let record = &lease.record;
     let Some(display) = LeaseDesktop::of(record).display else {

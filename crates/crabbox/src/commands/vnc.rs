@@ -21,6 +21,9 @@ const OPEN_WAIT: Duration = Duration::from_secs(30);
 pub struct Args {
     #[command(flatten)]
     pub target: super::status::LeaseArg,
+    /// The provider the lease must belong to (as the runbook writes it).
+    #[arg(long)]
+    pub provider: Option<String>,
     /// The local port to listen on (default: a free one).
     #[arg(long = "local-port")]
     pub local_port: Option<u16>,
@@ -32,6 +35,9 @@ pub struct Args {
 pub async fn run(args: Args) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
     let mut lease = Leases::new(&ctx).resolve(&args.target.one()?).await?;
+    if let Some(wanted) = &args.provider {
+        super::status::check_provider(&lease.record, wanted)?;
+    }
     lease.touch();
     let record = &lease.record;
     let desktop = LeaseDesktop::of(record);

@@ -106,9 +106,18 @@ fn screenshot_showing(sb: &Sandbox, repo: &Path, id: &str, colour: [u8; 3]) -> S
     let path = sb.work().join(format!("{id}.png"));
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
+        // `--provider` as the image runbook writes it.
         let out = sb.run(
             repo,
-            &["screenshot", "--id", id, "--output", path.to_str().unwrap()],
+            &[
+                "screenshot",
+                "--provider",
+                "local",
+                "--id",
+                id,
+                "--output",
+                path.to_str().unwrap(),
+            ],
         );
         assert_eq!(code(&out), 0, "screenshot: {}", stderr(&out));
         assert!(stdout(&out).contains("screenshot: "), "{}", stdout(&out));
