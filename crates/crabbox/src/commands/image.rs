@@ -94,6 +94,9 @@ pub enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The bake runbook as one guarded command: source lease, verify, image, candidate,
+    /// smoke, promote (a no-spend plan unless --yes).
+    Bake(super::image_bake::Args),
     /// The promoted image of each scope, and Crabbox's images with their age.
     List {
         #[arg(long, default_value = "aws")]
@@ -106,6 +109,15 @@ pub enum ImageCommand {
 }
 
 pub async fn run(cmd: ImageCommand) -> CliResult<u8> {
+    match cmd {
+        // The bake runs the other image commands as steps of its own.
+        ImageCommand::Bake(args) => super::image_bake::run(args).await,
+        other => on_coordinator(other).await,
+    }
+}
+
+/// The commands that are one coordinator call (or a create and its wait).
+async fn on_coordinator(cmd: ImageCommand) -> CliResult<u8> {
     let ctx = lease::context(Vec::new())?;
     let client = broker::require_admin(&ctx.settings)?;
     let failed = |doing: String| move |e| broker::cli_error(e, &doing);
@@ -240,6 +252,7 @@ pub async fn run(cmd: ImageCommand) -> CliResult<u8> {
                 output::out(format!("deleted {image} ({})", removed.join(" ")));
             }
         }
+        ImageCommand::Bake(args) => return super::image_bake::run(args).await,
         ImageCommand::List {
             provider,
             region,

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod heartbeat;
 pub mod history;
 pub mod image;
+pub mod image_bake;
 pub mod init;
 pub mod inspect;
 pub mod list;

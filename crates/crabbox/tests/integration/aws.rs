@@ -2,7 +2,7 @@
 //! fault proxy, against moto, with the boot emulator booting the instances, all inside a
 //! loopback-only network namespace (docs/design/cloud-testing.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
@@ -1073,4 +1073,80 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         let out = run(&["stop", id], env);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
+}
+
+/// `image bake`: a plan that spends nothing without `--yes`; with it the runbook's steps, the
+/// evidence kept, every lease released, the image promoted; a failing verify stops before any
+/// image is made and still releases the source lease.
+#[test]
+fn image_bake_plans_then_runs_the_runbook_and_releases_what_it_leased() {
+    loopback_only!();
+    let aws = Aws::start();
+    let server = aws.coordinator(&[]);
+    let bake = |args: &[&str]| {
+        let mut cmd = aws.brokered_command(&server, args);
+        // The candidate boot names its image: an admin's lease.
+        cmd.env("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::ADMIN);
+        cmd.output().expect("crabbox runs")
+    };
+    let name = "crabbox-linux-devtools-20261206-0800";
+    let out = bake(&["image", "bake", "--name", name, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["ran"], false, "{plan}");
+    assert!(aws.instances("running").is_empty(), "a plan spends nothing");
+    assert!(aws.instances("pending").is_empty());
+
+    let evidence = aws.sb.work().join("bake-evidence");
+    let out = bake(&[
+        "image",
+        "bake",
+        "--name",
+        name,
+        "--yes",
+        "--json",
+        "--evidence",
+        evidence.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "bake: {}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["phase"], "done", "{summary}");
+    assert_eq!(summary["promoted"], true);
+    let image = summary["image"].as_str().unwrap().to_owned();
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(evidence.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(kept, summary, "the evidence holds the same summary");
+    for step in summary["steps"].as_array().unwrap() {
+        assert_eq!(step["exit"], 0, "{step}");
+        assert!(Path::new(step["log"].as_str().unwrap()).is_file(), "{step}");
+    }
+    assert!(aws.instances("running").is_empty(), "both leases released");
+    assert!(aws.key_pairs().is_empty());
+    let listed = aws.brokered(&server, &["image", "list", "--json"]);
+    assert!(stdout(&listed).contains(&image), "{}", stdout(&listed));
+
+    let evidence = aws.sb.work().join("bake-failed");
+    let out = bake(&[
+        "image",
+        "bake",
+        "--name",
+        "crabbox-linux-devtools-20261206-0900",
+        "--verify",
+        "exit 3",
+        "--yes",
+        "--json",
+        "--evidence",
+        evidence.to_str().unwrap(),
+    ]);
+    assert_ne!(code(&out), 0);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["phase"], "failed", "{summary}");
+    assert!(
+        summary.get("image").is_none(),
+        "no image was made: {summary}"
+    );
+    assert!(
+        aws.instances("running").is_empty(),
+        "the source lease is released"
+    );
 }
