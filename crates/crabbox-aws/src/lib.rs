@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod client;
 mod create;
+pub mod hosts;
 pub mod identity;
 pub mod image;
 pub mod images;

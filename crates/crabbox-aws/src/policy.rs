@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 /// One AWS API action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
+    AllocateHosts,
     AuthorizeSecurityGroupIngress,
     CreateImage,
     CreateSecurityGroup,
@@ -17,7 +18,9 @@ pub enum Action {
     DeleteSnapshot,
     DeregisterImage,
     DescribeFastSnapshotRestores,
+    DescribeHosts,
     DescribeImages,
+    DescribeInstanceTypeOfferings,
     DescribeInstances,
     DescribeKeyPairs,
     DescribeSecurityGroups,
@@ -30,16 +33,19 @@ pub enum Action {
     GetConsoleOutput,
     GetSpotPlacementScores,
     ImportKeyPair,
+    ReleaseHosts,
     RevokeSecurityGroupIngress,
     RunInstances,
     TerminateInstances,
     GetCallerIdentity,
     GetServiceQuota,
+    ListServiceQuotas,
 }
 
 impl Action {
     /// Every action, in the policy's order.
     pub const ALL: &'static [Action] = &[
+        Self::AllocateHosts,
         Self::AuthorizeSecurityGroupIngress,
         Self::CreateImage,
         Self::CreateSecurityGroup,
@@ -48,7 +54,9 @@ impl Action {
         Self::DeleteSnapshot,
         Self::DeregisterImage,
         Self::DescribeFastSnapshotRestores,
+        Self::DescribeHosts,
         Self::DescribeImages,
+        Self::DescribeInstanceTypeOfferings,
         Self::DescribeInstances,
         Self::DescribeKeyPairs,
         Self::DescribeSecurityGroups,
@@ -61,11 +69,25 @@ impl Action {
         Self::GetConsoleOutput,
         Self::GetSpotPlacementScores,
         Self::ImportKeyPair,
+        Self::ReleaseHosts,
         Self::RevokeSecurityGroupIngress,
         Self::RunInstances,
         Self::TerminateInstances,
         Self::GetCallerIdentity,
         Self::GetServiceQuota,
+        Self::ListServiceQuotas,
+    ];
+
+    /// The Dedicated Host lifecycle of EC2 Mac (`crate::hosts`), whose IAM policy
+    /// (`hosts::host_policy`) is printed apart from the runners' so that an operator grants
+    /// it knowingly: allocating a host is paid for 24 hours at least.
+    pub const HOSTS: &'static [Action] = &[
+        Self::DescribeHosts,
+        Self::DescribeInstanceTypeOfferings,
+        Self::AllocateHosts,
+        Self::ReleaseHosts,
+        Self::GetServiceQuota,
+        Self::ListServiceQuotas,
     ];
 
     /// The API operation's name, as EC2's `Action=` parameter and error messages spell it.
@@ -76,6 +98,7 @@ impl Action {
     /// The IAM action (`ec2:RunInstances`).
     pub fn iam(self) -> &'static str {
         match self {
+            Self::AllocateHosts => "ec2:AllocateHosts",
             Self::AuthorizeSecurityGroupIngress => "ec2:AuthorizeSecurityGroupIngress",
             Self::CreateImage => "ec2:CreateImage",
             Self::CreateSecurityGroup => "ec2:CreateSecurityGroup",
@@ -84,7 +107,9 @@ impl Action {
             Self::DeleteSnapshot => "ec2:DeleteSnapshot",
             Self::DeregisterImage => "ec2:DeregisterImage",
             Self::DescribeFastSnapshotRestores => "ec2:DescribeFastSnapshotRestores",
+            Self::DescribeHosts => "ec2:DescribeHosts",
             Self::DescribeImages => "ec2:DescribeImages",
+            Self::DescribeInstanceTypeOfferings => "ec2:DescribeInstanceTypeOfferings",
             Self::DescribeInstances => "ec2:DescribeInstances",
             Self::DescribeKeyPairs => "ec2:DescribeKeyPairs",
             Self::DescribeSecurityGroups => "ec2:DescribeSecurityGroups",
@@ -97,11 +122,13 @@ impl Action {
             Self::GetConsoleOutput => "ec2:GetConsoleOutput",
             Self::GetSpotPlacementScores => "ec2:GetSpotPlacementScores",
             Self::ImportKeyPair => "ec2:ImportKeyPair",
+            Self::ReleaseHosts => "ec2:ReleaseHosts",
             Self::RevokeSecurityGroupIngress => "ec2:RevokeSecurityGroupIngress",
             Self::RunInstances => "ec2:RunInstances",
             Self::TerminateInstances => "ec2:TerminateInstances",
             Self::GetCallerIdentity => "sts:GetCallerIdentity",
             Self::GetServiceQuota => "servicequotas:GetServiceQuota",
+            Self::ListServiceQuotas => "servicequotas:ListServiceQuotas",
         }
     }
 }
@@ -110,7 +137,13 @@ impl Action {
 /// service-linked role for spot, which EC2 creates on first use when the caller may
 /// (`iam:CreateServiceLinkedRole` limited to that service).
 pub fn policy_document() -> Value {
-    let actions: Vec<&str> = Action::ALL.iter().map(|a| a.iam()).collect();
+    // The Dedicated Host lifecycle is granted apart (`hosts::host_policy`, `--target macos`):
+    // allocating a host is paid for a day at least. The quota read runners need stays.
+    let actions: Vec<&str> = Action::ALL
+        .iter()
+        .filter(|a| !Action::HOSTS.contains(a) || **a == Action::GetServiceQuota)
+        .map(|a| a.iam())
+        .collect();
     json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -148,6 +181,17 @@ mod tests {
             .as_array()
             .unwrap()
             .len();
-        assert_eq!(listed, Action::ALL.len());
+        // All but the host lifecycle's own (the quota read is the runners' too).
+        assert_eq!(listed, Action::ALL.len() - (Action::HOSTS.len() - 1));
+    }
+
+    #[test]
+    fn the_host_lifecycle_is_part_of_every_action() {
+        for action in Action::HOSTS {
+            assert!(
+                Action::ALL.contains(action),
+                "{action:?} is not in Action::ALL"
+            );
+        }
     }
 }

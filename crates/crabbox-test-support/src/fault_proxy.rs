@@ -16,6 +16,9 @@
 //! **Snapshots.** moto refuses snapshot tags in `CreateImage` and has no fast snapshot restore;
 //! the proxy supplies both (`fault_proxy/snapshots.rs`).
 //!
+//! **Dedicated Hosts.** moto allocates a host on an `AllocateHosts` dry run and knows no EC2
+//! quotas; the proxy answers the dry run and the Mac host quotas (`fault_proxy/hosts.rs`).
+//!
 //! The proxy also counts calls per action (API calls per lease are a performance figure) and
 //! keeps each call's parameters, so a test can assert what was sent.
 //!
@@ -40,6 +43,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap};
 use hyper::{Request, Response};
 
+mod hosts;
+pub use hosts::dedicated_host_quota_code;
 mod snapshots;
 
 /// An EC2 error the proxy can answer with, with EC2's HTTP status and message.
@@ -62,6 +67,15 @@ pub enum Ec2Error {
     InvalidSnapshotInUse,
     /// A `ClientToken` reused with different parameters (400).
     IdempotentParameterMismatch,
+    /// A dry run that would have succeeded (HTTP 412).
+    DryRunOperation,
+    /// The caller's IAM policy does not allow the action (403).
+    UnauthorizedOperation,
+    /// No Dedicated Host capacity for the type in the zone (500, a server error like
+    /// `InsufficientInstanceCapacity`).
+    InsufficientHostCapacity,
+    /// The account's Dedicated Host quota for the family is reached (400).
+    HostLimitExceeded,
 }
 
 impl Ec2Error {
@@ -75,13 +89,19 @@ impl Ec2Error {
             Self::RequestLimitExceeded => "RequestLimitExceeded",
             Self::InvalidSnapshotInUse => "InvalidSnapshot.InUse",
             Self::IdempotentParameterMismatch => "IdempotentParameterMismatch",
+            Self::DryRunOperation => "DryRunOperation",
+            Self::UnauthorizedOperation => "UnauthorizedOperation",
+            Self::InsufficientHostCapacity => "InsufficientHostCapacity",
+            Self::HostLimitExceeded => "HostLimitExceeded",
         }
     }
 
     pub fn status(self) -> u16 {
         match self {
-            Self::InsufficientInstanceCapacity => 500,
+            Self::InsufficientInstanceCapacity | Self::InsufficientHostCapacity => 500,
             Self::RequestLimitExceeded => 503,
+            Self::DryRunOperation => 412,
+            Self::UnauthorizedOperation => 403,
             _ => 400,
         }
     }
@@ -125,6 +145,22 @@ impl Ec2Error {
             Self::IdempotentParameterMismatch => "Arguments on this idempotent request are \
                 inconsistent with arguments used in previous request(s)."
                 .to_owned(),
+            Self::DryRunOperation => {
+                "Request would have succeeded, but DryRun flag is set.".to_owned()
+            }
+            Self::UnauthorizedOperation => {
+                "You are not authorized to perform this operation.".to_owned()
+            }
+            Self::InsufficientHostCapacity => format!(
+                "Insufficient capacity for {} Dedicated Hosts in {}.",
+                param("InstanceType"),
+                param("AvailabilityZone")
+            ),
+            Self::HostLimitExceeded => format!(
+                "You have reached the maximum number of Dedicated Hosts of type {} allowed \
+                 for your account.",
+                param("InstanceType")
+            ),
         }
     }
 
@@ -231,6 +267,8 @@ struct State {
     placement_scores: Option<Vec<(String, i32)>>,
     /// Fast snapshot restores, kept in moto's place.
     restores: snapshots::Restores,
+    /// Dedicated Host quotas by Mac family, answered in moto's place.
+    host_quotas: hosts::HostQuotas,
 }
 
 /// moto's successful answer to a `RunInstances` with a `ClientToken`, and what was asked.
@@ -281,6 +319,7 @@ impl FaultProxy {
                 quotas: HashMap::new(),
                 placement_scores: None,
                 restores: snapshots::Restores::default(),
+                host_quotas: hosts::HostQuotas::default(),
             }),
             tokens: tokio::sync::Mutex::new(HashMap::new()),
         });
@@ -389,6 +428,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
         return Ok(answer);
     }
     if let Some(answer) = placement_scores(&shared, &call) {
+        return Ok(answer);
+    }
+    if let Some(answer) = hosts::answer(&shared, &call, &body) {
         return Ok(answer);
     }
     let token = call.param("ClientToken").map(str::to_owned);

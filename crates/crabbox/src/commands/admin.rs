@@ -44,6 +44,10 @@ pub enum AdminCommand {
     /// Provider credentials' identity and the IAM policy they need (no coordinator needed).
     #[command(subcommand, alias = "provider")]
     Providers(super::admin_providers::ProvidersCommand),
+    /// EC2 Mac Dedicated Hosts: offerings, quota, list, allocate (dry run unless --yes),
+    /// release, policy (this machine's AWS credentials).
+    #[command(subcommand, alias = "mac-hosts")]
+    Hosts(super::admin_hosts::HostsCommand),
     /// Delete a lease's runner now and wait for the provider (requires --force).
     Delete {
         #[command(flatten)]
@@ -103,9 +107,11 @@ fn lease_line(l: &Lease) -> String {
 }
 
 pub async fn run(cmd: AdminCommand) -> CliResult<u8> {
-    if let AdminCommand::Providers(cmd) = cmd {
-        return super::admin_providers::run(cmd).await;
-    }
+    let cmd = match cmd {
+        AdminCommand::Providers(cmd) => return super::admin_providers::run(cmd).await,
+        AdminCommand::Hosts(cmd) => return super::admin_hosts::run(cmd).await,
+        other => other,
+    };
     // Check the arguments before anything touches the network.
     let cmd = Checked::new(cmd)?;
     let ctx = lease::context(Vec::new())?;
@@ -221,7 +227,9 @@ impl Checked {
                 }
                 Self::Delete { id, json }
             }
-            AdminCommand::Providers(_) => unreachable!("admin providers is run before the checks"),
+            AdminCommand::Providers(_) | AdminCommand::Hosts(_) => {
+                unreachable!("admin providers and hosts are run before the checks")
+            }
         })
     }
 }

@@ -28,7 +28,7 @@ pub enum ProvidersCommand {
     Policy {
         #[arg(long, default_value = "aws")]
         provider: String,
-        /// linux (default); macos and windows are not supported by this build yet.
+        /// linux (default), or macos: the runners' policy and the Dedicated Host lifecycle's.
         #[arg(long)]
         target: Option<String>,
         /// The policy is JSON either way; accepted for symmetry with the other commands.
@@ -62,13 +62,17 @@ pub async fn run(cmd: ProvidersCommand) -> CliResult<u8> {
                 }
                 Known::Aws => {}
             }
-            if let Some(target) = target.filter(|t| !t.eq_ignore_ascii_case("linux")) {
-                return Err(CliError::msg(
-                    ExitStatus::Usage,
-                    format!("no AWS policy for target {target:?} in this build (linux only)"),
-                ));
-            }
-            let policy = policy_document()?;
+            let policy = match target.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("linux") => policy_document()?,
+                // The runners' policy and the Dedicated Host lifecycle's, in one document.
+                Some("macos") => mac_policy_document()?,
+                Some(other) => {
+                    return Err(CliError::msg(
+                        ExitStatus::Usage,
+                        format!("no AWS policy for target {other:?} in this build (linux, macos)"),
+                    ));
+                }
+            };
             output::json(&policy);
             Ok(0)
         }
@@ -233,6 +237,23 @@ fn policy_document() -> CliResult<serde_json::Value> {
 }
 
 #[cfg(feature = "aws")]
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the build without the aws feature fails here"
+)]
+fn mac_policy_document() -> CliResult<serde_json::Value> {
+    let mut policy = crabbox_aws::policy::policy_document();
+    let hosts = crabbox_aws::hosts::host_policy();
+    if let (Some(statements), Some(more)) = (
+        policy["Statement"].as_array_mut(),
+        hosts["Statement"].as_array(),
+    ) {
+        statements.extend(more.iter().cloned());
+    }
+    Ok(policy)
+}
+
+#[cfg(feature = "aws")]
 async fn identity(region: Option<String>, json: bool) -> CliResult<u8> {
     let ctx = crate::lease::context(Vec::new())?;
     let region = region.unwrap_or_else(|| ctx.settings.config().aws.region.clone());
@@ -269,6 +290,11 @@ async fn identity(region: Option<String>, json: bool) -> CliResult<u8> {
 
 #[cfg(not(feature = "aws"))]
 fn policy_document() -> CliResult<serde_json::Value> {
+    Err(no_aws())
+}
+
+#[cfg(not(feature = "aws"))]
+fn mac_policy_document() -> CliResult<serde_json::Value> {
     Err(no_aws())
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand; each has an `Args` struct and one `run` function.
 
 pub mod admin;
+pub mod admin_hosts;
 pub mod admin_providers;
 pub mod cleanup;
 pub mod completions;

@@ -1150,3 +1150,102 @@ fn image_bake_plans_then_runs_the_runbook_and_releases_what_it_leased() {
         "the source lease is released"
     );
 }
+
+/// `admin hosts` against moto behind the fault proxy: offerings, the quota, an allocation that
+/// is a dry run until `--yes`, the list, a release, and the policies, as the runbook runs
+/// them.
+#[test]
+fn admin_hosts_follow_the_runbook_and_allocate_only_with_yes() {
+    loopback_only!();
+    let aws = Aws::start();
+    aws.proxy.set_dedicated_host_quota("mac2", 2.0);
+    let region = crabbox_test_support::moto::DEFAULT_REGION;
+    let scope = ["--provider", "aws", "--target", "macos", "--region", region];
+    let hosts = |sub: &[&str]| {
+        let mut args = vec!["admin", "hosts"];
+        args.extend_from_slice(sub);
+        args.extend_from_slice(&scope);
+        args.push("--json");
+        aws.json(&args)
+    };
+    let offerings = hosts(&["offerings", "--type", "mac2.metal"]);
+    let zone = offerings["offerings"][0]["zone"]
+        .as_str()
+        .expect("a zone offers mac2")
+        .to_owned();
+    let quota = hosts(&["quota", "--type", "mac2.metal"]);
+    assert_eq!(quota["quota"]["value"], 2.0, "{quota}");
+    assert_eq!(quota["quota"]["allocated"], 0);
+
+    // A dry run allocates nothing.
+    let dry = hosts(&["allocate", "--type", "mac2.metal", "--dry-run"]);
+    assert_eq!(dry["dryRun"], true, "{dry}");
+    assert_eq!(dry["result"]["outcome"], "would_succeed");
+    assert!(
+        hosts(&["list"])["hosts"].as_array().unwrap().is_empty(),
+        "nothing allocated"
+    );
+    let made = hosts(&["allocate", "--type", "mac2.metal", "--zone", &zone, "--yes"]);
+    let host = made["result"]["host_id"]
+        .as_str()
+        .expect("a host")
+        .to_owned();
+    let listed = hosts(&["list"]);
+    assert_eq!(listed["hosts"][0]["id"], host.as_str(), "{listed}");
+    assert_eq!(listed["hosts"][0]["zone"], zone.as_str());
+    assert_eq!(
+        hosts(&["quota", "--type", "mac2.metal"])["quota"]["allocated"],
+        1
+    );
+    let released = hosts(&["release", &host]);
+    assert_eq!(released["result"]["outcome"], "released", "{released}");
+    assert!(hosts(&["list"])["hosts"].as_array().unwrap().is_empty());
+
+    // Bad input: not a Mac type, not macOS.
+    let out = aws.crabbox(
+        &[
+            "admin",
+            "hosts",
+            "offerings",
+            "--type",
+            "c7a.large",
+            "--region",
+            region,
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = aws.crabbox(&["admin", "hosts", "list", "--target", "linux"], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+
+    // The baseline policy leaves the host lifecycle out; --target macos adds it.
+    let base = aws
+        .json(&["admin", "providers", "policy", "--provider", "aws"])
+        .to_string();
+    assert!(!base.contains("ec2:AllocateHosts"), "{base}");
+    let mac = aws
+        .json(&[
+            "admin",
+            "providers",
+            "policy",
+            "--provider",
+            "aws",
+            "--target",
+            "macos",
+        ])
+        .to_string();
+    assert!(
+        mac.contains("ec2:AllocateHosts") && mac.contains("ec2:RunInstances"),
+        "{mac}"
+    );
+    let host_policy = aws.json(&[
+        "admin",
+        "hosts",
+        "policy",
+        "--provider",
+        "aws",
+        "--target",
+        "macos",
+    ]);
+    assert!(host_policy.to_string().contains("ec2:ReleaseHosts"));
+}
