@@ -4,12 +4,9 @@
 //! `allocate` is a dry run (EC2's `DryRun`) unless `--yes`: a Mac host is paid for a day at
 //! least. `release` refuses a host Crabbox did not allocate unless `--existing`.
 
-use std::collections::BTreeMap;
-
 use crabbox_api::ExitStatus;
 
 use crate::error::{CliError, CliResult};
-use crate::output;
 
 /// The flags every host command shares.
 #[derive(Debug, clap::Args)]
@@ -115,7 +112,11 @@ async fn aws(_cmd: HostsCommand) -> CliResult<u8> {
 
 #[cfg(feature = "aws")]
 async fn aws(cmd: HostsCommand) -> CliResult<u8> {
+    use std::collections::BTreeMap;
+
     use crabbox_aws::hosts;
+
+    use crate::output;
     let failed = |e: crabbox_providers::ProviderError| {
         let status = match e {
             crabbox_providers::ProviderError::Auth(_) => ExitStatus::Auth,
