@@ -1010,10 +1010,47 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("image-smoke-ok"));
 
-    // Promote; a normal brokered lease boots it and says so.
-    let promoted = ok_json(&["image", "promote", &ami, "--json"], &[]);
+    // Promote, with fast snapshot restore in two zones; a normal brokered lease boots it and
+    // says so.
+    let out = run(&["image", "promote", &ami, "--fast-snapshot-restore"], &[]);
+    assert_eq!(code(&out), 2, "FSR without a zone: {}", stderr(&out));
+    let promoted = ok_json(
+        &[
+            "image",
+            "promote",
+            &ami,
+            "--fast-snapshot-restore",
+            "--fsr-az",
+            "eu-west-1a",
+            "--fsr-az",
+            "eu-west-1b",
+            "--json",
+        ],
+        &[],
+    );
     assert_eq!(promoted["image"]["id"], ami.as_str());
     assert_eq!(promoted["image"]["target"], "linux");
+    assert_eq!(
+        promoted["image"]["fastSnapshotRestores"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{promoted}"
+    );
+    let fsr = ok_json(
+        &[
+            "image",
+            "fsr-status",
+            &ami,
+            "--fsr-az",
+            "eu-west-1a",
+            "--json",
+        ],
+        &[],
+    );
+    let states = fsr["fastSnapshotRestores"].as_array().unwrap();
+    assert_eq!(states.len(), 1, "{fsr}");
+    assert_eq!(states[0]["state"], "enabled", "{fsr}");
     let out = run(&["warmup", "--json"], &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
