@@ -1064,6 +1064,36 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
     assert!(listed["promoted"].to_string().contains(&ami), "{listed}");
     assert!(listed["images"].as_array().unwrap().len() >= 2, "{listed}");
 
+    // A macOS promotion lands in its own scope: the Linux default stays.
+    let mac = ok_json(
+        &[
+            "image",
+            "promote",
+            &good,
+            "--target",
+            "macos",
+            "--type",
+            "mac2.metal",
+            "--architecture",
+            "arm64_mac",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(mac["image"]["target"], "macos", "{mac}");
+    let out = run(&["warmup", "--json"], &[]);
+    assert!(
+        stderr(&out).contains(&format!("image selected id={ami} source=promoted")),
+        "the Linux default is still {ami}: {}",
+        stderr(&out)
+    );
+    let still_linux = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    let keys = ok_json(&["image", "list", "--json"], &[])["promoted"].to_string();
+    assert!(
+        keys.contains("image:aws:promoted:macos:arm64_mac:mac2.metal:"),
+        "{keys}"
+    );
+
     // A promoted image is not deleted without --force.
     let out = run(&["image", "delete", &ami], &[]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
@@ -1105,6 +1135,7 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         (&source, &[][..]),
         (&candidate, &admin[..]),
         (&normal, &[][..]),
+        (&still_linux, &[][..]),
         (&rolled, &[][..]),
     ] {
         let out = run(&["stop", id], env);
