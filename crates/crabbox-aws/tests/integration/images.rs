@@ -6,52 +6,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crabbox_aws::client::{Aws, loader};
 use crabbox_aws::images::{self, FsrState};
-use crabbox_aws::policy::Action;
 use crabbox_providers::ProviderError;
-use crabbox_test_support::ec2_query::Ec2Query;
-use crabbox_test_support::fault_proxy::{Ec2Error, Fault, FaultProxy};
+use crabbox_test_support::fault_proxy::{Ec2Error, Fault};
+
+use crate::cloud::Cloud;
 use crabbox_test_support::loopback_only;
-use crabbox_test_support::moto::{ACCESS_KEY_ID, Moto, SECRET_ACCESS_KEY, newest_ubuntu_image};
+use crabbox_test_support::moto::newest_ubuntu_image;
 
 const NAME: &str = "crabbox-linux-devtools-20260101-1200";
 const LEASE: &str = "cbx_00000000b001";
 
-/// moto, the proxy, an SDK client through the proxy, and a raw client past it.
-struct Cloud {
-    _moto: Moto,
-    proxy: FaultProxy,
-    ec2: aws_sdk_ec2::Client,
-    moto: Ec2Query,
-}
-
 impl Cloud {
-    async fn start() -> Self {
-        let moto = Moto::start();
-        let proxy = FaultProxy::start(&moto.url());
-        let credentials = aws_credential_types::Credentials::new(
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-            None,
-            None,
-            "crabbox-tests",
-        );
-        let sdk = loader(moto.region())
-            .endpoint_url(proxy.url())
-            .credentials_provider(credentials)
-            .load()
-            .await;
-        let ec2 = Aws::from_sdk_config(sdk).ec2(moto.region());
-        let direct = Ec2Query::new(&moto.url(), moto.region());
-        Self {
-            _moto: moto,
-            proxy,
-            ec2,
-            moto: direct,
-        }
-    }
-
     /// An instance of the seeded Ubuntu image, launched in moto directly.
     async fn instance(&self) -> String {
         let image = newest_ubuntu_image("24.04", "x86_64").id;
@@ -162,19 +128,6 @@ impl Cloud {
             .into_iter()
             .zip(answer.all("value"))
             .collect()
-    }
-
-    /// The actions the proxy saw since the last look, in order; each must be in the policy.
-    fn take_calls(&self) -> Vec<String> {
-        let calls: Vec<String> = self.proxy.calls().into_iter().map(|c| c.action).collect();
-        for action in &calls {
-            assert!(
-                Action::ALL.iter().any(|a| a.operation() == action),
-                "{action} is not in the IAM policy"
-            );
-        }
-        self.proxy.reset_calls();
-        calls
     }
 }
 

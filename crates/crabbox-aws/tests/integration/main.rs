@@ -11,6 +11,7 @@ use crabbox_test_support::fault_proxy::{Ec2Error, Fault, FaultProxy};
 use crabbox_test_support::loopback_only;
 use crabbox_test_support::moto::{ACCESS_KEY_ID, Moto, SECRET_ACCESS_KEY};
 
+mod cloud;
 mod hosts;
 mod images;
 
