@@ -327,15 +327,22 @@ pub async fn delete(
             ),
         ));
     }
+    // Ownership from the image's own description (its tags); one that is already gone is
+    // the provider's to finish (snapshots an interrupted delete left).
+    let described = images
+        .image(id, q.region.as_deref())
+        .await
+        .map_err(|e| provider_failure(&e))?;
+    if described.is_some_and(|image| !image.owned) {
+        return Err(Failure::conflict(
+            "image_not_owned",
+            format!("image {id} was not made by Crabbox (its tags say so); delete it yourself"),
+        ));
+    }
     let deleted = images
         .delete_image(id, q.region.as_deref())
         .await
-        .map_err(|e| match e {
-            ProviderError::InvalidSpec(message) if message.contains("not made by Crabbox") => {
-                Failure::conflict("image_not_owned", message)
-            }
-            e => provider_failure(&e),
-        })?;
+        .map_err(|e| provider_failure(&e))?;
     for key in &promoted {
         state.store.kv_delete(key).await?;
     }

@@ -1115,6 +1115,30 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         .moto_query("DescribeImages", &[("ImageId.1", ami.as_str())])
         .all("snapshotId");
     assert!(!snapshots.is_empty(), "moto gives images a snapshot");
+    // An image someone else made (no Crabbox tags) is refused and left alone.
+    let foreign = aws
+        .moto_query(
+            "CreateImage",
+            &[
+                ("InstanceId", instance.as_str()),
+                ("Name", "someone-elses-image"),
+            ],
+        )
+        .first("imageId")
+        .expect("an image id");
+    let out = run(&["image", "delete", &foreign], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not made by Crabbox"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        aws.moto_query("DescribeImages", &[("ImageId.1", foreign.as_str())])
+            .all("imageId"),
+        [foreign.clone()],
+        "left alone"
+    );
     let deleted = ok_json(&["image", "delete", &ami, "--json"], &[]);
     assert_eq!(deleted["deleted"], true, "{deleted}");
     assert!(
