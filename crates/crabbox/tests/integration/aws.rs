@@ -1136,7 +1136,7 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
     assert_eq!(
         aws.moto_query("DescribeImages", &[("ImageId.1", foreign.as_str())])
             .all("imageId"),
-        [foreign.clone()],
+        std::slice::from_ref(&foreign),
         "left alone"
     );
     let deleted = ok_json(&["image", "delete", &ami, "--json"], &[]);
