@@ -306,7 +306,14 @@ fn desktop_requests_a_lease_cannot_meet_are_clear_errors_that_change_nothing() {
 
     // An unknown desktop env, one the local provider does not run, a provider without
     // desktops: refused before anything is leased.
-    let before = sb.run(&repo, &["list", "--json"]).stdout;
+    let leases = || -> Vec<String> {
+        let out = sb.run(&repo, &["list", "--json"]);
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ids = listed.as_array().unwrap().iter();
+        ids.map(|l| l["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let before = leases();
+    assert_eq!(before, [plain.clone()]);
     let out = sb.run(&repo, &["warmup", "--desktop", "--desktop-env", "kde"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
@@ -338,11 +345,7 @@ fn desktop_requests_a_lease_cannot_meet_are_clear_errors_that_change_nothing() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        sb.run(&repo, &["list", "--json"]).stdout,
-        before,
-        "no lease was made"
-    );
+    assert_eq!(leases(), before, "no lease was made");
     let _ = sb.run(&repo, &["stop", &plain]);
 }
 
