@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crabbox_core::machine::{Architecture, Market};
+use crabbox_core::machine::{Architecture, Market, TargetOs};
 use crabbox_providers::cloud::aws::CATALOG;
 use crabbox_providers::cloud::names::resource_name;
 use crabbox_providers::cloud::{Category, Refusal, TryPlan};
@@ -17,7 +17,7 @@ use crate::cache::{Cache, RegionFacts};
 use crate::client::Aws;
 use crate::instances::{self, LaunchTemplate, Launched};
 use crate::settings::AwsSettings;
-use crate::{identity, image, keys, network};
+use crate::{hosts, identity, image, keys, mac, network};
 
 /// Codes of a launch refused because the security group or image it named is gone.
 const STALE: &[&str] = &[
@@ -41,11 +41,18 @@ fn was_remembered(facts: &RegionFacts, template: &LaunchTemplate) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Prepared {
     key_name: Option<String>,
+    /// The region's Dedicated Hosts, looked up once (Mac leases).
+    hosts: Option<Vec<crate::hosts::Host>>,
 }
 
 /// The state of one create: what it made where, so a failure can delete it.
 pub(crate) struct Create<'a> {
     pub settings: &'a AwsSettings,
+    pub target: TargetOs,
+    /// The Mac host asked for (the request's, else `aws.macHostId`).
+    pub host_id: Option<String>,
+    /// The user, ports and work root the runner is reached at.
+    pub login: (String, Vec<u16>, String),
     pub cache: &'a Cache,
     pub aws: Arc<Aws>,
     pub req: &'a AcquireRequest,
@@ -65,7 +72,9 @@ impl Create<'_> {
         let ec2 = self.aws.ec2(&plan.region);
         let arch = CATALOG.architecture_of(&plan.server_type, self.architecture);
         let remembered = self.cache.get(&plan.region);
-        let template = self.template(&ec2, &plan.region, arch).await?;
+        let template = self
+            .template(&ec2, &plan.region, &plan.server_type, arch)
+            .await?;
         let launched = instances::launch(&ec2, &template, &plan, zone.as_deref()).await;
         match launched {
             Err(refusal)
@@ -129,12 +138,27 @@ impl Create<'_> {
         &self,
         ec2: &aws_sdk_ec2::Client,
         region: &str,
+        server_type: &str,
         arch: Architecture,
     ) -> Result<LaunchTemplate, Refusal> {
         let settings = &self.settings;
         let fatal = |e: ProviderError| Refusal::new(Category::Fatal, "", e);
         let mut regions = self.regions.lock().await;
         let prepared = regions.entry(region.to_owned()).or_default();
+        let host = if self.target == TargetOs::Macos {
+            if prepared.hosts.is_none() {
+                prepared.hosts = Some(hosts::list(ec2, None, false).await.map_err(fatal)?);
+            }
+            let found = prepared.hosts.as_deref().unwrap_or_default();
+            Some(mac::host_for(
+                found,
+                self.host_id.as_deref(),
+                server_type,
+                region,
+            )?)
+        } else {
+            None
+        };
         if prepared.key_name.is_none() {
             let name = keys::import(ec2, &self.req.lease_id, &self.req.public_key)
                 .await
@@ -174,18 +198,27 @@ impl Create<'_> {
             .filter(|image| image.region == region)
             .map(|image| image.id.clone());
         // An image pinned on this side (`CRABBOX_AWS_AMI`) wins over one the request names.
+        // Amazon's macOS images differ by Mac family; Canonical's Ubuntu by architecture.
+        let image_key = if self.target == TargetOs::Macos {
+            format!("macos:{}", mac::image_pattern(server_type).0)
+        } else {
+            arch.as_str().to_owned()
+        };
         let image_id = match (
             settings.ami.clone().or(promoted),
-            facts.images.get(arch.as_str()),
+            facts.images.get(&image_key),
         ) {
             (Some(ami), _) => ami,
             (None, Some(found)) => found.clone(),
             (None, None) => {
-                let found = image::linux_image(ec2, region, arch)
-                    .await
-                    .map_err(|e| Refusal::new(Category::Region, "", e))?;
+                let found = if self.target == TargetOs::Macos {
+                    mac::image(ec2, region, server_type).await
+                } else {
+                    image::linux_image(ec2, region, arch).await
+                }
+                .map_err(|e| Refusal::new(Category::Region, "", e))?;
                 cache.update(region, |f| {
-                    f.images.insert(arch.as_str().to_owned(), found.clone());
+                    f.images.insert(image_key.clone(), found.clone());
                 });
                 found
             }
@@ -198,6 +231,7 @@ impl Create<'_> {
             subnet: settings.subnet_id.clone(),
             instance_profile: settings.instance_profile.clone(),
             root_gb: settings.root_gb,
+            host,
             user_data: self.user_data.clone(),
             labels: self.labels.clone(),
             name: resource_name(&self.req.lease_id, &self.req.slug),

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
     InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceStateName,
     InstanceType, MarketType, Placement, ResourceType, SpotInstanceType, SpotMarketOptions, Tag,
-    TagSpecification, VolumeType,
+    TagSpecification, Tenancy, VolumeType,
 };
 use base64::Engine as _;
 use crabbox_core::machine::Market;
@@ -33,6 +33,8 @@ pub struct LaunchTemplate {
     pub subnet: Option<String>,
     pub instance_profile: Option<String>,
     pub root_gb: u32,
+    /// The Dedicated Host to launch on (an EC2 Mac).
+    pub host: Option<String>,
     pub user_data: String,
     /// The canonical labels; `Name`, `server_type`, `market` and `aws_region` are added per plan.
     pub labels: BTreeMap<String, String>,
@@ -148,6 +150,15 @@ pub async fn launch(
         if let Some(zone) = zone {
             request = request.placement(Placement::builder().availability_zone(zone).build());
         }
+    }
+    // A Mac launches on its Dedicated Host, which fixes the zone.
+    if let Some(host) = &template.host {
+        request = request.placement(
+            Placement::builder()
+                .host_id(host)
+                .tenancy(Tenancy::Host)
+                .build(),
+        );
     }
     if let Some(profile) = &template.instance_profile {
         request = request.iam_instance_profile(

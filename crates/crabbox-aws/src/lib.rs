@@ -13,6 +13,7 @@ pub mod images;
 pub mod imaging;
 pub mod instances;
 pub mod keys;
+pub mod mac;
 pub mod network;
 mod placement;
 pub mod policy;

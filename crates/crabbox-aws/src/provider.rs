@@ -16,6 +16,7 @@ use crabbox_providers::cloud::aws::CATALOG;
 use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::labels::LeaseLabels;
+use crabbox_providers::cloud::macos::{MACOS_VNC_PASSWORD_FILE, MACOS_VNC_PORT, MacosUserData};
 use crabbox_providers::cloud::{
     Backoff, CapacityPlan, Category, MachineRequest, Provisioned, SystemPacing, TryPlan, provision,
 };
@@ -27,7 +28,7 @@ use crate::client::Aws;
 use crate::create::Create;
 use crate::instances::{self, Launched};
 use crate::settings::AwsSettings;
-use crate::{keys, network, placement};
+use crate::{keys, mac, network, placement};
 
 /// Label of the region a lease's instance runs in.
 pub const REGION_LABEL: &str = "aws_region";
@@ -113,25 +114,39 @@ impl Provider for AwsProvider {
         Some(self)
     }
 
+    fn targets(&self) -> &'static [TargetOs] {
+        &[TargetOs::Linux, TargetOs::Macos]
+    }
+
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let settings = &self.settings;
-        if settings.target != TargetOs::Linux {
-            return Err(ProviderError::InvalidSpec(format!(
-                "target {} on aws is not supported by this build yet (linux is)",
-                settings.target
-            )));
+        let target = req.machine.target.unwrap_or(settings.target);
+        if target == TargetOs::Windows {
+            return Err(ProviderError::InvalidSpec(
+                "target windows on aws is not supported by this build yet (linux and macos are)"
+                    .into(),
+            ));
         }
         let architecture = req.machine.architecture.unwrap_or(settings.architecture);
         let candidates = CATALOG.candidates(&MachineRequest {
             class: &req.class,
             server_type: req.machine.server_type.as_deref(),
-            target: settings.target,
+            target,
             windows_mode: settings.windows_mode,
             architecture,
         })?;
         let mut capacity = settings.capacity.clone();
         if let Some(market) = req.machine.market {
             capacity.market = market;
+        }
+        if target == TargetOs::Macos {
+            if req.machine.market == Some(Market::Spot) {
+                return Err(ProviderError::InvalidSpec(
+                    "EC2 Mac instances run on Dedicated Hosts, on demand only; drop --market spot"
+                        .into(),
+                ));
+            }
+            capacity.market = Market::OnDemand;
         }
         // A coordinator's promoted image lives in one region: leases start there.
         let home = req
@@ -146,18 +161,8 @@ impl Provider for AwsProvider {
                 placement::best_region_first(&ec2, &candidates.types, &plan.regions).await;
         }
         let cidrs = network::ssh_cidrs(&settings.ssh_cidrs).await?;
-        let ports = settings.ssh_ports();
-        let optional =
-            crabbox_providers::cloud::desktop::for_lease(&req.capabilities, &settings.ssh_user)?;
-        let user_data = LinuxCloudInit {
-            user: &settings.ssh_user,
-            public_key: &req.public_key,
-            work_root: &settings.work_root,
-            ssh_ports: &ports,
-            units: &optional.units,
-        }
-        .render()
-        .map_err(|e| ProviderError::InvalidSpec(e.to_string()))?;
+        let login = mac::login(settings, target);
+        let (user_data, optional_labels) = bootstrap(req, target, &login)?;
         let now = now_secs();
         let mut labels = LeaseLabels {
             provider: "aws",
@@ -166,7 +171,7 @@ impl Provider for AwsProvider {
             class: &req.class,
             profile: &settings.profile,
             server_type: "",
-            target: settings.target,
+            target,
             windows_mode: settings.windows_mode,
             market: None,
             keep: req.keep,
@@ -175,9 +180,12 @@ impl Provider for AwsProvider {
             idle_timeout_secs: req.idle_timeout_secs,
         }
         .render();
-        labels.extend(optional.labels);
+        labels.extend(optional_labels);
         let create = Create {
             settings: &self.settings,
+            target,
+            host_id: req.machine.host_id.clone().or(settings.mac_host_id.clone()),
+            login,
             cache: &self.cache,
             aws: self.aws().await,
             req,
@@ -308,7 +316,8 @@ impl Provider for AwsProvider {
         labels.insert(REGION_LABEL.into(), region);
         let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
         let number = |key: &str| label(key).parse::<u64>().unwrap_or(0);
-        let ports = self.settings.ssh_ports();
+        let target = TargetOs::parse(&label("target")).unwrap_or(self.settings.target);
+        let (user, ports, work_root) = mac::login(&self.settings, target);
         Ok(Some(LeaseRecord {
             lease_id: lease_id.to_owned(),
             slug: label("slug"),
@@ -316,10 +325,10 @@ impl Provider for AwsProvider {
             server_id: instance.instance_id,
             server_type: label("server_type"),
             ssh_host: address,
-            ssh_user: self.settings.ssh_user.clone(),
+            ssh_user: user,
             ssh_port: ports[0],
             ssh_fallback_ports: ports[1..].to_vec(),
-            work_root: self.settings.work_root.clone(),
+            work_root,
             keep: label("keep") == "true",
             created_at: number("created_at"),
             last_touched_at: number("last_touched_at"),
@@ -467,7 +476,7 @@ impl AwsProvider {
         labels.insert("market".into(), plan.market.as_str().into());
         labels.insert(REGION_LABEL.into(), plan.region.clone());
         labels.insert("class".into(), create.req.class.clone());
-        let ports = settings.ssh_ports();
+        let (user, ports, work_root) = create.login.clone();
         Ok(LeaseRecord {
             lease_id: create.req.lease_id.clone(),
             slug: create.req.slug.clone(),
@@ -475,10 +484,10 @@ impl AwsProvider {
             server_id: instance.instance_id,
             server_type: plan.server_type.clone(),
             ssh_host: address,
-            ssh_user: settings.ssh_user.clone(),
+            ssh_user: user,
             ssh_port: ports[0],
             ssh_fallback_ports: ports[1..].to_vec(),
-            work_root: settings.work_root.clone(),
+            work_root,
             keep: create.req.keep,
             created_at,
             last_touched_at: created_at,
@@ -492,6 +501,62 @@ impl AwsProvider {
             ..LeaseRecord::default()
         })
     }
+}
+
+/// The user data of a lease and the labels of what it adds: the Linux cloud-init with the
+/// desktop and browser units it asks for, or a Mac's bootstrap script, whose desktop is
+/// Screen Sharing (a Mac lease has no browser or code server to add).
+fn bootstrap(
+    req: &AcquireRequest,
+    target: TargetOs,
+    (user, ports, work_root): &(String, Vec<u16>, String),
+) -> Result<(String, Vec<(String, String)>), ProviderError> {
+    let invalid = |e: crabbox_providers::cloud::cloud_init::CloudInitError| {
+        ProviderError::InvalidSpec(e.to_string())
+    };
+    if target == TargetOs::Macos {
+        let caps = &req.capabilities;
+        if caps.browser || caps.code || caps.desktop_env.is_some() {
+            return Err(ProviderError::InvalidSpec(
+                "a macOS lease offers --desktop (Screen Sharing) only: no --browser, --code or \
+                 --desktop-env"
+                    .into(),
+            ));
+        }
+        let script = MacosUserData {
+            user,
+            public_key: &req.public_key,
+            work_root,
+            ssh_ports: ports,
+            desktop: caps.desktop,
+        }
+        .render()
+        .map_err(invalid)?;
+        let labels = if caps.desktop {
+            vec![
+                ("desktop".to_owned(), "true".to_owned()),
+                ("vnc_port".to_owned(), MACOS_VNC_PORT.to_string()),
+                (
+                    "vnc_password_file".to_owned(),
+                    MACOS_VNC_PASSWORD_FILE.to_owned(),
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
+        return Ok((script, labels));
+    }
+    let optional = crabbox_providers::cloud::desktop::for_lease(&req.capabilities, user)?;
+    let cloud_init = LinuxCloudInit {
+        user,
+        public_key: &req.public_key,
+        work_root,
+        ssh_ports: ports,
+        units: &optional.units,
+    }
+    .render()
+    .map_err(invalid)?;
+    Ok((cloud_init, optional.labels))
 }
 
 fn now_secs() -> u64 {

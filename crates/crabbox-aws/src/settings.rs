@@ -17,6 +17,8 @@ pub struct AwsSettings {
     pub subnet_id: Option<String>,
     pub instance_profile: Option<String>,
     pub root_gb: u32,
+    /// The EC2 Mac Dedicated Host Mac leases launch on (`aws.macHostId`); unset, a free one.
+    pub mac_host_id: Option<String>,
     /// Sources SSH is allowed from; empty means this machine's public address.
     pub ssh_cidrs: Vec<String>,
     /// Reach runners at their private address (from inside the VPC, or through a jump host).
@@ -50,6 +52,7 @@ impl AwsSettings {
             subnet_id: aws.subnet_id.clone(),
             instance_profile: aws.instance_profile.clone(),
             root_gb: u32::try_from(aws.root_gb).unwrap_or(u32::MAX),
+            mac_host_id: aws.mac_host_id.clone(),
             ssh_cidrs: aws.ssh_cidrs.clone(),
             use_private_ip: aws.use_private_ip,
             capacity: config.capacity.clone(),

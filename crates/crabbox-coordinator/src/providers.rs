@@ -85,6 +85,12 @@ pub fn acquire_request(lease: &Lease, public_key: &str) -> AcquireRequest {
                 }),
                 _ => None,
             },
+            target: crabbox_core::machine::TargetOs::parse(&lease.target).ok(),
+            host_id: lease
+                .extra
+                .get("hostId")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
         },
         capabilities: crabbox_providers::Capabilities {
             desktop: lease.desktop,

@@ -93,6 +93,11 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         &[]
     }
 
+    /// The target OSes a coordinator may ask it for (`MachineChoice::target`).
+    fn targets(&self) -> &'static [crabbox_core::machine::TargetOs] {
+        &[crabbox_core::machine::TargetOs::Linux]
+    }
+
     /// Its native runner images, for providers that have them (AWS AMIs).
     fn images(&self) -> Option<&dyn images::Images> {
         None

@@ -136,6 +136,12 @@ pub struct MachineChoice {
     /// The image to boot and the region it is in (a coordinator's promoted image); `None`
     /// means the provider's own choice.
     pub image: Option<ImageChoice>,
+    /// The target OS; `None` means the provider's configured one (a coordinator passes each
+    /// lease's).
+    pub target: Option<crabbox_core::machine::TargetOs>,
+    /// The EC2 Mac Dedicated Host to launch on (`aws.macHostId`); `None` lets the provider pick
+    /// a free one.
+    pub host_id: Option<String>,
 }
 
 /// A provider image a lease boots, in its region.

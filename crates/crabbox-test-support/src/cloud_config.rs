@@ -1,6 +1,10 @@
 //! The part of a `#cloud-config` document the boot emulator acts on: the login user and the
 //! keys authorised for it. Everything else (packages, `write_files`, `runcmd`) is what a real
 //! boot would do and the emulator does in its own way.
+//!
+//! An EC2 Mac has no cloud-init: Amazon's `ec2-macos-init` runs user data that starts with
+//! `#!` as a script. Crabbox's Mac script names the user and the key in its first assignments
+//! (`crabbox_user=…`, `crabbox_public_key=…`, shell words); those are read the same way.
 
 use serde_yaml::Value;
 
@@ -15,6 +19,9 @@ pub struct CloudConfig {
 
 /// Reads user data as cloud-init would; an error says why cloud-init would not take it.
 pub fn parse(user_data: &str) -> Result<CloudConfig, String> {
+    if user_data.starts_with("#!") {
+        return parse_script(user_data);
+    }
     if !user_data.starts_with("#cloud-config") {
         let first = user_data.lines().next().unwrap_or("");
         return Err(format!(
@@ -47,6 +54,37 @@ pub fn parse(user_data: &str) -> Result<CloudConfig, String> {
     })
 }
 
+/// The user and key of a Mac bootstrap script.
+fn parse_script(script: &str) -> Result<CloudConfig, String> {
+    let assigned = |name: &str| {
+        script
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+            .map(shell_word)
+    };
+    let user = assigned("crabbox_user");
+    let key = assigned("crabbox_public_key")
+        .filter(|k| !k.is_empty())
+        .ok_or("the user data script authorises no SSH key (crabbox_public_key=)")?;
+    Ok(CloudConfig {
+        user,
+        authorized_keys: vec![key],
+    })
+}
+
+/// One shell word as the shell reads it: quoted parts literal, `\\x` outside quotes an `x`.
+fn shell_word(word: &str) -> String {
+    let (mut out, mut quoted, mut chars) = (String::new(), false, word.trim().chars());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('\'', _) => quoted = !quoted,
+            ('\\', false) => out.extend(chars.next()),
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
 /// The `ssh_authorized_keys` (or `ssh-authorized-keys`) of a mapping.
 fn keys(mapping: &Value) -> Vec<String> {
     ["ssh_authorized_keys", "ssh-authorized-keys"]
@@ -63,6 +101,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn takes_the_user_and_key_of_a_mac_script() {
+        let script = "#!/bin/bash\nset -euo pipefail\ncrabbox_user=ec2-user\n\
+                      crabbox_public_key='ssh-ed25519 AAAA it'\\''s\n";
+        let config = parse(script).unwrap();
+        assert_eq!(config.user.as_deref(), Some("ec2-user"));
+        assert_eq!(config.authorized_keys, ["ssh-ed25519 AAAA it's"]);
+        assert!(parse("#!/bin/bash\necho hi\n").is_err());
+    }
+
+    #[test]
     fn takes_the_user_and_its_keys() {
         let doc = "#cloud-config\npackage_update: false\nusers:\n  - default\n  - name: crabbox\n    \
                    groups: sudo\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAA lease\n";
@@ -77,11 +125,7 @@ mod tests {
 
     #[test]
     fn refuses_what_cloud_init_would_not_boot_with() {
-        assert!(
-            parse("#!/bin/bash\necho hi\n")
-                .unwrap_err()
-                .contains("#cloud-config")
-        );
+        assert!(parse("echo hi\n").unwrap_err().contains("#cloud-config"));
         assert!(
             parse("#cloud-config\nusers: [")
                 .unwrap_err()

@@ -122,6 +122,36 @@ const fn ubuntu(
     }
 }
 
+/// Amazon's macOS images, seeded too (`amzn-ec2-macos-…`, architectures `arm64_mac` and
+/// `x86_64_mac`): (id, name, architecture, day). The newest Apple silicon macOS 14 one is
+/// what a `mac2.metal` lease boots.
+pub const MACOS_IMAGES: &[(&str, &str, &str, &str)] = &[
+    (
+        "ami-0a1100000000c1401",
+        "amzn-ec2-macos-14.7.1-20250110-arm64",
+        "arm64_mac",
+        "2025-01-10",
+    ),
+    (
+        "ami-0a1100000000c1402",
+        "amzn-ec2-macos-14.8.0-20251010-arm64",
+        "arm64_mac",
+        "2025-10-10",
+    ),
+    (
+        "ami-0a1100000000c1501",
+        "amzn-ec2-macos-15.6.0-20251010-arm64",
+        "arm64_mac",
+        "2025-10-10",
+    ),
+    (
+        "ami-0a1100000000d1401",
+        "amzn-ec2-macos-14.8.0-20251010",
+        "x86_64_mac",
+        "2025-10-10",
+    ),
+];
+
 /// The newest seeded image for `release` (`24.04` or `26.04`) and `architecture` (`x86_64`
 /// or `arm64`): the one Crabbox's image lookup must pick.
 pub fn newest_ubuntu_image(release: &str, architecture: &str) -> &'static UbuntuImage {
@@ -366,5 +396,24 @@ fn amis_json() -> String {
             })
         })
         .collect();
-    serde_json::Value::Array(images).to_string()
+    let macs = MACOS_IMAGES.iter().map(|(id, name, architecture, date)| {
+        serde_json::json!({
+            "ami_id": id,
+            "name": name,
+            "description": format!("Amazon macOS image {name}"),
+            "owner_id": "628277914472",
+            "public": true,
+            "virtualization_type": "hvm",
+            "architecture": architecture,
+            "state": "available",
+            "platform": null,
+            "image_type": "machine",
+            "hypervisor": "nitro",
+            "root_device_name": "/dev/sda1",
+            "root_device_type": "ebs",
+            "sriov": "simple",
+            "creation_date": format!("{date}T00:00:00.000Z"),
+        })
+    });
+    serde_json::Value::Array(images.into_iter().chain(macs).collect()).to_string()
 }

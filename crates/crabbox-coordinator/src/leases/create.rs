@@ -114,10 +114,14 @@ fn plan(
             format!("target {target:?} is not linux, macos or windows"),
         ));
     }
-    if target != "linux" {
+    let offered: Vec<&str> = provider.targets().iter().map(|t| t.as_str()).collect();
+    if !offered.contains(&target.as_str()) {
         return Err(Failure::bad_request(
             "unsupported_target",
-            format!("provider {provider_name} offers linux runners only"),
+            format!(
+                "provider {provider_name} offers {} runners only",
+                offered.join(" and ")
+            ),
         ));
     }
     let public_key = req.ssh_public_key.clone().unwrap_or_default();
@@ -215,6 +219,19 @@ fn plan(
         ..Lease::default()
     };
     lease.extra = machine_selectors(req);
+    let pinned_host = ["awsMacHostID", "hostId"]
+        .iter()
+        .find_map(|key| req.extra.get(*key).and_then(serde_json::Value::as_str));
+    if let Some(host) = pinned_host.filter(|h| !h.is_empty()) {
+        if !caller.admin {
+            return Err(
+                Failure::new(axum::http::StatusCode::FORBIDDEN, "admin_required")
+                    .message("awsMacHostID pins a Dedicated Host: admin only")
+                    .with("fields", ["awsMacHostID"]),
+            );
+        }
+        lease.extra.insert("hostId".into(), host.into());
+    }
     lease.expires_at = lifecycle::expires_at(&lease);
     Ok(Plan {
         provider_name,
@@ -368,22 +385,8 @@ async fn select_image(
         lease.extra.insert("imageSource".into(), "request".into());
         return Ok(());
     }
-    let scope = crate::promotions::Scope {
-        target: if lease.target.is_empty() {
-            "linux".into()
-        } else {
-            lease.target.clone()
-        },
-        architecture: lease
-            .extra
-            .get("architecture")
-            .and_then(serde_json::Value::as_str)
-            .and_then(|a| crabbox_core::machine::Architecture::parse(a).ok())
-            .map_or("x86_64", crabbox_core::machine::Architecture::as_str)
-            .to_owned(),
-        region: images.home_region(),
-        os: None,
-        server_type: None,
+    let Some(scope) = lease_scope(lease, images.home_region()) else {
+        return Ok(());
     };
     for key in scope.lookup_keys() {
         if let Some(found) = state.store.kv_get(&key).await? {
@@ -402,6 +405,46 @@ async fn select_image(
         }
     }
     Ok(())
+}
+
+/// The promotion scope a lease looks its image up in. A macOS promotion is per Mac type, so a
+/// Mac lease finds one only when it names its type (`--type mac2.metal`); without, it boots
+/// Amazon's macOS image for whichever type has a free host.
+fn lease_scope(lease: &Lease, region: String) -> Option<crate::promotions::Scope> {
+    let target = if lease.target.is_empty() {
+        "linux".to_owned()
+    } else {
+        lease.target.clone()
+    };
+    if target == "macos" {
+        let server_type = Some(lease.requested_server_type.clone()).filter(|t| !t.is_empty())?;
+        let architecture = if server_type.starts_with("mac1.") {
+            "x86_64_mac"
+        } else {
+            "arm64_mac"
+        };
+        return Some(crate::promotions::Scope {
+            target,
+            architecture: architecture.to_owned(),
+            region,
+            os: None,
+            server_type: Some(server_type),
+        });
+    }
+    let architecture = lease
+        .extra
+        .get("architecture")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|a| crabbox_core::machine::Architecture::parse(a).ok())
+        .map_or("x86_64", crabbox_core::machine::Architecture::as_str)
+        .to_owned();
+    Some(crate::promotions::Scope {
+        target,
+        architecture,
+        region,
+        os: None,
+        server_type: None,
+    })
 }
 
 fn machine_selectors(req: &LeaseRequest) -> serde_json::Map<String, serde_json::Value> {

@@ -225,7 +225,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     key(
         "workRoot",
         Kind::Text,
-        Preset::Text("/work/crabbox"),
+        Preset::Text(super::DEFAULT_WORK_ROOT),
         &["CRABBOX_WORK_ROOT"],
     ),
     // How long a new lease may take to accept SSH; unset means the provider's default
@@ -239,7 +239,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     key(
         "ssh.user",
         Kind::Text,
-        Preset::Text("crabbox"),
+        Preset::Text(super::DEFAULT_SSH_USER),
         &["CRABBOX_SSH_USER"],
     ),
     key(

@@ -17,6 +17,11 @@ mod token_command;
 mod value;
 
 pub use error::{ConfigError, ValueError};
+
+/// The runner user when none is configured (the cloud-init's `crabbox`).
+pub const DEFAULT_SSH_USER: &str = "crabbox";
+/// The POSIX work root when none is configured.
+pub const DEFAULT_WORK_ROOT: &str = "/work/crabbox";
 pub use files::{ConfigFiles, REPO_CONFIG_NAMES, config_files};
 pub use keys::env_names;
 pub use layer::FlagValue;

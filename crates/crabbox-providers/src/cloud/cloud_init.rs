@@ -104,7 +104,7 @@ impl LinuxCloudInit<'_> {
         Ok(out)
     }
 
-    fn check(&self) -> Result<(), CloudInitError> {
+    pub(crate) fn check(&self) -> Result<(), CloudInitError> {
         for (what, value) in [
             ("ssh user", self.user),
             ("work root", self.work_root),

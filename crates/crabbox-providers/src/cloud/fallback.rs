@@ -265,6 +265,14 @@ where
 fn exhausted(candidates: &Candidates, attempts: &[ProvisioningAttempt]) -> ProviderError {
     let tried: Vec<String> = attempts.iter().map(ToString::to_string).collect();
     let mut message = format!("{} attempts failed: {}", attempts.len(), tried.join("; "));
+    // The provider's own words for the last refusal, where its code alone was listed: they
+    // often say what to do (allocate a host, ask for quota).
+    if let Some(last) = attempts
+        .last()
+        .filter(|a| !a.code.is_empty() && !a.message.is_empty())
+    {
+        message = format!("{message}; the last said: {}", last.message);
+    }
     if candidates.explicit {
         message = format!(
             "the exact type {} was refused; drop --type to let the class fall back to other \

@@ -19,6 +19,7 @@ pub mod desktop;
 pub mod fallback;
 pub mod hetzner;
 pub mod labels;
+pub mod macos;
 pub mod names;
 pub mod windows;
 

@@ -142,6 +142,12 @@ impl<'a> Leases<'a> {
                         id,
                         region: config.aws.region.clone(),
                     }),
+                target: Some(config.target),
+                host_id: config
+                    .aws
+                    .mac_host_id
+                    .clone()
+                    .filter(|_| config.provider == "aws"),
             },
             capabilities: Capabilities {
                 desktop: config.capabilities.desktop,

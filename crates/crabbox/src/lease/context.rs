@@ -68,6 +68,10 @@ pub struct LeaseFlags {
     /// The runner's CPU architecture: `x86_64` or `arm64`.
     #[arg(long = "arch", value_name = "x86_64|arm64")]
     pub architecture: Option<String>,
+    /// The runner's OS: linux (default), macos (aws: an EC2 Mac on a Dedicated Host) or
+    /// windows.
+    #[arg(long, value_name = "linux|macos|windows")]
+    pub target: Option<String>,
     /// Reach the runner through this jump host (`[user@]host[:port]`, comma-separated hops).
     #[arg(long = "proxy-jump", value_name = "HOSTS")]
     pub proxy_jump: Option<String>,
@@ -102,6 +106,7 @@ impl LeaseFlags {
         add("serverType", "--type", &self.server_type);
         add("capacity.market", "--market", &self.market);
         add("architecture", "--arch", &self.architecture);
+        add("target", "--target", &self.target);
         add("ttl", "--ttl", &self.ttl);
         add("idleTimeout", "--idle-timeout", &self.idle_timeout);
         add("static.host", "--static-host", &self.static_host);

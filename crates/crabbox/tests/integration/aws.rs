@@ -1093,6 +1093,34 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         keys.contains("image:aws:promoted:macos:arm64_mac:mac2.metal:"),
         "{keys}"
     );
+    // A brokered Mac lease of that type boots it, on a free Dedicated Host.
+    aws.moto_query(
+        "AllocateHosts",
+        &[
+            ("AvailabilityZone", "eu-west-1a"),
+            ("InstanceType", "mac2.metal"),
+            ("Quantity", "1"),
+        ],
+    );
+    let out = run(
+        &[
+            "warmup",
+            "--target",
+            "macos",
+            "--type",
+            "mac2.metal",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "mac warmup: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("image selected id={good} source=promoted")),
+        "{}",
+        stderr(&out)
+    );
+    let mac_lease = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(image_of(&aws.instance_of(&mac_lease)), good);
 
     // A promoted image is not deleted without --force.
     let out = run(&["image", "delete", &ami], &[]);
@@ -1160,6 +1188,7 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         (&candidate, &admin[..]),
         (&normal, &[][..]),
         (&still_linux, &[][..]),
+        (&mac_lease, &[][..]),
         (&rolled, &[][..]),
     ] {
         let out = run(&["stop", id], env);
@@ -1340,4 +1369,125 @@ fn admin_hosts_follow_the_runbook_and_allocate_only_with_yes() {
         "macos",
     ]);
     assert!(host_policy.to_string().contains("ec2:ReleaseHosts"));
+}
+
+/// `--target macos` (spec §2.2; the runbook's manual macOS bake): without a free Dedicated Host
+/// a Mac lease is refused with the way to get one and nothing is left; spot is refused before
+/// anything is made; on an allocated host the lease launches there, on demand, from Amazon's
+/// newest macOS image for the type, with the Mac bootstrap script as its user data, and then
+/// runs commands and releases like any lease.
+#[test]
+fn mac_leases_launch_on_a_free_dedicated_host_on_demand_from_amazons_image() {
+    loopback_only!();
+    let aws = Aws::start();
+    aws.proxy.set_dedicated_host_quota("mac2", 1.0);
+    let region = crabbox_test_support::moto::DEFAULT_REGION;
+    let mac = ["warmup", "--target", "macos", "--type", "mac2.metal"];
+
+    let out = aws.crabbox(&mac, &[]);
+    assert_ne!(code(&out), 0, "no host: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no available EC2 Mac Dedicated Host for mac2.metal")
+            && stderr(&out).contains("admin hosts allocate"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(aws.proxy.count("RunInstances"), 0, "nothing launched");
+    aws.assert_nothing_left();
+    let out = aws.crabbox(&["warmup", "--target", "macos", "--market", "spot"], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("on demand only"), "{}", stderr(&out));
+
+    let offerings = aws.json(&[
+        "admin",
+        "hosts",
+        "offerings",
+        "--provider",
+        "aws",
+        "--target",
+        "macos",
+        "--region",
+        region,
+        "--type",
+        "mac2.metal",
+        "--json",
+    ]);
+    let zone = offerings["offerings"][0]["zone"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let allocated = aws.json(&[
+        "admin",
+        "hosts",
+        "allocate",
+        "--provider",
+        "aws",
+        "--target",
+        "macos",
+        "--region",
+        region,
+        "--type",
+        "mac2.metal",
+        "--zone",
+        &zone,
+        "--yes",
+        "--json",
+    ]);
+    let host = allocated["result"]["host_id"].as_str().unwrap().to_owned();
+
+    aws.proxy.reset_calls();
+    let mut args = mac.to_vec();
+    args.extend(["--desktop", "--json"]);
+    let warm = aws.json(&args);
+    let lease = lease_id(&warm);
+    let launch = aws
+        .proxy
+        .calls()
+        .into_iter()
+        .find(|c| c.action == "RunInstances")
+        .expect("a launch");
+    assert_eq!(launch.param("Placement.HostId"), Some(host.as_str()));
+    assert_eq!(launch.param("Placement.Tenancy"), Some("host"));
+    assert_eq!(launch.param("InstanceType"), Some("mac2.metal"));
+    assert_eq!(
+        launch.param("InstanceMarketOptions.MarketType"),
+        None,
+        "on demand"
+    );
+    assert_eq!(
+        launch.param("ImageId"),
+        Some("ami-0a1100000000c1402"),
+        "the newest Apple silicon macOS 14 image"
+    );
+    let instance = aws.instance_of(&lease);
+    let user_data = aws
+        .moto_query(
+            "DescribeInstanceAttribute",
+            &[("InstanceId", instance.as_str()), ("Attribute", "userData")],
+        )
+        .first("value")
+        .expect("user data");
+    let mut decode = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut decode.stdin.take().unwrap(), user_data.as_bytes()).unwrap();
+    let script = String::from_utf8(decode.wait_with_output().unwrap().stdout).unwrap();
+    assert!(script.starts_with("#!/bin/bash"), "{script}");
+    assert!(
+        script.contains("com.apple.screensharing"),
+        "a desktop lease shares its screen"
+    );
+    let inspected = aws.json(&["inspect", "--id", &lease, "--json"]);
+    let text = inspected.to_string();
+    assert!(text.contains("\"market\":\"on-demand\""), "{inspected}");
+    assert!(text.contains("\"target\":\"macos\""), "{inspected}");
+    assert!(text.contains("/var/db/crabbox/vnc.password"), "{inspected}");
+
+    let out = aws.ok(&["run", "--id", &lease, "--", "cat", "hello.txt"]);
+    assert!(stdout(&out).contains("hello from the laptop"));
+    aws.ok(&["stop", &lease]);
+    aws.assert_nothing_left();
 }

@@ -378,7 +378,7 @@ async fn an_exact_type_that_is_refused_says_to_drop_type() {
         script.tried,
         ["c7a.48xlarge spot r1", "c7a.48xlarge on-demand r1"]
     );
-    insta::assert_snapshot!(failure.error, @"no capacity: the exact type c7a.48xlarge was refused; drop --type to let the class fall back to other types (2 attempts failed: c7a.48xlarge spot in r1: InsufficientInstanceCapacity (capacity); c7a.48xlarge on-demand in r1: InsufficientInstanceCapacity (capacity))");
+    insta::assert_snapshot!(failure.error, @"no capacity: the exact type c7a.48xlarge was refused; drop --type to let the class fall back to other types (2 attempts failed: c7a.48xlarge spot in r1: InsufficientInstanceCapacity (capacity); c7a.48xlarge on-demand in r1: InsufficientInstanceCapacity (capacity); the last said: insufficient capacity)");
 }
 
 #[tokio::test]

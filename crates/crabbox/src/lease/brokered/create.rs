@@ -102,6 +102,11 @@ async fn create_attempt(
         keep: Some(req.keep),
         ssh_public_key: Some(req.public_key.clone()),
         server_type: req.machine.server_type.clone(),
+        target: req
+            .machine
+            .target
+            .filter(|t| *t != crabbox_core::machine::TargetOs::Linux)
+            .map(|t| t.as_str().to_owned()),
         desktop: req.capabilities.desktop.then_some(true),
         desktop_env: req.capabilities.desktop_env.clone(),
         browser: req.capabilities.browser.then_some(true),
@@ -207,6 +212,9 @@ fn machine_selectors(
     if let Some(image) = &machine.image {
         extra.insert("awsAMI".into(), image.id.clone().into());
         extra.insert("awsRegion".into(), image.region.clone().into());
+    }
+    if let Some(host) = &machine.host_id {
+        extra.insert("awsMacHostID".into(), host.clone().into());
     }
     extra
 }
