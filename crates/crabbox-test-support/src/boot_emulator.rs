@@ -16,6 +16,15 @@
 //! When the instance leaves `running` (terminated, stopped) its sshd stops, connections
 //! first, and its addresses leave `lo`. Everything it started stops when it is dropped.
 //!
+//! Run as root, each runner also gets a machine view of its own, as its image would give it:
+//! its sshd starts in a private mount namespace (`unshare -m`) with empty tmpfs at `/work`
+//! (holding `/work/crabbox`), `/var/cache` and `/tmp/.X11-unix`; and when the user data asks
+//! for a desktop (the cloud-init's `crabbox-xvfb.service`), an `Xvfb` on display `:99` there,
+//! private to the runner because the X socket's directory is its own and the test's network
+//! namespace has its own abstract sockets. So the image runbook's checks (`test -d
+//! /work/crabbox`, `sudo mkdir -p /var/cache/crabbox/pnpm`, a screenshot of `:99`) run as
+//! written, changing nothing on this machine. Tools come from this machine (scripts/dev-setup).
+//!
 //! What it does not emulate: the user. The sshd runs as the current user (root on CI), so a
 //! test sets the product's SSH user to [`BootEmulator::ssh_user`] instead of the cloud-init's
 //! `crabbox`; [`Runner::user`] says which user the user data asked for. Nor the machine: there
@@ -137,6 +146,8 @@ pub struct Runner {
     /// The runner's host public key line (`ssh-ed25519 AAAA…`).
     pub host_key: String,
     pub sshd_pid: u32,
+    /// Whether the user data asked for a desktop (an `Xvfb :99` runs for it).
+    pub desktop: bool,
     dir: PathBuf,
 }
 
@@ -376,6 +387,7 @@ async fn boot(shared: &Shared, cloud: &impl Cloud, machine: &Machine) -> Result<
         authorized_keys: config.authorized_keys,
         host_key: String::new(),
         sshd_pid: 0,
+        desktop: user_data.contains("crabbox-xvfb.service"),
         dir,
     };
     if runner.public_ip.is_none() && runner.private_ip.is_none() {
@@ -445,11 +457,17 @@ fn start_sshd(shared: &Shared, runner: &mut Runner) -> Result<(), String> {
     }
     let sshd = crabbox_remote::sshd::find_sshd().ok_or("no sshd binary found")?;
     let log = dir.join("sshd.log");
-    let out = Command::new(&sshd)
-        .arg("-f")
-        .arg(&config)
-        .arg("-E")
-        .arg(&log)
+    let mut command = Command::new(&sshd);
+    command.arg("-f").arg(&config).arg("-E").arg(&log);
+    if rustix::process::geteuid().is_root() && Path::new(UNSHARE).exists() {
+        let boot = dir.join("boot.sh");
+        std::fs::write(&boot, boot_script(runner, &sshd, &config, &log)).map_err(files)?;
+        command = Command::new(UNSHARE);
+        command
+            .args(["-m", "--propagation", "private", "/bin/sh"])
+            .arg(&boot);
+    }
+    let out = command
         .output()
         .map_err(|e| format!("could not start {}: {e}", sshd.display()))?;
     // The daemon writes its pid file after its parent has returned.
@@ -470,6 +488,42 @@ fn start_sshd(shared: &Shared, runner: &mut Runner) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         )),
     }
+}
+
+const UNSHARE: &str = "/usr/bin/unshare";
+
+/// Run in the runner's own mount namespace: its `/work/crabbox`, `/var/cache` and X socket
+/// directory, its desktop's display, then its sshd (which daemonizes and keeps the namespace).
+fn boot_script(runner: &Runner, sshd: &Path, config: &Path, log: &Path) -> String {
+    let q = |p: &Path| format!("'{}'", p.display());
+    let mut script = String::from("set -e\n");
+    // Unless this emulator's own files are under /work (a TMPDIR there), which a mount hides.
+    if !runner.dir.starts_with("/work") {
+        script.push_str(
+            "if [ -d /work ]; then\n  mount -t tmpfs -o mode=0755 runner-work /work\n  \
+             mkdir /work/crabbox\nfi\n",
+        );
+    }
+    script.push_str(
+        "mount -t tmpfs -o mode=0755 runner-cache /var/cache\nmkdir -p /tmp/.X11-unix\n\
+         mount -t tmpfs -o mode=1777 runner-x11 /tmp/.X11-unix\n",
+    );
+    if runner.desktop {
+        let dir = &runner.dir;
+        script.push_str(&format!(
+            "Xvfb :99 -screen 0 1280x800x24 -nolisten tcp -nolock >{} 2>&1 </dev/null &\n\
+             echo $! >{}\n",
+            q(&dir.join("xvfb.log")),
+            q(&dir.join("xvfb.pid"))
+        ));
+    }
+    script.push_str(&format!(
+        "exec {} -f {} -E {}\n",
+        q(sshd),
+        q(config),
+        q(log)
+    ));
+    script
 }
 
 /// The runner's sshd configuration: what the cloud-init's sshd drop-in sets (ports 2222 and
@@ -506,6 +560,10 @@ fn ready_script(dir: &Path, work_root: &Path) -> String {
 /// Stops a runner's sshd (its connections first, which outlive the listener otherwise) and
 /// takes its addresses off `lo`.
 fn shut_down(runner: &Runner) {
+    let xvfb = std::fs::read_to_string(runner.dir.join("xvfb.pid"));
+    if let Some(pid) = xvfb.ok().and_then(|p| p.trim().parse::<u32>().ok()) {
+        procs::signal(pid, procs::Signal::TERM);
+    }
     if runner.sshd_pid != 0 {
         for conn in procs::descendants(runner.sshd_pid) {
             procs::signal(conn, procs::Signal::TERM);

@@ -900,10 +900,48 @@ fn a_coordinator_killed_after_run_instances_adopts_the_instance_after_restart() 
     });
 }
 
-/// The runbook's Linux image lifecycle through a coordinator (admin token), against moto and
-/// the boot emulator: create an image of a source lease, boot a candidate from it by
-/// `CRABBOX_AWS_AMI`, promote it, a normal brokered lease boots it and says so, roll back by
-/// promoting the earlier image, delete the candidate (its AMI and snapshot gone in moto).
+/// The runbook's Linux verify body (shared/seeds, "2. Verify the source lease"), verbatim.
+const RUNBOOK_VERIFY: &str = "set -euo pipefail
+   command -v ssh
+   command -v git
+   command -v rsync
+   command -v jq
+   command -v node
+   command -v pnpm
+   command -v ffmpeg
+   command -v scrot
+   command -v x11vnc
+   command -v google-chrome || command -v chromium || command -v chromium-browser
+   test -d /work/crabbox
+   sudo mkdir -p /var/cache/crabbox/pnpm
+   sudo chmod 1777 /var/cache/crabbox /var/cache/crabbox/pnpm";
+
+/// The runbook's candidate smoke body ("Smoke the candidate before promotion"), verbatim.
+const RUNBOOK_SMOKE: &str = "set -euo pipefail
+   echo image-smoke-ok
+   uname -srm
+   command -v node
+   command -v pnpm
+   command -v ffmpeg
+   command -v scrot
+   command -v google-chrome || command -v chromium || command -v chromium-browser
+   test -d /work/crabbox";
+
+/// The first canonical lease id (`cbx_` + 12 hex) in a command's output.
+fn cbx_in(text: &str) -> String {
+    let at = text
+        .find("cbx_")
+        .unwrap_or_else(|| panic!("no lease id in: {text}"));
+    text[at..at + 16].to_owned()
+}
+
+/// The runbook's Linux image lifecycle (shared/seeds, "Bake a Linux candidate AMI by hand"),
+/// its commands as written with ids substituted, through a coordinator (admin token), against
+/// moto and the boot emulator, whose runners have the runbook's tools, `/work/crabbox` and a
+/// desktop display: warm a desktop+browser source lease, verify it, create its image, boot the
+/// candidate by `CRABBOX_AWS_AMI`, smoke it and screenshot it, promote it (and with fast
+/// snapshot restore), a normal brokered lease boots it and says so, roll back by promoting the
+/// earlier image, delete the candidate (its AMI and snapshot gone in moto).
 #[test]
 fn images_are_created_promoted_selected_rolled_back_and_deleted() {
     loopback_only!();
@@ -914,16 +952,57 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         cmd.envs(env.iter().copied());
         cmd.output().expect("crabbox runs")
     };
-    let ok_json = |args: &[&str], env: &[(&str, &str)]| -> serde_json::Value {
+    let ok = |args: &[&str], env: &[(&str, &str)]| {
         let out = run(args, env);
         assert_eq!(code(&out), 0, "crabbox {args:?}: {}", stderr(&out));
+        out
+    };
+    let ok_json = |args: &[&str], env: &[(&str, &str)]| -> serde_json::Value {
+        let out = ok(args, env);
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("crabbox {args:?}: not JSON ({e}): {}", stdout(&out)))
     };
     let admin = [("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::ADMIN)];
-    // 1. A source lease.
-    let source = lease_id(&ok_json(&["warmup", "--class", "standard", "--json"], &[]));
-    // 3. Its image, waited for.
+    let warm_desktop = |ttl: &str, idle: &str, env: &[(&str, &str)]| {
+        let out = ok(
+            &[
+                "warmup",
+                "--provider",
+                "aws",
+                "--class",
+                "standard",
+                "--desktop",
+                "--browser",
+                "--ttl",
+                ttl,
+                "--idle-timeout",
+                idle,
+            ],
+            env,
+        );
+        (cbx_in(&format!("{}{}", stdout(&out), stderr(&out))), out)
+    };
+    let run_shell = |id: &str, script: &str, env: &[(&str, &str)]| {
+        let out = ok(
+            &[
+                "run",
+                "--provider",
+                "aws",
+                "--id",
+                id,
+                "--no-sync",
+                "--shell",
+                "--",
+                script,
+            ],
+            env,
+        );
+        stdout(&out)
+    };
+    // 1. Warm a source lease. 2. Verify it.
+    let (source, _) = warm_desktop("2h", "30m", &[]);
+    run_shell(&source, RUNBOOK_VERIFY, &[]);
+    // 3. Create the candidate image.
     let made = ok_json(
         &[
             "image",
@@ -931,7 +1010,7 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
             "--id",
             &source,
             "--name",
-            "crabbox-linux-devtools-20261206-0700",
+            "crabbox-linux-desktop-browser-20261206-0800",
             "--wait",
             "--json",
         ],
@@ -941,7 +1020,7 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
     assert!(ami.starts_with("ami-"), "{made}");
     assert_eq!(made["image"]["state"], "available");
     assert_eq!(made["image"]["sourceLease"], source.as_str());
-    // A second image, the known-good one to roll back to.
+    // An earlier image, the known-good one to roll back to.
     let good = ok_json(
         &[
             "image",
@@ -949,7 +1028,7 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
             "--id",
             &source,
             "--name",
-            "crabbox-linux-devtools-20261205-0700",
+            "crabbox-linux-desktop-browser-20261205-0800",
             "--json",
         ],
         &[],
@@ -976,18 +1055,15 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         .unwrap();
     assert_ne!(code(&out), 0, "{}", stderr(&out));
 
-    // Smoke the candidate: booted by an explicit image (an admin's request).
-    let out = run(
-        &["warmup", "--json"],
-        &[admin[0], ("CRABBOX_AWS_AMI", ami.as_str())],
-    );
-    assert_eq!(code(&out), 0, "candidate warmup: {}", stderr(&out));
+    // Smoke the candidate: booted by an explicit image (an admin's request), then its
+    // desktop proof.
+    let pinned = [admin[0], ("CRABBOX_AWS_AMI", ami.as_str())];
+    let (candidate, out) = warm_desktop("30m", "10m", &pinned);
     assert!(
         stderr(&out).contains(&format!("image selected id={ami} source=request")),
         "{}",
         stderr(&out)
     );
-    let candidate = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
     let instance = aws.instance_of(&candidate);
     let image_of = |instance: &str| {
         aws.moto_query("DescribeInstances", &[("InstanceId.1", instance)])
@@ -995,23 +1071,33 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
             .clone()
     };
     assert_eq!(image_of(&instance), ami);
-    let out = run(
+    let smoke = run_shell(&candidate, RUNBOOK_SMOKE, &admin);
+    assert!(smoke.contains("image-smoke-ok"), "{smoke}");
+    let shot = Path::new("/tmp/crabbox-image-smoke.png");
+    let _ = std::fs::remove_file(shot);
+    ok(
         &[
-            "run",
+            "screenshot",
+            "--provider",
+            "aws",
             "--id",
             &candidate,
-            "--no-sync",
-            "--shell",
-            "--",
-            "echo image-smoke-ok",
+            "--output",
+            "/tmp/crabbox-image-smoke.png",
         ],
         &admin,
     );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("image-smoke-ok"));
+    let png = std::fs::read(shot).expect("the screenshot");
+    std::fs::remove_file(shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG"),
+        "a PNG of the candidate's desktop"
+    );
 
     // Promote, with fast snapshot restore in two zones; a normal brokered lease boots it and
     // says so.
+    let promoted = ok_json(&["image", "promote", &ami, "--json"], &[]);
+    assert_eq!(promoted["image"]["id"], ami.as_str(), "{promoted}");
     let out = run(&["image", "promote", &ami, "--fast-snapshot-restore"], &[]);
     assert_eq!(code(&out), 2, "FSR without a zone: {}", stderr(&out));
     let promoted = ok_json(
@@ -1042,24 +1128,44 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
             "image",
             "fsr-status",
             &ami,
+            "--region",
+            "eu-west-1",
+            "--json",
+        ],
+        &[],
+    );
+    let states = fsr["fastSnapshotRestores"].as_array().unwrap();
+    assert_eq!(states.len(), 2, "{fsr}");
+    assert!(states.iter().all(|s| s["state"] == "enabled"), "{fsr}");
+    let fsr = ok_json(
+        &[
+            "image",
+            "fsr-status",
+            &ami,
             "--fsr-az",
             "eu-west-1a",
             "--json",
         ],
         &[],
     );
-    let states = fsr["fastSnapshotRestores"].as_array().unwrap();
-    assert_eq!(states.len(), 1, "{fsr}");
-    assert_eq!(states[0]["state"], "enabled", "{fsr}");
-    let out = run(&["warmup", "--json"], &[]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        fsr["fastSnapshotRestores"].as_array().unwrap().len(),
+        1,
+        "{fsr}"
+    );
+    let (normal, out) = warm_desktop("30m", "10m", &[]);
     assert!(
         stderr(&out).contains(&format!("image selected id={ami} source=promoted")),
         "{}",
         stderr(&out)
     );
-    let normal = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
     assert_eq!(image_of(&aws.instance_of(&normal)), ami);
+    let promoted_smoke = run_shell(
+        &normal,
+        "echo promoted-image-smoke-ok && command -v ffmpeg && command -v node",
+        &[],
+    );
+    assert!(promoted_smoke.contains("promoted-image-smoke-ok"));
     let listed = ok_json(&["image", "list", "--json"], &[]);
     assert!(listed["promoted"].to_string().contains(&ami), "{listed}");
     assert!(listed["images"].as_array().unwrap().len() >= 2, "{listed}");
@@ -1129,14 +1235,18 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
 
     // Roll back: promote the earlier image; new leases boot it.
     ok_json(&["image", "promote", &good, "--json"], &[]);
-    let out = run(&["warmup", "--json"], &[]);
+    let (rolled, out) = warm_desktop("30m", "10m", &[]);
     assert!(
         stderr(&out).contains(&format!("image selected id={good} source=promoted")),
         "{}",
         stderr(&out)
     );
-    let rolled = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
     assert_eq!(image_of(&aws.instance_of(&rolled)), good);
+    run_shell(
+        &rolled,
+        "echo promoted-image-smoke-ok && command -v ffmpeg && command -v node",
+        &[],
+    );
 
     // The candidate, no longer promoted, is deleted with its snapshot.
     let snapshots: Vec<String> = aws
@@ -1167,8 +1277,18 @@ fn images_are_created_promoted_selected_rolled_back_and_deleted() {
         std::slice::from_ref(&foreign),
         "left alone"
     );
-    let deleted = ok_json(&["image", "delete", &ami, "--json"], &[]);
-    assert_eq!(deleted["deleted"], true, "{deleted}");
+    ok(
+        &[
+            "image",
+            "delete",
+            &ami,
+            "--provider",
+            "aws",
+            "--region",
+            "eu-west-1",
+        ],
+        &[],
+    );
     assert!(
         aws.moto_query("DescribeImages", &[("ImageId.1", ami.as_str())])
             .all("imageId")

@@ -313,7 +313,7 @@ fn desktop_requests_a_lease_cannot_meet_are_clear_errors_that_change_nothing() {
         ids.map(|l| l["id"].as_str().unwrap().to_owned()).collect()
     };
     let before = leases();
-    assert_eq!(before, [plain.clone()]);
+    assert_eq!(before, std::slice::from_ref(&plain));
     let out = sb.run(&repo, &["warmup", "--desktop", "--desktop-env", "kde"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
