@@ -3,8 +3,9 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    admin, cleanup, completions, config, coordinator, doctor, heartbeat, history, image, init,
-    inspect, list, login, run, screenshot, ssh, status, stop, sync_plan, usage, vnc, warmup, watch,
+    admin, checkpoint, cleanup, completions, config, coordinator, doctor, heartbeat, history,
+    image, init, inspect, list, login, run, screenshot, ssh, status, stop, sync_plan, usage, vnc,
+    warmup, watch,
 };
 use crate::error::CliResult;
 
@@ -64,6 +65,9 @@ pub enum Command {
     Events(history::EventsArgs),
     /// Show this month's usage and cost caps (coordinator).
     Usage(usage::Args),
+    /// Checkpoints: saved, reusable runner state (create, list, inspect, fork, restore, delete, prune).
+    #[command(subcommand)]
+    Checkpoint(checkpoint::CheckpointCommand),
     /// Runner images: create, promote, fast snapshot restore, delete, list (admin token).
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -111,6 +115,7 @@ pub async fn dispatch(command: Command) -> CliResult<u8> {
         Command::Logs(args) => history::logs(args).await,
         Command::Events(args) => history::events(args).await,
         Command::Usage(args) => usage::run(args).await,
+        Command::Checkpoint(cmd) => checkpoint::run(cmd).await,
         Command::Image(cmd) => image::run(cmd).await,
         Command::Admin(cmd) => admin::run(cmd).await,
         Command::Coordinator(cmd) => coordinator::run(cmd).await,

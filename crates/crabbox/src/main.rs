@@ -1,6 +1,7 @@
 //! `crabbox`: parse, run the command, report errors, exit with the contract's code.
 
 mod broker;
+mod checkpoint;
 mod cli;
 mod clouds;
 mod commands;

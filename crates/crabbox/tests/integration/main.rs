@@ -2,6 +2,7 @@
 
 mod aws;
 mod azure;
+mod checkpoint_records;
 mod command_changes;
 mod config;
 mod coordinator;
