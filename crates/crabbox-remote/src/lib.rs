@@ -16,3 +16,4 @@ pub mod ssh;
 pub mod sshd;
 pub mod sync;
 pub mod watch;
+pub mod workspace_archive;

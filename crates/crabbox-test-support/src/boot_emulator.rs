@@ -35,6 +35,7 @@
 //! no sshd, as a real one would be unreachable; [`BootEmulator::failures`] says why.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -510,19 +511,15 @@ fn boot_script(runner: &Runner, sshd: &Path, config: &Path, log: &Path) -> Strin
     );
     if runner.desktop {
         let dir = &runner.dir;
-        script.push_str(&format!(
+        let _ = write!(
+            script,
             "Xvfb :99 -screen 0 1280x800x24 -nolisten tcp -nolock >{} 2>&1 </dev/null &\n\
              echo $! >{}\n",
             q(&dir.join("xvfb.log")),
             q(&dir.join("xvfb.pid"))
-        ));
+        );
     }
-    script.push_str(&format!(
-        "exec {} -f {} -E {}\n",
-        q(sshd),
-        q(config),
-        q(log)
-    ));
+    let _ = writeln!(script, "exec {} -f {} -E {}", q(sshd), q(config), q(log));
     script
 }
 

@@ -4,6 +4,7 @@
 mod proxy;
 mod session;
 mod watch;
+mod workspace_archive;
 
 use std::path::Path;
 

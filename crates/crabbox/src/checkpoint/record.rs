@@ -271,10 +271,6 @@ pub struct Record {
 
 impl Record {
     /// A fresh record of `kind` with a new id, created and last used `now`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "checkpoint create, fork and restore build on it")
-    )]
     pub fn new(kind: Kind, now: SystemTime) -> Self {
         let at = format_time(now);
         Record {

@@ -17,10 +17,6 @@ use crate::error::{CliError, CliResult};
 /// The record's file name inside its directory.
 pub const RECORD_FILE: &str = "checkpoint.json";
 /// The archive name this version writes.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "checkpoint create, fork and restore build on it")
-)]
 pub const ARCHIVE_FILE: &str = "workspace.tar.zst";
 /// The archive name the Go tool wrote (and the default of its records without `archivePath`).
 pub const LEGACY_ARCHIVE_FILE: &str = "workspace.tar.gz";
@@ -68,10 +64,7 @@ impl Store {
         Self { dir: dir.into() }
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "checkpoint create, fork and restore build on it")
-    )]
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -130,10 +123,6 @@ impl Store {
     /// Claims `record.id`'s directory (0700; an existing one is an error, never reused) and
     /// writes the record into it. The directory is removed again when the reservation is
     /// dropped without [`Reservation::commit`].
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "checkpoint create, fork and restore build on it")
-    )]
     pub fn reserve(&self, record: &Record) -> CliResult<Reservation> {
         let id = Self::checked_id(&record.id)?;
         self.ensure_root()?;
@@ -232,10 +221,6 @@ impl Store {
     }
 
     /// Records a successful fork or restore of `id` now.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "checkpoint create, fork and restore build on it")
-    )]
     pub fn touch_used(&self, id: &str) -> CliResult<Record> {
         let mut record = self.get(id)?;
         record.touch(SystemTime::now());
@@ -315,16 +300,13 @@ pub struct Reservation {
     committed: bool,
 }
 
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "checkpoint create, fork and restore build on it")
-)]
 impl Reservation {
     /// The reserved directory: the archive goes here.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    #[cfg(test)]
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -1,6 +1,7 @@
 //! `crabbox checkpoint list|inspect|delete|prune` (spec providers.md §3.5, §3.8): the local
 //! checkpoint records, whether their archives are intact, and their deletion: a native
-//! checkpoint's provider resource goes first and its record only after that succeeded.
+//! checkpoint's provider resource goes first and its record only after that succeeded. The
+//! commands that touch a lease (create, fork, restore) are in `checkpoint_lease`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -14,6 +15,12 @@ use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CheckpointCommand {
+    /// Save a lease's workdir (archive), its instance's image (native) or its recipe.
+    Create(Box<super::checkpoint_lease::CreateArgs>),
+    /// Lease new runners that start from a checkpoint.
+    Fork(Box<super::checkpoint_lease::ForkArgs>),
+    /// Put an archived workdir back into a lease (replacing it unless --clear=false).
+    Restore(super::checkpoint_lease::RestoreArgs),
     /// The checkpoints recorded on this machine, newest first.
     List(ListArgs),
     /// Every detail of one checkpoint.
@@ -92,6 +99,9 @@ pub struct PruneArgs {
 pub async fn run(cmd: CheckpointCommand) -> CliResult<u8> {
     let store = Store::open();
     match cmd {
+        CheckpointCommand::Create(args) => super::checkpoint_lease::create(*args).await,
+        CheckpointCommand::Fork(args) => super::checkpoint_lease::fork(*args).await,
+        CheckpointCommand::Restore(args) => super::checkpoint_lease::restore(args).await,
         CheckpointCommand::List(args) => list(&store, &args),
         CheckpointCommand::Inspect(args) => inspect(&store, &args),
         CheckpointCommand::Delete(args) => delete(&store, &args).await,

@@ -151,6 +151,21 @@ impl<'a> Lease<'a> {
         runner::ssh_target(&self.record)
     }
 
+    /// Whether a coordinator holds it.
+    pub fn is_brokered(&self) -> bool {
+        is_brokered(&self.record)
+    }
+
+    /// The settings of the command acting on it.
+    pub fn settings(&self) -> &crate::settings::Settings {
+        &self.ctx.settings
+    }
+
+    /// Its provider, with this machine's configuration (a direct lease).
+    pub fn provider(&self) -> CliResult<std::sync::Arc<dyn crabbox_providers::Provider>> {
+        self.ctx.provider_named(&self.record.provider)
+    }
+
     /// The remote workdir of this repo on it.
     pub fn workdir(&self) -> String {
         self.ctx.workdir(&self.record)

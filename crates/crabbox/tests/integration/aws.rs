@@ -1611,3 +1611,80 @@ fn mac_leases_launch_on_a_free_dedicated_host_on_demand_from_amazons_image() {
     aws.ok(&["stop", &lease]);
     aws.assert_nothing_left();
 }
+
+/// An `aws-ami` checkpoint (spec §3.4, §3.7, §3.8), direct: the runner forgets its cloud-init
+/// state, its image is made and waited for, a fork boots a new instance from that image with
+/// its own key pair and finds the saved workdir at its own path, and delete deregisters the
+/// image with its snapshots. (moto's images hold no disk: the emulated runners share one work
+/// root, which is what carries the files here.)
+#[test]
+fn an_ami_checkpoint_is_created_forked_and_deleted_with_its_snapshots() {
+    loopback_only!();
+    let aws = Aws::start();
+    let source = lease_id(&aws.json(&["warmup", "--json"]));
+    aws.ok(&[
+        "run",
+        "--id",
+        &source,
+        "--shell",
+        "--",
+        "mkdir -p node_modules && echo prepared >node_modules/marker",
+    ]);
+    let made = aws.json(&[
+        "checkpoint",
+        "create",
+        "--id",
+        &source,
+        "--mode",
+        "native",
+        "--name",
+        "after-npm-ci",
+        "--json",
+    ]);
+    assert_eq!(made["kind"], "aws-ami", "{made}");
+    let image = made["native"]["imageId"].as_str().unwrap().to_owned();
+    assert_eq!(made["native"]["state"], "available", "{made}");
+    assert_eq!(made["native"]["direct"], true);
+    assert_eq!(
+        aws.moto_query("DescribeImages", &[("ImageId.1", image.as_str())])
+            .all("imageId"),
+        std::slice::from_ref(&image)
+    );
+    let snapshots = aws
+        .moto_query("DescribeImages", &[("ImageId.1", image.as_str())])
+        .all("snapshotId");
+    assert!(!snapshots.is_empty());
+    let chk = made["id"].as_str().unwrap().to_owned();
+    // An image checkpoint restores by forking.
+    let out = aws.crabbox(&["checkpoint", "restore", &chk, "--id", &source], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("fork"), "{}", stderr(&out));
+
+    let forked = aws.json(&["checkpoint", "fork", &chk, "--json"]);
+    let fork = forked["forks"][0]["lease"].as_str().unwrap().to_owned();
+    let instance = aws.instance_of(&fork);
+    assert_eq!(
+        aws.moto_query("DescribeInstances", &[("InstanceId.1", instance.as_str())])
+            .all("imageId"),
+        std::slice::from_ref(&image),
+        "the fork boots the checkpoint's image"
+    );
+    let seen = aws.ok(&["run", "--id", &fork, "--", "cat", "node_modules/marker"]);
+    assert_eq!(stdout(&seen).trim(), "prepared");
+
+    aws.ok(&["checkpoint", "delete", &chk]);
+    assert!(
+        aws.moto_query("DescribeImages", &[("ImageId.1", image.as_str())])
+            .all("imageId")
+            .is_empty(),
+        "the image is deregistered"
+    );
+    let left: Vec<String> = aws.moto_query("DescribeSnapshots", &[]).all("snapshotId");
+    for snapshot in &snapshots {
+        assert!(!left.contains(snapshot), "snapshot {snapshot} is left");
+    }
+    for id in [&source, &fork] {
+        aws.ok(&["stop", id]);
+    }
+    aws.assert_nothing_left();
+}

@@ -3,6 +3,7 @@
 mod aws;
 mod azure;
 mod checkpoint_records;
+mod checkpoints;
 mod command_changes;
 mod config;
 mod coordinator;

@@ -1,0 +1,304 @@
+//! `crabbox checkpoint create | fork | restore | delete` end to end on `local` leases (real
+//! sshd, rsync, tar and zstd): a workdir prepared on one lease is saved, forked into a new
+//! lease that sees it at once, restored onto a dirty lease with and without `--clear`, dry runs
+//! change nothing, a hostile archive is refused with the workdir untouched.
+
+use std::path::{Path, PathBuf};
+
+use crabbox_test_support::{Sandbox, code, git_repo, stderr, stdout};
+use serde_json::Value;
+
+fn setup() -> (Sandbox, PathBuf) {
+    let sb = crate::sandbox();
+    let repo = sb.work().join("app");
+    git_repo(&repo, &[("package.json", "{\"name\":\"app\"}\n")]);
+    (sb, repo)
+}
+
+fn ok(sb: &Sandbox, repo: &Path, args: &[&str]) -> String {
+    let out = sb.run(repo, args);
+    assert_eq!(code(&out), 0, "crabbox {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn json(sb: &Sandbox, repo: &Path, args: &[&str]) -> Value {
+    let text = ok(sb, repo, args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
+}
+
+/// Runs a shell line in the lease's workdir without syncing, and returns its stdout.
+fn shell(sb: &Sandbox, repo: &Path, id: &str, line: &str) -> String {
+    ok(
+        sb,
+        repo,
+        &["run", "--id", id, "--no-sync", "--shell", "--", line],
+    )
+}
+
+/// Every file under the workdir with its content hash: what a user would notice changing.
+fn listing(sb: &Sandbox, repo: &Path, id: &str) -> String {
+    shell(
+        sb,
+        repo,
+        id,
+        "find . -path ./.crabbox -prune -o -print | LC_ALL=C sort | \
+         while read -r p; do if [ -f \"$p\" ]; then echo \"$p $(cksum <\"$p\")\"; else echo \"$p\"; fi; done",
+    )
+}
+
+#[test]
+fn a_prepared_workdir_is_saved_forked_restored_and_deleted() {
+    let (sb, repo) = setup();
+    let source = crate::warm(&sb, &repo);
+    // `npm ci` stand-in: node_modules is never synced, so only the checkpoint carries it.
+    ok(
+        &sb,
+        &repo,
+        &[
+            "run",
+            "--id",
+            &source,
+            "--shell",
+            "--",
+            "mkdir -p node_modules/left-pad && echo prepared >node_modules/left-pad/index.js \
+             && mkdir -p .crabbox/env && echo SECRET=1 >.crabbox/env/vars",
+        ],
+    );
+    let made = json(
+        &sb,
+        &repo,
+        &[
+            "checkpoint",
+            "create",
+            "--id",
+            &source,
+            "--name",
+            "after-npm-ci",
+            "--json",
+        ],
+    );
+    assert_eq!(made["kind"], "workspace-archive", "{made}");
+    assert_eq!(made["name"], "after-npm-ci");
+    assert_eq!(made["leaseId"], source.as_str());
+    let chk = made["id"].as_str().unwrap().to_owned();
+    let dir = sb.path().join("state/crabbox/checkpoints").join(&chk);
+    let archive = dir.join("workspace.tar.zst");
+    let mode_of = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(mode_of(&archive), 0o600);
+    assert_eq!(mode_of(&dir), 0o700);
+    assert_eq!(
+        made["archiveBytes"].as_u64(),
+        Some(std::fs::metadata(&archive).unwrap().len())
+    );
+    let listed = json(&sb, &repo, &["checkpoint", "list", "--json"]);
+    assert_eq!(listed[0]["id"], chk.as_str(), "{listed}");
+
+    // A fork sees the prepared workdir at once (a normal `run`, which syncs first).
+    let out = sb.run(
+        &repo,
+        &["checkpoint", "fork", &chk, "--slug", "blue-fork", "--json"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let forked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fork = forked["forks"][0]["lease"].as_str().unwrap().to_owned();
+    assert_ne!(fork, source);
+    let seen = ok(
+        &sb,
+        &repo,
+        &[
+            "run",
+            "--id",
+            &fork,
+            "--",
+            "cat",
+            "node_modules/left-pad/index.js",
+        ],
+    );
+    assert_eq!(seen.trim(), "prepared");
+    assert_eq!(
+        shell(
+            &sb,
+            &repo,
+            &fork,
+            "test -e .crabbox/env/vars && echo leaked || echo absent"
+        )
+        .trim(),
+        "absent",
+        "the lease's own .crabbox/env never enters a checkpoint"
+    );
+
+    // Restore onto a dirty lease: merged without --clear, replaced with it.
+    shell(
+        &sb,
+        &repo,
+        &fork,
+        "echo changed >node_modules/left-pad/index.js && echo mine >scratch.txt",
+    );
+    let before = listing(&sb, &repo, &fork);
+    let dry = json(
+        &sb,
+        &repo,
+        &[
+            "checkpoint",
+            "restore",
+            &chk,
+            "--id",
+            &fork,
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(dry["dryRun"], true, "{dry}");
+    assert_eq!(
+        listing(&sb, &repo, &fork),
+        before,
+        "a dry run changes nothing"
+    );
+    ok(
+        &sb,
+        &repo,
+        &[
+            "checkpoint",
+            "restore",
+            &chk,
+            "--id",
+            &fork,
+            "--clear=false",
+        ],
+    );
+    let merged = shell(
+        &sb,
+        &repo,
+        &fork,
+        "cat node_modules/left-pad/index.js scratch.txt",
+    );
+    assert_eq!(
+        merged, "prepared\nmine\n",
+        "archived files back, others kept"
+    );
+    ok(&sb, &repo, &["checkpoint", "restore", &chk, "--id", &fork]);
+    let cleared = shell(&sb, &repo, &fork, "ls -A | LC_ALL=C sort | tr '\\n' ' '");
+    assert!(!cleared.contains("scratch.txt"), "{cleared}");
+    assert!(
+        cleared.contains("node_modules") && cleared.contains("package.json"),
+        "{cleared}"
+    );
+
+    // Bad input changes nothing: a recipe cannot restore, an unknown checkpoint.
+    let recipe = json(
+        &sb,
+        &repo,
+        &[
+            "checkpoint",
+            "create",
+            "--id",
+            &source,
+            "--recipe-only",
+            "--json",
+        ],
+    );
+    assert_eq!(recipe["kind"], "recipe");
+    let out = sb.run(
+        &repo,
+        &[
+            "checkpoint",
+            "restore",
+            recipe["id"].as_str().unwrap(),
+            "--id",
+            &fork,
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("recipe"), "{}", stderr(&out));
+    let out = sb.run(&repo, &["checkpoint", "fork", "chk_0000000000000000"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+
+    // Delete: the record and its archive go.
+    ok(&sb, &repo, &["checkpoint", "delete", &chk]);
+    assert!(!dir.exists());
+    let out = sb.run(&repo, &["checkpoint", "restore", &chk, "--id", &fork]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    for id in [&source, &fork] {
+        ok(&sb, &repo, &["stop", id]);
+    }
+}
+
+/// A hostile archive (an entry escaping the workdir) under a checkpoint record: refused by
+/// restore and by fork, naming the entry, with the workdir untouched and nothing leased.
+#[test]
+fn a_hostile_archive_is_refused_and_changes_nothing() {
+    let (sb, repo) = setup();
+    let lease = crate::warm(&sb, &repo);
+    ok(&sb, &repo, &["run", "--id", &lease, "--", "true"]);
+    let made = json(
+        &sb,
+        &repo,
+        &["checkpoint", "create", "--id", &lease, "--json"],
+    );
+    let chk = made["id"].as_str().unwrap().to_owned();
+    let archive = sb
+        .path()
+        .join("state/crabbox/checkpoints")
+        .join(&chk)
+        .join("workspace.tar.zst");
+    let craft = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import io, sys, tarfile\n\
+             out = io.BytesIO()\n\
+             with tarfile.open(fileobj=out, mode='w') as t:\n\
+             \x20   data = b'owned\\n'\n\
+             \x20   info = tarfile.TarInfo('./../escaped.txt'); info.size = len(data)\n\
+             \x20   t.addfile(info, io.BytesIO(data))\n\
+             sys.stdout.buffer.write(out.getvalue())",
+        ])
+        .output()
+        .unwrap();
+    assert!(craft.status.success());
+    let mut zstd = std::process::Command::new("zstd")
+        .args(["-q", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut zstd.stdin.take().unwrap(), &craft.stdout).unwrap();
+    std::fs::write(&archive, zstd.wait_with_output().unwrap().stdout).unwrap();
+
+    let before = listing(&sb, &repo, &lease);
+    let out = sb.run(&repo, &["checkpoint", "restore", &chk, "--id", &lease]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("escaped.txt") && stderr(&out).contains("escapes the workdir"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        listing(&sb, &repo, &lease),
+        before,
+        "the workdir is untouched"
+    );
+    assert_eq!(
+        shell(
+            &sb,
+            &repo,
+            &lease,
+            "test -e ../escaped.txt && echo yes || echo no"
+        )
+        .trim(),
+        "no"
+    );
+    let leases = || {
+        json(&sb, &repo, &["list", "--json"])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let count = leases();
+    let out = sb.run(&repo, &["checkpoint", "fork", &chk]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(leases(), count, "nothing leased");
+    ok(&sb, &repo, &["stop", &lease]);
+}
