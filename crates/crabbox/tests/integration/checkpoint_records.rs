@@ -325,7 +325,7 @@ fn delete_removes_the_checkpoint_only_after_its_provider_resource() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
-            "deleting hetzner-snapshot checkpoints needs the provider; pass --local-only"
+            "deleting hetzner-snapshot checkpoints is not built; pass --local-only"
         ),
         "{}",
         stderr(&out)
