@@ -214,6 +214,36 @@ pub fn fork_flags(record: &Record, market_chosen: bool) -> CliResult<Vec<FlagVal
     Ok(flags)
 }
 
+/// Refuses a fork of a direct image checkpoint whose image is gone, naming it, before anything
+/// is leased. (A brokered one is the coordinator's to check when the lease boots.)
+pub async fn check_image(record: &Record) -> CliResult<()> {
+    let native = &record.native;
+    if !native.direct {
+        return Ok(());
+    }
+    let ctx = lease::context(Vec::new())?;
+    let provider = ctx.provider_named("aws")?;
+    let images = provider.images().ok_or_else(|| no_images("aws"))?;
+    let found = images
+        .image(&native.image_id, Some(&native.region))
+        .await
+        .map_err(|e| CliError::new(ExitStatus::Failure, anyhow::Error::new(e)))?;
+    match found {
+        Some(image) if image.state != "deregistered" => Ok(()),
+        _ => Err(CliError::msg(
+            ExitStatus::NotFound,
+            format!(
+                "checkpoint {}'s image {} is gone from {} (deregistered or deleted)",
+                record.id, native.image_id, native.region
+            ),
+        )
+        .hint(format!(
+            "forget the checkpoint with `crabbox checkpoint delete {} --local-only`",
+            record.id
+        ))),
+    }
+}
+
 /// Deletes `record`'s provider resource: the AMI and its snapshots, with this machine's AWS
 /// credentials for a direct checkpoint, through the coordinator otherwise. An image already
 /// gone is done. The caller removes the local record only after this succeeds.

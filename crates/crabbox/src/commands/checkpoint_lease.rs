@@ -350,6 +350,7 @@ pub async fn fork(args: ForkArgs) -> CliResult<u8> {
     let mut flags = args.lease.values();
     if record.kind == Kind::AwsAmi {
         flags.extend(native::fork_flags(&record, args.lease.market.is_some())?);
+        native::check_image(&record).await?;
     }
     if args.dry_run {
         output::out(format!(

@@ -1672,6 +1672,27 @@ fn an_ami_checkpoint_is_created_forked_and_deleted_with_its_snapshots() {
     let seen = aws.ok(&["run", "--id", &fork, "--", "cat", "node_modules/marker"]);
     assert_eq!(stdout(&seen).trim(), "prepared");
 
+    // A checkpoint whose image is gone says so, and leases nothing.
+    let copy = aws.json(&[
+        "checkpoint",
+        "create",
+        "--id",
+        &fork,
+        "--mode",
+        "native",
+        "--json",
+    ]);
+    let copy_image = copy["native"]["imageId"].as_str().unwrap().to_owned();
+    aws.moto_query("DeregisterImage", &[("ImageId", copy_image.as_str())]);
+    let running = aws.instances("running").len();
+    let out = aws.crabbox(&["checkpoint", "fork", copy["id"].as_str().unwrap()], &[]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("image {copy_image} is gone")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(aws.instances("running").len(), running, "nothing leased");
     aws.ok(&["checkpoint", "delete", &chk]);
     assert!(
         aws.moto_query("DescribeImages", &[("ImageId.1", image.as_str())])

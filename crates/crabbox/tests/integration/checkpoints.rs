@@ -302,3 +302,113 @@ fn a_hostile_archive_is_refused_and_changes_nothing() {
     assert_eq!(leases(), count, "nothing leased");
     ok(&sb, &repo, &["stop", &lease]);
 }
+
+/// A checkpoint the Go system left (record without `lastUsedAt`, `workspace.tar.gz` made by its
+/// `tar -czf`) restores and forks onto a static `ssh` host, and a checkpoint made there restores
+/// back: archives are any POSIX lease's.
+#[tokio::test(flavor = "multi_thread")]
+async fn archives_restore_and_fork_onto_a_static_ssh_host_including_the_go_systems() {
+    use crabbox_remote::{keys, sshd};
+    let (sb, repo) = setup();
+    let host = sb.work().join("host");
+    let key = keys::ensure_ed25519(&host.join("client"), "id_ed25519", "static test").unwrap();
+    let user = crate::static_ssh::user();
+    let handle = sshd::start(&host.join("sshd"), &user, &key.public_key().unwrap())
+        .await
+        .unwrap();
+    let work_root = host.join("work");
+    crabbox_test_support::write(
+        &repo,
+        ".crabbox.yaml",
+        &format!(
+            "provider: ssh\nstatic:\n  host: 127.0.0.1\n  port: \"{}\"\n  user: {user}\n  workRoot: {}\nssh:\n  key: {}\n  fallbackPorts: []\n",
+            handle.port,
+            work_root.display(),
+            key.private.display()
+        ),
+    );
+    // The Go system's checkpoint of a workdir with a prepared dependency.
+    let go = sb.work().join("go-workdir");
+    std::fs::create_dir_all(go.join("vendor/lib")).unwrap();
+    std::fs::write(go.join("vendor/lib/mod.go"), "package lib\n").unwrap();
+    std::fs::write(go.join("package.json"), "{\"name\":\"app\"}\n").unwrap();
+    let chk = "chk_00000000000000e1";
+    let dir = sb.path().join("state/crabbox/checkpoints").join(chk);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&go)
+        .args([
+            "--exclude",
+            "./.crabbox/env",
+            "--exclude",
+            "./.crabbox/scripts",
+            "-czf",
+        ])
+        .arg(dir.join("workspace.tar.gz"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::metadata(dir.join("workspace.tar.gz"))
+        .unwrap()
+        .len();
+    std::fs::write(
+        dir.join("checkpoint.json"),
+        serde_json::json!({
+            "id": chk, "name": "go-made", "kind": "workspace-archive",
+            "createdAt": "2026-10-01T10:00:00Z", "crabboxVersion": "0.9.3",
+            "provider": "hetzner", "leaseId": "cbx_00000000a0a0", "workdir": "/work/crabbox/cbx_00000000a0a0/app",
+            "archivePath": "workspace.tar.gz", "archiveBytes": bytes
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    let lease = crate::warm(&sb, &repo);
+    ok(&sb, &repo, &["checkpoint", "restore", chk, "--id", &lease]);
+    assert_eq!(
+        shell(&sb, &repo, &lease, "cat vendor/lib/mod.go"),
+        "package lib\n"
+    );
+    let used = json(&sb, &repo, &["checkpoint", "inspect", chk, "--json"]);
+    assert_ne!(
+        used["lastUsedAt"], "2026-10-01T10:00:00Z",
+        "a restore marks it used"
+    );
+    // A checkpoint made on the static host restores back after the workdir changed.
+    shell(&sb, &repo, &lease, "echo mine >scratch.txt");
+    let made = json(
+        &sb,
+        &repo,
+        &["checkpoint", "create", "--id", &lease, "--json"],
+    );
+    let mine = made["id"].as_str().unwrap().to_owned();
+    shell(&sb, &repo, &lease, "rm -rf vendor scratch.txt");
+    ok(
+        &sb,
+        &repo,
+        &["checkpoint", "restore", &mine, "--id", &lease],
+    );
+    assert_eq!(
+        shell(&sb, &repo, &lease, "cat vendor/lib/mod.go scratch.txt"),
+        "package lib\nmine\n"
+    );
+    // A fork onto the static host (its one lease) restores into it too.
+    ok(&sb, &repo, &["stop", &lease]);
+    let out = sb.run(&repo, &["checkpoint", "fork", chk, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let forked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fork = forked["forks"][0]["lease"].as_str().unwrap().to_owned();
+    assert_eq!(
+        shell(
+            &sb,
+            &repo,
+            &fork,
+            "cat vendor/lib/mod.go; test -e scratch.txt || echo cleared"
+        ),
+        "package lib\ncleared\n"
+    );
+    ok(&sb, &repo, &["stop", &fork]);
+    sshd::stop(&host.join("sshd")).await;
+}
