@@ -371,9 +371,9 @@ async fn archives_restore_and_fork_onto_a_static_ssh_host_including_the_go_syste
         shell(&sb, &repo, &lease, "cat vendor/lib/mod.go"),
         "package lib\n"
     );
-    let used = json(&sb, &repo, &["checkpoint", "inspect", chk, "--json"]);
+    let inspected = json(&sb, &repo, &["checkpoint", "inspect", chk, "--json"]);
     assert_ne!(
-        used["lastUsedAt"], "2026-10-01T10:00:00Z",
+        inspected["lastUsedAt"], "2026-10-01T10:00:00Z",
         "a restore marks it used"
     );
     // A checkpoint made on the static host restores back after the workdir changed.
