@@ -324,9 +324,8 @@ fn delete_removes_the_checkpoint_only_after_its_provider_resource() {
     let out = sb.run(&sb.work(), &["checkpoint", "delete", NATIVE]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains(
-            "deleting hetzner-snapshot checkpoints is not built; pass --local-only"
-        ),
+        stderr(&out)
+            .contains("deleting hetzner-snapshot checkpoints is not built; pass --local-only"),
         "{}",
         stderr(&out)
     );
