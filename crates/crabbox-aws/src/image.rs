@@ -43,16 +43,22 @@ pub async fn linux_image(
             .send(),
     )
     .await?;
+    newest(&found).ok_or_else(|| {
+        ProviderError::Auth(format!(
+            "no AWS AMI found: no Ubuntu 24.04/26.04 {arch} image of Canonical is visible in \
+                 {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"
+        ))
+    })
+}
+
+/// The id of the newest image `DescribeImages` returned (by `CreationDate`).
+pub(crate) fn newest(
+    found: &aws_sdk_ec2::operation::describe_images::DescribeImagesOutput,
+) -> Option<String> {
     found
         .images()
         .iter()
         .filter(|image| image.image_id().is_some())
         .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
         .and_then(|image| image.image_id().map(str::to_owned))
-        .ok_or_else(|| {
-            ProviderError::Auth(format!(
-                "no AWS AMI found: no Ubuntu 24.04/26.04 {arch} image of Canonical is visible in \
-                 {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"
-            ))
-        })
 }

@@ -68,18 +68,12 @@ pub async fn image(
             .send(),
     )
     .await?;
-    found
-        .images()
-        .iter()
-        .filter(|image| image.image_id().is_some())
-        .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
-        .and_then(|image| image.image_id().map(str::to_owned))
-        .ok_or_else(|| {
-            ProviderError::Auth(format!(
-                "no AWS AMI found: no Amazon macOS image {name} ({arch}) for {server_type} is \
+    crate::image::newest(&found).ok_or_else(|| {
+        ProviderError::Auth(format!(
+            "no AWS AMI found: no Amazon macOS image {name} ({arch}) for {server_type} is \
                  visible in {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"
-            ))
-        })
+        ))
+    })
 }
 
 /// The host a plan of `server_type` launches on: the pinned one (`aws.macHostId`), which must

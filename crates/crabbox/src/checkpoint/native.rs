@@ -43,20 +43,7 @@ pub async fn create(
         )
         .hint("use --mode archive (the default for it)"));
     }
-    let out = lease
-        .target()
-        .capture(FORGET_INSTANCE)
-        .await
-        .status(ExitStatus::Remote)?;
-    if out.code != 0 {
-        return Err(CliError::msg(
-            ExitStatus::Remote,
-            format!(
-                "could not reset cloud-init on the runner: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
+    run_script(lease, FORGET_INSTANCE, "reset cloud-init on the runner").await?;
     let name = image_name(record);
     let image = if lease.is_brokered() {
         let client = broker::require_admin(lease.settings())?;
@@ -99,6 +86,26 @@ pub async fn create(
             ));
             return Err(e);
         }
+    }
+    Ok(())
+}
+
+/// Runs `script` on the lease's runner; a failure says what could not be done, with the
+/// runner's stderr (exit 8).
+pub async fn run_script(lease: &Lease<'_>, script: &str, doing: &str) -> CliResult<()> {
+    let out = lease
+        .target()
+        .capture(script)
+        .await
+        .status(ExitStatus::Remote)?;
+    if out.code != 0 {
+        return Err(CliError::msg(
+            ExitStatus::Remote,
+            format!(
+                "could not {doing}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
     }
     Ok(())
 }

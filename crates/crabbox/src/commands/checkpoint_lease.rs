@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::checkpoint::record::{Kind, Record, Repo};
 use crate::checkpoint::store::ARCHIVE_FILE;
 use crate::checkpoint::{Store, native};
-use crate::error::{CliError, CliResult, WithStatus};
+use crate::error::{CliError, CliResult};
 use crate::interrupt::Interrupt;
 use crate::lease::{self, Lease, LeaseFlags, Leases, NewLease};
 use crate::output::{self, Progress};
@@ -444,21 +444,8 @@ async fn relocate(lease: &Lease<'_>, saved: &str, workdir: &str) -> CliResult<()
     let script = format!(
         "if test -d {src} && ! test -e {dst}; then mkdir -p \"$(dirname {dst})\" && mv {src} {dst}; fi"
     );
-    let out = lease
-        .target()
-        .capture(&script)
-        .await
-        .status(ExitStatus::Remote)?;
-    if out.code != 0 {
-        return Err(CliError::msg(
-            ExitStatus::Remote,
-            format!(
-                "could not move the checkpoint's workdir to {workdir}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    Ok(())
+    let doing = format!("move the checkpoint's workdir to {workdir}");
+    native::run_script(lease, &script, &doing).await
 }
 
 fn parse_wait(text: &str) -> CliResult<Duration> {
