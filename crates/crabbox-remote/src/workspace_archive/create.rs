@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 use tokio::process::Child;
 
@@ -39,71 +40,86 @@ pub async fn create(
     dest: &Path,
 ) -> Result<ArchiveStats, ArchiveError> {
     let partial = Partial::create(dest)?;
-    let mut child = spawn(target, workdir)?;
-    let stderr = remote::stderr_tail(&mut child);
-    let stdout = child.stdout.take().expect("stdout was piped");
-    let stdout = stdout
-        .into_owned_fd()
-        .map_err(|e| remote::lost(target, ACTION, e))?;
-    let file = partial
+    let out = partial
         .file
         .try_clone()
         .map_err(ArchiveError::io(&partial.path))?;
-    let copy = blocking(move || store(File::from(stdout), file));
-    let (status, stored) = tokio::join!(child.wait(), copy);
+    let mut child = spawn(target, workdir, out)?;
+    let stderr = remote::stderr_tail(&mut child);
+    let status = child.wait().await;
     let status = status.map_err(|e| remote::lost(target, ACTION, e))?;
-    let bytes = stored.map_err(ArchiveError::io(&partial.path))?;
     match exit_code(status) {
-        0 if bytes == 0 => Err(remote::remote_error(
+        0 => {}
+        NO_WORKDIR => {
+            return Err(ArchiveError::MissingWorkdir {
+                host: target.host.clone(),
+                workdir: workdir.to_owned(),
+            });
+        }
+        code => {
+            let tail = stderr.await.unwrap_or_default();
+            return Err(remote::failed(target, ACTION, code, &tail));
+        }
+    }
+    let path = partial.path.clone();
+    let bytes = blocking(move || compress_plain(&path))
+        .await
+        .map_err(ArchiveError::io(&partial.path))?;
+    if bytes == 0 {
+        return Err(remote::remote_error(
             target,
             ACTION,
             "the runner sent an empty archive".into(),
             None,
-        )),
-        0 => partial.commit(dest).map(|()| ArchiveStats { bytes }),
-        NO_WORKDIR => Err(ArchiveError::MissingWorkdir {
-            host: target.host.clone(),
-            workdir: workdir.to_owned(),
-        }),
-        code => Err(remote::failed(
-            target,
-            ACTION,
-            code,
-            &stderr.await.unwrap_or_default(),
-        )),
+        ));
     }
+    partial.commit(dest).map(|()| ArchiveStats { bytes })
 }
 
-/// Starts the create script: `tar` of the workdir, without the lease's paths, on its stdout.
-fn spawn(target: &SshTarget, workdir: &str) -> Result<Child, ArchiveError> {
+/// Starts the create script with its stdout on `out` (the archive file itself, as a shell
+/// redirection would: no copy through this process): `tar` of the workdir, without the lease's
+/// paths.
+fn spawn(target: &SshTarget, workdir: &str, out: File) -> Result<Child, ArchiveError> {
     let excludes = PROTECTED_PATHS.map(|p| format!("--exclude=./{p}"));
     let mut args = vec![workdir];
     args.extend(excludes.iter().map(String::as_str));
     let (child, _) = remote::bash(target, CREATE_SCRIPT, &args)
+        .stdout(Stdio::from(out))
         .spawn()
         .map_err(remote::broken(target, ACTION))?;
     Ok(child)
 }
 
-/// Copies the runner's output into `file`: as is when it is zstd already, else through a zstd
-/// encoder. Returns the size of the file.
-fn store(mut from: File, mut file: File) -> io::Result<u64> {
+/// A runner without zstd sent a plain tar: compresses the file into `<file>.zst` and puts it
+/// in its place. Returns the archive's size (0: the runner sent nothing).
+fn compress_plain(path: &Path) -> io::Result<u64> {
+    let mut from = File::open(path)?;
     let mut head = [0u8; 4];
     let len = read_up_to(&mut from, &mut head)?;
-    if len == 0 {
-        return Ok(0);
+    if len == 0 || head == ZSTD_MAGIC {
+        return Ok(std::fs::metadata(path)?.len());
     }
-    if head == ZSTD_MAGIC {
-        file.write_all(&head)?;
-        // File to file: the kernel moves the bytes (splice), as a shell redirection would.
-        io::copy(&mut from, &mut file)?;
-    } else {
+    let mut packed = path.as_os_str().to_owned();
+    packed.push(".zst");
+    let packed = PathBuf::from(packed);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&packed)?;
         let mut encoder = zstd::stream::write::Encoder::new(&mut file, LEVEL)?;
         encoder.write_all(&head[..len])?;
         io::copy(&mut from, &mut encoder)?;
         encoder.finish()?;
+        std::fs::rename(&packed, path)?;
+        Ok(std::fs::metadata(path)?.len())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&packed);
     }
-    Ok(file.metadata()?.len())
+    result
 }
 
 /// `<dest>.tmp` while it is written: removed on drop unless committed.
@@ -139,15 +155,12 @@ impl Partial {
         })
     }
 
-    /// Flushes the file to disk and renames it to `dest`.
+    /// Renames the complete file to `dest`. It is not flushed to disk first: that would cost
+    /// as much as writing the archive again, and an archive torn by a crash is refused by the
+    /// check on restore (truncated stream, no end marker) and flagged by `--verify` (size).
     fn commit(mut self, dest: &Path) -> Result<(), ArchiveError> {
-        self.file.sync_all().map_err(ArchiveError::io(&self.path))?;
         std::fs::rename(&self.path, dest).map_err(ArchiveError::io(dest))?;
         self.committed = true;
-        // The rename itself is durable once the directory is synced (best effort).
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
         Ok(())
     }
 }
@@ -165,15 +178,18 @@ mod tests {
     use super::super::testing::noise;
     use super::*;
 
-    /// `store` of `input`: what the archive file then holds.
+    /// `compress_plain` of a file holding `input`: what the archive file then holds.
     fn stored(input: &[u8]) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("in"), input).unwrap();
-        let from = File::open(dir.path().join("in")).unwrap();
-        let to = File::create(dir.path().join("out")).unwrap();
-        let len = store(from, to).unwrap();
-        let out = std::fs::read(dir.path().join("out")).unwrap();
+        let path = dir.path().join("archive.tmp");
+        std::fs::write(&path, input).unwrap();
+        let len = compress_plain(&path).unwrap();
+        let out = std::fs::read(&path).unwrap();
         assert_eq!(len, out.len() as u64);
+        assert!(
+            !dir.path().join("archive.tmp.zst").exists(),
+            "nothing left beside it"
+        );
         out
     }
 
