@@ -1709,3 +1709,113 @@ fn an_ami_checkpoint_is_created_forked_and_deleted_with_its_snapshots() {
     }
     aws.assert_nothing_left();
 }
+
+/// Checkpoints of a brokered lease (no AWS credentials on this side): an archive forks into a
+/// new lease leased through the coordinator; an image is made by the coordinator (admin
+/// token), a fork boots it (an admin's image choice), and delete removes it there.
+#[test]
+fn checkpoints_of_a_brokered_lease_go_through_the_coordinator() {
+    loopback_only!();
+    let aws = Aws::start();
+    let server = aws.coordinator(&[]);
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = aws.brokered_command(&server, args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("crabbox runs");
+        assert_eq!(code(&out), 0, "crabbox {args:?}: {}", stderr(&out));
+        out
+    };
+    let json = |args: &[&str], env: &[(&str, &str)]| -> serde_json::Value {
+        serde_json::from_slice(&run(args, env).stdout).unwrap()
+    };
+    let admin = [("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::ADMIN)];
+    let source = lease_id(&json(&["warmup", "--json"], &[]));
+    run(
+        &[
+            "run",
+            "--id",
+            &source,
+            "--shell",
+            "--",
+            "mkdir -p node_modules && echo prepared >node_modules/marker",
+        ],
+        &[],
+    );
+    let archive = json(&["checkpoint", "create", "--id", &source, "--json"], &[]);
+    assert_eq!(archive["kind"], "workspace-archive", "{archive}");
+    let forked = json(
+        &[
+            "checkpoint",
+            "fork",
+            archive["id"].as_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    let fork = forked["forks"][0]["lease"].as_str().unwrap().to_owned();
+    let leases = json(&["admin", "leases", "--json"], &[]).to_string();
+    assert!(
+        leases.contains(&fork),
+        "the coordinator holds the fork: {leases}"
+    );
+    let seen = run(
+        &["run", "--id", &fork, "--", "cat", "node_modules/marker"],
+        &[],
+    );
+    assert_eq!(stdout(&seen).trim(), "prepared");
+
+    let image = json(
+        &[
+            "checkpoint",
+            "create",
+            "--id",
+            &source,
+            "--mode",
+            "native",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(image["kind"], "aws-ami", "{image}");
+    assert_eq!(
+        image["native"]["direct"],
+        serde_json::Value::Null,
+        "{image}"
+    );
+    let ami = image["native"]["imageId"].as_str().unwrap().to_owned();
+    let booted = json(
+        &[
+            "checkpoint",
+            "fork",
+            image["id"].as_str().unwrap(),
+            "--json",
+        ],
+        &admin,
+    );
+    let from_image = booted["forks"][0]["lease"].as_str().unwrap().to_owned();
+    assert_eq!(
+        aws.moto_query(
+            "DescribeInstances",
+            &[("InstanceId.1", aws.instance_of(&from_image).as_str())]
+        )
+        .all("imageId"),
+        std::slice::from_ref(&ami)
+    );
+    run(
+        &["checkpoint", "delete", image["id"].as_str().unwrap()],
+        &[],
+    );
+    assert!(
+        aws.moto_query("DescribeImages", &[("ImageId.1", ami.as_str())])
+            .all("imageId")
+            .is_empty(),
+        "the coordinator deleted the image"
+    );
+    for (id, env) in [
+        (&source, &[][..]),
+        (&fork, &[][..]),
+        (&from_image, &admin[..]),
+    ] {
+        run(&["stop", id], env);
+    }
+}
