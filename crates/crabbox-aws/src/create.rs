@@ -17,7 +17,7 @@ use crate::cache::{Cache, RegionFacts};
 use crate::client::Aws;
 use crate::instances::{self, LaunchTemplate, Launched};
 use crate::settings::AwsSettings;
-use crate::{hosts, identity, image, keys, mac, network};
+use crate::{hosts, identity, image, keys, mac, network, windows};
 
 /// Codes of a launch refused because the security group or image it named is gone.
 const STALE: &[&str] = &[
@@ -199,10 +199,10 @@ impl Create<'_> {
             .map(|image| image.id.clone());
         // An image pinned on this side (`CRABBOX_AWS_AMI`) wins over one the request names.
         // Amazon's macOS images differ by Mac family; Canonical's Ubuntu by architecture.
-        let image_key = if self.target == TargetOs::Macos {
-            format!("macos:{}", mac::image_pattern(server_type).0)
-        } else {
-            arch.as_str().to_owned()
+        let image_key = match self.target {
+            TargetOs::Macos => format!("macos:{}", mac::image_pattern(server_type).0),
+            TargetOs::Windows => format!("windows:{}", windows::IMAGE_PATTERN),
+            TargetOs::Linux => arch.as_str().to_owned(),
         };
         let image_id = match (
             settings.ami.clone().or(promoted),
@@ -211,10 +211,10 @@ impl Create<'_> {
             (Some(ami), _) => ami,
             (None, Some(found)) => found.clone(),
             (None, None) => {
-                let found = if self.target == TargetOs::Macos {
-                    mac::image(ec2, region, server_type).await
-                } else {
-                    image::linux_image(ec2, region, arch).await
+                let found = match self.target {
+                    TargetOs::Macos => mac::image(ec2, region, server_type).await,
+                    TargetOs::Windows => windows::image(ec2, region).await,
+                    TargetOs::Linux => image::linux_image(ec2, region, arch).await,
                 }
                 .map_err(|e| Refusal::new(Category::Region, "", e))?;
                 cache.update(region, |f| {

@@ -19,6 +19,7 @@ mod placement;
 pub mod policy;
 pub mod provider;
 pub mod settings;
+pub mod windows;
 
 pub use provider::AwsProvider;
 pub use settings::AwsSettings;

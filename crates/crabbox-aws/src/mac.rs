@@ -4,7 +4,6 @@
 //! 22. This module picks the host and the image for one plan and says how a Mac is reached.
 
 use aws_sdk_ec2::types::Filter;
-use crabbox_core::machine::TargetOs;
 use crabbox_providers::ProviderError;
 use crabbox_providers::cloud::macos::{MACOS_USER, MACOS_WORK_ROOT};
 use crabbox_providers::cloud::{Category, Refusal};
@@ -14,17 +13,9 @@ use crate::hosts::Host;
 use crate::policy::Action;
 use crate::settings::AwsSettings;
 
-/// The user, ports and work root a lease of `target` is reached at. A Mac's are the image's
-/// (`ec2-user`, 22, `/Users/ec2-user/crabbox`) unless the configuration names its own user
-/// or work root.
-pub fn login(settings: &AwsSettings, target: TargetOs) -> (String, Vec<u16>, String) {
-    if target != TargetOs::Macos {
-        return (
-            settings.ssh_user.clone(),
-            settings.ssh_ports(),
-            settings.work_root.clone(),
-        );
-    }
+/// The user, ports and work root a Mac is reached at: the image's (`ec2-user`, 22,
+/// `/Users/ec2-user/crabbox`) unless the configuration names its own user or work root.
+pub fn login(settings: &AwsSettings) -> (String, Vec<u16>, String) {
     let user = if settings.ssh_user == crabbox_core::config::DEFAULT_SSH_USER {
         MACOS_USER.to_owned()
     } else {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use crabbox_core::machine::{Market, TargetOs};
 use crabbox_providers::cloud::aws::CATALOG;
-use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
+use crabbox_providers::cloud::cloud_init::LinuxCloudInit;
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::labels::LeaseLabels;
 use crabbox_providers::cloud::macos::{MACOS_VNC_PASSWORD_FILE, MACOS_VNC_PORT, MacosUserData};
@@ -28,7 +28,7 @@ use crate::client::Aws;
 use crate::create::Create;
 use crate::instances::{self, Launched};
 use crate::settings::AwsSettings;
-use crate::{keys, mac, network, placement};
+use crate::{keys, mac, network, placement, windows};
 
 /// Label of the region a lease's instance runs in.
 pub const REGION_LABEL: &str = "aws_region";
@@ -102,8 +102,8 @@ impl Provider for AwsProvider {
         true
     }
 
-    fn ready_check(&self) -> &'static str {
-        READY_CHECK
+    fn ready_check(&self, record: &LeaseRecord) -> &'static str {
+        crabbox_providers::cloud::ready_check(record)
     }
 
     fn capabilities(&self) -> &'static [Capability] {
@@ -115,17 +115,14 @@ impl Provider for AwsProvider {
     }
 
     fn targets(&self) -> &'static [TargetOs] {
-        &[TargetOs::Linux, TargetOs::Macos]
+        &[TargetOs::Linux, TargetOs::Macos, TargetOs::Windows]
     }
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let settings = &self.settings;
         let target = req.machine.target.unwrap_or(settings.target);
         if target == TargetOs::Windows {
-            return Err(ProviderError::InvalidSpec(
-                "target windows on aws is not supported by this build yet (linux and macos are)"
-                    .into(),
-            ));
+            windows::check(settings.windows_mode, &req.capabilities)?;
         }
         let architecture = req.machine.architecture.unwrap_or(settings.architecture);
         let candidates = CATALOG.candidates(&MachineRequest {
@@ -161,7 +158,7 @@ impl Provider for AwsProvider {
                 placement::best_region_first(&ec2, &candidates.types, &plan.regions).await;
         }
         let cidrs = network::ssh_cidrs(&settings.ssh_cidrs).await?;
-        let login = mac::login(settings, target);
+        let login = login(settings, target);
         let (user_data, optional_labels) = bootstrap(req, target, &login)?;
         let now = now_secs();
         let mut labels = LeaseLabels {
@@ -317,7 +314,7 @@ impl Provider for AwsProvider {
         let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
         let number = |key: &str| label(key).parse::<u64>().unwrap_or(0);
         let target = TargetOs::parse(&label("target")).unwrap_or(self.settings.target);
-        let (user, ports, work_root) = mac::login(&self.settings, target);
+        let (user, ports, work_root) = login(&self.settings, target);
         Ok(Some(LeaseRecord {
             lease_id: lease_id.to_owned(),
             slug: label("slug"),
@@ -503,9 +500,22 @@ impl AwsProvider {
     }
 }
 
+/// The user, ports and work root a lease of `target` is reached at.
+pub(crate) fn login(settings: &AwsSettings, target: TargetOs) -> (String, Vec<u16>, String) {
+    match target {
+        TargetOs::Macos => mac::login(settings),
+        TargetOs::Windows => windows::login(settings),
+        TargetOs::Linux => (
+            settings.ssh_user.clone(),
+            settings.ssh_ports(),
+            settings.work_root.clone(),
+        ),
+    }
+}
+
 /// The user data of a lease and the labels of what it adds: the Linux cloud-init with the
-/// desktop and browser units it asks for, or a Mac's bootstrap script, whose desktop is
-/// Screen Sharing (a Mac lease has no browser or code server to add).
+/// desktop and browser units it asks for, a Mac's bootstrap script, whose desktop is Screen
+/// Sharing (a Mac lease has no browser or code server to add), or the Windows bootstrap.
 fn bootstrap(
     req: &AcquireRequest,
     target: TargetOs,
@@ -514,6 +524,15 @@ fn bootstrap(
     let invalid = |e: crabbox_providers::cloud::cloud_init::CloudInitError| {
         ProviderError::InvalidSpec(e.to_string())
     };
+    if target == TargetOs::Windows {
+        return Ok((
+            windows::user_data(
+                &req.public_key,
+                &(user.clone(), ports.clone(), work_root.clone()),
+            )?,
+            Vec::new(),
+        ));
+    }
     if target == TargetOs::Macos {
         let caps = &req.capabilities;
         if caps.browser || caps.code || caps.desktop_env.is_some() {

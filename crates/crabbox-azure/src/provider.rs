@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use crabbox_core::machine::{TargetOs, WindowsMode};
 use crabbox_providers::cloud::azure::CATALOG;
 use crabbox_providers::cloud::azure::errors::classify_create;
-use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
+use crabbox_providers::cloud::cloud_init::LinuxCloudInit;
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::labels::{self, LeaseLabels};
 use crabbox_providers::cloud::names::resource_name;
@@ -174,6 +174,7 @@ impl AzureProvider {
         let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
         let number = |key: &str| label(key).parse::<u64>().unwrap_or(0);
         let ports = self.settings.ssh_ports();
+        let target = TargetOs::parse(&label("target")).unwrap_or(self.settings.target);
         let host = if self.settings.use_private_ip {
             &addresses.private
         } else {
@@ -192,7 +193,7 @@ impl AzureProvider {
             ssh_user: self.settings.ssh_user.clone(),
             ssh_port: ports[0],
             ssh_fallback_ports: ports[1..].to_vec(),
-            work_root: self.work_root().to_owned(),
+            work_root: self.work_root(target).to_owned(),
             keep: label("keep") == "true",
             created_at: number("created_at"),
             last_touched_at: number("last_touched_at"),
@@ -294,6 +295,8 @@ struct Create<'a> {
     sources: network::SshSources,
     ports: Vec<u16>,
     image: &'a str,
+    /// A Windows VM, whose bootstrap the VM agent runs once the VM is made.
+    windows: bool,
     os_profile: Value,
     labels: BTreeMap<String, String>,
     /// The shared network of each location a plan used.
@@ -328,7 +331,7 @@ impl Create<'_> {
             tags: &tags_of(&tags),
         };
         match vm::create_vm(self.arm, &self.paths, &self.names, &spec).await {
-            Ok(vm) if settings.target == TargetOs::Windows => {
+            Ok(vm) if self.windows => {
                 // The VM agent runs the bootstrap Azure wrote from the custom data.
                 vm::run_bootstrap_extension(self.arm, &self.paths, &plan.region)
                     .await
@@ -418,23 +421,25 @@ impl Provider for AzureProvider {
         &[Capability::Desktop, Capability::Browser]
     }
 
-    fn ready_check(&self) -> &'static str {
-        if self.settings.target == TargetOs::Windows {
-            windows::READY_CHECK
-        } else {
-            READY_CHECK
-        }
+    fn targets(&self) -> &'static [TargetOs] {
+        &[TargetOs::Linux, TargetOs::Windows]
+    }
+
+    fn ready_check(&self, record: &LeaseRecord) -> &'static str {
+        crabbox_providers::cloud::ready_check(record)
     }
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<LeaseRecord, ProviderError> {
         let settings = &self.settings;
-        self.check_supported(&req.capabilities)?;
+        // A coordinator's request names its target; direct, the configuration (or --target).
+        let target = req.machine.target.unwrap_or(settings.target);
+        self.check_supported(&req.capabilities, target)?;
         let arm = self.arm()?;
         let architecture = req.machine.architecture.unwrap_or(settings.architecture);
         let candidates = CATALOG.candidates(&MachineRequest {
             class: &req.class,
             server_type: req.machine.server_type.as_deref(),
-            target: settings.target,
+            target,
             windows_mode: settings.windows_mode,
             architecture,
         })?;
@@ -443,7 +448,7 @@ impl Provider for AzureProvider {
             capacity.market = market;
         }
         let plan = CapacityPlan::from_config(&settings.location, &capacity)?;
-        let image = settings.image(architecture);
+        let image = settings.image(target, architecture);
         if !vm::valid_image(image) {
             return Err(ProviderError::InvalidSpec(format!(
                 "Azure image {image:?} is neither Publisher:Offer:SKU:Version nor an image \
@@ -453,7 +458,7 @@ impl Provider for AzureProvider {
         let sources = network::ssh_sources(&settings.ssh_cidrs, settings.use_private_ip).await?;
         let ports = settings.ssh_ports();
         let name = resource_name(&req.lease_id, &req.slug);
-        let os_profile = self.os_profile(&name, req, &ports)?;
+        let os_profile = self.os_profile(&name, req, &ports, target)?;
         let mut labels = LeaseLabels {
             provider: "azure",
             lease_id: &req.lease_id,
@@ -461,7 +466,7 @@ impl Provider for AzureProvider {
             class: &req.class,
             profile: &settings.profile,
             server_type: "",
-            target: settings.target,
+            target,
             windows_mode: settings.windows_mode,
             market: None,
             keep: req.keep,
@@ -484,6 +489,7 @@ impl Provider for AzureProvider {
             sources,
             ports,
             image,
+            windows: target == TargetOs::Windows,
             labels,
             networks: tokio::sync::Mutex::new(BTreeMap::new()),
             made: Mutex::new(None),
@@ -626,7 +632,7 @@ impl Provider for AzureProvider {
 
 impl AzureProvider {
     /// What this version cannot lease yet, refused before anything is made.
-    fn check_supported(&self, caps: &Capabilities) -> Result<(), ProviderError> {
+    fn check_supported(&self, caps: &Capabilities, target: TargetOs) -> Result<(), ProviderError> {
         let settings = &self.settings;
         if settings.backend != "vm" {
             return Err(ProviderError::InvalidSpec(format!(
@@ -642,14 +648,14 @@ impl AzureProvider {
                     .into(),
             ));
         }
-        if settings.target == TargetOs::Windows && !caps.asked().is_empty() {
+        if target == TargetOs::Windows && !caps.asked().is_empty() {
             return Err(ProviderError::InvalidSpec(
                 "a desktop or browser on a Windows lease is not supported by this version (on \
                  linux it is)"
                     .into(),
             ));
         }
-        match (settings.target, settings.windows_mode) {
+        match (target, settings.windows_mode) {
             (TargetOs::Linux, _) | (TargetOs::Windows, WindowsMode::Normal) => Ok(()),
             (TargetOs::Windows, mode) => Err(ProviderError::InvalidSpec(format!(
                 "windows mode {mode} on azure is not supported by this version (normal is)"
@@ -668,14 +674,15 @@ impl AzureProvider {
         name: &str,
         req: &AcquireRequest,
         ports: &[u16],
+        target: TargetOs,
     ) -> Result<Value, ProviderError> {
         let settings = &self.settings;
         let invalid = |e: String| ProviderError::InvalidSpec(e);
-        if settings.target == TargetOs::Windows {
+        if target == TargetOs::Windows {
             let script = WindowsBootstrap {
                 user: &settings.ssh_user,
                 public_key: &req.public_key,
-                work_root: self.work_root(),
+                work_root: self.work_root(target),
                 ssh_ports: ports,
             }
             .render()
@@ -706,9 +713,9 @@ impl AzureProvider {
     }
 
     /// Where commands run: on Windows a Windows path (the configured one when it is one).
-    fn work_root(&self) -> &str {
+    fn work_root(&self, target: TargetOs) -> &str {
         let configured = &self.settings.work_root;
-        if self.settings.target == TargetOs::Windows && !configured.contains(':') {
+        if target == TargetOs::Windows && !configured.contains(':') {
             windows::DEFAULT_WORK_ROOT
         } else {
             configured

@@ -156,11 +156,11 @@ impl AzureSettings {
 
     /// The image leases boot: `azure.image`, else Ubuntu for the architecture or Windows
     /// Server.
-    pub fn image(&self, architecture: Architecture) -> &str {
+    pub fn image(&self, target: TargetOs, architecture: Architecture) -> &str {
         if let Some(image) = &self.image {
             return image;
         }
-        match (self.target, architecture) {
+        match (target, architecture) {
             (TargetOs::Windows, _) => WINDOWS,
             (_, Architecture::Arm64) => LINUX_ARM64,
             _ => LINUX_X86_64,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use crabbox_core::machine::{Market, MarketFallback, WindowsMode};
-use crabbox_providers::cloud::cloud_init::{LinuxCloudInit, READY_CHECK};
+use crabbox_providers::cloud::cloud_init::LinuxCloudInit;
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::hetzner::CATALOG;
 use crabbox_providers::cloud::labels::{self, LeaseLabels};
@@ -204,8 +204,8 @@ impl Provider for HetznerProvider {
         true
     }
 
-    fn ready_check(&self) -> &'static str {
-        READY_CHECK
+    fn ready_check(&self, record: &LeaseRecord) -> &'static str {
+        crabbox_providers::cloud::ready_check(record)
     }
 
     fn capabilities(&self) -> &'static [Capability] {

@@ -83,7 +83,7 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// The command that proves a runner is ready once SSH works; empty when an authenticated
     /// connection is proof enough.
-    fn ready_check(&self) -> &'static str {
+    fn ready_check(&self, _record: &LeaseRecord) -> &'static str {
         "git --version >/dev/null && rsync --version >/dev/null"
     }
 

@@ -74,7 +74,7 @@ impl Provider for LocalProvider {
 
     /// The runner is this machine, whose git, rsync and sshd `crabbox doctor` checks; an
     /// authenticated connection is proof enough, and skips a login shell on the runner.
-    fn ready_check(&self) -> &'static str {
+    fn ready_check(&self, _record: &LeaseRecord) -> &'static str {
         ""
     }
 

@@ -49,7 +49,7 @@ impl Provider for StaticSshProvider {
         false
     }
 
-    fn ready_check(&self) -> &'static str {
+    fn ready_check(&self, _record: &LeaseRecord) -> &'static str {
         "git --version >/dev/null && rsync --version >/dev/null && tar --version >/dev/null"
     }
 

@@ -149,6 +149,9 @@ pub struct Runner {
     pub sshd_pid: u32,
     /// Whether the user data asked for a desktop (an `Xvfb :99` runs for it).
     pub desktop: bool,
+    /// Whether the user data was a Windows bootstrap: the runner is still this machine's
+    /// POSIX sshd, with a `powershell.exe` that answers the Windows readiness call only.
+    pub windows: bool,
     dir: PathBuf,
 }
 
@@ -389,6 +392,7 @@ async fn boot(shared: &Shared, cloud: &impl Cloud, machine: &Machine) -> Result<
         host_key: String::new(),
         sshd_pid: 0,
         desktop: user_data.contains("crabbox-xvfb.service"),
+        windows: config.windows,
         dir,
     };
     if runner.public_ip.is_none() && runner.private_ip.is_none() {
@@ -447,9 +451,21 @@ fn start_sshd(shared: &Shared, runner: &mut Runner) -> Result<(), String> {
     let keys = runner.authorized_keys.join("\n");
     std::fs::write(dir.join("authorized_keys"), format!("{keys}\n")).map_err(files)?;
     std::fs::write(dir.join("bootstrapped"), "").map_err(files)?;
-    let ready = dir.join("bin/crabbox-ready");
+    // A Windows runner has no `crabbox-ready` on its PATH: only its `powershell.exe` finds
+    // the ready script, so a product asking a Windows runner the Linux question is not ready.
+    let ready = dir.join(if runner.windows {
+        "bin/crabbox-ready.ps1"
+    } else {
+        "bin/crabbox-ready"
+    });
     std::fs::write(&ready, ready_script(dir, &shared.root.join("work"))).map_err(files)?;
     std::fs::set_permissions(&ready, std::fs::Permissions::from_mode(0o755)).map_err(files)?;
+    if runner.windows {
+        let powershell = dir.join("bin/powershell.exe");
+        std::fs::write(&powershell, POWERSHELL).map_err(files)?;
+        std::fs::set_permissions(&powershell, std::fs::Permissions::from_mode(0o755))
+            .map_err(files)?;
+    }
     let config = dir.join("sshd_config");
     std::fs::write(&config, sshd_config(runner, &shared.user)).map_err(files)?;
     if rustix::process::geteuid().is_root() {
@@ -541,6 +557,14 @@ fn sshd_config(runner: &Runner, user: &str) -> String {
          SetEnv HOME={d}/home PATH={d}/bin:/usr/local/bin:/usr/bin:/bin\n"
     )
 }
+
+/// `powershell.exe` of a Windows runner: the readiness call (`powershell.exe … -File
+/// C:\ProgramData\crabbox\crabbox-ready.ps1`, its backslashes eaten by the POSIX login shell)
+/// runs the emulated ready script beside it; anything else fails, as the runner has no
+/// PowerShell.
+const POWERSHELL: &str = "#!/bin/sh\n# powershell.exe of a Windows runner emulated by crabbox-test-support.\n\
+     case \"$*\" in *crabbox-ready.ps1) exec \"$(dirname \"$0\")/crabbox-ready.ps1\" ;; esac\n\
+     echo 'the boot emulator runs no PowerShell (only the ready script)' >&2\nexit 1\n";
 
 /// `crabbox-ready` as the emulated runner has it: the real one checks the tools and the
 /// bootstrap marker that the cloud-init installs, and that the work root is writable.

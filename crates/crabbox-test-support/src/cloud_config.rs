@@ -5,8 +5,15 @@
 //! An EC2 Mac has no cloud-init: Amazon's `ec2-macos-init` runs user data that starts with
 //! `#!` as a script. Crabbox's Mac script names the user and the key in its first assignments
 //! (`crabbox_user=…`, `crabbox_public_key=…`, shell words); those are read the same way.
+//!
+//! Windows on EC2 runs `<powershell>…</powershell>` user data with `EC2Launch`; on Azure the
+//! VM agent runs the script from the custom data as it is. Crabbox's Windows bootstrap sets `$user = '…'` and `$publicKey = '…'` (PowerShell literals) at its
+//! top; those are read, and the runner is marked Windows.
 
 use serde_yaml::Value;
+
+/// The first line of Crabbox's Windows bootstrap.
+const WINDOWS_BOOTSTRAP: &str = "# Crabbox Windows runner bootstrap.";
 
 /// What the emulator takes from user data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +22,18 @@ pub struct CloudConfig {
     pub user: Option<String>,
     /// Every authorised key, the users' `ssh_authorized_keys` and the top-level ones.
     pub authorized_keys: Vec<String>,
+    /// The user data is a Windows bootstrap (`<powershell>`).
+    pub windows: bool,
 }
 
 /// Reads user data as cloud-init would; an error says why cloud-init would not take it.
 pub fn parse(user_data: &str) -> Result<CloudConfig, String> {
     if user_data.starts_with("#!") {
         return parse_script(user_data);
+    }
+    // EC2 wraps the Windows bootstrap in `<powershell>` tags; Azure takes it as it is.
+    if user_data.starts_with("<powershell>") || user_data.starts_with(WINDOWS_BOOTSTRAP) {
+        return parse_powershell(user_data);
     }
     if !user_data.starts_with("#cloud-config") {
         let first = user_data.lines().next().unwrap_or("");
@@ -51,6 +64,7 @@ pub fn parse(user_data: &str) -> Result<CloudConfig, String> {
     Ok(CloudConfig {
         user,
         authorized_keys,
+        windows: false,
     })
 }
 
@@ -69,6 +83,27 @@ fn parse_script(script: &str) -> Result<CloudConfig, String> {
     Ok(CloudConfig {
         user,
         authorized_keys: vec![key],
+        windows: false,
+    })
+}
+
+/// The user and key of a Windows bootstrap: `$user = 'name'` and `$publicKey = '…'` lines,
+/// single-quoted PowerShell literals (`''` is one quote).
+fn parse_powershell(script: &str) -> Result<CloudConfig, String> {
+    let assigned = |name: &str| {
+        script.lines().find_map(|line| {
+            let literal = line.strip_prefix(name)?.strip_prefix(" = '")?;
+            let literal = literal.strip_suffix('\'')?;
+            Some(literal.replace("''", "'"))
+        })
+    };
+    let key = assigned("$publicKey")
+        .filter(|k| !k.is_empty())
+        .ok_or("the PowerShell user data authorises no SSH key ($publicKey = '…')")?;
+    Ok(CloudConfig {
+        user: assigned("$user"),
+        authorized_keys: vec![key],
+        windows: true,
     })
 }
 
@@ -111,6 +146,17 @@ mod tests {
     }
 
     #[test]
+    fn takes_the_user_and_key_of_a_windows_bootstrap() {
+        let data = "<powershell>\n$ErrorActionPreference = 'Stop'\n$user = 'crabbox'\n\
+                    $publicKey = 'ssh-ed25519 AAAA it''s'\n</powershell>\n";
+        let config = parse(data).unwrap();
+        assert_eq!(config.user.as_deref(), Some("crabbox"));
+        assert_eq!(config.authorized_keys, ["ssh-ed25519 AAAA it's"]);
+        assert!(config.windows);
+        assert!(parse("<powershell>\nWrite-Host hi\n</powershell>\n").is_err());
+    }
+
+    #[test]
     fn takes_the_user_and_its_keys() {
         let doc = "#cloud-config\npackage_update: false\nusers:\n  - default\n  - name: crabbox\n    \
                    groups: sudo\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAA lease\n";
@@ -119,6 +165,7 @@ mod tests {
             Ok(CloudConfig {
                 user: Some("crabbox".to_owned()),
                 authorized_keys: vec!["ssh-ed25519 AAAA lease".to_owned()],
+                windows: false,
             })
         );
     }

@@ -152,6 +152,26 @@ pub const MACOS_IMAGES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Amazon's Windows Server 2022 images, seeded too: (id, name, day). The newest is what a
+/// `--target windows` lease boots.
+pub const WINDOWS_IMAGES: &[(&str, &str, &str)] = &[
+    (
+        "ami-0a1100000000e2201",
+        "Windows_Server-2022-English-Full-Base-2025.10.15",
+        "2025-10-15",
+    ),
+    (
+        "ami-0a1100000000e2202",
+        "Windows_Server-2022-English-Full-Base-2025.11.12",
+        "2025-11-12",
+    ),
+    (
+        "ami-0a1100000000e2203",
+        "Windows_Server-2022-Japanese-Full-Base-2025.11.12",
+        "2025-11-12",
+    ),
+];
+
 /// The newest seeded image for `release` (`24.04` or `26.04`) and `architecture` (`x86_64`
 /// or `arm64`): the one Crabbox's image lookup must pick.
 pub fn newest_ubuntu_image(release: &str, architecture: &str) -> &'static UbuntuImage {
@@ -415,5 +435,24 @@ fn amis_json() -> String {
             "creation_date": format!("{date}T00:00:00.000Z"),
         })
     });
-    serde_json::Value::Array(images.into_iter().chain(macs).collect()).to_string()
+    let windows = WINDOWS_IMAGES.iter().map(|(id, name, date)| {
+        serde_json::json!({
+            "ami_id": id,
+            "name": name,
+            "description": format!("Microsoft Windows Server 2022 {name}"),
+            "owner_id": "801119661308",
+            "public": true,
+            "virtualization_type": "hvm",
+            "architecture": "x86_64",
+            "state": "available",
+            "platform": "windows",
+            "image_type": "machine",
+            "hypervisor": "xen",
+            "root_device_name": "/dev/sda1",
+            "root_device_type": "ebs",
+            "sriov": "simple",
+            "creation_date": format!("{date}T00:00:00.000Z"),
+        })
+    });
+    serde_json::Value::Array(images.into_iter().chain(macs).chain(windows).collect()).to_string()
 }

@@ -433,10 +433,13 @@ async fn a_windows_lease_boots_with_the_bootstrap_as_custom_data_run_by_the_exte
     let mut settings = settings(&fake, &[]);
     settings.target = crabbox_core::machine::TargetOs::Windows;
     let provider = AzureProvider::new(settings).unwrap();
-    assert!(provider.ready_check().contains("crabbox-ready.ps1"));
     let mut req = request("cbx_00000000a00b");
     req.class = "tiny".into();
     let record = provider.acquire(&req).await.unwrap();
+    assert!(
+        provider.ready_check(&record).contains("crabbox-ready.ps1"),
+        "readiness runs the Windows ready script"
+    );
     let vm = fake.vm(&record.server_id).unwrap();
     assert_eq!(vm.vm_size, "Standard_D2ads_v6", "Windows' tiny size");
     let profile = &vm.body["properties"]["osProfile"];

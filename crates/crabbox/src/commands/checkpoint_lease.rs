@@ -96,6 +96,7 @@ pub async fn create(args: CreateArgs) -> CliResult<u8> {
     let kind = choose_kind(&args)?;
     let ctx = lease::context(Vec::new())?;
     let lease = Leases::new(&ctx).resolve(&args.id).await?;
+    lease::posix_only("checkpoint create", &lease.record)?;
     let workdir = args.workdir.clone().unwrap_or_else(|| lease.workdir());
     let mut record = Record::new(kind.clone(), SystemTime::now());
     describe_source(&mut record, &lease, &ctx, &workdir, args.name.as_deref()).await;
@@ -245,6 +246,7 @@ pub async fn restore(args: RestoreArgs) -> CliResult<u8> {
     let archive = archive_of(&store, &record)?;
     let ctx = lease::context(Vec::new())?;
     let lease = Leases::new(&ctx).resolve(&args.id).await?;
+    lease::posix_only("checkpoint restore", &lease.record)?;
     let workdir = args.workdir.clone().unwrap_or_else(|| lease.workdir());
     let mode = RestoreMode { clear: args.clear };
     let target = lease.target();

@@ -93,8 +93,10 @@ impl Backend for Direct {
         self.provider.as_ref().is_ok_and(|p| p.per_lease_key())
     }
 
-    fn ready_check(&self, _record: &LeaseRecord) -> &'static str {
-        self.provider.as_ref().map_or("true", |p| p.ready_check())
+    fn ready_check(&self, record: &LeaseRecord) -> &'static str {
+        self.provider
+            .as_ref()
+            .map_or("true", |p| p.ready_check(record))
     }
 
     async fn create(&self, req: &AcquireRequest, interrupt: &Interrupt) -> CliResult<LeaseRecord> {

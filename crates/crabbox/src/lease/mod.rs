@@ -111,6 +111,31 @@ impl<'a> Leases<'a> {
 }
 
 /// `lease "<id>" not found` (exit 4) for a lease neither a claim nor a coordinator knows.
+/// Refuses `command` on a Windows runner: the data plane (sync, launcher, archives) is POSIX
+/// shell, bash and rsync, which a native Windows runner does not have.
+pub fn posix_only(command: &str, record: &LeaseRecord) -> CliResult<()> {
+    let target = record.labels.get("target").map(String::as_str);
+    if target == Some(crabbox_core::machine::TargetOs::Windows.as_str()) {
+        let lease = format!("lease {}", record.lease_id);
+        return Err(windows_refused(command, &lease).hint(format!(
+            "reach it with `crabbox ssh --id {}` (OpenSSH; cmd.exe and PowerShell)",
+            record.lease_id
+        )));
+    }
+    Ok(())
+}
+
+/// The error of a command this version cannot run on native Windows.
+pub fn windows_refused(command: &str, what: &str) -> CliError {
+    CliError::msg(
+        ExitStatus::Usage,
+        format!(
+            "`crabbox {command}` on {what} running Windows is not supported by this version: \
+             its sync and launcher need a POSIX shell, bash and rsync on the runner"
+        ),
+    )
+}
+
 pub fn not_found(id: &str) -> CliError {
     CliError::msg(ExitStatus::NotFound, format!("lease {id:?} not found"))
         .hint("`crabbox list` shows the leases on this machine")

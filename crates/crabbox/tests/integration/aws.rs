@@ -135,6 +135,25 @@ impl Aws {
         );
     }
 
+    /// The user data moto holds for an instance, decoded.
+    fn user_data(&self, instance: &str) -> String {
+        let encoded = self
+            .moto_query(
+                "DescribeInstanceAttribute",
+                &[("InstanceId", instance), ("Attribute", "userData")],
+            )
+            .first("value")
+            .expect("user data");
+        let mut decode = std::process::Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut decode.stdin.take().unwrap(), encoded.as_bytes()).unwrap();
+        String::from_utf8(decode.wait_with_output().unwrap().stdout).unwrap()
+    }
+
     fn key_pairs(&self) -> Vec<String> {
         self.moto_query("DescribeKeyPairs", &[]).all("keyName")
     }
@@ -1580,21 +1599,7 @@ fn mac_leases_launch_on_a_free_dedicated_host_on_demand_from_amazons_image() {
         "the newest Apple silicon macOS 14 image"
     );
     let instance = aws.instance_of(&lease);
-    let user_data = aws
-        .moto_query(
-            "DescribeInstanceAttribute",
-            &[("InstanceId", instance.as_str()), ("Attribute", "userData")],
-        )
-        .first("value")
-        .expect("user data");
-    let mut decode = std::process::Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut decode.stdin.take().unwrap(), user_data.as_bytes()).unwrap();
-    let script = String::from_utf8(decode.wait_with_output().unwrap().stdout).unwrap();
+    let script = aws.user_data(&instance);
     assert!(script.starts_with("#!/bin/bash"), "{script}");
     assert!(
         script.contains("com.apple.screensharing"),
@@ -1818,4 +1823,105 @@ fn checkpoints_of_a_brokered_lease_go_through_the_coordinator() {
     ] {
         run(&["stop", id], env);
     }
+}
+
+/// `--target windows` (spec §2.2 "Targets"): Amazon's newest Windows Server 2022 image, the
+/// class's Windows type, the Windows bootstrap as `<powershell>` user data, readiness through
+/// its PowerShell ready script (the boot emulator's POSIX runner answers that call only), and
+/// `C:\crabbox` as the work root; direct and brokered. `run` and checkpoints, whose data plane
+/// is POSIX, are refused with a hint before anything is leased; WSL2 and desktops are refused
+/// before anything is made; stop leaves nothing.
+#[test]
+fn windows_leases_boot_amazons_windows_image_with_the_powershell_bootstrap() {
+    loopback_only!();
+    let aws = Aws::start();
+    for (args, env, says) in [
+        (
+            vec!["warmup", "--target", "windows"],
+            vec![("CRABBOX_WINDOWS_MODE", "wsl2")],
+            "windows mode wsl2",
+        ),
+        (
+            vec!["warmup", "--target", "windows", "--desktop"],
+            vec![],
+            "Windows lease",
+        ),
+        (
+            vec!["run", "--target", "windows", "--", "echo", "hi"],
+            vec![],
+            "crabbox warmup --target windows",
+        ),
+    ] {
+        let out = aws.crabbox(&args, &env);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(aws.proxy.count("RunInstances"), 0, "nothing was launched");
+    aws.assert_nothing_left();
+
+    let out = aws.crabbox(
+        &["warmup", "--target", "windows", "--class", "tiny", "--json"],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let warm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease_id(&warm);
+    let launch = aws
+        .proxy
+        .calls()
+        .into_iter()
+        .rfind(|c| c.action == "RunInstances")
+        .unwrap();
+    assert_eq!(
+        launch.param("InstanceType"),
+        Some("m7a.large"),
+        "Windows' tiny"
+    );
+    assert_eq!(
+        launch.param("ImageId"),
+        Some("ami-0a1100000000e2202"),
+        "the newest English Windows Server 2022 base image"
+    );
+    let instance = aws.instance_of(&id);
+    let script = aws.user_data(&instance);
+    assert!(script.starts_with("<powershell>\n"), "{script}");
+    assert!(script.contains(&format!("$user = '{}'", aws.emulator.ssh_user())));
+    assert!(script.contains(r"$workRoot = 'C:\crabbox'"), "{script}");
+    let runner = aws
+        .emulator
+        .wait_for_runner(&instance, Duration::from_secs(30));
+    assert!(runner.windows, "booted from the PowerShell user data");
+    let inspect = aws.json(&["inspect", "--id", &id, "--json"]).to_string();
+    assert!(inspect.contains(r#""target":"windows""#), "{inspect}");
+    assert!(inspect.contains(r"C:\\crabbox"), "{inspect}");
+
+    for args in [
+        vec!["run", "--id", id.as_str(), "--", "echo", "hi"],
+        vec!["checkpoint", "create", "--id", id.as_str()],
+    ] {
+        let out = aws.crabbox(&args, &[]);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("running Windows"), "{args:?}: {err}");
+        assert!(err.contains(&format!("crabbox ssh --id {id}")), "{err}");
+    }
+    aws.ok(&["stop", &id]);
+    aws.assert_nothing_left();
+
+    // Brokered: the coordinator offers windows, and the CLI's readiness runs the Windows check.
+    let server = aws.coordinator(&[]);
+    let out = aws.brokered(
+        &server,
+        &["warmup", "--target", "windows", "--class", "tiny", "--json"],
+    );
+    assert_eq!(code(&out), 0, "brokered: {}", stderr(&out));
+    let warm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease_id(&warm);
+    let instance = aws.instance_of(&id);
+    assert!(aws.user_data(&instance).starts_with("<powershell>"));
+    let out = aws.brokered(&server, &["run", "--id", &id, "--", "echo", "hi"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = aws.brokered(&server, &["stop", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    aws.assert_nothing_left();
 }

@@ -442,3 +442,59 @@ fn ctrl_c_after_the_create_deletes_what_it_made() {
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     cloud.assert_nothing_left();
 }
+
+/// `--target windows` on Azure through the CLI, direct and brokered: a Windows Server VM with
+/// the bootstrap as custom data, run by the extension; readiness through the bootstrap's
+/// PowerShell ready call (the boot emulator's POSIX runner answers that call only); `run`
+/// refused with a hint; stop leaves nothing.
+#[test]
+fn windows_leases_become_ready_through_the_powershell_check_direct_and_brokered() {
+    loopback_only!();
+    let cloud = Azure::start();
+    let out = cloud.crabbox(
+        &["warmup", "--target", "windows", "--class", "tiny", "--json"],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    let vms = cloud.vms();
+    let vm = cloud.fake.vm(&vms[0]).unwrap();
+    assert_eq!(vm.vm_size, "Standard_D2ads_v6", "Windows' tiny size");
+    let inspect = cloud.json(&["inspect", "--id", &id, "--json"]).to_string();
+    assert!(inspect.contains(r#""target":"windows""#), "{inspect}");
+    let out = cloud.crabbox(&["run", "--id", &id, "--", "echo", "hi"], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("running Windows"), "{}", stderr(&out));
+    cloud.ok(&["stop", &id]);
+    cloud.assert_nothing_left();
+
+    let state = cloud.sb.path().join("coordinator-state");
+    let env = cloud.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = crate::coordinator::serve(&cloud.sb, &state, &["--providers", "azure"], &env);
+    let cli = |args: &[&str]| {
+        let mut cmd = cloud.sb.crabbox(&cloud.repo, args);
+        for (name, _) in cloud.fake.env() {
+            cmd.env_remove(name);
+        }
+        cmd.env("CRABBOX_COORDINATOR", &server.url)
+            .env("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::SHARED)
+            .env("CRABBOX_PROVIDER", "azure");
+        cmd.output().expect("crabbox runs")
+    };
+    let out = cli(&["warmup", "--target", "windows", "--class", "tiny", "--json"]);
+    assert_eq!(code(&out), 0, "brokered: {}", stderr(&out));
+    let id = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
+    let vms = cloud.vms();
+    assert_eq!(vms.len(), 1);
+    let vm = cloud.fake.vm(&vms[0]).unwrap();
+    assert_eq!(
+        vm.tags["target"], "windows",
+        "the coordinator made a Windows VM"
+    );
+    let out = cli(&["stop", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    crate::coordinator::wait_until("the VM deleted", Duration::from_secs(30), || {
+        cloud.lease_resources().is_empty()
+    });
+}

@@ -220,6 +220,7 @@ async fn hold<'a>(
 ) -> CliResult<Held<'a>> {
     if let Some(id) = &args.id {
         let lease = leases.resolve(id).await?;
+        lease::posix_only("run", &lease.record)?;
         check_capabilities(ctx.settings.config(), &lease.record)?;
         return Ok(Held {
             lease,
@@ -227,6 +228,12 @@ async fn hold<'a>(
             lease_time: Duration::ZERO,
             ready_time: Duration::ZERO,
         });
+    }
+    // A fresh Windows lease could not run the command: refused before anything is leased.
+    if ctx.settings.config().target == crabbox_core::machine::TargetOs::Windows {
+        return Err(lease::windows_refused("run", "a new lease").hint(
+            "lease it with `crabbox warmup --target windows` and reach it with `crabbox ssh --id <lease>`",
+        ));
     }
     let on_created = |record: &crabbox_providers::LeaseRecord| {
         if let Some(r) = recorder {

@@ -64,6 +64,15 @@ pub fn record_from(lease: &Lease, url: &str) -> LeaseRecord {
         ("class".to_owned(), lease.class.clone()),
     ]
     .into();
+    // The target says how readiness and commands reach the runner (PowerShell on Windows).
+    for (key, value) in [
+        ("target", &lease.target),
+        ("windows_mode", &lease.windows_mode),
+    ] {
+        if !value.is_empty() {
+            record.labels.insert(key.to_owned(), value.clone());
+        }
+    }
     // Where the desktop and browser are, where the runner's differ from a cloud's.
     let extra = |key: &str| {
         lease
@@ -238,7 +247,7 @@ impl Backend for Brokered {
     /// coordinator-side local runner when its tools answer.
     fn ready_check(&self, record: &LeaseRecord) -> &'static str {
         match record.provider.as_str() {
-            "aws" | "hetzner" | "azure" => crabbox_providers::cloud::cloud_init::READY_CHECK,
+            "aws" | "hetzner" | "azure" => crabbox_providers::cloud::ready_check(record),
             _ => "git --version >/dev/null && rsync --version >/dev/null",
         }
     }
