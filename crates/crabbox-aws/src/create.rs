@@ -216,7 +216,15 @@ impl Create<'_> {
                     TargetOs::Windows => windows::image(ec2, region).await,
                     TargetOs::Linux => image::linux_image(ec2, region, arch).await,
                 }
-                .map_err(|e| Refusal::new(Category::Region, "", e))?;
+                // The region lacks the image every plan there needs; a Mac's image is its
+                // family's, so another Mac type may still find one.
+                .map_err(|e| {
+                    let category = match self.target {
+                        TargetOs::Macos => Category::Unsupported,
+                        _ => Category::Region,
+                    };
+                    Refusal::new(category, "", e)
+                })?;
                 cache.update(region, |f| {
                     f.images.insert(image_key.clone(), found.clone());
                 });

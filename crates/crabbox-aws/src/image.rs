@@ -44,7 +44,7 @@ pub async fn linux_image(
     )
     .await?;
     newest(&found).ok_or_else(|| {
-        ProviderError::Auth(format!(
+        ProviderError::InvalidSpec(format!(
             "no AWS AMI found: no Ubuntu 24.04/26.04 {arch} image of Canonical is visible in \
                  {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"
         ))

@@ -60,7 +60,7 @@ pub async fn image(
     )
     .await?;
     crate::image::newest(&found).ok_or_else(|| {
-        ProviderError::Auth(format!(
+        ProviderError::InvalidSpec(format!(
             "no AWS AMI found: no Amazon macOS image {name} ({arch}) for {server_type} is \
                  visible in {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"
         ))

@@ -81,7 +81,7 @@ pub async fn image(ec2: &aws_sdk_ec2::Client, region: &str) -> Result<String, Pr
     )
     .await?;
     crate::image::newest(&found).ok_or_else(|| {
-        ProviderError::Auth(format!(
+        ProviderError::InvalidSpec(format!(
             "no AWS AMI found: no Amazon Windows Server 2022 image ({IMAGE_PATTERN}) is visible \
              in {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"
         ))

@@ -2,7 +2,8 @@
 //! what a provider launches. In each region, in order: every candidate type on the first
 //! market, moving to the next type when a type is refused; then, when the first market is
 //! spot and the fallback allows it, the types whose refusal on-demand capacity may not share,
-//! on-demand; then the next region. A fatal error stops everything. Throttling and transient
+//! on-demand; then the next region. A region that lacks what every plan needs (an image)
+//! is left at its first such refusal. A fatal error stops everything. Throttling and transient
 //! API failures retry the same plan with exponential backoff and full jitter, a bounded number
 //! of times. Every failed try is recorded as a [`ProvisioningAttempt`].
 //!
@@ -148,7 +149,9 @@ where
         try_one,
         attempts: Vec::new(),
     };
-    for region in &capacity.regions {
+    // The last refusal for something a region lacks: the error when every region lacked it.
+    let mut lacking = None;
+    'regions: for region in &capacity.regions {
         let mut spot_refused = Vec::new();
         for server_type in &candidates.types {
             let plan = TryPlan {
@@ -159,6 +162,10 @@ where
             match tries.run(plan).await {
                 Outcome::Launched(launch) => return Ok(launch),
                 Outcome::Stopped(error) => return Err(tries.fail(error)),
+                Outcome::Refused(refusal) if refusal.category == Category::Region => {
+                    lacking = Some(refusal.error);
+                    continue 'regions;
+                }
                 Outcome::Refused(refusal) => {
                     if capacity.market == Market::Spot && refusal.spot_recoverable {
                         spot_refused.push(server_type);
@@ -182,7 +189,16 @@ where
             }
         }
     }
-    let error = exhausted(candidates, &tries.attempts);
+    let only_lacking = tries
+        .attempts
+        .iter()
+        .filter(|attempt| attempt.category.moves_on())
+        .all(|attempt| attempt.category == Category::Region);
+    let error = match lacking {
+        // Nothing was refused for capacity: what the regions lack is the whole story.
+        Some(error) if only_lacking => error,
+        _ => exhausted(candidates, &tries.attempts),
+    };
     Err(tries.fail(error))
 }
 

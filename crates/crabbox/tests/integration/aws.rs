@@ -838,6 +838,23 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_created() {
         1,
         "only the bad image got as far as a launch"
     );
+
+    // A region whose image look-up finds nothing: Canonical's x86_64 images gone from it.
+    for image in crabbox_test_support::moto::UBUNTU_IMAGES {
+        if image.architecture == "x86_64" {
+            aws.moto_query("DeregisterImage", &[("ImageId", image.id)]);
+        }
+    }
+    let out = aws.crabbox(&["warmup"], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no AWS AMI found"), "{err}");
+    assert!(
+        err.contains("CRABBOX_AWS_AMI"),
+        "the hint names the setting: {err}"
+    );
+    assert_eq!(aws.proxy.count("RunInstances"), 1, "nothing was launched");
+    aws.assert_nothing_left();
 }
 
 #[test]

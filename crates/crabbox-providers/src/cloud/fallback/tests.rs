@@ -411,3 +411,64 @@ fn system_pacing_draws_within_bounds() {
     assert!((0..=3).all(|n| draws.contains(&n)), "{draws:?}");
     assert_eq!(pacing.random_up_to(0), 0);
 }
+
+fn no_image() -> Refusal {
+    Refusal::new(
+        Category::Region,
+        "",
+        ProviderError::InvalidSpec("no AWS AMI found in r1; set CRABBOX_AWS_AMI".into()),
+    )
+}
+
+#[tokio::test]
+async fn a_region_that_lacks_an_image_is_left_at_once_and_its_error_is_the_answer() {
+    let mut pacing = FakePacing::new(4);
+    let mut script = Script::new(&pacing)
+        .on("a", Market::Spot, "r1", &[Err(no_image)])
+        .on("b", Market::Spot, "r2", &[Ok("i-b")]);
+    let launch = run(
+        &candidates(&["a", "b"]),
+        &spot(&["r1", "r2"]),
+        &mut pacing,
+        &mut script,
+    )
+    .await
+    .unwrap();
+    assert_eq!(launch.value, "i-b");
+    assert_eq!(
+        script.tried,
+        ["a spot r1", "a spot r2", "b spot r2"],
+        "no other type (or market) is tried in a region without the image"
+    );
+
+    let mut script = Script::new(&pacing)
+        .on("a", Market::Spot, "r1", &[Err(no_image)])
+        .on("a", Market::Spot, "r2", &[Err(no_image)]);
+    let failure = run(
+        &candidates(&["a", "b"]),
+        &spot(&["r1", "r2"]),
+        &mut pacing,
+        &mut script,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(script.tried, ["a spot r1", "a spot r2"]);
+    assert!(
+        matches!(&failure.error, ProviderError::InvalidSpec(m) if m.contains("CRABBOX_AWS_AMI")),
+        "the region's own error, not a capacity error: {:?}",
+        failure.error
+    );
+    assert_eq!(failure.attempts.len(), 2);
+
+    // Capacity refused somewhere as well: the full list, as a capacity error.
+    let mut script = Script::new(&pacing).on("a", Market::Spot, "r2", &[Err(no_image)]);
+    let failure = run(
+        &candidates(&["a"]),
+        &capacity_plan(Market::OnDemand, MarketFallback::DEFAULT, &["r1", "r2"]),
+        &mut pacing,
+        &mut script,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(failure.error, ProviderError::Capacity(_)));
+}
