@@ -58,6 +58,26 @@ impl Azure {
         cmd.output().expect("crabbox runs")
     }
 
+    /// `crabbox coordinator serve --providers azure` with the fake's settings.
+    fn coordinator(&self) -> crate::coordinator::Server {
+        let state = self.sb.path().join("coordinator-state");
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::coordinator::serve(&self.sb, &state, &["--providers", "azure"], &env)
+    }
+
+    /// `crabbox <args>` through the coordinator, with no Azure settings of its own.
+    fn brokered(&self, server: &crate::coordinator::Server, args: &[&str]) -> Output {
+        let mut cmd = self.sb.crabbox(&self.repo, args);
+        for (name, _) in self.fake.env() {
+            cmd.env_remove(name);
+        }
+        cmd.env("CRABBOX_COORDINATOR", &server.url)
+            .env("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::SHARED)
+            .env("CRABBOX_PROVIDER", "azure");
+        cmd.output().expect("crabbox runs")
+    }
+
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.crabbox(args, &[]);
         assert_eq!(code(&out), 0, "crabbox {args:?} failed: {}", stderr(&out));
@@ -229,25 +249,13 @@ fn warmup_run_stop_on_an_azure_vm_leaves_nothing_behind() {
 fn brokered_azure_leases_use_the_coordinators_credentials_only() {
     loopback_only!();
     let cloud = Azure::start();
-    let state = cloud.sb.path().join("coordinator-state");
-    let env = cloud.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = crate::coordinator::serve(&cloud.sb, &state, &["--providers", "azure"], &env);
+    let server = cloud.coordinator();
     cloud.fake.inject(
         Fault::refuse("PUT virtualMachines", AzureError::SkuNotAvailable)
             .when("/properties/hardwareProfile/vmSize", "Standard_D8ads_v6")
             .times(2),
     );
-    let cli = |args: &[&str]| {
-        let mut cmd = cloud.sb.crabbox(&cloud.repo, args);
-        for (name, _) in cloud.fake.env() {
-            cmd.env_remove(name);
-        }
-        cmd.env("CRABBOX_COORDINATOR", &server.url)
-            .env("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::SHARED)
-            .env("CRABBOX_PROVIDER", "azure");
-        cmd.output().expect("crabbox runs")
-    };
+    let cli = |args: &[&str]| cloud.brokered(&server, args);
     let out = cli(&["warmup", "--class", "small", "--json"]);
     assert_eq!(code(&out), 0, "brokered warmup: {}", stderr(&out));
     let id = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
@@ -468,20 +476,8 @@ fn windows_leases_become_ready_through_the_powershell_check_direct_and_brokered(
     cloud.ok(&["stop", &id]);
     cloud.assert_nothing_left();
 
-    let state = cloud.sb.path().join("coordinator-state");
-    let env = cloud.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = crate::coordinator::serve(&cloud.sb, &state, &["--providers", "azure"], &env);
-    let cli = |args: &[&str]| {
-        let mut cmd = cloud.sb.crabbox(&cloud.repo, args);
-        for (name, _) in cloud.fake.env() {
-            cmd.env_remove(name);
-        }
-        cmd.env("CRABBOX_COORDINATOR", &server.url)
-            .env("CRABBOX_COORDINATOR_TOKEN", crate::coordinator::SHARED)
-            .env("CRABBOX_PROVIDER", "azure");
-        cmd.output().expect("crabbox runs")
-    };
+    let server = cloud.coordinator();
+    let cli = |args: &[&str]| cloud.brokered(&server, args);
     let out = cli(&["warmup", "--target", "windows", "--class", "tiny", "--json"]);
     assert_eq!(code(&out), 0, "brokered: {}", stderr(&out));
     let id = lease_id(&serde_json::from_slice(&out.stdout).unwrap());
