@@ -130,6 +130,36 @@ fn a_prepared_workdir_is_saved_forked_restored_and_deleted() {
         "the lease's own .crabbox/env never enters a checkpoint"
     );
 
+    // Several forks at once: numbered slugs, each with the prepared workdir.
+    let pair = json(
+        &sb,
+        &repo,
+        &[
+            "checkpoint",
+            "fork",
+            &chk,
+            "--count",
+            "2",
+            "--slug",
+            "pair",
+            "--json",
+        ],
+    );
+    let forks = pair["forks"].as_array().expect("forks");
+    assert_eq!(forks.len(), 2, "{pair}");
+    let listed = json(&sb, &repo, &["list", "--json"]).to_string();
+    for (n, made) in forks.iter().enumerate() {
+        let id = made["lease"].as_str().unwrap();
+        let slug = format!("pair-0{}", n + 1);
+        assert!(
+            listed.contains(&format!(r#""slug":"{slug}""#)),
+            "{slug}: {listed}"
+        );
+        let seen = shell(&sb, &repo, id, "cat node_modules/left-pad/index.js");
+        assert_eq!(seen.trim(), "prepared", "{slug}");
+        ok(&sb, &repo, &["stop", id]);
+    }
+
     // Restore onto a dirty lease: merged without --clear, replaced with it.
     shell(
         &sb,
