@@ -41,7 +41,8 @@ pub struct SshSources {
 }
 
 /// What a lease's NIC refers to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Prepared {
     pub subnet_id: String,
     pub nsg_id: String,

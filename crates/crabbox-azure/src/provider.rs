@@ -30,6 +30,8 @@ use crabbox_providers::{
 };
 use serde_json::Value;
 
+use crabbox_providers::facts::FactsCache;
+
 use crate::arm::{Arm, CallError};
 use crate::credential::Credential;
 use crate::network::{self, Prepared};
@@ -40,10 +42,30 @@ use crate::vm::{self, Addresses, COMPUTE_API, Names, Paths, VmSpec};
 /// The tag a VM's location is kept in.
 pub const LOCATION_LABEL: &str = "azure_location";
 
+/// Codes of a lease resource refused because the remembered shared network it named is gone.
+const STALE_NETWORK: &[&str] = &[
+    "InvalidResourceReference",
+    "ResourceGroupNotFound",
+    "ParentResourceNotFound",
+    "NotFound",
+    "ResourceNotFound",
+];
+
+/// A location's shared network as remembered: what a NIC refers to, and the names, sources
+/// and ports it was brought to (another configuration brings it again).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkFacts {
+    #[serde(default)]
+    prepared: Option<(Prepared, String)>,
+}
+
 /// The Azure VM provider.
 #[derive(Debug)]
 pub struct AzureProvider {
     settings: AzureSettings,
+    /// The shared network of each location, as last brought to what leases need.
+    networks: FactsCache<NetworkFacts>,
     /// `None` without a subscription: every call then says how to name one.
     arm: Option<Arm>,
     credential_kind: &'static str,
@@ -64,6 +86,7 @@ impl AzureProvider {
             )
         });
         Ok(Self {
+            networks: FactsCache::new(settings.cache_dir.clone()),
             settings,
             arm,
             credential_kind,
@@ -371,18 +394,8 @@ impl Create<'_> {
             vm::delete_network(self.arm, &self.paths).await?;
             *self.made.lock().expect("made") = None;
         }
-        let prepared = {
-            let mut networks = self.networks.lock().await;
-            if let Some(p) = networks.get(location) {
-                p.clone()
-            } else {
-                let net = self.provider.settings.network(location);
-                let p = network::ensure(self.arm, &net, &self.sources, &self.ports).await?;
-                networks.insert(location.to_owned(), p.clone());
-                p
-            }
-        };
-        let addresses = vm::create_network(
+        let (prepared, remembered) = self.shared_network(location).await?;
+        let made = vm::create_network(
             self.arm,
             &self.paths,
             location,
@@ -390,9 +403,45 @@ impl Create<'_> {
             !self.provider.settings.use_private_ip,
             &tags_of(&self.labels),
         )
-        .await?;
+        .await;
+        let addresses = match made {
+            Ok(addresses) => addresses,
+            Err(e) if remembered && STALE_NETWORK.contains(&e.code()) => {
+                // Deleted behind Crabbox's back: looked up again when the plan is retried.
+                self.provider.networks.forget(location);
+                self.networks.lock().await.remove(location);
+                return Err(ProviderError::Transient(format!(
+                    "the remembered shared network in {location} is gone: {}",
+                    ProviderError::from(e)
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         *self.made.lock().expect("made") = Some(addresses.clone());
         Ok(addresses)
+    }
+
+    /// The location's shared network: this create's, else the one remembered for the same
+    /// names, SSH sources and ports (10 minutes), else brought to what leases need now. Says
+    /// whether it came from memory.
+    async fn shared_network(&self, location: &str) -> Result<(Prepared, bool), ProviderError> {
+        let mut networks = self.networks.lock().await;
+        if let Some(p) = networks.get(location) {
+            return Ok((p.clone(), false));
+        }
+        let net = self.provider.settings.network(location);
+        let wanted = format!("{net:?} {:?} {:?}", self.sources, self.ports);
+        let facts = &self.provider.networks;
+        let (prepared, remembered) = match facts.get(location).prepared {
+            Some((p, made_for)) if made_for == wanted => (p, true),
+            _ => {
+                let p = network::ensure(self.arm, &net, &self.sources, &self.ports).await?;
+                facts.update(location, |f| f.prepared = Some((p.clone(), wanted)));
+                (p, false)
+            }
+        };
+        networks.insert(location.to_owned(), prepared.clone());
+        Ok((prepared, remembered))
     }
 }
 

@@ -62,6 +62,9 @@ pub struct AzureSettings {
     pub address_wait: Duration,
     /// The variables of [`ENV_VARS`] that are set.
     pub env: BTreeMap<String, String>,
+    /// Where the shared network's ids are remembered between processes (the state
+    /// directory's `azure/`); memory only when `None` (a coordinator).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl AzureSettings {
@@ -103,6 +106,7 @@ impl AzureSettings {
                 .iter()
                 .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
                 .collect(),
+            cache_dir: None,
         }
     }
 

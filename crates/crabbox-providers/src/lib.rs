@@ -8,6 +8,7 @@ pub mod claims;
 pub mod cloud;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod facts;
 pub mod images;
 pub mod local;
 pub mod record;

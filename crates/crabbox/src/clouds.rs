@@ -44,9 +44,10 @@ fn azure(config: &Config) -> CliResult<Arc<dyn Provider>> {
 /// The Azure provider itself, for the commands that read its settings too.
 #[cfg(feature = "azure")]
 pub(crate) fn azure_provider(config: &Config) -> CliResult<crabbox_azure::AzureProvider> {
-    let settings = crabbox_azure::AzureSettings::from_config(config, cost_rates()?, |name| {
+    let mut settings = crabbox_azure::AzureSettings::from_config(config, cost_rates()?, |name| {
         std::env::var(name).ok()
     });
+    settings.cache_dir = Some(crate::paths::state_dir().join("azure"));
     crabbox_azure::AzureProvider::new(settings)
         .map_err(|e| CliError::msg(ExitStatus::Usage, e.to_string()))
 }

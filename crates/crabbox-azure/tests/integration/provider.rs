@@ -115,24 +115,28 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
     assert_eq!(record.labels["azure_location"], "eastus");
     assert_eq!(record.price_source, "default", "{record:?}");
 
-    // The second lease finds the network as it should be: three reads, no writes.
+    // The second lease uses the network as remembered: no reads, no writes of it.
     fake.reset_calls();
     let second = provider
         .acquire(&request("cbx_00000000a001"))
         .await
         .unwrap();
     let calls = routes(&fake);
-    assert_eq!(calls.len(), 15, "a create's calls: {calls:?}");
-    for write in [
-        "PUT resourceGroups",
-        "PUT virtualNetworks",
-        "PUT networkSecurityGroups",
-    ] {
-        assert_eq!(fake.count(write), 0, "{write}: {calls:?}");
+    assert_eq!(calls.len(), 12, "a create's calls: {calls:?}");
+    for shared in ["resourceGroups", "virtualNetworks", "networkSecurityGroups"] {
+        assert_eq!(
+            fake.count(&format!("GET {shared}")),
+            0,
+            "{shared}: {calls:?}"
+        );
+        assert_eq!(
+            fake.count(&format!("PUT {shared}")),
+            0,
+            "{shared}: {calls:?}"
+        );
     }
     // Per lease: one PUT of each resource, followed to its end, then read once.
     for (route, n) in [
-        ("GET resourceGroups", 1),
         ("PUT publicIPAddresses", 1),
         ("PUT networkInterfaces", 1),
         ("PUT virtualMachines", 1),
@@ -165,6 +169,28 @@ async fn azure_provider_conforms_and_a_lease_is_a_public_ip_a_nic_and_a_vm() {
         "{:?}",
         lease_resources(&fake)
     );
+
+    // The remembered security group deleted behind the provider's back: the NIC that names
+    // it is refused, the network is brought back, and the lease is made all the same.
+    let nsg = fake
+        .resources()
+        .into_iter()
+        .find(|r| r.resource_type.ends_with("networkSecurityGroups"))
+        .expect("the shared security group");
+    assert!(fake.remove(&nsg.id));
+    fake.reset_calls();
+    let third = provider
+        .acquire(&request("cbx_00000000a003"))
+        .await
+        .unwrap();
+    let calls = routes(&fake);
+    assert_eq!(
+        fake.count("PUT networkSecurityGroups"),
+        1,
+        "made again: {calls:?}"
+    );
+    assert_eq!(fake.count("PUT virtualMachines"), 1, "{calls:?}");
+    provider.release(&third).await.unwrap();
 
     let promises = Promises {
         lists: true,
