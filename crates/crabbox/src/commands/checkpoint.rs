@@ -1,7 +1,8 @@
 //! `crabbox checkpoint list|inspect|delete|prune` (spec providers.md §3.5, §3.8): the local
 //! checkpoint records, whether their archives are intact, and their deletion: a native
 //! checkpoint's provider resource goes first and its record only after that succeeded. The
-//! commands that touch a lease (create, fork, restore) are in `checkpoint_lease`.
+//! commands that touch a lease are in `checkpoint_lease` (create, restore) and
+//! `checkpoint_fork`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -17,8 +18,8 @@ use crate::output;
 pub enum CheckpointCommand {
     /// Save a lease's workdir (archive), its instance's image (native) or its recipe.
     Create(Box<super::checkpoint_lease::CreateArgs>),
-    /// Lease new runners that start from a checkpoint.
-    Fork(Box<super::checkpoint_lease::ForkArgs>),
+    /// Lease new runners that start from a checkpoint (and run a command on each).
+    Fork(Box<super::checkpoint_fork::ForkArgs>),
     /// Put an archived workdir back into a lease (replacing it unless --clear=false).
     Restore(super::checkpoint_lease::RestoreArgs),
     /// The checkpoints recorded on this machine, newest first.
@@ -100,7 +101,7 @@ pub async fn run(cmd: CheckpointCommand) -> CliResult<u8> {
     let store = Store::open();
     match cmd {
         CheckpointCommand::Create(args) => super::checkpoint_lease::create(*args).await,
-        CheckpointCommand::Fork(args) => super::checkpoint_lease::fork(*args).await,
+        CheckpointCommand::Fork(args) => super::checkpoint_fork::fork(*args).await,
         CheckpointCommand::Restore(args) => super::checkpoint_lease::restore(args).await,
         CheckpointCommand::List(args) => list(&store, &args),
         CheckpointCommand::Inspect(args) => inspect(&store, &args),

@@ -1,14 +1,12 @@
-//! `crabbox checkpoint create | restore | fork` (spec providers.md §3.2, §3.4, §3.6, §3.7): the
-//! checkpoint commands that touch a lease. `create` saves a lease's workdir as a record under
+//! `crabbox checkpoint create | restore` (spec providers.md §3.2, §3.4, §3.6): the checkpoint
+//! commands that touch an existing lease. `create` saves a lease's workdir as a record under
 //! the state directory: a `workspace.tar.zst` streamed from the runner, an AMI of its instance
 //! (`aws-ami`), or only the recipe (metadata). `restore` puts an archive back into a lease's
-//! workdir; `fork` leases new runners from a checkpoint: the archive restored into each, or the
-//! image booted and the saved workdir moved to the new lease's path.
+//! workdir. `fork`, which leases new runners from a checkpoint, is in `checkpoint_fork`.
 
 use std::time::{Duration, SystemTime};
 
 use crabbox_api::ExitStatus;
-use crabbox_remote::quote::sh_quote;
 use crabbox_remote::workspace_archive::{self, ArchiveError, RestoreMode};
 use serde_json::json;
 
@@ -16,8 +14,7 @@ use crate::checkpoint::record::{Kind, Record, Repo};
 use crate::checkpoint::store::ARCHIVE_FILE;
 use crate::checkpoint::{Store, native};
 use crate::error::{CliError, CliResult};
-use crate::interrupt::Interrupt;
-use crate::lease::{self, Lease, LeaseFlags, Leases, NewLease};
+use crate::lease::{self, Lease, Leases};
 use crate::output::{self, Progress};
 
 #[derive(Debug, clap::Args)]
@@ -66,25 +63,6 @@ pub struct RestoreArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub clear: bool,
     /// Check the archive and say what would change; change nothing.
-    #[arg(long = "dry-run")]
-    pub dry_run: bool,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ForkArgs {
-    /// The checkpoint (chk_…).
-    pub checkpoint: String,
-    #[command(flatten)]
-    pub lease: LeaseFlags,
-    /// How many leases to fork (slugs `<slug>-01`, `-02`… when --slug is given).
-    #[arg(long, default_value_t = 1)]
-    pub count: u32,
-    /// The remote directory to restore into (default: this repository's workdir on each lease).
-    #[arg(long)]
-    pub workdir: Option<String>,
-    /// Say what would be leased; lease nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
     #[arg(long)]
@@ -287,7 +265,7 @@ pub async fn restore(args: RestoreArgs) -> CliResult<u8> {
 }
 
 /// The archive a restore or an archive fork sends; other kinds say what to do instead.
-fn archive_of(store: &Store, record: &Record) -> CliResult<std::path::PathBuf> {
+pub(super) fn archive_of(store: &Store, record: &Record) -> CliResult<std::path::PathBuf> {
     match &record.kind {
         Kind::WorkspaceArchive => {}
         Kind::Recipe => {
@@ -333,123 +311,6 @@ fn archive_of(store: &Store, record: &Record) -> CliResult<std::path::PathBuf> {
     Ok(path)
 }
 
-/// `checkpoint fork`: `--count` new leases from the checkpoint, each ready with its state.
-/// A lease whose restore fails is released before the error is returned.
-pub async fn fork(args: ForkArgs) -> CliResult<u8> {
-    let store = Store::open();
-    let record = store.get(&args.checkpoint)?;
-    if args.count == 0 || args.count > 100 {
-        return Err(CliError::msg(ExitStatus::Usage, "--count is 1 to 100"));
-    }
-    let archive = match &record.kind {
-        Kind::AwsAmi => None,
-        _ => Some(archive_of(&store, &record)?),
-    };
-    if let Some(archive) = &archive {
-        // Refuse a bad archive before anything is leased.
-        workspace_archive::check(archive).map_err(archive_error)?;
-    }
-    let mut flags = args.lease.values();
-    if record.kind == Kind::AwsAmi {
-        flags.extend(native::fork_flags(&record, args.lease.market.is_some())?);
-        native::check_image(&record).await?;
-    }
-    if args.dry_run {
-        output::out(format!(
-            "would fork checkpoint {} ({}) into {} lease(s) (dry run: nothing leased)",
-            record.id, record.kind, args.count
-        ));
-        return Ok(0);
-    }
-    let interrupt = Interrupt::listen();
-    let mut forked = Vec::new();
-    for index in 1..=args.count {
-        let ctx = lease::context(flags.clone())?;
-        let slug = args.lease.slug.as_ref().map(|s| {
-            if args.count > 1 {
-                format!("{s}-{index:02}")
-            } else {
-                s.clone()
-            }
-        });
-        let progress = Progress::start(args.json);
-        let new = NewLease {
-            slug,
-            keep: true,
-            keep_unready: false,
-        };
-        let acquired = Leases::new(&ctx)
-            .acquire(&new, &progress, &interrupt, &|_| {})
-            .await?;
-        progress.finish();
-        let lease = acquired.lease;
-        let workdir = args.workdir.clone().unwrap_or_else(|| lease.workdir());
-        let placed = match &archive {
-            Some(archive) => {
-                let mode = RestoreMode { clear: true };
-                workspace_archive::restore(&lease.target(), archive, &workdir, mode)
-                    .await
-                    .map(drop)
-                    .map_err(archive_error)
-            }
-            None => relocate(&lease, &record.workdir, &workdir).await,
-        };
-        if let Err(e) = placed {
-            if let Err(released) = lease.stop().await {
-                output::warn(format!(
-                    "could not release {}: {}",
-                    lease.record.lease_id,
-                    released.report().trim_end()
-                ));
-            }
-            return Err(e);
-        }
-        output::err(format!(
-            "checkpoint forked id={} lease={} slug={}{} workdir={workdir}",
-            record.id,
-            lease.record.lease_id,
-            lease.record.slug,
-            match record.kind {
-                Kind::AwsAmi => format!(" image={}", record.native.image_id),
-                _ => String::new(),
-            }
-        ));
-        forked.push(json!({
-            "lease": lease.record.lease_id, "slug": lease.record.slug, "workdir": workdir,
-        }));
-    }
-    store.touch_used(&record.id)?;
-    if args.json {
-        output::json(
-            &json!({"checkpoint": record.id, "kind": record.kind.to_string(), "forks": forked}),
-        );
-    } else {
-        for f in &forked {
-            output::out(format!(
-                "forked lease={} slug={} workdir={}",
-                f["lease"].as_str().unwrap_or_default(),
-                f["slug"].as_str().unwrap_or_default(),
-                f["workdir"].as_str().unwrap_or_default()
-            ));
-        }
-    }
-    Ok(0)
-}
-
-/// On a lease booted from an image: the saved workdir (the source lease's path) moves to this
-/// lease's, unless something is there already.
-async fn relocate(lease: &Lease<'_>, saved: &str, workdir: &str) -> CliResult<()> {
-    if saved.is_empty() || saved == workdir {
-        return Ok(());
-    }
-    let (src, dst) = (sh_quote(saved), sh_quote(workdir));
-    let script = format!(
-        "if test -d {src} && ! test -e {dst}; then mkdir -p \"$(dirname {dst})\" && mv {src} {dst}; fi"
-    );
-    let doing = format!("move the checkpoint's workdir to {workdir}");
-    native::run_script(lease, &script, &doing).await
-}
-
 fn parse_wait(text: &str) -> CliResult<Duration> {
     crabbox_core::duration::parse_duration(text)
         .map_err(|e| CliError::msg(ExitStatus::Usage, format!("invalid --wait-timeout: {e}")))
@@ -457,7 +318,7 @@ fn parse_wait(text: &str) -> CliResult<Duration> {
 
 /// An archive error as the CLI reports it: a refused or invalid archive is the input's fault
 /// (exit 2, nothing changed), a missing one exit 4, the runner's failure exit 8.
-fn archive_error(e: ArchiveError) -> CliError {
+pub(super) fn archive_error(e: ArchiveError) -> CliError {
     let status = match &e {
         ArchiveError::Refused { .. }
         | ArchiveError::Invalid { .. }

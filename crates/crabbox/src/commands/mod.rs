@@ -4,6 +4,7 @@ pub mod admin;
 pub mod admin_hosts;
 pub mod admin_providers;
 pub mod checkpoint;
+pub mod checkpoint_fork;
 pub mod checkpoint_lease;
 pub mod cleanup;
 pub mod completions;

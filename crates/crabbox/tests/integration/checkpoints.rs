@@ -442,3 +442,185 @@ async fn archives_restore_and_fork_onto_a_static_ssh_host_including_the_go_syste
     ok(&sb, &repo, &["stop", &fork]);
     sshd::stop(&host.join("sshd")).await;
 }
+
+/// The JSON document a command printed last on stdout, after the output of the commands it
+/// ran (which streams to stdout first).
+fn trailing_json(out: &std::process::Output) -> Value {
+    let text = stdout(out);
+    let start = if text.starts_with("{\n") {
+        0
+    } else {
+        text.find("\n{\n").map_or(0, |at| at + 1)
+    };
+    serde_json::from_str(&text[start..])
+        .unwrap_or_else(|e| panic!("no trailing JSON ({e}): {text}"))
+}
+
+/// A workdir with a prepared dependency on a fresh lease, checkpointed: the lease and the
+/// checkpoint id.
+fn prepared_checkpoint(sb: &Sandbox, repo: &Path) -> (String, String) {
+    let source = crate::warm(sb, repo);
+    shell(
+        sb,
+        repo,
+        &source,
+        "mkdir -p node_modules/left-pad && echo prepared >node_modules/left-pad/index.js",
+    );
+    let made = json(
+        sb,
+        repo,
+        &["checkpoint", "create", "--id", &source, "--json"],
+    );
+    (source, made["id"].as_str().unwrap().to_owned())
+}
+
+/// `checkpoint fork … -- command`: each fork syncs this working tree and runs the command
+/// with its own index, slug and lease filled in, one fork after the other; the first failing
+/// fork's exit code (3, not the last's 5) is the command's, every fork still runs and is kept.
+#[test]
+fn a_fork_runs_its_command_on_every_fork_and_exits_with_the_first_failure() {
+    let (sb, repo) = setup();
+    let (source, chk) = prepared_checkpoint(&sb, &repo);
+    // Not in the checkpoint: only the sync before each command brings it.
+    crabbox_test_support::write(&repo, "fan.txt", "synced\n");
+    let out = sb.run(
+        &repo,
+        &[
+            "checkpoint",
+            "fork",
+            &chk,
+            "--count",
+            "2",
+            "--slug",
+            "fan",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "cat node_modules/left-pad/index.js fan.txt; echo fork {{index}}/{{total}} {{slug}} {{lease}}; \
+             exit $(({{index}} * 2 + 1))",
+        ],
+    );
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(code(&out), 3, "the first failing fork's exit code: {err}");
+    let forked = trailing_json(&out);
+    let forks = forked["forks"].as_array().expect("forks");
+    assert_eq!(forks.len(), 2, "{forked}");
+    let listed = json(&sb, &repo, &["list", "--json"]).to_string();
+    for (n, (fork, exit)) in forks.iter().zip([3, 5]).enumerate() {
+        let (index, lease) = (n + 1, fork["lease"].as_str().unwrap());
+        let slug = format!("fan-0{index}");
+        assert_eq!(fork["slug"], slug.as_str(), "{forked}");
+        assert_eq!(fork["exitCode"], exit, "{forked}");
+        assert!(
+            text.contains(&format!(
+                "prepared\nsynced\nfork {index}/2 {slug} {lease}\n"
+            )),
+            "fork {index}'s own line: {text}"
+        );
+        assert!(
+            err.contains(&format!(
+                "fork {index}/2 lease={lease} slug={slug} exit={exit}\n"
+            )),
+            "{err}"
+        );
+        assert!(listed.contains(lease), "{lease} kept: {listed}");
+    }
+    let first = text.find("fork 1/2").unwrap();
+    assert!(
+        text.find("fork 2/2").unwrap() > first,
+        "forks run in order: {text}"
+    );
+    for fork in forks {
+        ok(&sb, &repo, &["stop", fork["lease"].as_str().unwrap()]);
+    }
+    ok(&sb, &repo, &["stop", &source]);
+}
+
+/// `--keep=false` releases each fork once its command ran; without a command it is refused
+/// before anything is leased, and a dry run with a command says what each fork would run and
+/// leases nothing.
+#[test]
+fn keep_false_releases_the_forks_and_a_dry_run_leases_nothing() {
+    let (sb, repo) = setup();
+    let (source, chk) = prepared_checkpoint(&sb, &repo);
+    let list = || json(&sb, &repo, &["list", "--json"]);
+    let before = list().as_array().unwrap().len();
+
+    let out = sb.run(
+        &repo,
+        &[
+            "checkpoint",
+            "fork",
+            &chk,
+            "--count",
+            "2",
+            "--slug",
+            "once",
+            "--keep=false",
+            "--json",
+            "--",
+            "cat",
+            "node_modules/left-pad/index.js",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).matches("prepared\n").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    let forked = trailing_json(&out);
+    let after = list().to_string();
+    for fork in forked["forks"].as_array().expect("forks") {
+        assert_eq!(fork["exitCode"], 0, "{forked}");
+        let lease = fork["lease"].as_str().unwrap();
+        assert!(!after.contains(lease), "{lease} released: {after}");
+    }
+    assert!(!after.contains("once-0"), "{after}");
+
+    let out = sb.run(&repo, &["checkpoint", "fork", &chk, "--keep=false"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("released at once"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = sb.run(
+        &repo,
+        &[
+            "checkpoint",
+            "fork",
+            &chk,
+            "--count",
+            "2",
+            "--slug",
+            "plan",
+            "--dry-run",
+            "--",
+            "echo",
+            "{{index}}/{{total}}",
+            "{{slug}}",
+            "{{lease}}",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let planned = stdout(&out);
+    for index in [1, 2] {
+        assert!(
+            planned.contains(&format!(
+                "fork {index}/2 slug=plan-0{index} would run: crabbox run --id {{{{lease}}}} \
+                 --keep -- echo {index}/2 plan-0{index} '{{{{lease}}}}'\n"
+            )),
+            "{planned}"
+        );
+    }
+    assert_eq!(
+        list().as_array().unwrap().len(),
+        before,
+        "nothing leased by the refusal or the dry run"
+    );
+    ok(&sb, &repo, &["stop", &source]);
+}

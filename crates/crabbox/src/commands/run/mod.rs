@@ -68,6 +68,24 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
+impl Args {
+    /// The arguments of `crabbox run --id <lease> --keep -- <command>`, every other flag at
+    /// its default: how `checkpoint fork` runs its command on each fork. They are parsed by
+    /// clap itself, so the defaults are always the ones `crabbox run` has.
+    pub fn on_lease(lease: &str, command: Vec<String>) -> Self {
+        /// `Args` as the whole command line.
+        #[derive(clap::Parser)]
+        struct Line {
+            #[command(flatten)]
+            args: Args,
+        }
+        let head = ["run", &format!("--id={lease}"), "--keep", "--"].map(str::to_owned);
+        <Line as clap::Parser>::try_parse_from(head.into_iter().chain(command))
+            .expect("an id, --keep and a command are valid run arguments")
+            .args
+    }
+}
+
 /// The lease a run uses, and what getting it cost.
 pub struct Held<'a> {
     lease: Lease<'a>,
@@ -264,5 +282,25 @@ pub fn sync_limits(config: &crabbox_core::config::Config, force: bool) -> sync::
         fail_files: config.sync.fail_files,
         fail_bytes: config.sync.fail_bytes,
         allow_large: config.sync.allow_large || force,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_on_a_lease_has_the_defaults_of_crabbox_run() {
+        let words = ["sh", "-c", "exit 3", "--keep", "--"].map(str::to_owned);
+        let args = Args::on_lease("cbx_0000000000ab", words.to_vec());
+        assert_eq!(args.id.as_deref(), Some("cbx_0000000000ab"));
+        assert!(args.keep);
+        assert_eq!(
+            args.command, words,
+            "every word is the command's, hyphens too"
+        );
+        assert_eq!(args.lock_timeout, "30m");
+        assert!(!args.no_sync && !args.sync_only && !args.shell && !args.full_resync);
+        assert!(args.allow_env.is_empty() && args.lease.values().is_empty());
     }
 }
