@@ -6,11 +6,14 @@
 //! (docs/design/cloud-providers.md, "Azure").
 
 pub mod arm;
+mod bootstrap;
+mod create;
 pub mod credential;
 pub mod network;
 pub mod policy;
 pub mod provider;
 pub mod settings;
+mod tags;
 pub mod transport;
 pub mod vm;
 

@@ -13,52 +13,30 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use crabbox_core::machine::{TargetOs, WindowsMode};
+use crabbox_core::machine::TargetOs;
 use crabbox_providers::cloud::azure::CATALOG;
-use crabbox_providers::cloud::azure::errors::classify_create;
-use crabbox_providers::cloud::cloud_init::LinuxCloudInit;
 use crabbox_providers::cloud::cost::hourly_price;
 use crabbox_providers::cloud::labels::{self, LeaseLabels};
 use crabbox_providers::cloud::names::resource_name;
-use crabbox_providers::cloud::windows::{self, WindowsBootstrap};
 use crabbox_providers::cloud::{
-    Backoff, CapacityPlan, Category, MachineRequest, Provisioned, Refusal, SystemPacing, TryPlan,
-    provision,
+    Backoff, CapacityPlan, MachineRequest, Provisioned, SystemPacing, provision,
 };
-use crabbox_providers::{
-    AcquireRequest, Capabilities, Capability, Health, LeaseRecord, Provider, ProviderError,
-};
+use crabbox_providers::{AcquireRequest, Capability, Health, LeaseRecord, Provider, ProviderError};
 use serde_json::Value;
 
 use crabbox_providers::facts::FactsCache;
 
-use crate::arm::{Arm, CallError};
+use crate::arm::Arm;
+use crate::bootstrap;
+use crate::create::{Create, Launched, NetworkFacts};
 use crate::credential::Credential;
-use crate::network::{self, Prepared};
+use crate::network;
 use crate::settings::AzureSettings;
+use crate::tags::{labels_of, tags_of};
 use crate::transport::{Transport, http_client};
-use crate::vm::{self, Addresses, COMPUTE_API, Names, Paths, VmSpec};
+use crate::vm::{self, Addresses, COMPUTE_API, Names, Paths};
 
-/// The tag a VM's location is kept in.
-pub const LOCATION_LABEL: &str = "azure_location";
-
-/// Codes of a lease resource refused because the remembered shared network it named is gone.
-const STALE_NETWORK: &[&str] = &[
-    "InvalidResourceReference",
-    "ResourceGroupNotFound",
-    "ParentResourceNotFound",
-    "NotFound",
-    "ResourceNotFound",
-];
-
-/// A location's shared network as remembered: what a NIC refers to, and the names, sources
-/// and ports it was brought to (another configuration brings it again).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NetworkFacts {
-    #[serde(default)]
-    prepared: Option<(Prepared, String)>,
-}
+pub use crate::tags::LOCATION_LABEL;
 
 /// The Azure VM provider.
 #[derive(Debug)]
@@ -216,7 +194,7 @@ impl AzureProvider {
             ssh_user: self.settings.ssh_user.clone(),
             ssh_port: ports[0],
             ssh_fallback_ports: ports[1..].to_vec(),
-            work_root: self.work_root(target).to_owned(),
+            work_root: bootstrap::work_root(&self.settings, target).to_owned(),
             keep: label("keep") == "true",
             created_at: number("created_at"),
             last_touched_at: number("last_touched_at"),
@@ -309,153 +287,6 @@ struct Listing {
     nics: Vec<Value>,
 }
 
-/// The state of one create.
-struct Create<'a> {
-    provider: &'a AzureProvider,
-    arm: &'a Arm,
-    names: Names,
-    paths: Paths,
-    sources: network::SshSources,
-    ports: Vec<u16>,
-    image: &'a str,
-    /// A Windows VM, whose bootstrap the VM agent runs once the VM is made.
-    windows: bool,
-    os_profile: Value,
-    labels: BTreeMap<String, String>,
-    /// The shared network of each location a plan used.
-    networks: tokio::sync::Mutex<BTreeMap<String, Prepared>>,
-    /// The lease's public IP and NIC, once made, and where.
-    made: Mutex<Option<Addresses>>,
-}
-
-/// What a successful plan made.
-struct Launched {
-    vm: Value,
-    addresses: Addresses,
-}
-
-impl Create<'_> {
-    /// One plan: the network of its location, then the VM.
-    async fn try_plan(&self, plan: TryPlan) -> Result<Launched, Refusal> {
-        let addresses = self.network_in(&plan.region).await.map_err(refusal)?;
-        let mut tags = self.labels.clone();
-        tags.insert("server_type".into(), plan.server_type.clone());
-        tags.insert("market".into(), plan.market.as_str().into());
-        tags.insert(LOCATION_LABEL.into(), plan.region.clone());
-        let settings = &self.provider.settings;
-        let spec = VmSpec {
-            location: &plan.region,
-            size: &plan.server_type,
-            market: plan.market,
-            image: self.image,
-            os_disk_sku: &settings.os_disk_sku,
-            ephemeral_os_disk: settings.os_disk == "ephemeral",
-            os_profile: self.os_profile.clone(),
-            tags: &tags_of(&tags),
-        };
-        match vm::create_vm(self.arm, &self.paths, &self.names, &spec).await {
-            Ok(vm) if self.windows => {
-                // The VM agent runs the bootstrap Azure wrote from the custom data.
-                vm::run_bootstrap_extension(self.arm, &self.paths, &plan.region)
-                    .await
-                    .map_err(|e| refusal(e.into()))?;
-                Ok(Launched { vm, addresses })
-            }
-            Ok(vm) => Ok(Launched { vm, addresses }),
-            Err(CallError::Api {
-                status,
-                code,
-                message,
-                ..
-            }) => {
-                if status == 0 {
-                    // The VM was made and failed: it goes before the next plan, and its NIC
-                    // and disk with it (their delete option), so the next plan makes a NIC
-                    // again.
-                    vm::delete_vm(self.arm, &self.paths)
-                        .await
-                        .map_err(|e| refusal(e.into()))?;
-                    *self.made.lock().expect("made") = None;
-                }
-                Err(classify_create(status, &code, &message))
-            }
-            Err(lost) => Err(refusal(lost.into())),
-        }
-    }
-
-    /// The lease's public IP and NIC in `location`: made there once; made anew when an
-    /// earlier plan made them elsewhere.
-    async fn network_in(&self, location: &str) -> Result<Addresses, ProviderError> {
-        let made = self.made.lock().expect("made").clone();
-        if let Some(made) = made {
-            if made.location == location {
-                return Ok(made);
-            }
-            vm::delete_network(self.arm, &self.paths).await?;
-            *self.made.lock().expect("made") = None;
-        }
-        let (prepared, remembered) = self.shared_network(location).await?;
-        let made = vm::create_network(
-            self.arm,
-            &self.paths,
-            location,
-            &prepared,
-            !self.provider.settings.use_private_ip,
-            &tags_of(&self.labels),
-        )
-        .await;
-        let addresses = match made {
-            Ok(addresses) => addresses,
-            Err(e) if remembered && STALE_NETWORK.contains(&e.code()) => {
-                // Deleted behind Crabbox's back: looked up again when the plan is retried.
-                self.provider.networks.forget(location);
-                self.networks.lock().await.remove(location);
-                return Err(ProviderError::Transient(format!(
-                    "the remembered shared network in {location} is gone: {}",
-                    ProviderError::from(e)
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        *self.made.lock().expect("made") = Some(addresses.clone());
-        Ok(addresses)
-    }
-
-    /// The location's shared network: this create's, else the one remembered for the same
-    /// names, SSH sources and ports (10 minutes), else brought to what leases need now. Says
-    /// whether it came from memory.
-    async fn shared_network(&self, location: &str) -> Result<(Prepared, bool), ProviderError> {
-        let mut networks = self.networks.lock().await;
-        if let Some(p) = networks.get(location) {
-            return Ok((p.clone(), false));
-        }
-        let net = self.provider.settings.network(location);
-        let wanted = format!("{net:?} {:?} {:?}", self.sources, self.ports);
-        let facts = &self.provider.networks;
-        let (prepared, remembered) = match facts.get(location).prepared {
-            Some((p, made_for)) if made_for == wanted => (p, true),
-            _ => {
-                let p = network::ensure(self.arm, &net, &self.sources, &self.ports).await?;
-                facts.update(location, |f| f.prepared = Some((p.clone(), wanted)));
-                (p, false)
-            }
-        };
-        networks.insert(location.to_owned(), prepared.clone());
-        Ok((prepared, remembered))
-    }
-}
-
-/// A failure outside the VM's own create as the fallback driver sees it: throttling and lost
-/// answers are tried again, anything else ends the create.
-fn refusal(error: ProviderError) -> Refusal {
-    let category = match &error {
-        ProviderError::RateLimited(_) => Category::RateLimited,
-        ProviderError::Transient(_) => Category::Transient,
-        _ => Category::Fatal,
-    };
-    Refusal::new(category, "", error)
-}
-
 #[async_trait]
 impl Provider for AzureProvider {
     fn name(&self) -> &'static str {
@@ -482,7 +313,7 @@ impl Provider for AzureProvider {
         let settings = &self.settings;
         // A coordinator's request names its target; direct, the configuration (or --target).
         let target = req.machine.target.unwrap_or(settings.target);
-        self.check_supported(&req.capabilities, target)?;
+        bootstrap::check_supported(settings, &req.capabilities, target)?;
         let arm = self.arm()?;
         let architecture = req.machine.architecture.unwrap_or(settings.architecture);
         let candidates = CATALOG.candidates(&MachineRequest {
@@ -507,7 +338,7 @@ impl Provider for AzureProvider {
         let sources = network::ssh_sources(&settings.ssh_cidrs, settings.use_private_ip).await?;
         let ports = settings.ssh_ports();
         let name = resource_name(&req.lease_id, &req.slug);
-        let os_profile = self.os_profile(&name, req, &ports, target)?;
+        let os_profile = bootstrap::os_profile(settings, &name, req, &ports, target)?;
         let mut labels = LeaseLabels {
             provider: "azure",
             lease_id: &req.lease_id,
@@ -530,7 +361,8 @@ impl Provider for AzureProvider {
         );
         let names = Names::of(&name);
         let create = Create {
-            provider: self,
+            settings,
+            facts: &self.networks,
             arm,
             paths: Paths::new(arm, &settings.resource_group, &names),
             os_profile,
@@ -680,97 +512,6 @@ impl Provider for AzureProvider {
 }
 
 impl AzureProvider {
-    /// What this version cannot lease yet, refused before anything is made.
-    fn check_supported(&self, caps: &Capabilities, target: TargetOs) -> Result<(), ProviderError> {
-        let settings = &self.settings;
-        if settings.backend != "vm" {
-            return Err(ProviderError::InvalidSpec(format!(
-                "azure backend {:?} is not supported by this version (vm is); set \
-                 CRABBOX_AZURE_BACKEND=vm",
-                settings.backend
-            )));
-        }
-        if settings.os_disk == "ephemeral-preview" {
-            return Err(ProviderError::InvalidSpec(
-                "azure.osDisk ephemeral-preview is not supported by this version; use managed \
-                 or ephemeral"
-                    .into(),
-            ));
-        }
-        if target == TargetOs::Windows && !caps.asked().is_empty() {
-            return Err(ProviderError::InvalidSpec(
-                "a desktop or browser on a Windows lease is not supported by this version (on \
-                 linux it is)"
-                    .into(),
-            ));
-        }
-        match (target, settings.windows_mode) {
-            (TargetOs::Linux, _) | (TargetOs::Windows, WindowsMode::Normal) => Ok(()),
-            (TargetOs::Windows, mode) => Err(ProviderError::InvalidSpec(format!(
-                "windows mode {mode} on azure is not supported by this version (normal is)"
-            ))),
-            (target, _) => Err(ProviderError::InvalidSpec(format!(
-                "target {target} is not offered on azure (linux and windows are)"
-            ))),
-        }
-    }
-
-    /// The VM's OS profile: on Linux the SSH user with the lease's key and the cloud-init; on
-    /// Windows the admin Azure requires (a random password nobody uses) and the bootstrap,
-    /// which the bootstrap extension runs, that makes the SSH user with the lease's key.
-    fn os_profile(
-        &self,
-        name: &str,
-        req: &AcquireRequest,
-        ports: &[u16],
-        target: TargetOs,
-    ) -> Result<Value, ProviderError> {
-        let settings = &self.settings;
-        let invalid = |e: String| ProviderError::InvalidSpec(e);
-        if target == TargetOs::Windows {
-            let script = WindowsBootstrap {
-                user: &settings.ssh_user,
-                public_key: &req.public_key,
-                work_root: self.work_root(target),
-                ssh_ports: ports,
-            }
-            .render()
-            .map_err(|e| invalid(e.to_string()))?;
-            return Ok(vm::windows_os_profile(
-                &windows_computer_name(&req.lease_id),
-                &windows::admin_password(),
-                &script,
-            ));
-        }
-        let optional =
-            crabbox_providers::cloud::desktop::for_lease(&req.capabilities, &settings.ssh_user)?;
-        let cloud_init = LinuxCloudInit {
-            user: &settings.ssh_user,
-            public_key: &req.public_key,
-            work_root: &settings.work_root,
-            ssh_ports: ports,
-            units: &optional.units,
-        }
-        .render()
-        .map_err(|e| invalid(e.to_string()))?;
-        Ok(vm::linux_os_profile(
-            name,
-            &settings.ssh_user,
-            &req.public_key,
-            &cloud_init,
-        ))
-    }
-
-    /// Where commands run: on Windows a Windows path (the configured one when it is one).
-    fn work_root(&self, target: TargetOs) -> &str {
-        let configured = &self.settings.work_root;
-        if target == TargetOs::Windows && !configured.contains(':') {
-            windows::DEFAULT_WORK_ROOT
-        } else {
-            configured
-        }
-    }
-
     /// After the VM runs: its address, the price, the record.
     async fn finish(
         &self,
@@ -793,46 +534,6 @@ impl AzureProvider {
             ..self.record(&value.vm, &addresses)
         })
     }
-}
-
-/// A Windows computer name (at most 15 characters): `cbx` and the lease id's hex.
-fn windows_computer_name(lease_id: &str) -> String {
-    let hex: String = lease_id
-        .trim_start_matches("cbx_")
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(12)
-        .collect();
-    format!("cbx{hex}")
-}
-
-/// Labels as Azure tags: keys that start with `windows` are kept as `crabbox_windows…`.
-fn tags_of(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    labels
-        .iter()
-        .map(|(k, v)| {
-            let key = if k.starts_with("windows") {
-                format!("crabbox_{k}")
-            } else {
-                k.clone()
-            };
-            (key, v.clone())
-        })
-        .collect()
-}
-
-/// A resource's tags as labels (the inverse of [`tags_of`]).
-fn labels_of(tags: &Value) -> BTreeMap<String, String> {
-    tags.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| {
-            let key = k
-                .strip_prefix("crabbox_")
-                .filter(|k| k.starts_with("windows"));
-            Some((key.unwrap_or(k).to_owned(), v.as_str()?.to_owned()))
-        })
-        .collect()
 }
 
 fn now_secs() -> u64 {
