@@ -51,6 +51,27 @@ pub async fn linux_image(
     })
 }
 
+/// The newest available image Amazon publishes under the name pattern `name` for the
+/// architecture `arch` (macOS and Windows Server), if the region has one.
+pub(crate) async fn newest_amazon(
+    ec2: &aws_sdk_ec2::Client,
+    name: &str,
+    arch: &str,
+) -> Result<Option<String>, ProviderError> {
+    let filter = |key: &str, value: &str| Filter::builder().name(key).values(value).build();
+    let found = call(
+        Action::DescribeImages,
+        ec2.describe_images()
+            .owners("amazon")
+            .filters(filter("name", name))
+            .filters(filter("architecture", arch))
+            .filters(filter("state", "available"))
+            .send(),
+    )
+    .await?;
+    Ok(newest(&found))
+}
+
 /// The id of the newest image `DescribeImages` returned (by `CreationDate`).
 pub(crate) fn newest(
     found: &aws_sdk_ec2::operation::describe_images::DescribeImagesOutput,

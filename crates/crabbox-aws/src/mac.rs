@@ -3,14 +3,11 @@
 //! on demand, from one of Amazon's macOS images, logged in as the image's `ec2-user` on port
 //! 22. This module picks the host and the image for one plan and says how a Mac is reached.
 
-use aws_sdk_ec2::types::Filter;
 use crabbox_providers::ProviderError;
 use crabbox_providers::cloud::macos::{MACOS_USER, MACOS_WORK_ROOT};
 use crabbox_providers::cloud::{Category, Refusal};
 
-use crate::client::call;
 use crate::hosts::Host;
-use crate::policy::Action;
 use crate::settings::AwsSettings;
 
 /// The user, ports and work root a Mac is reached at: the image's (`ec2-user`, 22,
@@ -48,18 +45,8 @@ pub async fn image(
     server_type: &str,
 ) -> Result<String, ProviderError> {
     let (name, arch) = image_pattern(server_type);
-    let filter = |key: &str, value: &str| Filter::builder().name(key).values(value).build();
-    let found = call(
-        Action::DescribeImages,
-        ec2.describe_images()
-            .owners("amazon")
-            .filters(filter("name", name))
-            .filters(filter("architecture", arch))
-            .filters(filter("state", "available"))
-            .send(),
-    )
-    .await?;
-    crate::image::newest(&found).ok_or_else(|| {
+    let found = crate::image::newest_amazon(ec2, name, arch).await?;
+    found.ok_or_else(|| {
         ProviderError::InvalidSpec(format!(
             "no AWS AMI found: no Amazon macOS image {name} ({arch}) for {server_type} is \
                  visible in {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"

@@ -6,13 +6,10 @@
 //! runs over SSH. This module says what a Windows lease may ask for, how it is reached, and
 //! which image it boots.
 
-use aws_sdk_ec2::types::Filter;
 use crabbox_core::machine::WindowsMode;
 use crabbox_providers::cloud::windows::{self, WindowsBootstrap};
 use crabbox_providers::{Capabilities, ProviderError};
 
-use crate::client::call;
-use crate::policy::Action;
 use crate::settings::AwsSettings;
 
 /// The name pattern of Amazon's Windows Server 2022 base images (English, full desktop).
@@ -41,11 +38,7 @@ pub fn check(mode: WindowsMode, capabilities: &Capabilities) -> Result<(), Provi
 /// (the bootstrap makes it a local administrator holding the lease's key) on the configured
 /// ports, and the configured work root when it is a Windows path, else `C:\crabbox`.
 pub fn login(settings: &AwsSettings) -> (String, Vec<u16>, String) {
-    let work_root = if settings.work_root.contains(':') {
-        settings.work_root.clone()
-    } else {
-        windows::DEFAULT_WORK_ROOT.to_owned()
-    };
+    let work_root = windows::work_root(&settings.work_root).to_owned();
     (settings.ssh_user.clone(), settings.ssh_ports(), work_root)
 }
 
@@ -69,18 +62,8 @@ pub fn user_data(
 /// The newest of Amazon's Windows Server 2022 images in this region (`x86_64`: EC2 has no
 /// arm64 Windows Server).
 pub async fn image(ec2: &aws_sdk_ec2::Client, region: &str) -> Result<String, ProviderError> {
-    let filter = |key: &str, value: &str| Filter::builder().name(key).values(value).build();
-    let found = call(
-        Action::DescribeImages,
-        ec2.describe_images()
-            .owners("amazon")
-            .filters(filter("name", IMAGE_PATTERN))
-            .filters(filter("architecture", "x86_64"))
-            .filters(filter("state", "available"))
-            .send(),
-    )
-    .await?;
-    crate::image::newest(&found).ok_or_else(|| {
+    let found = crate::image::newest_amazon(ec2, IMAGE_PATTERN, "x86_64").await?;
+    found.ok_or_else(|| {
         ProviderError::InvalidSpec(format!(
             "no AWS AMI found: no Amazon Windows Server 2022 image ({IMAGE_PATTERN}) is visible \
              in {region}; set CRABBOX_AWS_AMI (or aws.ami) to an image id"

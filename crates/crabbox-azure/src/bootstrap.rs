@@ -97,11 +97,10 @@ pub fn os_profile(
 
 /// Where commands run: on Windows a Windows path (the configured one when it is one).
 pub fn work_root(settings: &AzureSettings, target: TargetOs) -> &str {
-    let configured = &settings.work_root;
-    if target == TargetOs::Windows && !configured.contains(':') {
-        windows::DEFAULT_WORK_ROOT
+    if target == TargetOs::Windows {
+        windows::work_root(&settings.work_root)
     } else {
-        configured
+        &settings.work_root
     }
 }
 

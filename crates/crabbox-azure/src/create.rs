@@ -1,6 +1,6 @@
 //! One create of the `azure` provider: for each plan the fallback driver gives it, the shared
-//! network of the plan's location (remembered across creates for a while, ensured once per
-//! create), the lease's public IP and NIC there (made once, moved when the location changes),
+//! network of the plan's location (brought once, then remembered across plans and creates for
+//! a while), the lease's public IP and NIC there (made once, moved when the location changes),
 //! then the VM, followed until it runs. A VM whose create failed is deleted before the next
 //! plan. What it made is in [`Create::made`] and its paths, so a failed create deletes it.
 
@@ -52,8 +52,6 @@ pub(crate) struct Create<'a> {
     pub windows: bool,
     pub os_profile: Value,
     pub labels: BTreeMap<String, String>,
-    /// The shared network of each location a plan used.
-    pub networks: tokio::sync::Mutex<BTreeMap<String, Prepared>>,
     /// The lease's public IP and NIC, once made, and where.
     pub made: Mutex<Option<Addresses>>,
 }
@@ -139,7 +137,6 @@ impl Create<'_> {
             Err(e) if remembered && STALE_NETWORK.contains(&e.code()) => {
                 // Deleted behind Crabbox's back: looked up again when the plan is retried.
                 self.facts.forget(location);
-                self.networks.lock().await.remove(location);
                 return Err(ProviderError::Transient(format!(
                     "the remembered shared network in {location} is gone: {}",
                     ProviderError::from(e)
@@ -151,27 +148,21 @@ impl Create<'_> {
         Ok(addresses)
     }
 
-    /// The location's shared network: this create's, else the one remembered for the same
-    /// names, SSH sources and ports (10 minutes), else brought to what leases need now. Says
-    /// whether it came from memory.
+    /// The location's shared network: the one remembered for the same names, SSH sources and
+    /// ports (10 minutes; also what an earlier plan of this create brought), else brought to
+    /// what leases need now. Says whether it came from memory.
     async fn shared_network(&self, location: &str) -> Result<(Prepared, bool), ProviderError> {
-        let mut networks = self.networks.lock().await;
-        if let Some(p) = networks.get(location) {
-            return Ok((p.clone(), false));
-        }
         let net = self.settings.network(location);
         let wanted = format!("{net:?} {:?} {:?}", self.sources, self.ports);
         let facts = self.facts;
-        let (prepared, remembered) = match facts.get(location).prepared {
-            Some((p, made_for)) if made_for == wanted => (p, true),
-            _ => {
-                let p = network::ensure(self.arm, &net, &self.sources, &self.ports).await?;
-                facts.update(location, |f| f.prepared = Some((p.clone(), wanted)));
-                (p, false)
-            }
-        };
-        networks.insert(location.to_owned(), prepared.clone());
-        Ok((prepared, remembered))
+        if let Some((p, made_for)) = facts.get(location).prepared
+            && made_for == wanted
+        {
+            return Ok((p, true));
+        }
+        let p = network::ensure(self.arm, &net, &self.sources, &self.ports).await?;
+        facts.update(location, |f| f.prepared = Some((p.clone(), wanted)));
+        Ok((p, false))
     }
 }
 

@@ -372,7 +372,6 @@ impl Provider for AzureProvider {
             image,
             windows: target == TargetOs::Windows,
             labels,
-            networks: tokio::sync::Mutex::new(BTreeMap::new()),
             made: Mutex::new(None),
         };
         let launched = provision(

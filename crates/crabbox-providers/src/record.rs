@@ -202,6 +202,12 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
+    /// The runner's OS as its `target` label says; `None` when it has none (a static host,
+    /// an older claim).
+    pub fn target(&self) -> Option<crabbox_core::machine::TargetOs> {
+        crabbox_core::machine::TargetOs::parse(self.labels.get("target")?).ok()
+    }
+
     /// A coordinator lease as a provider (and the CLI's claims) see it.
     pub fn from_coordinator(lease: &crabbox_api::coord::Lease) -> Self {
         let secs = |t: crabbox_api::coord::Timestamp| u64::try_from(t.millis() / 1000).unwrap_or(0);

@@ -32,8 +32,7 @@ pub use class::{
 /// What readiness runs on a cloud runner once SSH answers: the bootstrap's ready script of the
 /// lease's target (`target` label; PowerShell on Windows, `crabbox-ready` elsewhere).
 pub fn ready_check(record: &crate::LeaseRecord) -> &'static str {
-    let target = record.labels.get("target").map(String::as_str);
-    if target == Some(crabbox_core::machine::TargetOs::Windows.as_str()) {
+    if record.target() == Some(crabbox_core::machine::TargetOs::Windows) {
         windows::READY_CHECK
     } else {
         cloud_init::READY_CHECK

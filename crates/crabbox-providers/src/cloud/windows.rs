@@ -27,6 +27,16 @@ pub const AZURE_ADMIN_USER: &str = "crabadmin";
 /// Where the runner's work happens unless the config says otherwise.
 pub const DEFAULT_WORK_ROOT: &str = r"C:\crabbox";
 
+/// Where a Windows lease's commands run: the configured work root when it is a Windows path
+/// (it has a drive), else [`DEFAULT_WORK_ROOT`] (the configured one is the POSIX default).
+pub fn work_root(configured: &str) -> &str {
+    if configured.contains(':') {
+        configured
+    } else {
+        DEFAULT_WORK_ROOT
+    }
+}
+
 /// The name of the Custom Script Extension resource on the VM.
 pub const AZURE_EXTENSION_NAME: &str = "crabbox-bootstrap";
 

@@ -114,8 +114,7 @@ impl<'a> Leases<'a> {
 /// Refuses `command` on a Windows runner: the data plane (sync, launcher, archives) is POSIX
 /// shell, bash and rsync, which a native Windows runner does not have.
 pub fn posix_only(command: &str, record: &LeaseRecord) -> CliResult<()> {
-    let target = record.labels.get("target").map(String::as_str);
-    if target == Some(crabbox_core::machine::TargetOs::Windows.as_str()) {
+    if record.target() == Some(crabbox_core::machine::TargetOs::Windows) {
         let lease = format!("lease {}", record.lease_id);
         return Err(windows_refused(command, &lease).hint(format!(
             "reach it with `crabbox ssh --id {}` (OpenSSH; cmd.exe and PowerShell)",
